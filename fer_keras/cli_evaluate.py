@@ -1,0 +1,175 @@
+"""`python evaluate_model.py`: evaluate a trained model on a test split (see `--help`)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+from typing import Optional
+
+from fer_keras.errors import ConfigError, cli_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evaluate_model.py", description="Evaluate a trained model; writes "
+                                "metrics.json, metrics.md and predictions.csv.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--run", help="run directory (default: the newest under --runs-dir)")
+    src.add_argument("--model-path", help="a .keras file (its label preset is inferred from the output size)")
+    src.add_argument("--compare", nargs="+", metavar="RUN", help="evaluate several runs on the same data")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--data", help="evaluate on other data (default: the run's own)")
+    p.add_argument("--format", help="format of --data (default auto)")
+    p.add_argument("--split", default="test", choices=["test", "val", "train"],
+                   help="split to score (test falls back to val when the data has no test split)")
+    p.add_argument("--labels", help="label preset to score in (default: the run's); mapping is by class name")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap resamples for 95%% CIs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--skip-bad", action="store_true")
+    p.add_argument("--out", help="output folder (default: the run directory, or run/eval/<data-split-preset>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override data.* config keys")
+    return p
+
+
+def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: Optional[str] = None,
+             fmt: Optional[str] = None, split: str = "test", labels: Optional[str] = None, bootstrap: int = 0,
+             seed: int = 0, batch_size: int = 64, skip_bad: bool = False, out: Optional[str] = None,
+             overrides=()) -> tuple:
+    """Evaluates one model; returns (output folder, result dict). See the CLI help for the arguments."""
+    import json
+
+    import numpy as np
+
+    from fer_keras.config import Config, config_from_dict, parse_overrides, read_yaml
+    from fer_keras.data.pipeline import load_data
+    from fer_keras.errors import DataError, ModelError
+    from fer_keras.evaluation import compute_metrics, load_keras_model, map_probabilities, predict_table, write_outputs
+    from fer_keras.io_utils import slug
+    from fer_keras.labels import preset_classes
+
+    if run:
+        if not os.path.isfile(os.path.join(run, "config.yaml")):
+            raise ConfigError(f"{run}: not a run directory (no config.yaml)")
+        cfg = config_from_dict(read_yaml(os.path.join(run, "config.yaml")), source=os.path.join(run, "config.yaml"))
+        with open(os.path.join(run, "labels.json")) as f:
+            model_classes = json.load(f)["class_names"]
+        model_file = os.path.join(run, "model.keras")
+    else:
+        cfg, model_file = Config(), model_path
+    model = load_keras_model(model_file)
+    _, h, w, c = model.input_shape
+    try:
+        k = int(model.get_layer("expression").output.shape[-1])
+    except ValueError:
+        raise ModelError(f"{model_file}: not a fer_keras model (no 'expression' output)") from None
+    if not run:
+        if str(k) not in ("8", "7", "5", "4", "2"):
+            raise ModelError(f"{model_file}: expression output has {k} classes, not a known preset")
+        model_classes = preset_classes(str(k))
+        cfg.data.labels = str(k)
+    default_data = data is None and labels is None and not overrides
+    if data is not None:
+        cfg.data.path, cfg.data.format = data, fmt or "auto"
+        cfg.data.val_path = cfg.data.test_path = None
+    if labels is not None:
+        cfg.data.labels = labels
+    from fer_keras.config import _set  # noqa: the same validation as --set in training
+
+    for key, value in parse_overrides(overrides).items():
+        if not key.startswith("data."):
+            raise ConfigError(f"evaluate --set only takes data.* keys, got {key!r}")
+        _set(cfg, key, value)
+    from fer_keras.labels import check_preset
+
+    cfg.data.labels = check_preset(cfg.data.labels)
+    cfg.data.image_size, cfg.data.channels, cfg.data.skip_bad = int(h), int(c), skip_bad
+    bundle = load_data(cfg)
+    table, used_split, note = getattr(bundle, split), split, ""
+    if table is None and split == "test":
+        table, used_split = bundle.val, "val"
+        note = "The data has no test split; the validation split was scored."
+    if table is None or len(table) == 0:
+        raise DataError(f"{cfg.data.path or 'demo data'}: no {split} split to evaluate")
+    pred = predict_table(model, table, cfg, batch_size)
+    probs = map_probabilities(pred["expression"], model_classes, cfg.data.labels)
+    result = compute_metrics(table.expression, probs, table.va, pred["valence_arousal"], bundle.class_names,
+                             bootstrap, seed)
+    if list(model_classes) != bundle.class_names:
+        note += f" Model classes ({', '.join(model_classes)}) were mapped by name to the {cfg.data.labels}-class " \
+                "preset."
+    result["info"] = {"model": os.path.abspath(model_file), "run": run, "data": bundle.source,
+                      "format": bundle.format, "split": used_split, "preset": cfg.data.labels,
+                      "class_names": bundle.class_names, "model_class_names": list(model_classes),
+                      "skipped_bad": len(bundle.bad), "note": note.strip(),
+                      "evaluated_at": _dt.datetime.now().isoformat(timespec="seconds")}
+    if out is None:
+        base = run or os.path.dirname(os.path.abspath(model_file))
+        same = bool(run) and default_data and split == "test"  # the run's own default evaluation
+        out = base if same else os.path.join(base, "eval", slug(
+            f"{os.path.basename(os.path.normpath(cfg.data.path or 'demo'))}-{used_split}-{cfg.data.labels}"))
+    write_outputs(out, result, table.sources, table.expression, probs, table.va, pred["valence_arousal"],
+                  bundle.class_names)
+    return out, result
+
+
+def _print_result(out, result):
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # rich is a dependency, but keep evaluation usable without it
+        print(open(os.path.join(out, "metrics.md")).read())
+        return
+    e, va = result["expression"], result["valence_arousal"]
+    t = Table(title=f"{result['info']['split']} split, preset {result['info']['preset']}, {e['num_samples']} samples")
+    for col in ("metric", "value"):
+        t.add_column(col)
+    for k in ("accuracy", "uar", "macro_f1", "weighted_f1", "kappa", "top2_accuracy", "roc_auc_macro", "ap_macro"):
+        v = e[k]
+        t.add_row(k, "–" if v is None else f"{v:.4f}")
+    for name in ("valence", "arousal"):
+        if va.get(name):
+            t.add_row(f"{name} CCC / RMSE", f"{va[name]['ccc']:.4f} / {va[name]['rmse']:.4f}")
+    Console().print(t)
+    print(f"wrote {out}/metrics.json, metrics.md, predictions.csv")
+
+
+@cli_main
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    common = dict(data=a.data, fmt=a.format, split=a.split, labels=a.labels, bootstrap=a.bootstrap, seed=a.seed,
+                  batch_size=a.batch_size, skip_bad=a.skip_bad, overrides=a.set)
+    if a.compare:
+        from fer_keras.evaluation import comparison_table
+        from fer_keras.io_utils import atomic_write_text, new_run_dir
+
+        if len(a.compare) < 2:
+            raise ConfigError("--compare needs at least two runs")
+        rows = []
+        if a.data is None:  # same data for all: the first run's
+            from fer_keras.config import config_from_dict, read_yaml
+
+            first = config_from_dict(read_yaml(os.path.join(a.compare[0], "config.yaml")))
+            common["data"], common["fmt"] = first.data.path, first.data.format
+            common["labels"] = common["labels"] or first.data.labels
+        out = a.out or new_run_dir(a.runs_dir, None, "comparison")
+        for r in a.compare:
+            sub = os.path.join(out, os.path.basename(os.path.normpath(r)))
+            _, res = evaluate(run=r, out=sub, **common)
+            rows.append({"run": r, "result": res})
+        md, csv_text = comparison_table(rows)
+        atomic_write_text(os.path.join(out, "comparison.md"), md)
+        atomic_write_text(os.path.join(out, "comparison.csv"), csv_text)
+        print(md)
+        print(f"wrote {out}/comparison.md, comparison.csv")
+        return out
+    run = a.run
+    if not run and not a.model_path:
+        from fer_keras.io_utils import newest_run
+
+        run = newest_run(a.runs_dir)
+        if run is None:
+            raise ConfigError(f"no run found under {a.runs_dir}; pass --run or --model-path")
+    out, result = evaluate(run=run, model_path=a.model_path, out=a.out, **common)
+    _print_result(out, result)
+    return out

@@ -1,0 +1,63 @@
+"""`python train_model.py`: train a multi-task expression model (see `python train_model.py --help`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from fer_keras.errors import cli_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train_model.py",
+        description="Train a multi-task (expression + valence/arousal) model. With no --data it trains on the "
+                    "built-in synthetic demo dataset.")
+    p.add_argument("--config", help="YAML config (configs/*.yaml); defaults come from fer_keras/config.py")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set train.learning_rate=3e-4 (repeatable)")
+    p.add_argument("--model", help="VGG16 | ResNet50 | EfficientNetB0 | CustomCNN (case-insensitive)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--data", help="dataset path (folder, CSV, npy folder, FER2013 CSV, AffectNet folder/CSV)")
+    p.add_argument("--format", help="auto | folder | csv | npy | fer2013 | affectnet")
+    p.add_argument("--labels", help="label preset: 8 | 7 | 5 | 4 | 2")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--weights", help="imagenet | none | path to a local .h5/.weights.h5 backbone file")
+    p.add_argument("--freeze-backbone", action="store_true", default=None)
+    p.add_argument("--fine-tune-last", type=int, help="with --freeze-backbone: train the last N backbone layers")
+    p.add_argument("--xla", choices=["auto", "on", "off"])
+    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--deterministic", action="store_true", default=None)
+    p.add_argument("--skip-bad", action="store_true", default=None, help="skip bad samples and list them")
+    p.add_argument("--name", help="run name under runs/; an unfinished run of that name resumes")
+    p.add_argument("--runs-dir")
+    return p
+
+
+FLAG_KEYS = {
+    "model": "model.name", "epochs": "train.epochs", "batch_size": "data.batch_size", "data": "data.path",
+    "format": "data.format", "labels": "data.labels", "image_size": "data.image_size", "weights": "model.weights",
+    "freeze_backbone": "model.freeze_backbone", "fine_tune_last": "model.fine_tune_last", "xla": "train.xla",
+    "precision": "train.precision", "seed": "train.seed", "deterministic": "train.deterministic",
+    "skip_bad": "data.skip_bad", "name": "train.name", "runs_dir": "train.runs_dir",
+}
+
+
+@cli_main
+def main(argv=None) -> str:
+    args = build_parser().parse_args(argv)
+    from fer_keras.config import load_config
+
+    flags = {key: getattr(args, attr) for attr, key in FLAG_KEYS.items()}
+    cfg = load_config(args.config, args.set, flags)
+    from fer_keras.training import train
+
+    run_dir = train(cfg)
+    with open(os.path.join(run_dir, "runtime.json")) as f:
+        rt = json.load(f)
+    print(f"done: {run_dir} | best {rt['monitor']} = {rt['best']} | {rt['epochs_run']} epochs in "
+          f"{rt['train_seconds']} s | {rt['train_images_per_second'] or 0:.0f} img/s")
+    return run_dir

@@ -1,0 +1,325 @@
+"""Configuration: small dataclasses, YAML files in `configs/`, `--set key=value` overrides.
+
+Defaults live in the dataclasses; YAML files hold only differences; unknown keys are errors. The resolved config is
+written to every run directory as `config.yaml` and is what evaluate/visualize/export read back.
+
+Example:
+    >>> cfg = load_config("configs/fer2013.yaml", ["train.epochs=5", "model.name=ResNet50"])
+    >>> cfg.train.epochs
+    5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from fer_keras.errors import ConfigError
+
+CONFIG_VERSION = 1
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation, applied per batch inside `tf.data` (never at evaluation)."""
+
+    flip: bool = True
+    rotation: float = 10.0  # max degrees
+    zoom: float = 0.1  # max relative zoom in/out
+    translate: float = 0.1  # max shift, fraction of the image size
+    brightness: float = 0.2  # max delta, fraction of 255
+    contrast: float = 0.2  # max relative change
+    blur_prob: float = 0.0  # probability of a 3x3 Gaussian blur
+    equalize_prob: float = 0.0  # probability of global histogram equalization
+    clahe_prob: float = 0.0  # probability of CLAHE (OpenCV through numpy_function: slower)
+    low_light_prob: float = 0.0  # probability of gamma darkening
+    low_light_gamma: float = 2.5  # max gamma for darkening (1 = unchanged)
+    erasing_prob: float = 0.0  # probability of random erasing (cutout) of one rectangle
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how it is read, split, balanced and fed."""
+
+    path: Optional[str] = None  # None: the built-in synthetic demo dataset
+    format: str = "auto"  # auto | folder | csv | npy | fer2013 | affectnet
+    labels: str = "7"  # label preset: 8 | 7 | 5 | 4 | 2
+    class_names: Optional[List[str]] = None  # order of integer labels in csv/npy data (default: canonical order)
+    image_size: int = 48
+    channels: int = 3  # 1 (grayscale) or 3; images are converted on load
+    val_path: Optional[str] = None  # explicit validation data (same format)
+    test_path: Optional[str] = None
+    val_fraction: float = 0.1  # used only when the dataset has no split of its own
+    test_fraction: float = 0.1
+    split_seed: int = 1234
+    balance: str = "none"  # none | class_weights | oversample
+    class_weight_smoothing: float = 0.0  # 0 = inverse frequency; 1 = uniform
+    batch_size: int = 32
+    cache: str = "auto"  # auto | memory | none: auto caches decoded images that fit cache_budget_mb
+    cache_budget_mb: int = 2048
+    shuffle_buffer: int = 10000
+    validate_images: str = "auto"  # auto | full | header | none
+    skip_bad: bool = False  # skip bad samples (and list them) instead of failing
+    allow_outside_root: bool = False  # allow annotation paths that escape the data root
+    # CSV column names (generic CSV reader)
+    csv_path_col: str = "path"
+    csv_expression_col: str = "expression"
+    csv_valence_col: str = "valence"
+    csv_arousal_col: str = "arousal"
+    csv_split_col: str = "split"
+    image_root: Optional[str] = None  # where CSV/npy paths are relative to (default: the annotation's folder)
+    demo_per_class: int = 160  # demo dataset size per class
+    demo_size: int = 64
+
+
+@dataclass
+class ModelConfig:
+    """Which model and how its shared backbone and two heads are built."""
+
+    name: str = "CustomCNN"
+    weights: Optional[str] = "none"  # imagenet | none | path to .h5/.weights.h5 (keras.applications backbones)
+    dropout: float = 0.3
+    head_units: int = 256  # hidden units of each head (0 = linear heads on the pooled features)
+    freeze_backbone: bool = False
+    fine_tune_last: int = 0  # with freeze_backbone: unfreeze the last N backbone layers
+    # CustomCNN
+    widths: List[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    blocks: List[int] = field(default_factory=lambda: [1, 1, 2, 1])
+    attention: str = "cbam"  # cbam | se | none
+    dilations: List[int] = field(default_factory=lambda: [1, 2])
+    # Temporal models (clips)
+    frames: int = 16
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, losses, callbacks and runtime choices."""
+
+    epochs: int = 30
+    optimizer: str = "adamw"  # sgd | adam | adamw
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "cosine"  # cosine | plateau | step | constant
+    warmup_epochs: int = 1
+    step_every: int = 10  # step decay: epochs between decays
+    step_factor: float = 0.1
+    plateau_patience: int = 3
+    plateau_factor: float = 0.5
+    min_learning_rate: float = 1e-6
+    label_smoothing: float = 0.0
+    va_loss: str = "mse"  # mse | ccc | both
+    expression_loss_weight: float = 1.0
+    va_loss_weight: float = 1.0
+    monitor: str = "val_expression_uar"
+    monitor_mode: str = "max"
+    early_stopping_patience: int = 0  # 0 = off
+    seed: int = 42
+    deterministic: bool = False
+    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
+    xla: str = "auto"  # auto | on | off: auto = on with a GPU, off on CPU (XLA is slower on CPU)
+    strategy: str = "default"  # default | mirrored | multiworker
+    tensorboard: bool = True
+    steps_per_epoch: Optional[int] = None  # None = one pass over the data
+    runs_dir: str = "runs"
+    name: Optional[str] = None  # run name; default <model>-<data>-<time>
+    verbose: int = 2
+
+
+@dataclass
+class Config:
+    """The whole configuration of a run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    task: str = "expression"  # expression | detection
+    version: int = CONFIG_VERSION
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_CHOICES = {
+    "data.format": ("auto", "folder", "csv", "npy", "fer2013", "affectnet", "dfew", "clips"),
+    "data.balance": ("none", "class_weights", "oversample"),
+    "data.cache": ("auto", "memory", "none"),
+    "data.validate_images": ("auto", "full", "header", "none"),
+    "data.channels": (1, 3),
+    "model.attention": ("cbam", "se", "none"),
+    "train.optimizer": ("sgd", "adam", "adamw"),
+    "train.schedule": ("cosine", "plateau", "step", "constant"),
+    "train.va_loss": ("mse", "ccc", "both"),
+    "train.monitor_mode": ("max", "min"),
+    "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+    "train.xla": ("auto", "on", "off"),
+    "train.strategy": ("default", "mirrored", "multiworker"),
+    "task": ("expression", "detection"),
+}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Converts a YAML/CLI value to the dataclass field type `tp`, or raises a ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "~")):
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(value, inner, key)
+    if origin in (list, List):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], key) for v in value]
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "yes", "1", "on"):
+                return True
+            if str(value).lower() in ("false", "no", "0", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if tp is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key}: cannot use {value!r} as {getattr(tp, '__name__', tp)}") from None
+    return value
+
+
+def _set(cfg: Config, key: str, value: Any) -> None:
+    parts = key.split(".")
+    obj = cfg
+    for i, part in enumerate(parts):
+        names = {f.name: f for f in dataclasses.fields(obj)}
+        if part not in names:
+            prefix = ".".join(parts[:i])
+            valid = ", ".join(sorted((prefix + "." if prefix else "") + n for n in names))
+            raise ConfigError(f"unknown config key {key!r}; valid keys here: {valid}")
+        f = names[part]
+        if i == len(parts) - 1:
+            if dataclasses.is_dataclass(f.type) or (isinstance(f.type, type) and dataclasses.is_dataclass(f.type)):
+                raise ConfigError(f"config key {key!r} is a section; set one of its keys")
+            hints = typing.get_type_hints(type(obj))
+            coerced = _coerce(value, hints[part], key)
+            if key in _CHOICES and coerced not in _CHOICES[key]:
+                raise ConfigError(f"config key {key}: {coerced!r} is not one of {list(_CHOICES[key])}")
+            setattr(obj, part, coerced)
+        else:
+            obj = getattr(obj, part)
+            if not dataclasses.is_dataclass(obj):
+                raise ConfigError(f"config key {key!r}: {'.'.join(parts[:i + 1])} is not a section")
+
+
+def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key.count(".") == 0 and key in ("data", "augment", "model", "train"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def apply_dict(cfg: Config, d: Dict[str, Any], source: str = "config") -> Config:
+    """Applies a nested dict (as read from YAML) to `cfg`; unknown keys raise a ConfigError naming `source`."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(d).__name__}")
+    for key, value in _flatten(d).items():
+        try:
+            _set(cfg, key, value)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+    return cfg
+
+
+def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
+    """Parses `key=value` strings; values are YAML scalars (so `true`, `3`, `1e-3`, `[1,2]` work)."""
+    out = {}
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def read_yaml(path: str) -> Dict[str, Any]:
+    """Reads a YAML mapping; errors name the file."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return data or {}
+
+
+def load_config(path: Optional[str] = None, overrides: Sequence[str] = (), flags: Optional[Dict[str, Any]] = None
+                ) -> Config:
+    """Builds the resolved config: dataclass defaults ← YAML file ← `--set` overrides ← explicit CLI flags.
+
+    Args:
+        path: optional YAML file holding only the differences from the defaults.
+        overrides: `key=value` strings (`--set`).
+        flags: already-typed `{dotted.key: value}` from dedicated CLI flags; None values are ignored.
+
+    Returns:
+        The validated `Config`.
+    """
+    cfg = Config()
+    if path:
+        data = read_yaml(path)
+        version = data.pop("version", CONFIG_VERSION) if isinstance(data, dict) else CONFIG_VERSION
+        if version != CONFIG_VERSION:
+            raise ConfigError(f"{path}: config version {version} is not supported (this fer_keras reads {CONFIG_VERSION})")
+        apply_dict(cfg, data, source=path)
+    for key, value in parse_overrides(overrides).items():
+        _set(cfg, key, value)
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _set(cfg, key, value)
+    from fer_keras.labels import check_preset
+
+    cfg.data.labels = check_preset(cfg.data.labels)
+    return cfg
+
+
+def config_from_dict(d: Dict[str, Any], source: str = "config") -> Config:
+    """Rebuilds a Config from `to_dict()` output (e.g. a run's config.yaml)."""
+    d = dict(d)
+    version = d.pop("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise ConfigError(f"{source}: config version {version} is not supported (this fer_keras reads {CONFIG_VERSION})")
+    return apply_dict(Config(), d, source=source)
+
+
+def save_config(cfg: Config, path: str) -> None:
+    """Writes the resolved config as YAML (atomically)."""
+    from fer_keras.io_utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,136 @@
+"""Batch-level image augmentation for `tf.data` (and usable eagerly).
+
+Geometric and photometric transforms use Keras preprocessing layers (they run inside `tf.data` on the TensorFlow
+backend); blur, histogram equalization, CLAHE, low-light gamma and random erasing are small TF functions here.
+All functions take and return float32 batches in 0..255 of shape (B, H, W, C).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _per_sample_mask(batch: tf.Tensor, prob: float, seed) -> tf.Tensor:
+    b = tf.shape(batch)[0]
+    u = tf.random.stateless_uniform([b], seed=seed) if seed is not None else tf.random.uniform([b])
+    return tf.reshape(u < prob, [-1, 1, 1, 1])
+
+
+def gaussian_blur(images: tf.Tensor, sigma: float = 0.8) -> tf.Tensor:
+    """3x3 Gaussian blur of every image (depthwise conv, edges replicated)."""
+    k = np.exp(-(np.arange(3) - 1) ** 2 / (2 * sigma ** 2))
+    k2 = np.outer(k, k) / np.outer(k, k).sum()
+    c = images.shape[-1]
+    kernel = tf.constant(np.tile(k2[:, :, None, None], (1, 1, c, 1)), tf.float32)
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    return tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
+
+
+def equalize(images: tf.Tensor) -> tf.Tensor:
+    """Global histogram equalization per image and channel (values 0..255, float32 in and out)."""
+
+    def eq_channel(ch):  # ch: (H, W) float32
+        v = tf.cast(tf.clip_by_value(tf.round(ch), 0, 255), tf.int32)
+        hist = tf.math.bincount(tf.reshape(v, [-1]), minlength=256, maxlength=256)
+        cdf = tf.cast(tf.cumsum(hist), tf.float32)
+        cdf_min = tf.reduce_min(tf.boolean_mask(cdf, cdf > 0))
+        total = cdf[-1]
+        lut = tf.where(total > cdf_min, (cdf - cdf_min) / tf.maximum(total - cdf_min, 1.0) * 255.0,
+                       tf.range(256, dtype=tf.float32))
+        return tf.gather(lut, v)
+
+    def eq_image(img):  # (H, W, C)
+        chans = tf.unstack(img, axis=-1, num=img.shape[-1])
+        return tf.stack([eq_channel(c) for c in chans], axis=-1)
+
+    return tf.map_fn(eq_image, images, fn_output_signature=tf.float32)
+
+
+def clahe(images: tf.Tensor, clip_limit: float = 2.0, tiles: int = 4) -> tf.Tensor:
+    """CLAHE through OpenCV (numpy_function): contrast-limited adaptive equalization per image and channel."""
+
+    def _np(batch):
+        op = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(tiles, tiles))
+        out = np.empty_like(batch)
+        u8 = np.clip(batch, 0, 255).astype(np.uint8)
+        for i in range(batch.shape[0]):
+            for c in range(batch.shape[-1]):
+                out[i, :, :, c] = op.apply(u8[i, :, :, c])
+        return out
+
+    out = tf.numpy_function(_np, [images], tf.float32)
+    return tf.ensure_shape(out, images.shape)
+
+
+def low_light(images: tf.Tensor, max_gamma: float, seed=None) -> tf.Tensor:
+    """Darkens each image with a random gamma in [1, max_gamma] (out = 255 * (x/255) ** gamma)."""
+    b = tf.shape(images)[0]
+    u = tf.random.stateless_uniform([b, 1, 1, 1], seed=seed) if seed is not None else tf.random.uniform([b, 1, 1, 1])
+    gamma = 1.0 + u * (max_gamma - 1.0)
+    return 255.0 * tf.pow(tf.clip_by_value(images / 255.0, 0.0, 1.0), gamma)
+
+
+def random_erasing(images: tf.Tensor, seed=None, max_frac: float = 0.33) -> tf.Tensor:
+    """Fills one random rectangle per image (side up to `max_frac` of the image) with its mean value."""
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    r = tf.random.stateless_uniform([b, 4], seed=seed) if seed is not None else tf.random.uniform([b, 4])
+    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+    eh, ew = r[:, 0] * max_frac * hf + 1, r[:, 1] * max_frac * wf + 1
+    y0, x0 = r[:, 2] * (hf - eh), r[:, 3] * (wf - ew)
+    ys = tf.cast(tf.range(h), tf.float32)[None, :, None]
+    xs = tf.cast(tf.range(w), tf.float32)[None, None, :]
+    inside = ((ys >= y0[:, None, None]) & (ys < (y0 + eh)[:, None, None]) &
+              (xs >= x0[:, None, None]) & (xs < (x0 + ew)[:, None, None]))[..., None]
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    return tf.where(inside, mean, images)
+
+
+def build_augmenter(aug, seed: int = 0) -> Optional[Callable[[tf.Tensor], tf.Tensor]]:
+    """Returns `f(batch) -> batch` implementing `AugmentConfig`, or None when everything is off.
+
+    Keras layers draw from their own seeded generators; the custom ops draw from a seeded stateless stream whose
+    counter advances per call, so runs with the same seed see the same augmentations.
+    """
+    layers = []
+    if aug.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if aug.rotation > 0:
+        layers.append(keras.layers.RandomRotation(aug.rotation / 360.0, fill_mode="reflect", seed=seed + 1))
+    if aug.zoom > 0:
+        layers.append(keras.layers.RandomZoom(aug.zoom, fill_mode="reflect", seed=seed + 2))
+    if aug.translate > 0:
+        layers.append(keras.layers.RandomTranslation(aug.translate, aug.translate, fill_mode="reflect",
+                                                     seed=seed + 3))
+    if aug.brightness > 0:
+        layers.append(keras.layers.RandomBrightness(aug.brightness, value_range=(0, 255), seed=seed + 4))
+    if aug.contrast > 0:
+        layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(0, 255), seed=seed + 5))
+    customs = [(aug.blur_prob, lambda x, s: gaussian_blur(x)), (aug.equalize_prob, lambda x, s: equalize(x)),
+               (aug.clahe_prob, lambda x, s: clahe(x)),
+               (aug.low_light_prob, lambda x, s: low_light(x, aug.low_light_gamma, s)),
+               (aug.erasing_prob, lambda x, s: random_erasing(x, s))]
+    customs = [(p, f) for p, f in customs if p > 0]
+    if not layers and not customs:
+        return None
+    counter = tf.Variable(0, dtype=tf.int64, trainable=False)
+    pipeline = keras.Sequential(layers) if layers else None
+
+    def augment(batch: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(batch, tf.float32)
+        if pipeline is not None:
+            x = pipeline(x, training=True)
+        if customs:
+            step = counter.assign_add(1)
+            for i, (p, f) in enumerate(customs):
+                s_apply = tf.stack([tf.constant(seed + 100 + i, tf.int64), step])
+                s_op = tf.stack([tf.constant(seed + 200 + i, tf.int64), step])
+                x = tf.where(_per_sample_mask(x, p, s_apply), f(x, s_op), x)
+        return tf.clip_by_value(x, 0.0, 255.0)
+
+    return augment

@@ -1,0 +1,370 @@
+"""From a dataset on disk to `tf.data` pipelines with the targets the models expect.
+
+Every element is `(image, {"expression": int32, "valence_arousal": float32[2]})`, images uint8 0-255 at the
+configured size and channel count (augmented batches become float32). VA is NaN where the dataset has no label: the
+losses and metrics mask those samples, so FER2013-style data trains the expression head only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from fer_keras.data.augment import build_augmenter
+from fer_keras.data.readers import BadLog, RawTable, read_table
+from fer_keras.errors import DataError
+from fer_keras.labels import map_name, preset_classes
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclass
+class SampleTable:
+    """Samples of one split with labels mapped to the active preset."""
+
+    sources: List[str]
+    expression: np.ndarray  # int32 index into class_names
+    valence: np.ndarray  # float32, NaN = missing
+    arousal: np.ndarray
+    images: Optional[np.ndarray] = None  # (N,S,S,C) uint8 at the configured size, when in memory
+    boxes: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.expression)
+
+    @property
+    def va(self) -> np.ndarray:
+        return np.stack([self.valence, self.arousal], axis=1).astype(np.float32)
+
+    def subset(self, idx) -> "SampleTable":
+        idx = np.asarray(idx, dtype=np.int64)
+        return SampleTable([self.sources[i] for i in idx], self.expression[idx], self.valence[idx],
+                           self.arousal[idx], None if self.images is None else self.images[idx],
+                           None if self.boxes is None else self.boxes[idx])
+
+    def class_counts(self, num_classes: int) -> List[int]:
+        return np.bincount(self.expression, minlength=num_classes).astype(int).tolist()
+
+
+@dataclass
+class DataBundle:
+    """The splits of one dataset plus what a run directory records about them."""
+
+    train: Optional[SampleTable]
+    val: Optional[SampleTable]
+    test: Optional[SampleTable]
+    class_names: List[str]
+    bad: BadLog = field(default_factory=BadLog)
+    dropped: Dict[str, int] = field(default_factory=dict)
+    source: str = ""
+    format: str = ""
+
+    def summary(self) -> dict:
+        k = len(self.class_names)
+        splits = {}
+        for name in ("train", "val", "test"):
+            t = getattr(self, name)
+            if t is not None:
+                splits[name] = {
+                    "samples": len(t),
+                    "class_counts": dict(zip(self.class_names, t.class_counts(k))),
+                    "with_valence_arousal": int(np.sum(np.isfinite(t.valence) & np.isfinite(t.arousal))),
+                }
+        return {"source": self.source, "format": self.format, "class_names": self.class_names, "splits": splits,
+                "dropped": self.dropped, "skipped_bad": len(self.bad),
+                "skipped_examples": [f"{w}: {why}" for w, why in self.bad.items[:20]]}
+
+
+# === Label mapping and splits ===
+
+def to_preset(raw: RawTable, preset: str, dropped: Dict[str, int]) -> SampleTable:
+    """Maps canonical names to preset indices; samples the preset drops (e.g. contempt for 7) are counted."""
+    cache: Dict[str, Optional[int]] = {}
+    keep, expr = [], []
+    for i, n in enumerate(raw.names):
+        if n not in cache:
+            cache[n] = map_name(n, preset)
+        j = cache[n]
+        if j is None:
+            key = f"class '{n}' not in the {preset}-class preset"
+            dropped[key] = dropped.get(key, 0) + 1
+            continue
+        keep.append(i), expr.append(j)
+    sub = raw.subset(keep)
+    return SampleTable(sub.sources, np.array(expr, np.int32), sub.valence.astype(np.float32),
+                       sub.arousal.astype(np.float32), sub.images, sub.boxes)
+
+
+def stratified_split(labels: np.ndarray, fractions: List[float], seed: int) -> List[np.ndarray]:
+    """Splits indices into len(fractions)+1 parts, stratified by label, deterministic for a seed.
+
+    Each class is shuffled and cut at the cumulative fractions, so every part keeps the class proportions (classes
+    too small for a part simply contribute nothing to it).
+    """
+    rng = np.random.default_rng(seed)
+    parts: List[List[int]] = [[] for _ in range(len(fractions) + 1)]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.where(labels == c)[0])
+        n = len(idx)
+        cuts = [int(round(n * f)) for f in np.cumsum(fractions)]
+        bounds = [0] + cuts + [n]
+        # parts[0] is the remainder (train): take the held-out parts from the front of each class.
+        held = [idx[bounds[i]:bounds[i + 1]] for i in range(len(fractions))]
+        parts[0].extend(idx[bounds[len(fractions)]:].tolist())
+        for i, h in enumerate(held):
+            parts[i + 1].extend(h.tolist())
+    return [np.sort(np.array(p, np.int64)) for p in parts]
+
+
+# === Images ===
+
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a")
+
+
+def check_header(path: str) -> Optional[str]:
+    """Cheap check: the file exists, is not empty and starts like a JPEG/PNG/BMP/GIF. Returns the problem or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        return f"cannot open ({e.strerror})"
+    if not head:
+        return "empty file (0 bytes)"
+    if not any(head.startswith(m) for m in _MAGIC):
+        return "not a JPEG/PNG/BMP/GIF image"
+    return None
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([4], tf.float32),
+                              tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)], reduce_retracing=True)
+def decode_resize(data, box, size, channels):
+    """Decodes JPEG/PNG/BMP/GIF bytes, crops `box` (x,y,w,h; NaN = none), resizes to size x size; uint8 out.
+
+    Grayscale, RGB and RGBA inputs all decode to RGB first; channels=1 then converts to luminance.
+    """
+    img = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    h, w = tf.shape(img)[0], tf.shape(img)[1]
+    if not tf.reduce_any(tf.math.is_nan(box)):
+        x0 = tf.clip_by_value(tf.cast(box[0], tf.int32), 0, w - 1)
+        y0 = tf.clip_by_value(tf.cast(box[1], tf.int32), 0, h - 1)
+        x1 = tf.clip_by_value(tf.cast(box[0] + box[2], tf.int32), x0 + 1, w)
+        y1 = tf.clip_by_value(tf.cast(box[1] + box[3], tf.int32), y0 + 1, h)
+        img = img[y0:y1, x0:x1]
+    out = tf.image.resize(tf.cast(img, tf.float32), [size, size], method="area", antialias=True)
+    if channels == 1:
+        out = tf.image.rgb_to_grayscale(out)
+    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+
+
+def resize_array(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """Resizes/convert an in-memory uint8 batch (N,H,W,C) to (N,size,size,channels) with OpenCV."""
+    n, h, w, c = images.shape
+    if c == 1 and channels == 3:
+        images = np.repeat(images, 3, axis=-1)
+    elif c == 3 and channels == 1:
+        images = (images.astype(np.float32) @ np.array([0.2989, 0.587, 0.114], np.float32))[..., None]
+        images = np.clip(np.round(images), 0, 255).astype(np.uint8)
+    if (h, w) == (size, size):
+        return np.ascontiguousarray(images)
+    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+    out = np.stack([cv2.resize(im, (size, size), interpolation=interp) for im in images])
+    return out.reshape(n, size, size, channels)
+
+
+def _validation_mode(table: SampleTable, mode: str) -> str:
+    if mode != "auto":
+        return mode
+    total = sum(os.path.getsize(p) for p in table.sources if os.path.isfile(p))
+    return "full" if total < (1 << 30) else "header"
+
+
+def load_images(table: SampleTable, cfg, log: BadLog) -> SampleTable:
+    """Validates image files and, where the decoded split fits `cache_budget_mb`, decodes it into memory.
+
+    `validate_images`: `full` decodes every file (what passes here decodes identically inside tf.data, since both
+    use `decode_resize`), `header` only checks the file signature (for data too large to decode up front),
+    `none` trusts the files. Bad files raise a DataError naming the file, or are skipped with `skip_bad`.
+    """
+    if table.images is not None:
+        table.images = resize_array(table.images, cfg.image_size, cfg.channels)
+        return table
+    mode = _validation_mode(table, cfg.validate_images)
+    nbytes = len(table) * cfg.image_size ** 2 * cfg.channels
+    keep_in_memory = cfg.cache in ("auto", "memory") and (cfg.cache == "memory" or nbytes <= cfg.cache_budget_mb << 20)
+    ok = np.ones(len(table), bool)
+    decoded: List[Optional[np.ndarray]] = [None] * len(table)
+    if mode == "header":
+        for i, p in enumerate(table.sources):
+            problem = check_header(p)
+            if problem:
+                log.bad(p, problem)
+                ok[i] = False
+    elif mode == "full":
+        boxes = table.boxes if table.boxes is not None else np.full((len(table), 4), np.nan, np.float32)
+
+        def work(i):
+            p = table.sources[i]
+            problem = check_header(p)
+            if problem:
+                return i, None, problem
+            try:
+                with open(p, "rb") as f:
+                    data = f.read()
+                img = decode_resize(tf.constant(data), tf.constant(boxes[i]), tf.constant(cfg.image_size),
+                                    tf.constant(cfg.channels)).numpy()
+                return i, img, None
+            except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.OutOfRangeError):
+                return i, None, "cannot decode image (corrupt, truncated or unsupported)"
+
+        with ThreadPoolExecutor(max_workers=4) as ex:
+            for i, img, problem in ex.map(work, range(len(table))):
+                if problem:
+                    log.bad(table.sources[i], problem)
+                    ok[i] = False
+                elif keep_in_memory:
+                    decoded[i] = img
+    if not ok.all():
+        idx = np.where(ok)[0]
+        table = table.subset(idx)
+        decoded = [decoded[i] for i in idx]
+    if mode == "full" and keep_in_memory and len(table):
+        table.images = np.stack(decoded)
+    return table
+
+
+# === Loading a dataset ===
+
+def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
+    """Reads, maps, splits and validates the dataset described by `cfg.data` (a `DataConfig`).
+
+    Splits: the dataset's own train/val/test when it has them (folders, Usage column, AffectNet CSVs), explicit
+    `val_path`/`test_path` when given, otherwise a stratified split with `val_fraction`/`test_fraction`.
+    """
+    d = cfg.data if hasattr(cfg, "data") else cfg
+    log = log or BadLog(skip=d.skip_bad)
+    path, fmt = d.path, d.format
+    if path is None:
+        from fer_keras.data.demo import default_demo_path
+
+        path, fmt = default_demo_path(d.demo_per_class, d.demo_size), "csv"
+    from fer_keras.data.readers import detect_format
+
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    raw = read_table(path, fmt, d, log)
+    dropped = dict(raw.dropped)
+    classes = preset_classes(d.labels)
+    table = to_preset(raw, d.labels, dropped)
+    splits: Dict[str, Optional[SampleTable]] = {"train": None, "val": None, "test": None}
+    if raw.splits is not None:
+        kept_splits = [raw.splits[i] for i, n in enumerate(raw.names) if map_name(n, d.labels) is not None]
+        arr = np.array(kept_splits)
+        for s in splits:
+            idx = np.where(arr == s)[0]
+            if len(idx):
+                splits[s] = table.subset(idx)
+        unassigned = np.where(arr == "")[0]
+        if len(unassigned):
+            dropped["samples without a split"] = int(len(unassigned))
+    else:
+        splits["train"] = table
+    for s, p in (("val", d.val_path), ("test", d.test_path)):
+        if p:
+            r = read_table(p, "auto" if d.format == "auto" else fmt, d, log)
+            for k, v in r.dropped.items():
+                dropped[f"{s}: {k}"] = v
+            splits[s] = to_preset(r, d.labels, dropped)
+    if splits["train"] is None or len(splits["train"]) == 0:
+        raise DataError(f"{path}: no training samples after reading and label mapping "
+                        f"(preset {d.labels}: {', '.join(classes)})")
+    need_val, need_test = splits["val"] is None, splits["test"] is None and raw.splits is None
+    fracs = [d.val_fraction if need_val else 0.0, d.test_fraction if need_test else 0.0]
+    if any(f > 0 for f in fracs):
+        tr, va, te = stratified_split(splits["train"].expression, fracs, d.split_seed)
+        base = splits["train"]
+        splits["train"] = base.subset(tr)
+        if need_val and len(va):
+            splits["val"] = base.subset(va)
+        if need_test and len(te):
+            splits["test"] = base.subset(te)
+    for s in splits:
+        if splits[s] is not None:
+            splits[s] = load_images(splits[s], d, log)
+    if len(splits["train"]) == 0:
+        raise DataError(f"{path}: every training sample was bad or dropped")
+    return DataBundle(splits["train"], splits["val"], splits["test"], classes, log, dropped, path, fmt)
+
+
+# === tf.data ===
+
+def class_weights(counts: List[int], smoothing: float = 0.0) -> np.ndarray:
+    """Inverse-frequency class weights, `(N / (K n_c)) ** (1 - smoothing)`, normalized to a sample mean of 1.
+
+    smoothing=0 is plain inverse frequency, smoothing=1 is uniform; absent classes get weight 0.
+    """
+    c = np.asarray(counts, np.float64)
+    k = max(1, int((c > 0).sum()))
+    w = np.where(c > 0, (c.sum() / (k * np.maximum(c, 1))) ** (1.0 - smoothing), 0.0)
+    mean = (w * c).sum() / max(c.sum(), 1)
+    return (w / mean if mean > 0 else w).astype(np.float32)
+
+
+def _base_dataset(table: SampleTable, size: int, channels: int) -> tf.data.Dataset:
+    targets = {"expression": table.expression.astype(np.int32), "valence_arousal": table.va}
+    if table.images is not None:
+        return tf.data.Dataset.from_tensor_slices((table.images, targets))
+    boxes = table.boxes if table.boxes is not None else np.full((len(table), 4), np.nan, np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((np.array(table.sources), boxes.astype(np.float32), targets))
+
+    def load(path, box, y):
+        img = decode_resize(tf.io.read_file(path), box, tf.constant(size), tf.constant(channels))
+        return tf.ensure_shape(img, [size, size, channels]), y
+
+    return ds.map(load, num_parallel_calls=AUTOTUNE)
+
+
+def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[int] = None, seed: int = 0,
+                 deterministic: bool = False) -> tf.data.Dataset:
+    """Builds the batched `tf.data.Dataset` of one split.
+
+    Args:
+        table: the split (images in memory or file paths).
+        cfg: the full `Config` (uses `cfg.data` and `cfg.augment`).
+        training: shuffle, oversample (if configured) and augment.
+        batch_size: defaults to `cfg.data.batch_size`.
+        seed: shuffling/augmentation seed.
+        deterministic: keep element order deterministic in parallel maps.
+
+    Returns:
+        Dataset of `(images, {"expression", "valence_arousal"})`; training images are float32 after augmentation,
+        evaluation images stay uint8 (the model casts).
+    """
+    d = cfg.data
+    bs = batch_size or d.batch_size
+    ds = _base_dataset(table, d.image_size, d.channels)
+    if table.images is None and d.cache == "memory":
+        ds = ds.cache()
+    if training:
+        if d.balance == "oversample":
+            k = int(table.expression.max()) + 1 if len(table) else 1
+            present = [c for c in range(k) if np.any(table.expression == c)]
+            per_class = [ds.filter(lambda x, y, c=c: tf.equal(y["expression"], c)).repeat() for c in present]
+            ds = tf.data.Dataset.sample_from_datasets(per_class, weights=[1.0 / len(present)] * len(present),
+                                                      seed=seed).take(len(table))
+        ds = ds.shuffle(min(d.shuffle_buffer, max(len(table), 1)), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(bs, drop_remainder=False)
+    if training:
+        aug = build_augmenter(cfg.augment, seed)
+        if aug is not None:
+            ds = ds.map(lambda x, y: (aug(x), y), num_parallel_calls=1 if deterministic else AUTOTUNE,
+                        deterministic=deterministic or None)
+    opts = tf.data.Options()
+    opts.deterministic = bool(deterministic) or not training
+    ds = ds.with_options(opts)
+    return ds.prefetch(AUTOTUNE)

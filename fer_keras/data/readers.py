@@ -1,0 +1,503 @@
+"""Dataset readers. Each returns a `RawTable`: image sources, expression names, valence, arousal (NaN = missing),
+optional face boxes and the dataset's own split per sample.
+
+Readers validate annotations as they read (label range, VA range and finiteness, missing columns, length
+mismatches, paths escaping the data root) and raise a one-line `DataError` naming the file and row, or, with
+`skip_bad`, skip the sample and record why in `BadLog`.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from fer_keras.errors import DataError
+from fer_keras.labels import AFFECTNET_ORDER, CANONICAL, FER2013_ORDER, class_names_from_order, normalize_name
+from fer_keras.registry import Registry
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val", "publictest": "val", "dev": "val",
+    "test": "test", "privatetest": "test", "testing": "test",
+}
+
+READERS: Registry = Registry("data format", DataError)
+
+
+@dataclass
+class BadLog:
+    """Collects skipped samples (with `skip_bad`) or raises at the first one."""
+
+    skip: bool = False
+    items: List[tuple] = field(default_factory=list)
+
+    def bad(self, where: str, why: str) -> None:
+        if not self.skip:
+            raise DataError(f"{where}: {why} (use --skip-bad to skip such samples)")
+        self.items.append((where, why))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass
+class RawTable:
+    """What every reader returns, before labels are mapped to a preset."""
+
+    sources: List[str]  # file paths, or 'file:row' identifiers for in-memory images
+    names: List[str]  # canonical (or preset-level, e.g. 'positive') expression name per sample
+    valence: np.ndarray  # float32, NaN = missing
+    arousal: np.ndarray
+    images: Optional[np.ndarray] = None  # (N,H,W,C) uint8 when the data is in memory (npy, FER2013 CSV)
+    boxes: Optional[np.ndarray] = None  # (N,4) float32 x,y,w,h face boxes, NaN = whole image
+    splits: Optional[List[str]] = None  # 'train'/'val'/'test' per sample, or None: no own split
+    dropped: Dict[str, int] = field(default_factory=dict)  # why -> count (e.g. AffectNet labels 8-10)
+    origin: str = ""
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, idx) -> "RawTable":
+        idx = np.asarray(idx, dtype=np.int64)
+        return RawTable(
+            sources=[self.sources[i] for i in idx], names=[self.names[i] for i in idx],
+            valence=self.valence[idx], arousal=self.arousal[idx],
+            images=None if self.images is None else self.images[idx],
+            boxes=None if self.boxes is None else self.boxes[idx],
+            splits=None if self.splits is None else [self.splits[i] for i in idx],
+            dropped=dict(self.dropped), origin=self.origin)
+
+
+def _split_name(name: str) -> Optional[str]:
+    return SPLIT_ALIASES.get(name.strip().lower().replace("_", "").replace("-", ""))
+
+
+def parse_va(raw, where: str, log: BadLog, missing_values=("",)) -> Optional[float]:
+    """Parses one valence/arousal cell: empty = missing (NaN); non-numeric, NaN/inf or |v| > 1 is bad input.
+
+    Returns the value, NaN for missing, or None when the sample is bad and skipped.
+    """
+    if raw is None:
+        return math.nan
+    s = str(raw).strip()
+    if s in missing_values:
+        return math.nan
+    try:
+        v = float(s)
+    except ValueError:
+        log.bad(where, f"valence/arousal {s!r} is not a number")
+        return None
+    if not math.isfinite(v):
+        log.bad(where, f"valence/arousal {s!r} is not finite (leave the cell empty for 'missing')")
+        return None
+    if abs(v) > 1.0 + 1e-6:
+        log.bad(where, f"valence/arousal {v} is outside [-1, 1]")
+        return None
+    return v
+
+
+def parse_label(raw, order: Sequence[str], where: str, log: BadLog) -> Optional[str]:
+    """Turns an integer label (index into `order`) or a class name into a canonical name; None if bad+skipped."""
+    s = str(raw).strip()
+    if s == "":
+        log.bad(where, "expression label is empty")
+        return None
+    try:
+        f = float(s)
+    except ValueError:
+        name = normalize_name(s)
+        if name is None:
+            log.bad(where, f"expression label {s!r} is neither an integer nor a known class name")
+        return name
+    if not f.is_integer():
+        log.bad(where, f"expression label {s!r} is not an integer")
+        return None
+    i = int(f)
+    if not 0 <= i < len(order):
+        log.bad(where, f"expression label {i} is out of range 0..{len(order) - 1} ({', '.join(order)})")
+        return None
+    return order[i]
+
+
+def resolve_path(root: str, rel: str, where: str, allow_outside: bool, log: BadLog) -> Optional[str]:
+    """Joins an annotation path to `root` and refuses paths that escape it (unless allowed)."""
+    rel = str(rel).strip()
+    if not rel:
+        log.bad(where, "image path is empty")
+        return None
+    path = os.path.normpath(rel if os.path.isabs(rel) else os.path.join(root, rel))
+    if not allow_outside:
+        root_abs = os.path.realpath(root)
+        if os.path.commonpath([root_abs, os.path.realpath(path)]) != root_abs:
+            log.bad(where, f"image path {rel!r} escapes the data root {root} (set data.allow_outside_root=true "
+                           "to allow)")
+            return None
+    return path
+
+
+def _order_from_cfg(cfg, default: Sequence[str]) -> List[str]:
+    return class_names_from_order(cfg.class_names) if cfg.class_names else list(default)
+
+
+# === Readers ===
+
+def _list_class_folders(root: str, log: BadLog, dropped: Dict[str, int]):
+    """Yields (path, canonical name) for `<root>/<class>/*` images."""
+    entries = sorted(e for e in os.listdir(root) if os.path.isdir(os.path.join(root, e)))
+    if not entries:
+        raise DataError(f"{root}: no class folders found (expected <root>/<class>/*.jpg)")
+    for cls in entries:
+        if cls.startswith("."):
+            continue
+        name = normalize_name(cls)
+        folder = os.path.join(root, cls)
+        if name is None:
+            log.bad(folder, f"unknown class folder {cls!r}; known names: {', '.join(sorted(set(CANONICAL)))} "
+                            "(and aliases such as angry, happiness, positive)")
+            continue
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))
+        if not files:
+            log.bad(folder, "class folder has no images")
+            continue
+        skipped = [f for f in os.listdir(folder) if not f.lower().endswith(IMAGE_EXTS) and not f.startswith(".")]
+        if skipped:
+            dropped["non-image files ignored"] = dropped.get("non-image files ignored", 0) + len(skipped)
+        for f in files:
+            yield os.path.join(folder, f), name
+
+
+@READERS.register("folder")
+def read_folder(path: str, cfg, log: BadLog) -> RawTable:
+    """`<root>/<class>/*.{jpg,png,bmp,gif}`, or `<root>/{train,val,test}/<class>/*` when the root has splits."""
+    if not os.path.isdir(path):
+        raise DataError(f"{path}: not a folder")
+    subdirs = [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))]
+    split_dirs = {d: _split_name(d) for d in subdirs if _split_name(d)}
+    sources, names, splits, dropped = [], [], [], {}
+    if split_dirs:
+        for d, split in sorted(split_dirs.items()):
+            for p, n in _list_class_folders(os.path.join(path, d), log, dropped):
+                sources.append(p), names.append(n), splits.append(split)
+    else:
+        for p, n in _list_class_folders(path, log, dropped):
+            sources.append(p), names.append(n)
+    nan = np.full(len(names), np.nan, np.float32)
+    return RawTable(sources, names, nan, nan.copy(), splits=splits or None, dropped=dropped, origin=path)
+
+
+@READERS.register("csv")
+def read_csv(path: str, cfg, log: BadLog) -> RawTable:
+    """Generic CSV: path, expression (index into data.class_names or a class name), optional valence/arousal/split.
+
+    Paths are relative to `data.image_root` (default: the CSV's folder). Column names are configurable.
+    """
+    root = cfg.image_root or os.path.dirname(os.path.abspath(path))
+    order = _order_from_cfg(cfg, CANONICAL)
+    sources, names, val, aro, splits = [], [], [], [], []
+    with _open_csv(path) as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        for need in (cfg.csv_path_col, cfg.csv_expression_col):
+            if need not in cols:
+                raise DataError(f"{path}: missing column {need!r} (columns: {', '.join(cols) or 'none'}; set "
+                                f"data.csv_path_col / data.csv_expression_col if yours are named differently)")
+        has_split = cfg.csv_split_col in cols
+        for row_no, row in enumerate(reader, start=2):
+            where = f"{path}:{row_no}"
+            name = parse_label(row.get(cfg.csv_expression_col), order, where, log)
+            if name is None:
+                continue
+            v = parse_va(row.get(cfg.csv_valence_col), where, log)
+            a = parse_va(row.get(cfg.csv_arousal_col), where, log)
+            if v is None or a is None:
+                continue
+            p = resolve_path(root, row.get(cfg.csv_path_col) or "", where, cfg.allow_outside_root, log)
+            if p is None:
+                continue
+            if not os.path.isfile(p):
+                log.bad(where, f"image file not found: {p}")
+                continue
+            split = ""
+            if has_split:
+                split = _split_name(row.get(cfg.csv_split_col) or "") or ""
+            sources.append(p), names.append(name), val.append(v), aro.append(a), splits.append(split)
+    return RawTable(sources, names, np.array(val, np.float32), np.array(aro, np.float32),
+                    splits=splits if has_split and any(splits) else None, origin=path)
+
+
+def _open_csv(path: str):
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: file not found")
+    return open(path, newline="", encoding="utf-8-sig")
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)  # never unpickle: a .npy must not run code
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise DataError(f"{path}: {what} holds pickled Python objects; refusing to load (allow_pickle=False)")
+        raise DataError(f"{path}: cannot read {what} ({e})") from None
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read {what} ({e})") from None
+
+
+@READERS.register("npy")
+def read_npy(path: str, cfg, log: BadLog) -> RawTable:
+    """A folder with `images.npy` (N,H,W[,C] uint8) or `paths.txt` (one image path per line), plus
+    `expressions.npy` (int, index into data.class_names) and optional `valence.npy` / `arousal.npy`."""
+    if not os.path.isdir(path):
+        raise DataError(f"{path}: not a folder (npy format expects a folder with images.npy and expressions.npy)")
+    f_img, f_paths = os.path.join(path, "images.npy"), os.path.join(path, "paths.txt")
+    f_exp = os.path.join(path, "expressions.npy")
+    if not os.path.isfile(f_exp):
+        raise DataError(f"{path}: expressions.npy not found")
+    exp = _load_npy(f_exp, "expressions")
+    if exp.ndim != 1 or not np.issubdtype(exp.dtype, np.integer):
+        raise DataError(f"{f_exp}: expected a 1-D integer array, got shape {exp.shape} dtype {exp.dtype}")
+    n = len(exp)
+    images, sources = None, None
+    if os.path.isfile(f_img):
+        images = _load_npy(f_img, "images")
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+            raise DataError(f"{f_img}: expected (N,H,W) or (N,H,W,C) with C in 1/3/4, got shape {images.shape}")
+        if images.dtype != np.uint8:
+            if np.issubdtype(images.dtype, np.floating) and images.size and float(np.nanmax(images)) <= 1.0:
+                raise DataError(f"{f_img}: float images in [0,1]; fer_keras expects uint8 0-255 images")
+            images = np.clip(np.nan_to_num(images), 0, 255).astype(np.uint8)
+        if images.shape[-1] == 4:
+            images = images[..., :3]
+        if len(images) != n:
+            raise DataError(f"{path}: images.npy has {len(images)} samples but expressions.npy has {n}")
+        sources = [f"{f_img}:{i}" for i in range(n)]
+    elif os.path.isfile(f_paths):
+        with open(f_paths, encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f if ln.strip()]
+        if len(lines) != n:
+            raise DataError(f"{path}: paths.txt has {len(lines)} lines but expressions.npy has {n}")
+        root = cfg.image_root or path
+        sources = [resolve_path(root, ln, f"{f_paths}:{i + 1}", cfg.allow_outside_root, log)
+                   for i, ln in enumerate(lines)]
+    else:
+        raise DataError(f"{path}: neither images.npy nor paths.txt found")
+    va = {}
+    for k in ("valence", "arousal"):
+        fk = os.path.join(path, f"{k}.npy")
+        if os.path.isfile(fk):
+            arr = _load_npy(fk, k).astype(np.float32).reshape(-1)
+            if len(arr) != n:
+                raise DataError(f"{path}: {k}.npy has {len(arr)} values but expressions.npy has {n}")
+            va[k] = arr
+        else:
+            va[k] = np.full(n, np.nan, np.float32)
+    order = _order_from_cfg(cfg, CANONICAL)
+    keep, names = [], []
+    for i in range(n):
+        where = f"{f_exp}[{i}]"
+        if sources[i] is None:
+            continue
+        name = parse_label(int(exp[i]), order, where, log)
+        if name is None:
+            continue
+        bad = False
+        for k in ("valence", "arousal"):
+            v = va[k][i]
+            if not math.isnan(v) and (not math.isfinite(v) or abs(v) > 1 + 1e-6):
+                log.bad(f"{path}/{k}.npy[{i}]", f"{k} {v} is not finite or outside [-1, 1]")
+                bad = True
+                break
+        if bad:
+            continue
+        keep.append(i), names.append(name)
+    keep = np.array(keep, np.int64)
+    return RawTable([sources[i] for i in keep], names, va["valence"][keep], va["arousal"][keep],
+                    images=None if images is None else images[keep], origin=path)
+
+
+@READERS.register("fer2013")
+def read_fer2013(path: str, cfg, log: BadLog) -> RawTable:
+    """The Kaggle FER2013 CSV (`emotion,pixels,Usage`): 48x48 gray images; Usage gives train/val/test."""
+    images, names, splits, sources = [], [], [], []
+    with _open_csv(path) as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        for need in ("emotion", "pixels"):
+            if need not in cols:
+                raise DataError(f"{path}: missing column {need!r} (FER2013 CSV needs emotion,pixels[,Usage])")
+        for row_no, row in enumerate(reader, start=2):
+            where = f"{path}:{row_no}"
+            name = parse_label(row["emotion"], FER2013_ORDER, where, log)
+            if name is None:
+                continue
+            try:
+                px = np.array(row["pixels"].split(), dtype=np.float32)
+            except (ValueError, AttributeError):
+                log.bad(where, "pixels are not space-separated numbers")
+                continue
+            if px.size != 48 * 48:
+                log.bad(where, f"expected 2304 pixels (48x48), got {px.size}")
+                continue
+            if px.min() < 0 or px.max() > 255:
+                log.bad(where, "pixel values outside 0..255")
+                continue
+            images.append(px.reshape(48, 48, 1).astype(np.uint8))
+            names.append(name)
+            splits.append(_split_name(row.get("Usage") or "") or "")
+            sources.append(where)
+    n = len(names)
+    nan = np.full(n, np.nan, np.float32)
+    imgs = np.stack(images) if images else np.zeros((0, 48, 48, 1), np.uint8)
+    return RawTable(sources, names, nan, nan.copy(), images=imgs, splits=splits if any(splits) else None,
+                    origin=path)
+
+
+@READERS.register("affectnet")
+def read_affectnet(path: str, cfg, log: BadLog) -> RawTable:
+    """AffectNet, either the official CSVs (`training.csv` / `validation.csv` with face boxes; images under
+    `data.image_root`, default `<path>/Manually_Annotated_Images`) or the per-image layout
+    `<split>/images/<id>.jpg` + `<split>/annotations/<id>_{exp,val,aro}.npy`. Labels 8-10 (none, uncertain,
+    no-face) are dropped and counted."""
+    if os.path.isfile(path) and path.lower().endswith(".csv"):
+        csvs = [(path, "")]
+        root = cfg.image_root or os.path.join(os.path.dirname(os.path.abspath(path)), "Manually_Annotated_Images")
+    else:
+        csvs = [(os.path.join(path, n), s) for n, s in (("training.csv", "train"), ("validation.csv", "val"))
+                if os.path.isfile(os.path.join(path, n))]
+        root = cfg.image_root or os.path.join(path, "Manually_Annotated_Images")
+    if csvs:
+        return _read_affectnet_csv(csvs, root, cfg, log)
+    return _read_affectnet_npy(path, cfg, log)
+
+
+def _read_affectnet_csv(csvs, root, cfg, log) -> RawTable:
+    sources, names, val, aro, boxes, splits, dropped = [], [], [], [], [], [], {}
+    for csv_path, split in csvs:
+        with _open_csv(csv_path) as f:
+            reader = csv.DictReader(f)
+            cols = reader.fieldnames or []
+            for need in ("subDirectory_filePath", "expression"):
+                if need not in cols:
+                    raise DataError(f"{csv_path}: missing column {need!r} (not an AffectNet annotation CSV?)")
+            for row_no, row in enumerate(reader, start=2):
+                where = f"{csv_path}:{row_no}"
+                try:
+                    lab = int(float(row["expression"]))
+                except ValueError:
+                    log.bad(where, f"expression {row['expression']!r} is not an integer")
+                    continue
+                if lab in (8, 9, 10):
+                    dropped["AffectNet labels 8-10 (none/uncertain/no-face)"] = dropped.get(
+                        "AffectNet labels 8-10 (none/uncertain/no-face)", 0) + 1
+                    continue
+                name = parse_label(lab, AFFECTNET_ORDER, where, log)
+                if name is None:
+                    continue
+                v = parse_va(row.get("valence"), where, log, missing_values=("", "-2", "-2.0"))
+                a = parse_va(row.get("arousal"), where, log, missing_values=("", "-2", "-2.0"))
+                if v is None or a is None:
+                    continue
+                p = resolve_path(root, row["subDirectory_filePath"], where, cfg.allow_outside_root, log)
+                if p is None:
+                    continue
+                if not os.path.isfile(p):
+                    log.bad(where, f"image file not found: {p}")
+                    continue
+                try:
+                    box = [float(row.get(k) or "nan") for k in ("face_x", "face_y", "face_width", "face_height")]
+                except ValueError:
+                    log.bad(where, "face box values are not numbers")
+                    continue
+                if not any(math.isnan(b) for b in box) and (box[2] <= 0 or box[3] <= 0 or box[0] < 0 or box[1] < 0):
+                    log.bad(where, f"face box {box} has a non-positive size or negative origin")
+                    continue
+                sources.append(p), names.append(name), val.append(v), aro.append(a)
+                boxes.append(box), splits.append(split)
+    return RawTable(sources, names, np.array(val, np.float32), np.array(aro, np.float32),
+                    boxes=np.array(boxes, np.float32).reshape(-1, 4), splits=splits if any(splits) else None,
+                    dropped=dropped, origin=csvs[0][0])
+
+
+def _read_affectnet_npy(path: str, cfg, log) -> RawTable:
+    split_dirs = [(d, _split_name(d.replace("_set", ""))) for d in sorted(os.listdir(path))
+                  if os.path.isdir(os.path.join(path, d, "annotations"))] if os.path.isdir(path) else []
+    if os.path.isdir(os.path.join(path, "annotations")):
+        split_dirs = [(".", "")]
+    if not split_dirs:
+        raise DataError(f"{path}: no AffectNet training.csv/validation.csv and no <split>/annotations folder")
+    sources, names, val, aro, splits, dropped = [], [], [], [], [], {}
+    for d, split in split_dirs:
+        ann, imgs = os.path.join(path, d, "annotations"), os.path.join(path, d, "images")
+        for f_exp in sorted(glob.glob(os.path.join(ann, "*_exp.npy"))):
+            sid = os.path.basename(f_exp)[:-len("_exp.npy")]
+            where = f_exp
+            lab = _load_npy(f_exp, "expression")
+            try:
+                lab = int(float(str(lab.item() if lab.size == 1 else lab)))
+            except ValueError:
+                log.bad(where, f"expression {lab!r} is not an integer")
+                continue
+            if lab in (8, 9, 10):
+                dropped["AffectNet labels 8-10"] = dropped.get("AffectNet labels 8-10", 0) + 1
+                continue
+            name = parse_label(lab, AFFECTNET_ORDER, where, log)
+            if name is None:
+                continue
+            vals = []
+            for k in ("val", "aro"):
+                fk = os.path.join(ann, f"{sid}_{k}.npy")
+                vals.append(parse_va(str(_load_npy(fk, k)) if os.path.isfile(fk) else "", fk, log,
+                                     missing_values=("", "-2", "-2.0")))
+            if None in vals:
+                continue
+            cands = [os.path.join(imgs, sid + e) for e in IMAGE_EXTS]
+            img = next((c for c in cands if os.path.isfile(c)), None)
+            if img is None:
+                log.bad(where, f"no image {sid}.* in {imgs}")
+                continue
+            sources.append(img), names.append(name), val.append(vals[0]), aro.append(vals[1]), splits.append(split)
+    return RawTable(sources, names, np.array(val, np.float32), np.array(aro, np.float32),
+                    splits=splits if any(splits) else None, dropped=dropped, origin=path)
+
+
+# === Format detection ===
+
+def detect_format(path: str) -> str:
+    """Guesses the format of `path` from its layout/header; raises a DataError when it cannot tell."""
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file or folder")
+    if os.path.isfile(path):
+        if not path.lower().endswith(".csv"):
+            raise DataError(f"{path}: cannot detect the format of this file (expected a .csv or a folder)")
+        with _open_csv(path) as f:
+            header = [h.strip() for h in (f.readline().strip().split(","))]
+        if "pixels" in header and "emotion" in header:
+            return "fer2013"
+        if "subDirectory_filePath" in header:
+            return "affectnet"
+        return "csv"
+    entries = set(os.listdir(path))
+    if "expressions.npy" in entries:
+        return "npy"
+    if {"training.csv", "validation.csv"} & entries or os.path.isdir(os.path.join(path, "annotations")) or any(
+            os.path.isdir(os.path.join(path, e, "annotations")) for e in entries):
+        return "affectnet"
+    if "Clip" in entries and "EmoLabel_DataSplit" in entries:
+        return "dfew"
+    return "folder"
+
+
+def read_table(path: str, fmt: str, cfg, log: BadLog) -> RawTable:
+    """Reads `path` with the named (or detected) format reader."""
+    fmt = detect_format(path) if fmt == "auto" else READERS.canonical(fmt)
+    table = READERS.get(fmt)(path, cfg, log)
+    table.origin = table.origin or path
+    return table

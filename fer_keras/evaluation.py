@@ -1,0 +1,196 @@
+"""Evaluation: a trained model + a dataset split → metrics.json, metrics.md, predictions.csv.
+
+Cross-dataset evaluation maps the model's classes into the test preset *by name* (an 8-class AffectNet model on
+7-class FER2013 data, a 7-class model scored on the 2-class preset): probabilities of model classes that merge into
+one test class are summed, classes the test preset drops (contempt in 7) are removed and the rest renormalized.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from fer_keras import metrics as M
+from fer_keras.errors import DataError, ModelError
+from fer_keras.io_utils import atomic_path, atomic_write_text
+from fer_keras.labels import map_name, normalize_name, preset_classes
+
+
+def class_mapping_matrix(model_classes: Sequence[str], test_preset: str) -> np.ndarray:
+    """(K_model, K_test) 0/1 matrix sending each model class to its test class (a zero row = dropped).
+
+    Raises:
+        DataError: when a model class is coarser than the test preset (e.g. a 2-class model on 7-class data).
+    """
+    test_classes = preset_classes(test_preset)
+    mat = np.zeros((len(model_classes), len(test_classes)), np.float64)
+    for i, name in enumerate(model_classes):
+        canon = normalize_name(name)
+        if canon in ("positive", "negative") and canon not in test_classes:
+            raise DataError(f"the model predicts merged class {name!r}; it cannot be scored on the "
+                            f"{test_preset}-class preset ({', '.join(test_classes)})")
+        j = map_name(name, test_preset)
+        if j is not None:
+            mat[i, j] = 1.0
+    return mat
+
+
+def map_probabilities(probs: np.ndarray, model_classes: Sequence[str], test_preset: str) -> np.ndarray:
+    """Maps (N, K_model) probabilities to the test preset and renormalizes rows."""
+    if list(model_classes) == preset_classes(test_preset):
+        return probs
+    out = probs @ class_mapping_matrix(model_classes, test_preset)
+    s = out.sum(axis=1, keepdims=True)
+    return np.divide(out, s, out=np.full_like(out, 1.0 / out.shape[1]), where=s > 0)
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, va_true: np.ndarray, va_pred: np.ndarray,
+                    class_names: Sequence[str], bootstrap: int = 0, seed: int = 0) -> dict:
+    """All expression and VA metrics, with optional bootstrap 95% CIs of accuracy, UAR and CCC."""
+    out = {"expression": M.expression_metrics(y_true, probs, class_names), "valence_arousal": M.va_metrics(
+        va_true, va_pred)}
+    if bootstrap > 0:
+        pred = probs.argmax(axis=1)
+        k = len(class_names)
+
+        def uar(t, p):
+            prf = M.per_class_prf(M.confusion_matrix(t, p, k))
+            present = prf["support"] > 0
+            return float(prf["recall"][present].mean())
+
+        ci = {"accuracy": M.bootstrap_ci(lambda t, p: float(np.mean(t == p)), [y_true, pred], bootstrap, seed),
+              "uar": M.bootstrap_ci(uar, [y_true, pred], bootstrap, seed)}
+        mask = np.isfinite(va_true).all(axis=1)
+        for j, name in enumerate(("valence", "arousal")):
+            if mask.sum() > 1:
+                ci[f"{name}_ccc"] = M.bootstrap_ci(M.ccc, [va_true[mask, j], va_pred[mask, j]], bootstrap, seed)
+        out["bootstrap_95ci"] = {"n": bootstrap, "seed": seed, **ci}
+    return out
+
+
+def predict_table(model, table, cfg, batch_size: int = 64) -> Dict[str, np.ndarray]:
+    """Runs the model over a `SampleTable` (no augmentation); returns `expression` probs and `valence_arousal`."""
+    from fer_keras.data.pipeline import make_dataset
+
+    ds = make_dataset(table, cfg, training=False, batch_size=batch_size).map(lambda x, y: x)
+    out = model.predict(ds, verbose=0)
+    return {"expression": np.asarray(out["expression"], np.float64),
+            "valence_arousal": np.asarray(out["valence_arousal"], np.float64)}
+
+
+# === Writers ===
+
+def write_predictions_csv(path: str, sources: Sequence[str], y_true: np.ndarray, probs: np.ndarray,
+                          va_true: np.ndarray, va_pred: np.ndarray, class_names: Sequence[str]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["source", "true", "pred", "confidence", *[f"p_{c}" for c in class_names],
+                "valence_true", "arousal_true", "valence_pred", "arousal_pred"])
+    pred = probs.argmax(axis=1)
+    for i in range(len(y_true)):
+        vt = ["" if not np.isfinite(v) else f"{v:.4f}" for v in va_true[i]]
+        w.writerow([sources[i], class_names[y_true[i]], class_names[pred[i]], f"{probs[i, pred[i]]:.4f}",
+                    *[f"{p:.5f}" for p in probs[i]], *vt, f"{va_pred[i, 0]:.4f}", f"{va_pred[i, 1]:.4f}"])
+    atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(v, pct=False):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    return f"{100 * v:.2f}" if pct else f"{v:.3f}"
+
+
+def metrics_markdown(result: dict) -> str:
+    """Human tables in the style of the AffectNet paper: categorical (per class + overall) and continuous."""
+    e, va, info = result["expression"], result["valence_arousal"], result.get("info", {})
+    lines = [f"# Evaluation: {info.get('model', '')}", "",
+             f"Data: `{info.get('data', '')}` split **{info.get('split', '')}**, preset {info.get('preset', '')}, "
+             f"{e['num_samples']} samples.", ""]
+    if info.get("note"):
+        lines += [info["note"], ""]
+    lines += ["## Categorical", "", "| class | precision | recall | F1 | ROC-AUC | AP | support |",
+              "|---|---|---|---|---|---|---|"]
+    for name, m in e["per_class"].items():
+        lines.append(f"| {name} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | "
+                     f"{_fmt(m['roc_auc'])} | {_fmt(m['ap'])} | {m['support']} |")
+    ci = result.get("bootstrap_95ci", {})
+
+    def with_ci(key, value):
+        c = ci.get(key)
+        return f"{_fmt(value, True)}" + (f" [{_fmt(c[0], True)}, {_fmt(c[1], True)}]" if c else "")
+
+    lines += ["", "| metric | value |", "|---|---|",
+              f"| accuracy (WAR) % | {with_ci('accuracy', e['accuracy'])} |",
+              f"| UAR % | {with_ci('uar', e['uar'])} |",
+              f"| macro F1 % | {_fmt(e['macro_f1'], True)} |", f"| weighted F1 % | {_fmt(e['weighted_f1'], True)} |",
+              f"| Cohen's kappa | {_fmt(e['kappa'])} |", f"| top-2 accuracy % | {_fmt(e['top2_accuracy'], True)} |",
+              f"| ROC-AUC (macro, one-vs-rest) | {_fmt(e['roc_auc_macro'])} |",
+              f"| AP (macro) | {_fmt(e['ap_macro'])} |"]
+    if e["classes_absent"]:
+        lines += ["", f"Classes with no test samples (excluded from UAR and macro averages): "
+                      f"{', '.join(e['classes_absent'])}."]
+    lines += ["", "## Continuous (valence / arousal)", ""]
+    if va["num_labelled"] == 0:
+        lines.append(f"No valence/arousal labels in this split ({va['num_unlabelled']} samples unlabelled).")
+    else:
+        lines += ["| | RMSE | Pearson | SAGR | CCC |", "|---|---|---|---|---|"]
+        for name in ("valence", "arousal"):
+            m = va[name]
+            c = ci.get(f"{name}_ccc")
+            lines.append(f"| {name} | {_fmt(m['rmse'])} | {_fmt(m['pearson'])} | {_fmt(m['sagr'])} | "
+                         f"{_fmt(m['ccc'])}" + (f" [{_fmt(c[0])}, {_fmt(c[1])}]" if c else "") + " |")
+        lines.append(f"\n{va['num_labelled']} labelled, {va['num_unlabelled']} without VA labels (excluded).")
+    if ci:
+        lines.append(f"\nBrackets: bootstrap 95% confidence intervals ({ci['n']} resamples, seed {ci['seed']}).")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out_dir: str, result: dict, sources, y_true, probs, va_true, va_pred, class_names) -> None:
+    """Writes metrics.json, metrics.md and predictions.csv into `out_dir` (atomically)."""
+    os.makedirs(out_dir, exist_ok=True)
+    atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(result, indent=2))
+    atomic_write_text(os.path.join(out_dir, "metrics.md"), metrics_markdown(result))
+    write_predictions_csv(os.path.join(out_dir, "predictions.csv"), sources, y_true, probs, va_true, va_pred,
+                          class_names)
+
+
+def load_keras_model(path: str):
+    """Loads a `.keras` file in Keras safe mode (no arbitrary Lambda code); errors name the file."""
+    import keras
+
+    import fer_keras.keras_metrics  # noqa: F401  (register custom objects)
+    import fer_keras.losses  # noqa: F401
+    import fer_keras.models  # noqa: F401
+
+    if not os.path.exists(path):
+        raise ModelError(f"model file not found: {path}")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # corrupted zip, wrong format, unsafe Lambda
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: cannot load model ({msg})") from None
+
+
+def comparison_table(rows: List[dict]) -> tuple:
+    """Side-by-side table (Markdown, CSV text) of the main metrics of several evaluations."""
+    cols = [("run", None), ("model", None), ("accuracy", "accuracy"), ("uar", "uar"), ("macro_f1", "macro_f1"),
+            ("kappa", "kappa"), ("roc_auc_macro", "roc_auc_macro"), ("valence_ccc", None), ("arousal_ccc", None)]
+    table = []
+    for r in rows:
+        e, va = r["result"]["expression"], r["result"]["valence_arousal"]
+        table.append([r["run"], r["result"]["info"].get("model", ""), *[e[k] for _, k in cols[2:7]],
+                      va["valence"]["ccc"] if va.get("valence") else None,
+                      va["arousal"]["ccc"] if va.get("arousal") else None])
+    md = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
+    for row in table:
+        md.append("| " + " | ".join(str(v) if i < 2 else _fmt(v) for i, v in enumerate(row)) + " |")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([c for c, _ in cols])
+    w.writerows([[("" if v is None else v) for v in row] for row in table])
+    return "\n".join(md) + "\n", buf.getvalue()

@@ -1,0 +1,214 @@
+"""Affect metrics as pure NumPy functions (arrays in, numbers out).
+
+Expression: accuracy (WAR), UAR, macro/weighted F1, Cohen's kappa, one-vs-rest ROC-AUC and average precision,
+per-class precision/recall/F1, confusion matrix, top-k accuracy. Valence/arousal: RMSE, Pearson r, SAGR and CCC
+(population variances, as in the AffectNet and EmoNet papers). Tests cross-check each against scikit-learn/SciPy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+
+# === Expression ===
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts, rows = true class, columns = predicted class."""
+    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def _safe_div(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+
+
+def per_class_prf(cm: np.ndarray) -> Dict[str, np.ndarray]:
+    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined, like sklearn's
+    zero_division=0)."""
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    precision = _safe_div(tp, predicted)
+    recall = _safe_div(tp, support)
+    f1 = _safe_div(2 * precision * recall, precision + recall)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
+def cohen_kappa(cm: np.ndarray) -> float:
+    n = cm.sum()
+    if n == 0:
+        return 0.0
+    po = np.trace(cm) / n
+    pe = float((cm.sum(0) * cm.sum(1)).sum()) / n ** 2
+    return float((po - pe) / (1 - pe)) if pe < 1 else 0.0
+
+
+def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int = 2) -> float:
+    if len(y_true) == 0:
+        return float("nan")
+    top = np.argsort(-probs, axis=1)[:, :k]
+    return float(np.mean(np.any(top == np.asarray(y_true)[:, None], axis=1)))
+
+
+def roc_auc_binary(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC-AUC of binary labels `y` (0/1) and scores, with ties counted half (Mann-Whitney U); NaN if one class."""
+    y = np.asarray(y, bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(score)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_precision_binary(y: np.ndarray, score: np.ndarray) -> float:
+    """Average precision (area under the step PR curve, as sklearn defines it); NaN without positives."""
+    y = np.asarray(y, bool)
+    if y.sum() == 0:
+        return float("nan")
+    order = np.argsort(-score, kind="mergesort")
+    s, yy = np.asarray(score)[order], y[order]
+    # thresholds at distinct scores
+    distinct = np.where(np.diff(s))[0]
+    idx = np.r_[distinct, len(s) - 1]
+    tps = np.cumsum(yy)[idx]
+    fps = (idx + 1) - tps
+    precision = tps / (tps + fps)
+    recall = tps / y.sum()
+    recall_prev = np.r_[0.0, recall[:-1]]
+    return float(np.sum((recall - recall_prev) * precision))
+
+
+def expression_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> dict:
+    """All expression metrics.
+
+    Args:
+        y_true: (N,) int labels in 0..K-1.
+        probs: (N, K) class probabilities.
+        class_names: K names, for the per-class entries.
+
+    Returns:
+        dict with accuracy, uar, macro_f1, weighted_f1, kappa, top2_accuracy, roc_auc_macro, ap_macro,
+        confusion_matrix (list of lists), per_class {name: {precision, recall, f1, support, roc_auc, ap}},
+        classes_absent (names with no test samples; excluded from UAR and the macro AUCs), num_samples.
+    """
+    y_true = np.asarray(y_true, np.int64)
+    probs = np.asarray(probs, np.float64)
+    k = len(class_names)
+    y_pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
+    cm = confusion_matrix(y_true, y_pred, k)
+    prf = per_class_prf(cm)
+    present = prf["support"] > 0
+    aucs = np.array([roc_auc_binary(y_true == c, probs[:, c]) for c in range(k)])
+    aps = np.array([average_precision_binary(y_true == c, probs[:, c]) for c in range(k)])
+    n = len(y_true)
+    weights = prf["support"] / max(n, 1)
+    per_class = {
+        name: {"precision": float(prf["precision"][c]), "recall": float(prf["recall"][c]),
+               "f1": float(prf["f1"][c]), "support": int(prf["support"][c]),
+               "roc_auc": _nan_to_none(aucs[c]), "ap": _nan_to_none(aps[c])}
+        for c, name in enumerate(class_names)}
+    # Macro averages over the classes present in the test set (as sklearn does with labels=present classes).
+    return {
+        "num_samples": int(n),
+        "accuracy": float(np.trace(cm) / n) if n else float("nan"),
+        "uar": float(prf["recall"][present].mean()) if present.any() else float("nan"),
+        "macro_f1": float(prf["f1"][present].mean()) if present.any() else float("nan"),
+        "weighted_f1": float((prf["f1"] * weights).sum()),
+        "kappa": cohen_kappa(cm),
+        "top2_accuracy": top_k_accuracy(y_true, probs, 2) if k > 2 else None,
+        "roc_auc_macro": _nanmean(aucs),
+        "ap_macro": _nanmean(aps),
+        "confusion_matrix": cm.tolist(),
+        "per_class": per_class,
+        "classes_absent": [class_names[c] for c in range(k) if not present[c]],
+    }
+
+
+# === Valence / arousal ===
+
+def ccc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Concordance correlation coefficient with population (1/N) variances; 0 (not NaN) when undefined."""
+    t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    if len(t) == 0:
+        return float("nan")
+    mt, mp = t.mean(), p.mean()
+    vt, vp = t.var(), p.var()
+    cov = np.mean((t - mt) * (p - mp))
+    denom = vt + vp + (mt - mp) ** 2
+    return float(2 * cov / denom) if denom > 0 else 0.0
+
+
+def pearson(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Pearson correlation; 0 when either side is constant (instead of NaN)."""
+    t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    if len(t) < 2:
+        return float("nan")
+    st, sp = t.std(), p.std()
+    if st == 0 or sp == 0:
+        return 0.0
+    return float(np.mean((t - t.mean()) * (p - p.mean())) / (st * sp))
+
+
+def sagr(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Sign agreement: fraction of samples where sign(pred) == sign(true) (0 counts as positive, as in AffectNet)."""
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    if len(t) == 0:
+        return float("nan")
+    return float(np.mean((t >= 0) == (p >= 0)))
+
+
+def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    return float(np.sqrt(np.mean((t - p) ** 2))) if len(t) else float("nan")
+
+
+def va_metrics(va_true: np.ndarray, va_pred: np.ndarray) -> dict:
+    """RMSE, Pearson, SAGR and CCC for valence and arousal over the samples that have both labels.
+
+    Args:
+        va_true: (N, 2) with NaN where unlabelled.
+        va_pred: (N, 2) predictions.
+    """
+    va_true, va_pred = np.asarray(va_true, np.float64), np.asarray(va_pred, np.float64)
+    mask = np.isfinite(va_true).all(axis=1) if len(va_true) else np.zeros(0, bool)
+    out = {"num_labelled": int(mask.sum()), "num_unlabelled": int((~mask).sum())}
+    for j, name in enumerate(("valence", "arousal")):
+        t, p = va_true[mask, j], va_pred[mask, j]
+        out[name] = {"rmse": rmse(t, p), "pearson": pearson(t, p), "sagr": sagr(t, p), "ccc": ccc(t, p)} \
+            if mask.any() else None
+    return out
+
+
+# === Bootstrap ===
+
+def bootstrap_ci(fn, arrays: Sequence[np.ndarray], n: int = 1000, seed: int = 0, alpha: float = 0.05
+                 ) -> Optional[List[float]]:
+    """Percentile bootstrap (1-alpha) interval of `fn(*arrays)` over resampled rows; None when n == 0."""
+    if n <= 0 or len(arrays[0]) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    m = len(arrays[0])
+    vals = []
+    for _ in range(n):
+        idx = rng.integers(0, m, m)
+        v = fn(*[a[idx] for a in arrays])
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            vals.append(v)
+    if not vals:
+        return None
+    return [float(np.percentile(vals, 100 * alpha / 2)), float(np.percentile(vals, 100 * (1 - alpha / 2)))]
+
+
+def _nanmean(x) -> Optional[float]:
+    x = np.asarray(x, np.float64)
+    return float(np.nanmean(x)) if np.isfinite(x).any() else None
+
+
+def _nan_to_none(v) -> Optional[float]:
+    return None if v is None or not np.isfinite(v) else float(v)

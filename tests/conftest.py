@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny generated datasets (never real data), and the `slow` marker (run with --run-slow)."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from fer_keras.config import Config  # noqa: E402
+from fer_keras.data.demo import write_demo  # noqa: E402
+
+FER2013_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "fer2013")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long tests (real data, long training); run with --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """A tiny demo dataset (12 faces per class, 32 px) in every on-disk format, generated once per session."""
+    root = str(tmp_path_factory.mktemp("demo"))
+    paths = {fmt: write_demo(root, fmt, per_class=12, size=32, seed=0)
+             for fmt in ("folder", "csv", "npy", "fer2013", "affectnet")}
+    return paths
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """A config for fast tests: 32 px, small CustomCNN, 1 epoch, runs under tmp_path."""
+    cfg = Config()
+    cfg.data.image_size = 32
+    cfg.data.batch_size = 16
+    cfg.model.widths = [8, 16]
+    cfg.model.blocks = [1, 1]
+    cfg.model.head_units = 16
+    cfg.train.epochs = 1
+    cfg.train.verbose = 0
+    cfg.train.tensorboard = False
+    cfg.train.runs_dir = str(tmp_path / "runs")
+    return cfg

@@ -1,0 +1,54 @@
+import pytest
+
+from fer_keras.config import Config, config_from_dict, load_config, read_yaml, save_config
+from fer_keras.errors import ConfigError
+
+
+def test_defaults_yaml_overrides_and_flags(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("model:\n  name: ResNet50\ntrain:\n  epochs: 7\n")
+    cfg = load_config(str(y), ["train.learning_rate=3e-4", "model.widths=[8,16]"], {"train.epochs": 9,
+                                                                                 "data.path": None})
+    assert cfg.model.name == "ResNet50"
+    assert cfg.train.epochs == 9  # explicit flag beats YAML
+    assert cfg.train.learning_rate == pytest.approx(3e-4)
+    assert cfg.model.widths == [8, 16]
+    assert cfg.data.path is None
+
+
+@pytest.mark.parametrize("override,msg", [
+    (["train.epochz=3"], "unknown config key 'train.epochz'"),
+    (["nosection.x=1"], "unknown config key 'nosection.x'"),
+    (["train.epochs=abc"], "train.epochs: cannot use 'abc' as int"),
+    (["train.optimizer=rmsprop"], "not one of"),
+    (["data.labels=6"], "unknown label preset"),
+    (["train"], "--set expects key=value"),
+])
+def test_bad_overrides(override, msg):
+    with pytest.raises(ConfigError, match=msg):
+        load_config(None, override)
+
+
+def test_unknown_key_in_yaml_names_file(tmp_path):
+    y = tmp_path / "bad.yaml"
+    y.write_text("train:\n  learning_rat: 0.1\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*learning_rat"):
+        load_config(str(y))
+
+
+def test_round_trip(tmp_path):
+    cfg = load_config(None, ["model.name=VGG16", "data.labels=5", "augment.blur_prob=0.5"])
+    save_config(cfg, str(tmp_path / "config.yaml"))
+    again = config_from_dict(read_yaml(str(tmp_path / "config.yaml")))
+    assert again == cfg
+    assert isinstance(again, Config)
+
+
+def test_shipped_configs_load():
+    import glob
+    import os
+
+    files = glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.yaml"))
+    assert files
+    for f in files:
+        load_config(f)

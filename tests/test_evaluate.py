@@ -1,0 +1,98 @@
+"""evaluate_model.py: outputs, cross-preset mapping by name, --compare, --model-path, errors."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from fer_keras.cli_evaluate import main as eval_main
+from fer_keras.cli_train import main as train_main
+from fer_keras.errors import DataError
+from fer_keras.evaluation import class_mapping_matrix, map_probabilities
+from fer_keras.labels import preset_classes
+
+TINY = ["--epochs", "1", "--image-size", "32", "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
+        "--set", "model.head_units=8", "--set", "train.verbose=0", "--set", "train.tensorboard=false"]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, demo_root):
+    runs = str(tmp_path_factory.mktemp("runs"))
+    a = train_main(["--data", demo_root["csv"], "--labels", "8", "--runs-dir", runs, "--name", "a"] + TINY)
+    b = train_main(["--data", demo_root["csv"], "--labels", "8", "--runs-dir", runs, "--name", "b",
+                    "--seed", "3"] + TINY)
+    return runs, a, b
+
+
+def test_evaluate_run_writes_outputs(two_runs, capsys):
+    runs, a, _ = two_runs
+    out = eval_main(["--run", a, "--bootstrap", "50"])
+    assert out == a  # the run's own default evaluation lands in the run directory
+    m = json.load(open(os.path.join(a, "metrics.json")))
+    assert m["info"]["split"] == "test" and m["expression"]["num_samples"] > 0
+    assert m["valence_arousal"]["num_labelled"] == m["expression"]["num_samples"]  # demo CSV has VA
+    assert len(m["bootstrap_95ci"]["accuracy"]) == 2
+    rows = list(csv.DictReader(open(os.path.join(a, "predictions.csv"))))
+    assert len(rows) == m["expression"]["num_samples"]
+    probs = np.array([[float(r[f"p_{c}"]) for c in preset_classes("8")] for r in rows])
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
+    acc = np.mean([r["true"] == r["pred"] for r in rows])
+    assert acc == pytest.approx(m["expression"]["accuracy"])
+    md = open(os.path.join(a, "metrics.md")).read()
+    assert "## Categorical" in md and "| contempt |" in md and "CCC" in md
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_cross_preset_evaluation(two_runs):
+    runs, a, _ = two_runs
+    out = eval_main(["--run", a, "--labels", "2"])
+    assert out.startswith(os.path.join(a, "eval"))  # other presets never overwrite the run's own metrics
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert m["info"]["class_names"] == ["positive", "negative"] and len(m["expression"]["confusion_matrix"]) == 2
+    assert "mapped by name" in m["info"]["note"]
+
+
+def test_mapping_matrix_by_name():
+    mat = class_mapping_matrix(preset_classes("8"), "7")
+    assert mat[preset_classes("8").index("contempt")].sum() == 0  # dropped
+    p8 = np.full((1, 8), 1 / 8)
+    p2 = map_probabilities(p8, preset_classes("8"), "2")
+    np.testing.assert_allclose(p2, [[3 / 8, 5 / 8]])
+    fer_order = ["anger", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # a different class order
+    p = np.eye(7)[[3]]  # 'happy' in FER order
+    assert preset_classes("7")[map_probabilities(p, fer_order, "7").argmax()] == "happy"
+    with pytest.raises(DataError, match="cannot be scored on the 7-class preset"):
+        class_mapping_matrix(preset_classes("2"), "7")
+
+
+def test_compare_two_runs(two_runs, tmp_path):
+    runs, a, b = two_runs
+    out = eval_main(["--compare", a, b, "--out", str(tmp_path / "cmp")])
+    md = open(os.path.join(out, "comparison.md")).read()
+    rows = list(csv.DictReader(open(os.path.join(out, "comparison.csv"))))
+    assert [r["run"] for r in rows] == [a, b] and "uar" in md
+    for r in rows:
+        assert 0 <= float(r["accuracy"]) <= 1
+
+
+def test_model_path_infers_preset(two_runs, demo_root, tmp_path):
+    runs, a, _ = two_runs
+    out = eval_main(["--model-path", os.path.join(a, "model.keras"), "--data", demo_root["folder"],
+                     "--labels", "7", "--out", str(tmp_path / "e")])
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert m["info"]["model_class_names"] == preset_classes("8") and m["info"]["preset"] == "7"
+    assert m["valence_arousal"]["num_labelled"] == 0  # folders have no VA
+
+
+def test_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip")
+    for argv, msg in [(["--model-path", str(bad), "--data", "."], "bad.keras: cannot load model"),
+                      (["--run", str(tmp_path)], "not a run directory"),
+                      (["--runs-dir", str(tmp_path / "none")], "no run found")]:
+        with pytest.raises(SystemExit) as e:
+            eval_main(argv)
+        assert e.value.code == 2
+        assert msg in capsys.readouterr().err

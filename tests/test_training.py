@@ -1,0 +1,100 @@
+"""Training end to end: the overfit test, the run directory contract, the CLI and its errors."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+from fer_keras.cli_train import main as train_main
+from fer_keras.data.pipeline import load_data, make_dataset
+from fer_keras.training import resolve_runtime, train
+
+
+def test_overfit_demo_learns(tiny_cfg, demo_root):
+    """The whole pipeline must clearly learn a small demo set (catches wiring bugs no unit test sees)."""
+    cfg = tiny_cfg
+    cfg.data.path = demo_root["csv"]
+    cfg.data.labels = "8"
+    cfg.data.val_fraction = cfg.data.test_fraction = 0.0
+    cfg.model.widths, cfg.model.blocks, cfg.model.head_units = [16, 32], [1, 1], 32
+    cfg.model.dropout = 0.0
+    cfg.augment.flip = False
+    cfg.augment.rotation = cfg.augment.zoom = cfg.augment.translate = 0.0
+    cfg.augment.brightness = cfg.augment.contrast = 0.0
+    cfg.train.epochs = 30
+    cfg.train.learning_rate = 3e-3
+    cfg.train.monitor = "expression_accuracy"
+    data = load_data(cfg)
+    run = train(cfg, data)
+    import csv
+
+    with open(os.path.join(run, "history.csv")) as f:
+        hist = list(csv.DictReader(f))
+    first, last = float(hist[0]["expression_loss"]), float(hist[-1]["expression_loss"])
+    assert last < 0.5 * first, (first, last)
+    import keras
+
+    model = keras.saving.load_model(os.path.join(run, "model.keras"))
+    ds = make_dataset(data.train, cfg, training=False)
+    pred = model.predict(ds, verbose=0)
+    acc = np.mean(pred["expression"].argmax(1) == data.train.expression)
+    assert acc > 0.6, acc  # chance is 1/8
+    va_err = np.abs(pred["valence_arousal"] - data.train.va).mean()
+    assert va_err < np.abs(data.train.va - data.train.va.mean(0)).mean()  # VA head beats predicting the mean
+
+
+def test_run_directory_contract_and_no_overwrite(tiny_cfg, demo_root, capsys):
+    runs = tiny_cfg.train.runs_dir
+    args = ["--data", demo_root["folder"], "--epochs", "1", "--runs-dir", runs, "--name", "r1",
+            "--image-size", "32", "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
+            "--set", "train.verbose=0", "--set", "train.tensorboard=false"]
+    run = train_main(args)
+    for f in ("config.yaml", "labels.json", "data_summary.json", "model.keras", "history.csv", "runtime.json",
+              "state.json"):
+        assert os.path.isfile(os.path.join(run, f)), f
+    cfg = yaml.safe_load(open(os.path.join(run, "config.yaml")))
+    assert cfg["data"]["path"] == demo_root["folder"] and cfg["train"]["epochs"] == 1
+    summary = json.load(open(os.path.join(run, "data_summary.json")))
+    assert summary["splits"]["train"]["samples"] > 0 and summary["splits"]["train"]["with_valence_arousal"] == 0
+    assert json.load(open(os.path.join(run, "labels.json")))["class_names"][0] == "neutral"
+    rt = json.load(open(os.path.join(run, "runtime.json")))
+    assert rt["xla"] is False and rt["device"] == "cpu"  # the CPU default: no XLA
+    mtime = os.path.getmtime(os.path.join(run, "model.keras"))
+    with pytest.raises(SystemExit) as e:
+        train_main(args)  # same name again: refused, nothing touched
+    assert e.value.code == 2
+    assert "already finished" in capsys.readouterr().err
+    assert os.path.getmtime(os.path.join(run, "model.keras")) == mtime
+    # without a name, runs get fresh directories
+    a = train_main(args[:-12] + args[-10:])
+    b = train_main(args[:-12] + args[-10:])
+    assert a != b and os.path.isdir(a) and os.path.isdir(b)
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--model", "AlexNet"], "unknown model 'AlexNet'; valid: CustomCNN, EfficientNetB0, ResNet50, VGG16"),
+    (["--set", "train.epochz=1"], "unknown config key 'train.epochz'"),
+    (["--labels", "6"], "unknown label preset '6'"),
+    (["--data", "/nonexistent/data"], "/nonexistent/data: no such file or folder"),
+    (["--format", "parquet", "--data", "."], "data.format: 'parquet' is not one of"),
+    (["--config", "/nonexistent.yaml"], "config file not found"),
+])
+def test_cli_bad_input_one_line_exit_2(argv, msg, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        train_main(argv + ["--runs-dir", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_runtime_defaults_by_device():
+    from fer_keras.config import TrainConfig
+
+    t = TrainConfig()
+    assert resolve_runtime(t, "CustomCNN") == {"device": "cpu", "xla": False, "precision": "float32"}
+    t.xla = "on"
+    assert resolve_runtime(t, "CustomCNN")["xla"] is True
+    t.precision = "mixed_bfloat16"
+    assert resolve_runtime(t, "customcnn")["precision"] == "mixed_bfloat16"
