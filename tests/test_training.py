@@ -98,3 +98,93 @@ def test_runtime_defaults_by_device():
     assert resolve_runtime(t, "CustomCNN")["xla"] is True
     t.precision = "mixed_bfloat16"
     assert resolve_runtime(t, "customcnn")["precision"] == "mixed_bfloat16"
+
+
+def _tiny_args(demo_root, runs, *extra):
+    return ["--data", demo_root["csv"], "--image-size", "32", "--runs-dir", runs, "--set", "model.widths=[8]",
+            "--set", "model.blocks=[1]", "--set", "model.head_units=8", "--set", "train.verbose=0",
+            "--set", "train.tensorboard=false", *extra]
+
+
+def test_interrupted_named_run_resumes(demo_root, tmp_path, monkeypatch):
+    """BackupAndRestore: a run that dies after epoch 2 of 4 continues at epoch 3 when the same command is rerun."""
+    import keras
+
+    import fer_keras.training as T
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("simulated crash")
+
+    real = T.make_callbacks
+    def with_crash(*a, **k):
+        cbs, logger = real(*a, **k)
+        return cbs + [Crash()], logger
+
+    monkeypatch.setattr(T, "make_callbacks", with_crash)
+    args = _tiny_args(demo_root, str(tmp_path), "--epochs", "4", "--name", "resume")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_main(args)
+    run = str(tmp_path / "resume")
+    assert json.load(open(os.path.join(run, "state.json")))["status"] == "running"
+    monkeypatch.setattr(T, "make_callbacks", real)
+    train_main(args)
+    import csv
+
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(os.path.join(run, "history.csv")))]
+    assert epochs == [0, 1, 2, 3]  # epoch 1 was backed up before the crash; training resumed at epoch 2
+    assert json.load(open(os.path.join(run, "state.json")))["status"] == "finished"
+    assert not os.path.exists(os.path.join(run, "backup"))
+
+
+def test_resume_with_changed_config_is_refused(demo_root, tmp_path, capsys):
+    run = tmp_path / "x"
+    run.mkdir()
+    (run / "state.json").write_text('{"status": "running"}')
+    from fer_keras.config import Config, save_config
+
+    save_config(Config(), str(run / "config.yaml"))
+    with pytest.raises(SystemExit):
+        train_main(_tiny_args(demo_root, str(tmp_path), "--epochs", "1", "--name", "x"))
+    assert "different config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [
+    ["--precision", "mixed_bfloat16", "--set", "train.schedule=plateau", "--set", "train.optimizer=sgd"],
+    ["--set", "train.schedule=step", "--set", "data.balance=class_weights", "--set", "train.va_loss=both",
+     "--set", "train.label_smoothing=0.1", "--set", "train.optimizer=adam"],
+    ["--set", "data.balance=oversample", "--set", "train.early_stopping_patience=1", "--deterministic"],
+])
+def test_training_options_run(demo_root, tmp_path, extra):
+    run = train_main(_tiny_args(demo_root, str(tmp_path), "--epochs", "2", *extra))
+    import csv
+
+    rows = list(csv.DictReader(open(os.path.join(run, "history.csv"))))
+    assert rows and all(np.isfinite(float(r["loss"])) for r in rows)
+    assert "learning_rate" in rows[0] and "val_expression_uar" in rows[0]
+
+
+def test_skip_bad_lists_skipped_samples(demo_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(demo_root["folder"], root)
+    (root / "happy" / "broken.png").write_bytes(b"")
+    args = _tiny_args(demo_root, str(tmp_path / "runs"), "--epochs", "1", "--skip-bad")
+    args[1] = str(root)
+    run = train_main(args)
+    text = open(os.path.join(run, "skipped.csv")).read()
+    assert "broken.png" in text and "empty file" in text
+    assert json.load(open(os.path.join(run, "data_summary.json")))["skipped_bad"] == 1
+
+
+def test_cosine_schedule_warmup_and_decay():
+    from fer_keras.config import TrainConfig
+    from fer_keras.training import make_optimizer
+
+    t = TrainConfig(epochs=10, warmup_epochs=1, learning_rate=1e-2, min_learning_rate=1e-4)
+    lr = make_optimizer(t, schedule_steps=100)._learning_rate  # the schedule object
+    assert float(lr(0)) == pytest.approx(1e-3)  # warm-up starts at lr/10
+    assert float(lr(10)) == pytest.approx(1e-2, rel=1e-3)  # end of warm-up
+    assert float(lr(100)) == pytest.approx(1e-4, rel=1e-2)  # decayed to the floor
