@@ -202,32 +202,24 @@ def read_csv(path: str, cfg, log: BadLog) -> RawTable:
     order = _order_from_cfg(cfg, CANONICAL)
     sources, names, val, aro, splits = [], [], [], [], []
     with _open_csv(path) as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        for need in (cfg.csv_path_col, cfg.csv_expression_col):
-            if need not in cols:
-                raise DataError(f"{path}: missing column {need!r} (columns: {', '.join(cols) or 'none'}; set "
-                                f"data.csv_path_col / data.csv_expression_col if yours are named differently)")
-        has_split = cfg.csv_split_col in cols
-        for row_no, row in enumerate(reader, start=2):
-            where = f"{path}:{row_no}"
-            name = parse_label(row.get(cfg.csv_expression_col), order, where, log)
-            if name is None:
-                continue
-            v = parse_va(row.get(cfg.csv_valence_col), where, log)
-            a = parse_va(row.get(cfg.csv_arousal_col), where, log)
-            if v is None or a is None:
-                continue
-            p = resolve_path(root, row.get(cfg.csv_path_col) or "", where, cfg.allow_outside_root, log)
-            if p is None:
-                continue
-            if not os.path.isfile(p):
-                log.bad(where, f"image file not found: {p}")
-                continue
-            split = ""
-            if has_split:
-                split = _split_name(row.get(cfg.csv_split_col) or "") or ""
-            sources.append(p), names.append(name), val.append(v), aro.append(a), splits.append(split)
+        has_split = cfg.csv_split_col in (csv.DictReader(f).fieldnames or [])
+    hint = "set data.csv_path_col / data.csv_expression_col if yours are named differently"
+    for where, row in _csv_rows(path, (cfg.csv_path_col, cfg.csv_expression_col), hint):
+        name = parse_label(row.get(cfg.csv_expression_col), order, where, log)
+        if name is None:
+            continue
+        v = parse_va(row.get(cfg.csv_valence_col), where, log)
+        a = parse_va(row.get(cfg.csv_arousal_col), where, log)
+        if v is None or a is None:
+            continue
+        p = resolve_path(root, row.get(cfg.csv_path_col) or "", where, cfg.allow_outside_root, log)
+        if p is None:
+            continue
+        if not os.path.isfile(p):
+            log.bad(where, f"image file not found: {p}")
+            continue
+        split = _split_name(row.get(cfg.csv_split_col) or "") or "" if has_split else ""
+        sources.append(p), names.append(name), val.append(v), aro.append(a), splits.append(split)
     return RawTable(sources, names, np.array(val, np.float32), np.array(aro, np.float32),
                     splits=splits if has_split and any(splits) else None, origin=path)
 
@@ -236,6 +228,21 @@ def _open_csv(path: str):
     if not os.path.isfile(path):
         raise DataError(f"{path}: file not found")
     return open(path, newline="", encoding="utf-8-sig")
+
+
+def _csv_rows(path: str, required: Sequence[str], hint: str):
+    """Yields `(where, row)` for each data row of a CSV after checking its required columns.
+
+    `where` is `file:line` (the header is line 1), for error messages that point at the row.
+    """
+    with _open_csv(path) as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        for need in required:
+            if need not in cols:
+                raise DataError(f"{path}: missing column {need!r} ({hint}; columns: {', '.join(cols) or 'none'})")
+        for row_no, row in enumerate(reader, start=2):
+            yield f"{path}:{row_no}", row
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
@@ -327,32 +334,25 @@ def read_npy(path: str, cfg, log: BadLog) -> RawTable:
 def read_fer2013(path: str, cfg, log: BadLog) -> RawTable:
     """The Kaggle FER2013 CSV (`emotion,pixels,Usage`): 48x48 gray images; Usage gives train/val/test."""
     images, names, splits, sources = [], [], [], []
-    with _open_csv(path) as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        for need in ("emotion", "pixels"):
-            if need not in cols:
-                raise DataError(f"{path}: missing column {need!r} (FER2013 CSV needs emotion,pixels[,Usage])")
-        for row_no, row in enumerate(reader, start=2):
-            where = f"{path}:{row_no}"
-            name = parse_label(row["emotion"], FER2013_ORDER, where, log)
-            if name is None:
-                continue
-            try:
-                px = np.array(row["pixels"].split(), dtype=np.float32)
-            except (ValueError, AttributeError):
-                log.bad(where, "pixels are not space-separated numbers")
-                continue
-            if px.size != 48 * 48:
-                log.bad(where, f"expected 2304 pixels (48x48), got {px.size}")
-                continue
-            if px.min() < 0 or px.max() > 255:
-                log.bad(where, "pixel values outside 0..255")
-                continue
-            images.append(px.reshape(48, 48, 1).astype(np.uint8))
-            names.append(name)
-            splits.append(_split_name(row.get("Usage") or "") or "")
-            sources.append(where)
+    for where, row in _csv_rows(path, ("emotion", "pixels"), "FER2013 CSV needs emotion,pixels[,Usage]"):
+        name = parse_label(row["emotion"], FER2013_ORDER, where, log)
+        if name is None:
+            continue
+        try:
+            px = np.array((row["pixels"] or "").split(), dtype=np.float32)
+        except ValueError:
+            log.bad(where, "pixels are not space-separated numbers")
+            continue
+        if px.size != 48 * 48:
+            log.bad(where, f"expected 2304 pixels (48x48), got {px.size}")
+            continue
+        if px.min() < 0 or px.max() > 255:
+            log.bad(where, "pixel values outside 0..255")
+            continue
+        images.append(px.reshape(48, 48, 1).astype(np.uint8))
+        names.append(name)
+        splits.append(_split_name(row.get("Usage") or "") or "")
+        sources.append(where)
     n = len(names)
     nan = np.full(n, np.nan, np.float32)
     imgs = np.stack(images) if images else np.zeros((0, 48, 48, 1), np.uint8)
@@ -380,47 +380,41 @@ def read_affectnet(path: str, cfg, log: BadLog) -> RawTable:
 
 def _read_affectnet_csv(csvs, root, cfg, log) -> RawTable:
     sources, names, val, aro, boxes, splits, dropped = [], [], [], [], [], [], {}
+    drop_key = "AffectNet labels 8-10 (none/uncertain/no-face)"
     for csv_path, split in csvs:
-        with _open_csv(csv_path) as f:
-            reader = csv.DictReader(f)
-            cols = reader.fieldnames or []
-            for need in ("subDirectory_filePath", "expression"):
-                if need not in cols:
-                    raise DataError(f"{csv_path}: missing column {need!r} (not an AffectNet annotation CSV?)")
-            for row_no, row in enumerate(reader, start=2):
-                where = f"{csv_path}:{row_no}"
-                try:
-                    lab = int(float(row["expression"]))
-                except ValueError:
-                    log.bad(where, f"expression {row['expression']!r} is not an integer")
-                    continue
-                if lab in (8, 9, 10):
-                    dropped["AffectNet labels 8-10 (none/uncertain/no-face)"] = dropped.get(
-                        "AffectNet labels 8-10 (none/uncertain/no-face)", 0) + 1
-                    continue
-                name = parse_label(lab, AFFECTNET_ORDER, where, log)
-                if name is None:
-                    continue
-                v = parse_va(row.get("valence"), where, log, missing_values=("", "-2", "-2.0"))
-                a = parse_va(row.get("arousal"), where, log, missing_values=("", "-2", "-2.0"))
-                if v is None or a is None:
-                    continue
-                p = resolve_path(root, row["subDirectory_filePath"], where, cfg.allow_outside_root, log)
-                if p is None:
-                    continue
-                if not os.path.isfile(p):
-                    log.bad(where, f"image file not found: {p}")
-                    continue
-                try:
-                    box = [float(row.get(k) or "nan") for k in ("face_x", "face_y", "face_width", "face_height")]
-                except ValueError:
-                    log.bad(where, "face box values are not numbers")
-                    continue
-                if not any(math.isnan(b) for b in box) and (box[2] <= 0 or box[3] <= 0 or box[0] < 0 or box[1] < 0):
-                    log.bad(where, f"face box {box} has a non-positive size or negative origin")
-                    continue
-                sources.append(p), names.append(name), val.append(v), aro.append(a)
-                boxes.append(box), splits.append(split)
+        for where, row in _csv_rows(csv_path, ("subDirectory_filePath", "expression"),
+                                    "not an AffectNet annotation CSV?"):
+            try:
+                lab = int(float(row["expression"]))
+            except ValueError:
+                log.bad(where, f"expression {row['expression']!r} is not an integer")
+                continue
+            if lab in (8, 9, 10):
+                dropped[drop_key] = dropped.get(drop_key, 0) + 1
+                continue
+            name = parse_label(lab, AFFECTNET_ORDER, where, log)
+            if name is None:
+                continue
+            v = parse_va(row.get("valence"), where, log, missing_values=("", "-2", "-2.0"))
+            a = parse_va(row.get("arousal"), where, log, missing_values=("", "-2", "-2.0"))
+            if v is None or a is None:
+                continue
+            p = resolve_path(root, row["subDirectory_filePath"], where, cfg.allow_outside_root, log)
+            if p is None:
+                continue
+            if not os.path.isfile(p):
+                log.bad(where, f"image file not found: {p}")
+                continue
+            try:
+                box = [float(row.get(k) or "nan") for k in ("face_x", "face_y", "face_width", "face_height")]
+            except ValueError:
+                log.bad(where, "face box values are not numbers")
+                continue
+            if not any(math.isnan(b) for b in box) and (box[2] <= 0 or box[3] <= 0 or box[0] < 0 or box[1] < 0):
+                log.bad(where, f"face box {box} has a non-positive size or negative origin")
+                continue
+            sources.append(p), names.append(name), val.append(v), aro.append(a)
+            boxes.append(box), splits.append(split)
     return RawTable(sources, names, np.array(val, np.float32), np.array(aro, np.float32),
                     boxes=np.array(boxes, np.float32).reshape(-1, 4), splits=splits if any(splits) else None,
                     dropped=dropped, origin=csvs[0][0])
