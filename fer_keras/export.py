@@ -1,0 +1,164 @@
+"""Export a trained run: SavedModel (serving signature on raw uint8 images), `.keras`, TFLite (float and
+dynamic-range quantized).
+
+    python -m fer_keras.export --run runs/<name> [--format savedmodel|keras|tflite|all]
+
+The SavedModel's `serving_default` takes a batch of raw uint8 images of any height/width, gray or RGB
+(N,H,W,1 or N,H,W,3), converts the channels and resizes inside the graph, and returns `probabilities`,
+`label_index`, `valence` and `arousal`. A second signature, `class_names`, returns the class names (also in
+`assets/labels.txt`). It loads with plain `tf.saved_model.load` — no fer_keras import needed — and serves with
+TensorFlow Serving:
+
+    docker run -p 8501:8501 -v $PWD/runs/<name>/export/savedmodel:/models/fer/1 -e MODEL_NAME=fer tensorflow/serving
+    curl -d '{"signature_name": "serving_default", "instances": [<H x W x 3 nested list of 0-255 ints>]}' \
+        localhost:8501/v1/models/fer:predict
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from fer_keras.errors import ConfigError, cli_main
+
+FORMATS = ("savedmodel", "keras", "tflite")
+
+
+def _serving_fn(model, size: int, channels: int):
+    import tensorflow as tf
+
+    def serve(images):
+        x = tf.cast(images, tf.float32)
+        c = tf.shape(x)[-1]
+        if channels == 3:
+            x = tf.cond(tf.equal(c, 1), lambda: tf.tile(x, [1, 1, 1, 3]), lambda: x[..., :3])
+        else:
+            x = tf.cond(tf.equal(c, 1), lambda: x[..., :1],
+                        lambda: tf.reduce_sum(x[..., :3] * tf.constant([0.2989, 0.587, 0.114]), -1, keepdims=True))
+        x = tf.image.resize(x, [size, size], method="area", antialias=True)
+        x = tf.ensure_shape(x, [None, size, size, channels])
+        out = model(x, training=False)
+        probs = tf.cast(out["expression"], tf.float32)
+        va = tf.cast(out["valence_arousal"], tf.float32)
+        return {"probabilities": probs, "label_index": tf.argmax(probs, axis=-1, output_type=tf.int32),
+                "valence": va[:, 0], "arousal": va[:, 1]}
+
+    return serve
+
+
+def export_savedmodel(model, class_names: Sequence[str], out_dir: str) -> str:
+    """Writes a SavedModel with `serving_default` (uint8 images of any size) and `class_names` signatures."""
+    import keras
+    import tensorflow as tf
+
+    _, size, _, channels = model.input_shape
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", _serving_fn(model, int(size), int(channels)),
+                         input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
+    names = tf.constant(list(class_names))
+    archive.add_endpoint("class_names", lambda: {"class_names": names}, input_signature=[])
+    tmp = out_dir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    archive.write_out(tmp, verbose=False)
+    os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
+    with open(os.path.join(tmp, "assets", "labels.txt"), "w") as f:
+        f.write("\n".join(class_names) + "\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def export_tflite(model, out_path: str, quantize: bool) -> str:
+    """TFLite with a fixed (1,H,W,C) float32 0-255 input; `quantize` = dynamic-range (int8 weights)."""
+    import tensorflow as tf
+
+    import tempfile
+
+    import keras
+
+    _, size, _, channels = model.input_shape
+
+    def infer(x):
+        out = model(x, training=False)
+        return {"probabilities": tf.cast(out["expression"], tf.float32),
+                "valence_arousal": tf.cast(out["valence_arousal"], tf.float32)}
+
+    # Keras 3 models convert through a SavedModel (the converter's concrete-function path loses their variables).
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", infer,
+                         input_signature=[tf.TensorSpec([1, size, size, channels], tf.float32, name="image")])
+    with tempfile.TemporaryDirectory() as tmp:
+        archive.write_out(tmp, verbose=False)
+        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if quantize:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        data = conv.convert()
+    from fer_keras.io_utils import atomic_write_bytes
+
+    atomic_write_bytes(out_path, data)
+    return out_path
+
+
+def tflite_predict(path: str, images: np.ndarray) -> Dict[str, np.ndarray]:
+    """Runs a TFLite export one image at a time (its input is batch 1)."""
+    import tensorflow as tf
+
+    interp = tf.lite.Interpreter(model_path=path)
+    runner = interp.get_signature_runner()
+    probs, va = [], []
+    for img in images.astype(np.float32):
+        out = runner(image=img[None])
+        probs.append(out["probabilities"][0]), va.append(out["valence_arousal"][0])
+    return {"expression": np.array(probs), "valence_arousal": np.array(va)}
+
+
+def export_run(run: str, formats: Sequence[str] = FORMATS) -> Dict[str, str]:
+    """Exports `run/model.keras` into `run/export/`; returns {format: path}."""
+    from fer_keras.evaluation import load_keras_model
+
+    if not os.path.isfile(os.path.join(run, "labels.json")):
+        raise ConfigError(f"{run}: not a finished run directory (no labels.json)")
+    with open(os.path.join(run, "labels.json")) as f:
+        class_names = json.load(f)["class_names"]
+    model = load_keras_model(os.path.join(run, "model.keras"))
+    out = os.path.join(run, "export")
+    os.makedirs(out, exist_ok=True)
+    written = {}
+    if "savedmodel" in formats:
+        written["savedmodel"] = export_savedmodel(model, class_names, os.path.join(out, "savedmodel"))
+    if "keras" in formats:
+        from fer_keras.io_utils import atomic_path
+
+        with atomic_path(os.path.join(out, "model.keras")) as tmp:
+            model.save(tmp)
+        written["keras"] = os.path.join(out, "model.keras")
+    if "tflite" in formats:
+        written["tflite"] = export_tflite(model, os.path.join(out, "model_float.tflite"), quantize=False)
+        written["tflite_dynamic"] = export_tflite(model, os.path.join(out, "model_dynamic.tflite"), quantize=True)
+    return written
+
+
+@cli_main
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fer_keras.export", description=__doc__.splitlines()[0])
+    p.add_argument("--run", required=True)
+    p.add_argument("--format", default="all", choices=FORMATS + ("all",))
+    a = p.parse_args(argv)
+    formats: List[str] = list(FORMATS) if a.format == "all" else [a.format]
+    written = export_run(a.run, formats)
+    for k, v in written.items():
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(v) for f in fs) \
+            if os.path.isdir(v) else os.path.getsize(v)
+        print(f"{k}: {v} ({size / 1e6:.1f} MB)")
+    return written
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Export: each format reloaded and compared with the Keras model; the SavedModel from a process that never
+imports fer_keras. Tolerances: SavedModel and float TFLite 1e-5 (same float32 graph), dynamic-range TFLite 0.1 on
+probabilities (int8 weights)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fer_keras.cli_train import main as train_main
+from fer_keras.evaluation import load_keras_model
+from fer_keras.export import export_run, main as export_main, tflite_predict
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, demo_root):
+    runs = str(tmp_path_factory.mktemp("runs"))
+    run = train_main(["--data", demo_root["csv"], "--labels", "5", "--epochs", "1", "--image-size", "32",
+                      "--runs-dir", runs, "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
+                      "--set", "train.verbose=0", "--set", "train.tensorboard=false"])
+    return run, export_run(run)
+
+
+def test_savedmodel_in_plain_tensorflow_process(exported, tmp_path):
+    run, paths = exported
+    model = load_keras_model(os.path.join(run, "model.keras"))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (3, 32, 32, 3)).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "gray.npy", rng.integers(0, 256, (2, 50, 70, 1)).astype(np.uint8))
+    script = f"""
+import json, sys, numpy as np, tensorflow as tf
+m = tf.saved_model.load({paths['savedmodel']!r})
+out = m.signatures["serving_default"](images=tf.constant(np.load({str(tmp_path / 'x.npy')!r})))
+gray = m.signatures["serving_default"](images=tf.constant(np.load({str(tmp_path / 'gray.npy')!r})))
+names = [n.decode() for n in m.signatures["class_names"]()["class_names"].numpy()]
+json.dump({{"probs": out["probabilities"].numpy().tolist(), "label": out["label_index"].numpy().tolist(),
+           "valence": out["valence"].numpy().tolist(), "arousal": out["arousal"].numpy().tolist(),
+           "gray_shape": list(gray["probabilities"].shape), "names": names,
+           "fer_keras_imported": any(k.startswith("fer_keras") for k in sys.modules)}}, sys.stdout)
+"""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["fer_keras_imported"] is False
+    ref = model.predict(x.astype("float32"), verbose=0)
+    np.testing.assert_allclose(got["probs"], ref["expression"], atol=1e-5)
+    np.testing.assert_allclose(got["valence"], ref["valence_arousal"][:, 0], atol=1e-5)
+    np.testing.assert_allclose(got["arousal"], ref["valence_arousal"][:, 1], atol=1e-5)
+    assert got["label"] == ref["expression"].argmax(1).tolist()
+    assert got["gray_shape"] == [2, 5]
+    assert got["names"] == ["neutral", "happy", "sad", "surprise", "anger"]
+    assert open(os.path.join(paths["savedmodel"], "assets", "labels.txt")).read().split() == got["names"]
+
+
+def test_keras_and_tflite_exports_match(exported):
+    run, paths = exported
+    model = load_keras_model(os.path.join(run, "model.keras"))
+    x = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3)).astype("float32")
+    ref = model.predict(x, verbose=0)
+    again = load_keras_model(paths["keras"]).predict(x, verbose=0)
+    np.testing.assert_allclose(again["expression"], ref["expression"], atol=1e-6)
+    flt = tflite_predict(paths["tflite"], x)
+    np.testing.assert_allclose(flt["expression"], ref["expression"], atol=1e-5)
+    np.testing.assert_allclose(flt["valence_arousal"], ref["valence_arousal"], atol=1e-5)
+    q = tflite_predict(paths["tflite_dynamic"], x)
+    np.testing.assert_allclose(q["expression"], ref["expression"], atol=0.1)
+    assert os.path.getsize(paths["tflite_dynamic"]) < os.path.getsize(paths["tflite"])
+
+
+def test_export_cli_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        export_main(["--run", str(tmp_path)])
+    assert e.value.code == 2 and "not a finished run directory" in capsys.readouterr().err
