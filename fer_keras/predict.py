@@ -1,0 +1,363 @@
+"""Prediction on images, folders, videos and webcams: detect faces → crop → classify, in batches.
+
+    python -m fer_keras.predict PATH... --model runs/<name> [--out predictions/] [--annotate] [--save-crops]
+        [--no-detect] [--all-faces] [--padding 0.15] [--window 5] [--batch-size 64]
+
+PATH may be an image, a folder (searched recursively), a video file, or a webcam index (`0`). Output (in --out):
+`predictions.csv` / `predictions.json` with one row per face (file, frame, box, label, confidence, probabilities,
+valence, arousal), `errors.csv` for unreadable inputs and images without a face (reported, not fatal),
+`folder_accuracy.csv` when folders are named like classes, and with --annotate the annotated images/videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from fer_keras.errors import ConfigError, DataError, cli_main
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+# === Detection ===
+
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade (shipped with opencv-python(-headless) 4.x)."""
+
+    def __init__(self, min_size: int = 24, scale_factor: float = 1.1, min_neighbors: int = 5):
+        path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise ConfigError(f"OpenCV Haar cascade not found at {path} (opencv 5.x wheels ship none; "
+                              "install opencv-python-headless<5)")
+        self.min_size, self.scale_factor, self.min_neighbors = min_size, scale_factor, min_neighbors
+
+    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+        faces = self.cascade.detectMultiScale(cv2.equalizeHist(gray), scaleFactor=self.scale_factor,
+                                              minNeighbors=self.min_neighbors,
+                                              minSize=(self.min_size, self.min_size))
+        return [tuple(int(v) for v in f) for f in faces]
+
+
+def whole_image(rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+    """The 'detector' of --no-detect: the image is already a face crop."""
+    return [(0, 0, rgb.shape[1], rgb.shape[0])]
+
+
+def pad_box(box, padding: float, width: int, height: int) -> Tuple[int, int, int, int]:
+    """Grows a box by `padding` of its size on each side, clipped to the image."""
+    x, y, w, h = box
+    dx, dy = int(round(w * padding)), int(round(h * padding))
+    x0, y0 = max(0, x - dx), max(0, y - dy)
+    x1, y1 = min(width, x + w + dx), min(height, y + h + dy)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+# === Model ===
+
+class FacePredictor:
+    """Wraps a trained model (a run directory or a `.keras` file) for batched face classification."""
+
+    def __init__(self, model: str, batch_size: int = 64):
+        from fer_keras.evaluation import load_keras_model
+        from fer_keras.labels import preset_classes
+
+        path, names = model, None
+        if os.path.isdir(model):
+            path = os.path.join(model, "model.keras")
+            labels = os.path.join(model, "labels.json")
+            if os.path.isfile(labels):
+                with open(labels) as f:
+                    names = json.load(f)["class_names"]
+        self.model = load_keras_model(path)
+        self.size = int(self.model.input_shape[1])
+        self.channels = int(self.model.input_shape[-1])
+        k = int(self.model.get_layer("expression").output.shape[-1])
+        self.class_names = names or preset_classes(str(k))
+        self.batch_size = batch_size
+
+    def prepare(self, crop_rgb: np.ndarray) -> np.ndarray:
+        """Resizes one RGB crop to the model's input (size, channels), uint8."""
+        from fer_keras.data.pipeline import resize_array
+
+        return resize_array(crop_rgb[None], self.size, self.channels)[0]
+
+    def predict(self, crops: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
+        """Classifies prepared crops in batches; returns `probabilities` (N,K) and `valence_arousal` (N,2)."""
+        if not len(crops):
+            return {"probabilities": np.zeros((0, len(self.class_names))), "valence_arousal": np.zeros((0, 2))}
+        x = np.stack(crops).astype(np.float32)
+        probs, va = [], []
+        for i in range(0, len(x), self.batch_size):
+            out = self.model(x[i:i + self.batch_size], training=False)
+            probs.append(np.asarray(out["expression"])), va.append(np.asarray(out["valence_arousal"]))
+        return {"probabilities": np.concatenate(probs), "valence_arousal": np.concatenate(va)}
+
+
+# === Inputs ===
+
+def expand_inputs(paths: Sequence[str]) -> List[Tuple[str, str]]:
+    """Turns CLI paths into (kind, path) with kind in image|video|webcam; folders are searched recursively."""
+    out = []
+    for p in paths:
+        if p.isdigit() and not os.path.exists(p):
+            out.append(("webcam", p))
+        elif os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    ext = os.path.splitext(f)[1].lower()
+                    if ext in IMAGE_EXTS:
+                        out.append(("image", os.path.join(root, f)))
+                    elif ext in VIDEO_EXTS:
+                        out.append(("video", os.path.join(root, f)))
+        elif os.path.isfile(p):
+            out.append(("video" if os.path.splitext(p)[1].lower() in VIDEO_EXTS else "image", p))
+        else:
+            raise DataError(f"{p}: no such file, folder or webcam index")
+    return out
+
+
+def read_rgb(path: str) -> Optional[np.ndarray]:
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+# === Annotation ===
+
+def annotate(rgb: np.ndarray, boxes, labels, confidences, vas) -> np.ndarray:
+    """Draws box, label, confidence and a small valence-arousal indicator per face; returns BGR for writing."""
+    img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    for (x, y, w, h), lab, conf, (v, a) in zip(boxes, labels, confidences, vas):
+        cv2.rectangle(img, (x, y), (x + w, y + h), (0, 220, 0), 2)
+        cv2.putText(img, f"{lab} {conf:.2f}", (x, max(12, y - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 220, 0), 1,
+                    cv2.LINE_AA)
+        r = max(8, w // 6)  # VA indicator: a circle with a dot at (valence, -arousal)
+        cx, cy = x + w - r, y + h + r + 2
+        cv2.circle(img, (cx, cy), r, (200, 200, 200), 1)
+        cv2.circle(img, (int(cx + v * r), int(cy - a * r)), 2, (0, 0, 255), -1)
+    return img
+
+
+# === Running ===
+
+@dataclass
+class Results:
+    rows: List[dict] = field(default_factory=list)
+    errors: List[Tuple[str, str]] = field(default_factory=list)
+
+
+def _row(source, frame, idx, box, names, probs, va):
+    k = int(np.argmax(probs))
+    return {"source": source, "frame": frame, "face": idx, "x": box[0], "y": box[1], "w": box[2], "h": box[3],
+            "label": names[k], "confidence": float(probs[k]),
+            **{f"p_{n}": float(p) for n, p in zip(names, probs)}, "valence": float(va[0]), "arousal": float(va[1])}
+
+
+def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, padding: float, all_faces: bool,
+                   results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
+                   save_crops: bool = False, progress: bool = True) -> None:
+    """Detects and crops faces of many images, then classifies all crops in batches."""
+    from tqdm import tqdm
+
+    crops, meta = [], []
+    for path in tqdm(paths, desc="images", disable=not progress or len(paths) < 2, file=sys.stderr):
+        rgb = read_rgb(path)
+        if rgb is None:
+            results.errors.append((path, "unreadable image"))
+            continue
+        boxes = detector(rgb)
+        if not boxes:
+            results.errors.append((path, "no face found"))
+            continue
+        if not all_faces:
+            boxes = [max(boxes, key=lambda b: b[2] * b[3])]
+        for i, b in enumerate(boxes):
+            x, y, w, h = pad_box(b, padding, rgb.shape[1], rgb.shape[0])
+            crop = rgb[y:y + h, x:x + w]
+            crops.append(predictor.prepare(crop))
+            meta.append((path, i, (x, y, w, h), rgb if annotate_out else None))
+            if save_crops and out_dir:
+                d = os.path.join(out_dir, "crops")
+                os.makedirs(d, exist_ok=True)
+                stem = os.path.splitext(os.path.basename(path))[0]
+                cv2.imwrite(os.path.join(d, f"{stem}_face{i}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    out = predictor.predict(crops)
+    per_image: Dict[str, list] = {}
+    for (path, i, box, rgb), probs, va in zip(meta, out["probabilities"], out["valence_arousal"]):
+        results.rows.append(_row(path, "", i, box, predictor.class_names, probs, va))
+        if annotate_out:
+            per_image.setdefault(path, [rgb, []])[1].append(results.rows[-1])
+    if annotate_out and out_dir:
+        d = os.path.join(out_dir, "annotated")
+        os.makedirs(d, exist_ok=True)
+        for path, (rgb, rows) in per_image.items():
+            img = annotate(rgb, [(r["x"], r["y"], r["w"], r["h"]) for r in rows], [r["label"] for r in rows],
+                           [r["confidence"] for r in rows], [(r["valence"], r["arousal"]) for r in rows])
+            cv2.imwrite(os.path.join(d, os.path.basename(path)), img)
+
+
+def predict_video(predictor: FacePredictor, source: str, detector, padding: float, window: int,
+                  results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
+                  show: bool = False, max_frames: Optional[int] = None) -> None:
+    """Per-frame predictions of the largest face, smoothed over the last `window` frames (moving average of the
+    probabilities and VA); writes an annotated video when asked."""
+    cap = cv2.VideoCapture(int(source) if source.isdigit() and not os.path.exists(source) else source)
+    if not cap.isOpened():
+        results.errors.append((source, "cannot open video"))
+        return
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    writer = None
+    hist_p: deque = deque(maxlen=max(1, window))
+    hist_va: deque = deque(maxlen=max(1, window))
+    frame_no = 0
+    show = show and bool(os.environ.get("DISPLAY"))  # a live window only where a display exists
+    try:
+        while max_frames is None or frame_no < max_frames:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            boxes = detector(rgb)
+            if boxes:
+                b = pad_box(max(boxes, key=lambda bb: bb[2] * bb[3]), padding, rgb.shape[1], rgb.shape[0])
+                crop = rgb[b[1]:b[1] + b[3], b[0]:b[0] + b[2]]
+                out = predictor.predict([predictor.prepare(crop)])
+                hist_p.append(out["probabilities"][0]), hist_va.append(out["valence_arousal"][0])
+                probs, va = np.mean(hist_p, axis=0), np.mean(hist_va, axis=0)
+                results.rows.append(_row(source, frame_no, 0, b, predictor.class_names, probs, va))
+                drawn = annotate(rgb, [b], [results.rows[-1]["label"]], [results.rows[-1]["confidence"]], [va])
+            else:
+                results.errors.append((f"{source}#{frame_no}", "no face found"))
+                drawn = bgr
+            if annotate_out and out_dir:
+                if writer is None:
+                    os.makedirs(os.path.join(out_dir, "annotated"), exist_ok=True)
+                    name = "webcam" if source.isdigit() else os.path.splitext(os.path.basename(source))[0]
+                    writer = cv2.VideoWriter(os.path.join(out_dir, "annotated", f"{name}.mp4"),
+                                             cv2.VideoWriter_fourcc(*"mp4v"), fps, (bgr.shape[1], bgr.shape[0]))
+                writer.write(drawn)
+            if show:
+                cv2.imshow("fer_keras", drawn)
+                if cv2.waitKey(1) & 0xFF == ord("q"):
+                    break
+            frame_no += 1
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+
+
+def folder_accuracy(rows: Sequence[dict], class_names: Sequence[str], preset: Optional[str] = None) -> List[dict]:
+    """Per-folder accuracy for images whose parent folder is named like a class (aliases such as angry/anger,
+    pos/positive), as in `<root>/<class>/*.jpg` test folders."""
+    from fer_keras.labels import map_name, normalize_name
+
+    stats: Dict[str, List[int]] = {}
+    for r in rows:
+        if r["frame"] != "":
+            continue
+        folder = os.path.basename(os.path.dirname(r["source"]))
+        canon = normalize_name(folder)
+        if canon is None:
+            continue
+        if canon in class_names:
+            true = canon
+        else:
+            try:
+                idx = map_name(canon, preset or str(len(class_names)))
+            except DataError:  # e.g. a 'positive' folder scored by a 7-class model
+                idx = None
+            if idx is None:
+                continue
+            true = class_names[idx]
+        s = stats.setdefault(os.path.dirname(r["source"]), [0, 0, true])
+        s[0] += int(r["label"] == true)
+        s[1] += 1
+    return [{"folder": k, "class": v[2], "correct": v[0], "total": v[1], "accuracy": v[0] / v[1]}
+            for k, v in sorted(stats.items())]
+
+
+def _write_csv(path: str, rows: Sequence[dict], header: Optional[Sequence[str]] = None) -> None:
+    from fer_keras.io_utils import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(header or (rows[0].keys() if rows else ["source"])))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def default_model() -> Optional[str]:
+    """The model shipped with the package, if any (used when --model is not given)."""
+    here = os.path.join(os.path.dirname(__file__), "pretrained")
+    for name in ("fer2013_customcnn.keras",):
+        if os.path.isfile(os.path.join(here, name)):
+            return os.path.join(here, name)
+    return None
+
+
+@cli_main
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fer_keras.predict", description=__doc__.splitlines()[0])
+    p.add_argument("paths", nargs="+", help="images, folders, videos, or a webcam index")
+    p.add_argument("--model", help="run directory or .keras file (default: the shipped pretrained model)")
+    p.add_argument("--out", default="predictions", help="output folder")
+    p.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
+    p.add_argument("--all-faces", action="store_true", help="all faces per image (default: the largest)")
+    p.add_argument("--padding", type=float, default=0.15, help="box padding, fraction of the face size")
+    p.add_argument("--min-face", type=int, default=24, help="smallest face (px) the Haar detector reports")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--window", type=int, default=1, help="video: smooth over the last N frames")
+    p.add_argument("--max-frames", type=int, help="video/webcam: stop after N frames")
+    p.add_argument("--annotate", action="store_true", help="write annotated images/videos")
+    p.add_argument("--save-crops", action="store_true", help="write the face crops (debugging)")
+    p.add_argument("--show", action="store_true", help="live window for video/webcam when a display exists")
+    p.add_argument("--labels", help="preset for folder-name evaluation (default: the model's)")
+    a = p.parse_args(argv)
+    model = a.model or default_model()
+    if model is None:
+        raise ConfigError("no --model given and no pretrained model is shipped in this install")
+    inputs = expand_inputs(a.paths)
+    predictor = FacePredictor(model, a.batch_size)
+    detector = whole_image if a.no_detect else HaarDetector(min_size=a.min_face)
+    os.makedirs(a.out, exist_ok=True)
+    results = Results()
+    images = [path for kind, path in inputs if kind == "image"]
+    if images:
+        predict_images(predictor, images, detector, a.padding, a.all_faces, results, a.out, a.annotate,
+                       a.save_crops)
+    for kind, path in inputs:
+        if kind in ("video", "webcam"):
+            predict_video(predictor, path, detector, a.padding, a.window, results, a.out, a.annotate, a.show,
+                          a.max_frames)
+    _write_csv(os.path.join(a.out, "predictions.csv"), results.rows)
+    from fer_keras.io_utils import atomic_write_text
+
+    atomic_write_text(os.path.join(a.out, "predictions.json"), json.dumps(results.rows, indent=1))
+    _write_csv(os.path.join(a.out, "errors.csv"), [{"source": s, "problem": e} for s, e in results.errors],
+               ["source", "problem"])
+    acc = folder_accuracy(results.rows, predictor.class_names, a.labels)
+    if acc:
+        _write_csv(os.path.join(a.out, "folder_accuracy.csv"), acc)
+        for r in acc:
+            print(f"{r['folder']}: {r['class']} {r['correct']}/{r['total']} = {r['accuracy']:.3f}")
+    print(f"{len(results.rows)} faces from {len(inputs)} inputs; {len(results.errors)} problems "
+          f"(see {a.out}/errors.csv); wrote {a.out}/predictions.csv")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Prediction CLI on generated images and a generated video: Haar detection + crop, --no-detect, batching,
+smoothing, per-folder accuracy and output files."""
+
+import csv
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_keras.cli_train import main as train_main
+from fer_keras.data.demo import generate
+from fer_keras.predict import FacePredictor, HaarDetector, folder_accuracy, main as predict_main, pad_box
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, demo_root):
+    runs = str(tmp_path_factory.mktemp("runs"))
+    return train_main(["--data", demo_root["csv"], "--labels", "7", "--epochs", "1", "--image-size", "32",
+                       "--runs-dir", runs, "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
+                       "--set", "train.verbose=0", "--set", "train.tensorboard=false"])
+
+
+@pytest.fixture(scope="module")
+def detectable_faces():
+    """Demo faces (128 px) that OpenCV's Haar cascade finds, pasted into larger scenes later."""
+    d = generate(5, 128, seed=0)
+    det = HaarDetector()
+    faces = [im for im in d["images"] if det(_scene(im, 40, 50))]
+    assert len(faces) >= 3
+    return faces
+
+
+def _scene(face, x=40, y=50, size=(240, 320)):
+    canvas = np.full(size + (3,), 90, np.uint8)
+    canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
+    return canvas
+
+
+def _rows(path):
+    return list(csv.DictReader(open(path)))
+
+
+def test_detect_crop_and_outputs(run, detectable_faces, tmp_path):
+    img_dir = tmp_path / "imgs"
+    img_dir.mkdir()
+    for i, f in enumerate(detectable_faces[:3]):
+        cv2.imwrite(str(img_dir / f"scene{i}.png"), cv2.cvtColor(_scene(f), cv2.COLOR_RGB2BGR))
+    (img_dir / "blank.png").write_bytes(cv2.imencode(".png", np.full((100, 100, 3), 128, np.uint8))[1].tobytes())
+    (img_dir / "broken.jpg").write_text("not an image")
+    out = tmp_path / "out"
+    predict_main([str(img_dir), "--model", run, "--out", str(out), "--annotate", "--save-crops"])
+    rows = _rows(out / "predictions.csv")
+    assert len(rows) == 3
+    for r in rows:
+        x, y = int(r["x"]), int(r["y"])
+        # the detected (padded) box covers the pasted face's centre
+        assert x <= 40 + 64 <= x + int(r["w"]) and y <= 50 + 64 <= y + int(r["h"])
+        probs = [float(r[f"p_{c}"]) for c in ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]]
+        assert abs(sum(probs) - 1) < 1e-4 and -1 <= float(r["valence"]) <= 1
+    errors = {os.path.basename(r["source"]): r["problem"] for r in _rows(out / "errors.csv")}
+    assert errors == {"blank.png": "no face found", "broken.jpg": "unreadable image"}
+    assert len(os.listdir(out / "annotated")) == 3 and len(os.listdir(out / "crops")) == 3
+    assert len(json.load(open(out / "predictions.json"))) == 3
+
+
+def test_no_detect_batching_and_folder_accuracy(run, demo_root, tmp_path):
+    out = tmp_path / "out"
+    predict_main([demo_root["folder"], "--model", run, "--out", str(out), "--no-detect", "--batch-size", "7"])
+    rows = _rows(out / "predictions.csv")
+    n_images = sum(len(fs) for _, _, fs in os.walk(demo_root["folder"]))
+    assert len(rows) == n_images and all(r["x"] == "0" for r in rows)
+    acc = _rows(out / "folder_accuracy.csv")
+    # 'contempt' is not in the 7-class model's classes and is not scored; the 7 others are
+    assert sorted(r["class"] for r in acc) == sorted(["neutral", "happy", "sad", "surprise", "fear", "disgust",
+                                                      "anger"])
+    happy = next(r for r in acc if r["class"] == "happy")
+    expect = np.mean([r["label"] == "happy" for r in rows if os.path.basename(os.path.dirname(r["source"]))
+                      == "happy"])
+    assert float(happy["accuracy"]) == pytest.approx(expect)
+
+
+def test_batched_equals_one_by_one(run, detectable_faces):
+    pred_big = FacePredictor(run, batch_size=64)
+    pred_one = FacePredictor(run, batch_size=1)
+    crops = [pred_big.prepare(f) for f in detectable_faces]
+    a, b = pred_big.predict(crops), pred_one.predict(crops)
+    np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(a["valence_arousal"], b["valence_arousal"], atol=1e-5)
+
+
+def test_video_smoothing_and_annotated_output(run, detectable_faces, tmp_path):
+    path = str(tmp_path / "clip.avi")
+    w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for t in range(8):
+        face = detectable_faces[t % 2]
+        w.write(cv2.cvtColor(_scene(face), cv2.COLOR_RGB2BGR))
+    w.release()
+    raw, smooth = tmp_path / "raw", tmp_path / "smooth"
+    # --no-detect: every frame is scored, so the smoothing is checked on all 8 frames
+    predict_main([path, "--model", run, "--out", str(raw), "--no-detect"])
+    predict_main([path, "--model", run, "--out", str(smooth), "--window", "3", "--annotate", "--no-detect"])
+    r, s = _rows(raw / "predictions.csv"), _rows(smooth / "predictions.csv")
+    assert len(r) == len(s) == 8 and [x["frame"] for x in r] == [x["frame"] for x in s]
+    cols = [k for k in r[0] if k.startswith("p_")] + ["valence", "arousal"]
+    P = np.array([[float(x[c]) for c in cols] for x in r])
+    S = np.array([[float(x[c]) for c in cols] for x in s])
+    assert not np.allclose(P[0], P[1])  # two different faces alternate, so smoothing changes values
+    for i in range(len(P)):  # moving average over the last 3 frames
+        np.testing.assert_allclose(S[i], P[max(0, i - 2):i + 1].mean(0), atol=1e-5)
+    video = smooth / "annotated" / "clip.mp4"
+    cap = cv2.VideoCapture(str(video))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    # with detection, frames where the cascade finds no face are reported, not fatal
+    det = tmp_path / "det"
+    predict_main([path, "--model", run, "--out", str(det), "--window", "3"])
+    n_rows, n_err = len(_rows(det / "predictions.csv")), len(_rows(det / "errors.csv"))
+    assert n_rows >= 1 and n_rows + n_err == 8
+
+
+def test_errors_are_clear(run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        predict_main([str(tmp_path / "nope.jpg"), "--model", run, "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and "nope.jpg: no such file" in capsys.readouterr().err
+    bad_video = tmp_path / "bad.mp4"
+    bad_video.write_bytes(b"garbage")
+    predict_main([str(bad_video), "--model", run, "--out", str(tmp_path / "o2")])
+    assert _rows(tmp_path / "o2" / "errors.csv")[0]["problem"] == "cannot open video"
+
+
+def test_pad_box_and_folder_accuracy_aliases():
+    assert pad_box((10, 10, 20, 20), 0.5, 35, 100) == (0, 0, 35, 40)
+    rows = [{"source": "/x/angry/1.jpg", "frame": "", "label": "anger"},
+            {"source": "/x/angry/2.jpg", "frame": "", "label": "sad"},
+            {"source": "/x/pos/3.jpg", "frame": "", "label": "positive"}]
+    acc = folder_accuracy(rows, ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"])
+    assert acc == [{"folder": "/x/angry", "class": "anger", "correct": 1, "total": 2, "accuracy": 0.5}]
+    acc2 = folder_accuracy(rows[2:], ["positive", "negative"])
+    assert acc2[0]["accuracy"] == 1.0
