@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap resamples for 95%% CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", choices=["none", "flip"], default="none",
+                   help="test-time augmentation: flip = average with the horizontal mirror")
     p.add_argument("--skip-bad", action="store_true")
     p.add_argument("--out", help="output folder (default: the run directory, or run/eval/<data-split-preset>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override data.* config keys")
@@ -35,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: Optional[str] = None,
              fmt: Optional[str] = None, split: str = "test", labels: Optional[str] = None, bootstrap: int = 0,
              seed: int = 0, batch_size: int = 64, skip_bad: bool = False, out: Optional[str] = None,
-             overrides=()) -> tuple:
+             overrides=(), tta: str = "none") -> tuple:
     """Evaluates one model; returns (output folder, result dict). See the CLI help for the arguments."""
     import json
 
@@ -91,7 +93,7 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
         note = "The data has no test split; the validation split was scored."
     if table is None or len(table) == 0:
         raise DataError(f"{cfg.data.path or 'demo data'}: no {split} split to evaluate")
-    pred = predict_table(model, table, cfg, batch_size)
+    pred = predict_table(model, table, cfg, batch_size, tta)
     probs = map_probabilities(pred["expression"], model_classes, cfg.data.labels)
     result = compute_metrics(table.expression, probs, table.va, pred["valence_arousal"], bundle.class_names,
                              bootstrap, seed)
@@ -101,13 +103,14 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
     result["info"] = {"model": os.path.abspath(model_file), "run": run, "data": bundle.source,
                       "format": bundle.format, "split": used_split, "preset": cfg.data.labels,
                       "class_names": bundle.class_names, "model_class_names": list(model_classes),
-                      "skipped_bad": len(bundle.bad), "note": note.strip(),
+                      "skipped_bad": len(bundle.bad), "note": note.strip(), "tta": tta,
                       "evaluated_at": _dt.datetime.now().isoformat(timespec="seconds")}
     if out is None:
         base = run or os.path.dirname(os.path.abspath(model_file))
-        same = bool(run) and default_data and split == "test"  # the run's own default evaluation
+        same = bool(run) and default_data and split == "test" and tta == "none"  # the run's own default evaluation
         out = base if same else os.path.join(base, "eval", slug(
-            f"{os.path.basename(os.path.normpath(cfg.data.path or 'demo'))}-{used_split}-{cfg.data.labels}"))
+            f"{os.path.basename(os.path.normpath(cfg.data.path or 'demo'))}-{used_split}-{cfg.data.labels}"
+            + ("" if tta == "none" else f"-tta_{tta}")))
     write_outputs(out, result, table.sources, table.expression, probs, table.va, pred["valence_arousal"],
                   bundle.class_names)
     return out, result
@@ -138,7 +141,7 @@ def _print_result(out, result):
 def main(argv=None):
     a = build_parser().parse_args(argv)
     common = dict(data=a.data, fmt=a.format, split=a.split, labels=a.labels, bootstrap=a.bootstrap, seed=a.seed,
-                  batch_size=a.batch_size, skip_bad=a.skip_bad, overrides=a.set)
+                  batch_size=a.batch_size, skip_bad=a.skip_bad, overrides=a.set, tta=a.tta)
     if a.compare:
         from fer_keras.evaluation import comparison_table
         from fer_keras.io_utils import atomic_write_text, new_run_dir

@@ -73,14 +73,22 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, va_true: np.ndarray, 
     return out
 
 
-def predict_table(model, table, cfg, batch_size: int = 64) -> Dict[str, np.ndarray]:
-    """Runs the model over a `SampleTable` (no augmentation); returns `expression` probs and `valence_arousal`."""
+def predict_table(model, table, cfg, batch_size: int = 64, tta: str = "none") -> Dict[str, np.ndarray]:
+    """Runs the model over a `SampleTable` (no augmentation); returns `expression` probs and `valence_arousal`.
+
+    `tta="flip"` averages the predictions on each image and its horizontal mirror (test-time augmentation).
+    """
+    import tensorflow as tf
+
     from fer_keras.data.pipeline import make_dataset
 
-    ds = make_dataset(table, cfg, training=False, batch_size=batch_size).map(lambda x, y: x)
-    out = model.predict(ds, verbose=0)
-    return {"expression": np.asarray(out["expression"], np.float64),
-            "valence_arousal": np.asarray(out["valence_arousal"], np.float64)}
+    views = [lambda x: x] + ([tf.image.flip_left_right] if tta == "flip" else [])
+    outs = []
+    for view in views:
+        ds = make_dataset(table, cfg, training=False, batch_size=batch_size).map(lambda x, y, v=view: v(x))
+        outs.append(model.predict(ds, verbose=0))
+    return {k: np.mean([np.asarray(o[k], np.float64) for o in outs], axis=0)
+            for k in ("expression", "valence_arousal")}
 
 
 # === Writers ===

@@ -96,3 +96,20 @@ def test_errors(tmp_path, capsys):
             eval_main(argv)
         assert e.value.code == 2
         assert msg in capsys.readouterr().err
+
+
+def test_flip_tta_averages_both_views(two_runs):
+    from fer_keras.config import config_from_dict, read_yaml
+    from fer_keras.data.pipeline import load_data
+    from fer_keras.evaluation import load_keras_model, predict_table
+
+    runs, a, _ = two_runs
+    cfg = config_from_dict(read_yaml(os.path.join(a, "config.yaml")))
+    table = load_data(cfg).test
+    model = load_keras_model(os.path.join(a, "model.keras"))
+    plain = predict_table(model, table, cfg)
+    tta = predict_table(model, table, cfg, tta="flip")
+    flipped = model.predict(table.images[:, :, ::-1].astype("float32"), verbose=0)
+    np.testing.assert_allclose(tta["expression"], (plain["expression"] + flipped["expression"]) / 2, atol=1e-5)
+    out = eval_main(["--run", a, "--tta", "flip"])
+    assert out.endswith("tta_flip") and json.load(open(os.path.join(out, "metrics.json")))["info"]["tta"] == "flip"
