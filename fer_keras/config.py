@@ -64,6 +64,8 @@ class DataConfig:
     cache_budget_mb: int = 2048
     shuffle_buffer: int = 10000
     validate_images: str = "auto"  # auto | full | header | none
+    min_image_side: int = 8  # smaller images are bad input (placeholders, not faces)
+    max_image_pixels: int = 50_000_000  # larger images are bad input (decompression-bomb guard)
     skip_bad: bool = False  # skip bad samples (and list them) instead of failing
     allow_outside_root: bool = False  # allow annotation paths that escape the data root
     # CSV column names (generic CSV reader)

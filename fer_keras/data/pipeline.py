@@ -125,20 +125,36 @@ def stratified_split(labels: np.ndarray, fractions: List[float], seed: int) -> L
 
 # === Images ===
 
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a")
+_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "MPO")  # what tf.io.decode_image reads (MPO: multi-picture JPEG)
 
 
-def check_header(path: str) -> Optional[str]:
-    """Cheap check: the file exists, is not empty and starts like a JPEG/PNG/BMP/GIF. Returns the problem or None."""
+def check_header(path: str, min_side: int = 8, max_pixels: int = 50_000_000, box=None) -> Optional[str]:
+    """Cheap check from the file header (no decoding): the file exists, is a JPEG/PNG/BMP/GIF, its size is within
+    [min_side, max_pixels] (a guard against 1x1 placeholders and decompression bombs), and a face box, if any,
+    mostly lies inside it. Returns the problem, or None."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as e:
-        return f"cannot open ({e.strerror})"
-    if not head:
-        return "empty file (0 bytes)"
-    if not any(head.startswith(m) for m in _MAGIC):
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+        Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, with a clearer message
+        with Image.open(path) as im:
+            fmt, (w, h) = im.format, im.size
+    except FileNotFoundError:
+        return "file not found"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return "not a JPEG/PNG/BMP/GIF image"
+    if fmt not in _FORMATS:
+        return f"unsupported image format {fmt} (use JPEG, PNG, BMP or GIF)"
+    if min(w, h) < min_side:
+        return f"image is {w}x{h}, smaller than {min_side} px on a side"
+    if w * h > max_pixels:
+        return f"image is {w}x{h} ({w * h / 1e6:.0f} MP), over data.max_image_pixels={max_pixels}"
+    if box is not None and not np.any(np.isnan(box)):
+        x, y, bw, bh = [float(v) for v in box]
+        inter = max(0.0, min(x + bw, w) - max(x, 0.0)) * max(0.0, min(y + bh, h) - max(y, 0.0))
+        if inter < 0.5 * bw * bh:
+            return f"face box (x={x:g}, y={y:g}, w={bw:g}, h={bh:g}) lies mostly outside the {w}x{h} image"
     return None
 
 
@@ -200,18 +216,22 @@ def load_images(table: SampleTable, cfg, log: BadLog) -> SampleTable:
     keep_in_memory = cfg.cache in ("auto", "memory") and (cfg.cache == "memory" or nbytes <= cfg.cache_budget_mb << 20)
     ok = np.ones(len(table), bool)
     decoded: List[Optional[np.ndarray]] = [None] * len(table)
+    boxes = table.boxes if table.boxes is not None else np.full((len(table), 4), np.nan, np.float32)
+
+    def header(i):
+        return check_header(table.sources[i], cfg.min_image_side, cfg.max_image_pixels, boxes[i])
+
     if mode == "header":
         for i, p in enumerate(table.sources):
-            problem = check_header(p)
+            problem = header(i)
             if problem:
                 log.bad(p, problem)
                 ok[i] = False
     elif mode == "full":
-        boxes = table.boxes if table.boxes is not None else np.full((len(table), 4), np.nan, np.float32)
 
         def work(i):
             p = table.sources[i]
-            problem = check_header(p)
+            problem = header(i)
             if problem:
                 return i, None, problem
             try:

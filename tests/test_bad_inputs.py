@@ -1,0 +1,251 @@
+"""The bad-input corpus (generated at test time): every case gives a one-line error naming the file/row/key and exit
+code 2 through the CLIs, or is skipped and counted with --skip-bad; valid-but-unusual images (16-bit, RGBA, CMYK)
+are read correctly; and no case modifies what an earlier run wrote."""
+
+import csv
+import hashlib
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_keras.cli_evaluate import main as eval_main
+from fer_keras.cli_train import main as train_main
+from fer_keras.config import DataConfig
+from fer_keras.data.pipeline import load_data
+
+TINY = ["--epochs", "1", "--image-size", "32", "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
+        "--set", "train.verbose=0", "--set", "train.tensorboard=false", "--set", "data.val_fraction=0",
+        "--set", "data.test_fraction=0"]
+
+
+def _face(i=0):
+    rng = np.random.default_rng(i)
+    return rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+
+
+def _base(root):
+    """A valid CSV dataset of 14 images (2 per class) that each case then breaks in one way."""
+    os.makedirs(root / "img", exist_ok=True)
+    rows = []
+    for i in range(14):
+        cv2.imwrite(str(root / "img" / f"{i}.png"), _face(i))
+        rows.append([f"img/{i}.png", str(i % 7), "0.1", "-0.2"])
+    return rows
+
+
+def _csv(root, rows, header=("path", "expression", "valence", "arousal")):
+    with open(root / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return str(root / "labels.csv")
+
+
+def _img_case(writer):
+    def make(root):
+        rows = _base(root)
+        writer(root / "img" / "bad")
+        name = next(f for f in os.listdir(root / "img") if f.startswith("bad"))
+        rows.append([f"img/{name}", "1", "", ""])
+        return _csv(root, rows), []
+    return make
+
+
+def _row_case(row, header=None):
+    def make(root):
+        rows = _base(root) + [row]
+        return _csv(root, rows, header or ("path", "expression", "valence", "arousal")), []
+    return make
+
+
+def _jpeg_bytes():
+    return cv2.imencode(".jpg", _face())[1].tobytes()
+
+
+def _npy_case(arrays):
+    def make(root):
+        for k, v in arrays.items():
+            np.save(root / f"{k}.npy", v, allow_pickle=True)
+        return str(root), []
+    return make
+
+
+def _folder_case(extra_dir, with_file=True):
+    def make(root):
+        for c in ("happy", "sad"):
+            (root / c).mkdir()
+            for i in range(3):
+                cv2.imwrite(str(root / c / f"{i}.png"), _face(i))
+        (root / extra_dir).mkdir()
+        if with_file:
+            cv2.imwrite(str(root / extra_dir / "x.png"), _face())
+        return str(root), []
+    return make
+
+
+def _fer_case(pixels):
+    def make(root):
+        p = root / "fer.csv"
+        with open(p, "w") as f:
+            f.write("emotion,pixels,Usage\n")
+            for i in range(7):
+                f.write(f"{i}," + " ".join(["7"] * 2304) + ",Training\n")
+            f.write(f"3,{pixels},Training\n")
+        return str(p), []
+    return make
+
+
+def _affectnet_box(root):
+    (root / "Manually_Annotated_Images" / "1").mkdir(parents=True)
+    rows = []
+    for i in range(8):
+        cv2.imwrite(str(root / "Manually_Annotated_Images" / "1" / f"{i}.jpg"), _face(i))
+        x = 500 if i == 7 else 0  # the last box lies outside its 40x40 image
+        rows.append([f"1/{i}.jpg", x, 0, 30, 30, "", i % 7, 0.1, 0.1])
+    with open(root / "training.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
+                    "expression", "valence", "arousal"])
+        w.writerows(rows)
+    return str(root), ["--format", "affectnet"]
+
+
+def _truncated(path_stem, ext, data):
+    (path_stem.parent / (path_stem.name + ext)).write_bytes(data)
+
+
+# (name, builder, expected text in the error, skippable with --skip-bad)
+CASES = [
+    ("zero-byte jpeg", _img_case(lambda p: _truncated(p, ".jpg", b"")), "bad.jpg: empty file", True),
+    ("truncated jpeg", _img_case(lambda p: _truncated(p, ".jpg", _jpeg_bytes()[:300])), "bad.jpg:", True),
+    ("truncated png", _img_case(lambda p: _truncated(
+        p, ".png", cv2.imencode(".png", _face())[1].tobytes()[:200])), "bad.png:", True),
+    ("text named jpg", _img_case(lambda p: (p.parent / "bad.jpg").write_text("hello")), "bad.jpg: not a JPEG", True),
+    ("1x1 image", _img_case(lambda p: cv2.imwrite(str(p) + ".png", np.zeros((1, 1, 3), np.uint8))),
+     "bad.png: image is 1x1, smaller than 8 px", True),
+    ("10000x10000 image", _img_case(lambda p: Image.new("L", (10000, 10000)).save(str(p) + ".png")),
+     "bad.png: image is 10000x10000 (100 MP), over data.max_image_pixels", True),
+    ("webp image", _img_case(lambda p: Image.fromarray(_face()).save(str(p) + ".tif")),
+     "bad.tif: unsupported image format TIFF", True),
+    ("missing image file", _row_case(["img/nope.png", "1", "", ""]), "labels.csv:16: image file not found", True),
+    ("label out of range", _row_case(["img/0.png", "12", "", ""]), "labels.csv:16: expression label 12", True),
+    ("non-integer label", _row_case(["img/0.png", "1.5", "", ""]), "labels.csv:16: expression label '1.5'", True),
+    ("unknown label name", _row_case(["img/0.png", "bored", "", ""]), "labels.csv:16: expression label 'bored'",
+     True),
+    ("NaN valence", _row_case(["img/0.png", "1", "nan", "0"]), "labels.csv:16: valence/arousal 'nan'", True),
+    ("inf arousal", _row_case(["img/0.png", "1", "0", "-inf"]), "labels.csv:16: valence/arousal '-inf'", True),
+    ("valence out of range", _row_case(["img/0.png", "1", "2.5", "0"]), "labels.csv:16: valence/arousal 2.5",
+     True),
+    ("path escapes root", _row_case(["../../../etc/hosts", "1", "", ""]), "labels.csv:16: image path", True),
+    ("absolute path outside root", _row_case(["/etc/hosts", "1", "", ""]), "escapes the data root", True),
+    ("CSV missing column", _row_case(["img/0.png", "1"], header=("path", "label")),
+     "labels.csv: missing column 'expression'", False),
+    ("CSV renamed path column", _row_case(["img/0.png", "1"], header=("file", "expression")),
+     "labels.csv: missing column 'path'", False),
+    ("unknown class folder", _folder_case("bored"), "bored: unknown class folder 'bored'", True),
+    ("empty class folder", _folder_case("surprise", with_file=False), "surprise: class folder has no images", True),
+    ("npy length mismatch", _npy_case({"images": np.zeros((5, 16, 16), np.uint8),
+                                       "expressions": np.zeros(4, np.int64)}),
+     "images.npy has 5 samples but expressions.npy has 4", False),
+    ("pickled npy", _npy_case({"images": np.zeros((2, 16, 16), np.uint8),
+                               "expressions": np.array([{"x": 1}, {"y": 2}], dtype=object)}),
+     "expressions.npy: expressions holds pickled Python objects", False),
+    ("FER2013 wrong pixel count", _fer_case(" ".join(["1"] * 100)), "fer.csv:9: expected 2304 pixels", True),
+    ("FER2013 non-numeric pixels", _fer_case("a b c"), "fer.csv:9: pixels are not space-separated numbers", True),
+    ("AffectNet box outside image", _affectnet_box, "lies mostly outside the 40x40 image", True),
+]
+
+CLI_CASES = [
+    (["--model", "AlexNet"], "unknown model 'AlexNet'"),
+    (["--format", "hdf5"], "data.format: 'hdf5' is not one of"),
+    (["--labels", "9"], "unknown label preset '9'"),
+    (["--set", "model.widht=3"], "unknown config key 'model.widht'"),
+    (["--set", "train.epochs=many"], "train.epochs: cannot use 'many' as int"),
+]
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory, demo_root):
+    """A finished run whose files must not change while the bad inputs are tried."""
+    runs = tmp_path_factory.mktemp("runs")
+    run = train_main(["--data", demo_root["folder"], "--runs-dir", str(runs), "--name", "earlier"] + TINY)
+
+    def digest():
+        h = hashlib.sha256()
+        for d, _, files in sorted(os.walk(run)):
+            for f in sorted(files):
+                h.update(f.encode())
+                h.update(open(os.path.join(d, f), "rb").read())
+        return h.hexdigest()
+
+    before = digest()
+    yield str(runs), run
+    assert digest() == before, "a bad-input case modified an earlier run"
+
+
+def test_corpus_size():
+    assert len(CASES) + len(CLI_CASES) + 3 >= 25  # +3: corrupted .keras, other-version run, 16-bit/RGBA/CMYK
+
+
+@pytest.mark.parametrize("name,make,expected,skippable", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_case(name, make, expected, skippable, tmp_path, earlier_run, capsys):
+    runs, _ = earlier_run
+    data, extra = make(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        train_main(["--data", data, "--runs-dir", runs] + extra + TINY)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert expected in err, err
+    if skippable:
+        cfg = DataConfig(path=data, image_size=32, skip_bad=True, val_fraction=0, test_fraction=0,
+                         format=extra[1] if extra else "auto")
+        bundle = load_data(cfg)
+        assert len(bundle.bad) == 1 and len(bundle.train) > 0
+        assert expected.split(": ")[-1].split(" ")[0] in bundle.bad.items[0][1] or \
+            expected.split(":")[0] in bundle.bad.items[0][0]
+
+
+@pytest.mark.parametrize("argv,expected", CLI_CASES)
+def test_bad_cli_arguments(argv, expected, earlier_run, demo_root, capsys):
+    runs, _ = earlier_run
+    with pytest.raises(SystemExit) as e:
+        train_main(["--data", demo_root["folder"], "--runs-dir", runs] + argv + TINY)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and expected in err and len(err.splitlines()) == 1
+
+
+def test_corrupted_model_and_foreign_run(earlier_run, tmp_path, capsys):
+    runs, run = earlier_run
+    other = tmp_path / "copy"
+    shutil.copytree(run, other)
+    with open(other / "model.keras", "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(SystemExit) as e:
+        eval_main(["--run", str(other)])
+    assert e.value.code == 2 and "model.keras: cannot load model" in capsys.readouterr().err
+    shutil.copy(os.path.join(run, "model.keras"), other / "model.keras")
+    text = open(other / "config.yaml").read().replace("version: 1", "version: 99")
+    (other / "config.yaml").write_text(text)
+    with pytest.raises(SystemExit) as e:
+        eval_main(["--run", str(other)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "config version 99 is not supported" in err and "config.yaml" in err
+
+
+def test_unusual_but_valid_images_are_read(tmp_path):
+    """16-bit PNG, RGBA PNG and CMYK JPEG decode to the expected 8-bit RGB content."""
+    base = np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (32, 1))
+    Image.fromarray(base.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    Image.fromarray(np.dstack([base] * 3 + [np.full_like(base, 128)]), "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(np.dstack([base] * 3)).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    rows = [[n, "happy", "", ""] for n in ("g16.png", "rgba.png", "cmyk.jpg")]
+    path = _csv(tmp_path, rows)
+    b = load_data(DataConfig(path=path, image_size=32, channels=1, val_fraction=0, test_fraction=0))
+    assert len(b.train) == 3
+    for img in b.train.images:
+        assert abs(img[..., 0].astype(float).mean(axis=0) - base.mean(axis=0)).mean() < 8
