@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=["none", "flip"], default="none",
                    help="test-time augmentation: flip = average with the horizontal mirror")
     p.add_argument("--skip-bad", action="store_true")
+    p.add_argument("--unsafe-load", action="store_true",
+                   help="load models outside Keras safe mode (allows Lambda layers: only for files you trust)")
     p.add_argument("--out", help="output folder (default: the run directory, or run/eval/<data-split-preset>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override data.* config keys")
     return p
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: Optional[str] = None,
              fmt: Optional[str] = None, split: str = "test", labels: Optional[str] = None, bootstrap: int = 0,
              seed: int = 0, batch_size: int = 64, skip_bad: bool = False, out: Optional[str] = None,
-             overrides=(), tta: str = "none") -> tuple:
+             overrides=(), tta: str = "none", unsafe_load: bool = False) -> tuple:
     """Evaluates one model; returns (output folder, result dict). See the CLI help for the arguments."""
     import json
 
@@ -59,7 +61,7 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
         model_file = os.path.join(run, "model.keras")
     else:
         cfg, model_file = Config(), model_path
-    model = load_keras_model(model_file)
+    model = load_keras_model(model_file, safe_mode=not unsafe_load)
     _, h, w, c = model.input_shape
     try:
         k = int(model.get_layer("expression").output.shape[-1])
@@ -141,7 +143,8 @@ def _print_result(out, result):
 def main(argv=None):
     a = build_parser().parse_args(argv)
     common = dict(data=a.data, fmt=a.format, split=a.split, labels=a.labels, bootstrap=a.bootstrap, seed=a.seed,
-                  batch_size=a.batch_size, skip_bad=a.skip_bad, overrides=a.set, tta=a.tta)
+                  batch_size=a.batch_size, skip_bad=a.skip_bad, overrides=a.set, tta=a.tta,
+                  unsafe_load=a.unsafe_load)
     if a.compare:
         from fer_keras.evaluation import comparison_table
         from fer_keras.io_utils import atomic_write_text, new_run_dir

@@ -167,8 +167,9 @@ def write_outputs(out_dir: str, result: dict, sources, y_true, probs, va_true, v
                           class_names)
 
 
-def load_keras_model(path: str):
-    """Loads a `.keras` file in Keras safe mode (no arbitrary Lambda code); errors name the file."""
+def load_keras_model(path: str, safe_mode: bool = True):
+    """Loads a `.keras` file, by default in Keras safe mode (refuses Lambda layers, which would run arbitrary
+    code from the file); errors name the file. `safe_mode=False` is the user's explicit opt-out."""
     import keras
 
     import fer_keras.keras_metrics  # noqa: F401  (register custom objects)
@@ -178,7 +179,7 @@ def load_keras_model(path: str):
     if not os.path.exists(path):
         raise ModelError(f"model file not found: {path}")
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as e:  # corrupted zip, wrong format, unsafe Lambda
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: cannot load model ({msg})") from None

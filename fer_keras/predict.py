@@ -70,7 +70,7 @@ def pad_box(box, padding: float, width: int, height: int) -> Tuple[int, int, int
 class FacePredictor:
     """Wraps a trained model (a run directory or a `.keras` file) for batched face classification."""
 
-    def __init__(self, model: str, batch_size: int = 64):
+    def __init__(self, model: str, batch_size: int = 64, safe_mode: bool = True):
         from fer_keras.evaluation import load_keras_model
         from fer_keras.labels import preset_classes
 
@@ -81,7 +81,7 @@ class FacePredictor:
             if os.path.isfile(labels):
                 with open(labels) as f:
                     names = json.load(f)["class_names"]
-        self.model = load_keras_model(path)
+        self.model = load_keras_model(path, safe_mode=safe_mode)
         self.size = int(self.model.input_shape[1])
         self.channels = int(self.model.input_shape[-1])
         k = int(self.model.get_layer("expression").output.shape[-1])
@@ -326,12 +326,14 @@ def main(argv=None):
     p.add_argument("--save-crops", action="store_true", help="write the face crops (debugging)")
     p.add_argument("--show", action="store_true", help="live window for video/webcam when a display exists")
     p.add_argument("--labels", help="preset for folder-name evaluation (default: the model's)")
+    p.add_argument("--unsafe-load", action="store_true",
+                   help="load the model outside Keras safe mode (allows Lambda layers: only for files you trust)")
     a = p.parse_args(argv)
     model = a.model or default_model()
     if model is None:
         raise ConfigError("no --model given and no pretrained model is shipped in this install")
     inputs = expand_inputs(a.paths)
-    predictor = FacePredictor(model, a.batch_size)
+    predictor = FacePredictor(model, a.batch_size, safe_mode=not a.unsafe_load)
     detector = whole_image if a.no_detect else HaarDetector(min_size=a.min_face)
     os.makedirs(a.out, exist_ok=True)
     results = Results()

@@ -152,6 +152,26 @@ class RunLogger(keras.callbacks.Callback):
         logs["epoch_seconds"] = dt
 
 
+class EpochSeeder(keras.callbacks.Callback):
+    """Keys all training randomness to (seed, epoch): sets the data pipeline's epoch variable and reseeds the
+    model's own random layers (dropout) at each epoch start. A run resumed by BackupAndRestore at epoch k then
+    sees the same data order, augmentation and dropout masks as an uninterrupted run."""
+
+    def __init__(self, epoch_var: tf.Variable, seed: int):
+        super().__init__()
+        self.epoch_var = epoch_var
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_var.assign(epoch)
+        i = 0
+        for layer in self.model._flatten_layers(include_self=False):
+            for gen in vars(layer).values():
+                if isinstance(gen, keras.random.SeedGenerator):
+                    gen.state.assign(np.array([self.seed * 1_000_003 + epoch, i], np.int64))
+                    i += 1
+
+
 def _best_so_far(history_csv: str, monitor: str, mode: str) -> Optional[float]:
     if not os.path.isfile(history_csv):
         return None
@@ -162,7 +182,7 @@ def _best_so_far(history_csv: str, monitor: str, mode: str) -> Optional[float]:
     return max(vals) if mode == "max" else min(vals)
 
 
-def make_callbacks(cfg: Config, run_dir: str, monitor: str, steps_per_epoch: int):
+def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: tf.Variable):
     t = cfg.train
     logger = RunLogger()
     ckpt = AtomicModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode=t.monitor_mode,
@@ -171,6 +191,7 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, steps_per_epoch: int
     if best is not None:  # resuming: do not let the first resumed epoch overwrite a better model
         ckpt.best = best
     cbs = [logger,
+           EpochSeeder(epoch_var, t.seed),
            keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True),
            ckpt,
            keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
@@ -270,7 +291,9 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     weights = None
     if d.balance == "class_weights":
         weights = class_weights(data.train.class_counts(num_classes), d.class_weight_smoothing).tolist()
-    train_ds = make_dataset(data.train, cfg, training=True, seed=t.seed, deterministic=t.deterministic)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    train_ds = make_dataset(data.train, cfg, training=True, seed=t.seed, deterministic=t.deterministic,
+                            epoch=epoch_var)
     val_ds = make_dataset(data.val, cfg, training=False) if data.val is not None and len(data.val) else None
     steps = t.steps_per_epoch or math.ceil(len(data.train) / d.batch_size)
     if t.steps_per_epoch:
@@ -281,7 +304,7 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     with strategy.scope():
         model = build_model(cfg.model, num_classes, (d.image_size, d.image_size, d.channels))
         compile_model(model, cfg, num_classes, weights, schedule_steps=steps * t.epochs, jit_compile=runtime["xla"])
-    callbacks, logger = make_callbacks(cfg, run_dir, monitor, steps)
+    callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var)
     print(f"run: {run_dir}{' (resuming)' if resuming else ''} | model {model.name} "
           f"{model.count_params():,} params | {runtime['device']} xla={runtime['xla']} {runtime['precision']} | "
           f"train {len(data.train)} val {len(data.val) if data.val is not None else 0}")

@@ -249,3 +249,21 @@ def test_unusual_but_valid_images_are_read(tmp_path):
     assert len(b.train) == 3
     for img in b.train.images:
         assert abs(img[..., 0].astype(float).mean(axis=0) - base.mean(axis=0)).mean() < 8
+
+
+def test_lambda_model_refused_in_safe_mode_unless_opted_out(tmp_path, demo_root, capsys):
+    import keras
+
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Lambda(lambda t: t / 255.0)(inp)  # arbitrary code stored in the file
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, {"expression": keras.layers.Dense(7, activation="softmax", name="expression")(x),
+                              "valence_arousal": keras.layers.Dense(2, activation="tanh", name="valence_arousal")(x)})
+    path = str(tmp_path / "lambda.keras")
+    model.save(path)
+    argv = ["--model-path", path, "--data", demo_root["folder"], "--labels", "7", "--out", str(tmp_path / "e")]
+    with pytest.raises(SystemExit) as e:
+        eval_main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "lambda.keras: cannot load model" in err and "safe" in err.lower()
+    assert eval_main(argv + ["--unsafe-load"])  # the explicit opt-out loads it

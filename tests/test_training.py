@@ -189,3 +189,58 @@ def test_cosine_schedule_warmup_and_decay():
     assert float(lr(0)) == pytest.approx(1e-3)  # warm-up starts at lr/10
     assert float(lr(10)) == pytest.approx(1e-2, rel=1e-3)  # end of warm-up
     assert float(lr(100)) == pytest.approx(1e-4, rel=1e-2)  # decayed to the floor
+
+
+def _read_history(run):
+    import csv
+
+    return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in csv.DictReader(
+        open(os.path.join(run, "history.csv")))]
+
+
+def test_deterministic_runs_are_bit_identical(demo_root, tmp_path):
+    args = _tiny_args(demo_root, str(tmp_path), "--epochs", "2", "--deterministic",
+                      "--set", "augment.blur_prob=0.5", "--set", "augment.erasing_prob=0.5")
+    a, b = train_main(args), train_main(args)
+    assert _read_history(a) == _read_history(b)
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(demo_root, tmp_path):
+    """Kill training with SIGKILL during epoch 3, rerun the same command: it resumes from the last finished epoch,
+    runs the same number of epochs, and (deterministic mode) ends with the weights of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import keras
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    common = _tiny_args(demo_root, str(tmp_path), "--epochs", "4", "--deterministic",
+                        "--set", "model.widths=[16]", "--set", "data.batch_size=4")
+    cmd = [sys.executable, os.path.join(repo, "train_model.py")] + common
+    env = {**os.environ, "PYTHONPATH": repo}
+    ref = subprocess.run(cmd + ["--name", "ref"], env=env, capture_output=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-1500:]
+    proc = subprocess.Popen(cmd + ["--name", "killed"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    hist = tmp_path / "killed" / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if hist.exists() and len(hist.read_text().splitlines()) >= 3:  # header + 2 finished epochs
+            time.sleep(0.3)  # into epoch 3
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.load(open(tmp_path / "killed" / "state.json"))["status"] == "running"
+    again = subprocess.run(cmd + ["--name", "killed"], env=env, capture_output=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-1500:]
+    epochs = [int(r["epoch"]) for r in _read_history(str(tmp_path / "killed"))]
+    assert epochs[-1] == 3 and sorted(set(epochs)) == [0, 1, 2, 3]
+    w_ref = keras.saving.load_model(str(tmp_path / "ref" / "model.keras")).get_weights()
+    w_res = keras.saving.load_model(str(tmp_path / "killed" / "model.keras")).get_weights()
+    for a, b in zip(w_ref, w_res):
+        np.testing.assert_array_equal(a, b)
+    assert _read_history(str(tmp_path / "ref"))[-1] == _read_history(str(tmp_path / "killed"))[-1]

@@ -91,11 +91,10 @@ def random_erasing(images: tf.Tensor, seed=None, max_frac: float = 0.33) -> tf.T
     return tf.where(inside, mean, images)
 
 
-def build_augmenter(aug, seed: int = 0) -> Optional[Callable[[tf.Tensor], tf.Tensor]]:
-    """Returns `f(batch) -> batch` implementing `AugmentConfig`, or None when everything is off.
+def build_augmenter(aug, seed: int = 0) -> Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]:
+    """Returns `f(batch, seeds) -> batch` implementing `AugmentConfig`, or None when everything is off.
 
-    Keras layers draw from their own seeded generators; the custom ops draw from a seeded stateless stream whose
-    counter advances per call, so runs with the same seed see the same augmentations.
+    All randomness derives from `seed` and the per-call `seeds`, never from hidden state that a restart would lose.
     """
     layers = []
     if aug.flip:
@@ -118,19 +117,22 @@ def build_augmenter(aug, seed: int = 0) -> Optional[Callable[[tf.Tensor], tf.Ten
     customs = [(p, f) for p, f in customs if p > 0]
     if not layers and not customs:
         return None
-    counter = tf.Variable(0, dtype=tf.int64, trainable=False)
     pipeline = keras.Sequential(layers) if layers else None
 
-    def augment(batch: tf.Tensor) -> tf.Tensor:
+    def augment(batch: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
+        """`seeds`: int64 [2], e.g. (epoch-mixed seed, batch index): the same seeds give the same augmentation,
+        so a resumed run sees exactly the batches an uninterrupted run would have seen."""
+        seeds = tf.cast(seeds, tf.int64)
         x = tf.cast(batch, tf.float32)
         if pipeline is not None:
+            for i, layer in enumerate(layers):
+                # Keras layers draw from their SeedGenerator; reseed it from (seeds, layer) before each batch.
+                layer.generator.state.assign(tf.stack([seeds[0] * 7919 + seed + i, seeds[1]]))
             x = pipeline(x, training=True)
-        if customs:
-            step = counter.assign_add(1)
-            for i, (p, f) in enumerate(customs):
-                s_apply = tf.stack([tf.constant(seed + 100 + i, tf.int64), step])
-                s_op = tf.stack([tf.constant(seed + 200 + i, tf.int64), step])
-                x = tf.where(_per_sample_mask(x, p, s_apply), f(x, s_op), x)
+        for i, (p, f) in enumerate(customs):
+            s_apply = tf.stack([seeds[0] * 7919 + seed + 100 + i, seeds[1]])
+            s_op = tf.stack([seeds[0] * 7919 + seed + 200 + i, seeds[1]])
+            x = tf.where(_per_sample_mask(x, p, s_apply), f(x, s_op), x)
         return tf.clip_by_value(x, 0.0, 255.0)
 
     return augment

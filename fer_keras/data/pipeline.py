@@ -350,7 +350,7 @@ def _base_dataset(table: SampleTable, size: int, channels: int) -> tf.data.Datas
 
 
 def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[int] = None, seed: int = 0,
-                 deterministic: bool = False) -> tf.data.Dataset:
+                 deterministic: bool = False, epoch: Optional[tf.Variable] = None) -> tf.data.Dataset:
     """Builds the batched `tf.data.Dataset` of one split.
 
     Args:
@@ -360,6 +360,9 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
         batch_size: defaults to `cfg.data.batch_size`.
         seed: shuffling/augmentation seed.
         deterministic: keep element order deterministic in parallel maps.
+        epoch: an int64 variable holding the current epoch (training sets it at each epoch start). Shuffling,
+            oversampling and augmentation are keyed by (seed, epoch, batch), so epoch k is the same whether or not
+            the run was interrupted and resumed before it. Without it, epoch 0 is used every time.
 
     Returns:
         Dataset of `(images, {"expression", "valence_arousal"})`; training images are float32 after augmentation,
@@ -367,24 +370,35 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
     """
     d = cfg.data
     bs = batch_size or d.batch_size
-    ds = _base_dataset(table, d.image_size, d.channels)
+    base = _base_dataset(table, d.image_size, d.channels)
     if table.images is None and d.cache == "memory":
-        ds = ds.cache()
-    if training:
-        if d.balance == "oversample":
-            k = int(table.expression.max()) + 1 if len(table) else 1
-            present = [c for c in range(k) if np.any(table.expression == c)]
-            per_class = [ds.filter(lambda x, y, c=c: tf.equal(y["expression"], c)).repeat() for c in present]
+        base = base.cache()
+    if not training:
+        opts = tf.data.Options()
+        opts.deterministic = True
+        return base.batch(bs).with_options(opts).prefetch(AUTOTUNE)
+    aug = build_augmenter(cfg.augment, seed)
+    present = sorted(set(table.expression.tolist()))
+    per_class = [base.filter(lambda x, y, c=c: tf.equal(y["expression"], c)).repeat() for c in present] \
+        if d.balance == "oversample" else None
+
+    def one_epoch(_):
+        e = epoch.read_value() if epoch is not None else tf.constant(0, tf.int64)
+        epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + e
+        ds = base
+        if per_class is not None:
             ds = tf.data.Dataset.sample_from_datasets(per_class, weights=[1.0 / len(present)] * len(present),
-                                                      seed=seed).take(len(table))
-        ds = ds.shuffle(min(d.shuffle_buffer, max(len(table), 1)), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(bs, drop_remainder=False)
-    if training:
-        aug = build_augmenter(cfg.augment, seed)
+                                                      seed=epoch_seed).take(len(table))
+        ds = ds.shuffle(min(d.shuffle_buffer, max(len(table), 1)), seed=epoch_seed, reshuffle_each_iteration=False)
+        ds = ds.batch(bs)
         if aug is not None:
-            ds = ds.map(lambda x, y: (aug(x), y), num_parallel_calls=1 if deterministic else AUTOTUNE,
-                        deterministic=deterministic or None)
+            ds = ds.enumerate().map(lambda i, xy: (aug(xy[0], tf.stack([epoch_seed, i])), xy[1]),
+                                    num_parallel_calls=1 if deterministic else AUTOTUNE,
+                                    deterministic=deterministic or None)
+        return ds
+
+    ds = tf.data.Dataset.from_tensors(0).flat_map(one_epoch)  # re-evaluated (and re-keyed) at each iteration
+    ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(len(table) / bs)))  # Keras knows the steps
     opts = tf.data.Options()
-    opts.deterministic = bool(deterministic) or not training
-    ds = ds.with_options(opts)
-    return ds.prefetch(AUTOTUNE)
+    opts.deterministic = bool(deterministic)
+    return ds.with_options(opts).prefetch(AUTOTUNE)
