@@ -222,18 +222,20 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(demo_root, tmp_path
     env = {**os.environ, "PYTHONPATH": repo}
     ref = subprocess.run(cmd + ["--name", "ref"], env=env, capture_output=True, timeout=600)
     assert ref.returncode == 0, ref.stderr[-1500:]
+    ref_epoch_s = json.load(open(tmp_path / "ref" / "runtime.json"))["median_epoch_seconds"]
     proc = subprocess.Popen(cmd + ["--name", "killed"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     hist = tmp_path / "killed" / "history.csv"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if hist.exists() and len(hist.read_text().splitlines()) >= 3:  # header + 2 finished epochs
-            time.sleep(0.3)  # into epoch 3
+            time.sleep(0.4 * ref_epoch_s)  # into epoch 3
             break
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert len(hist.read_text().splitlines()) == 3, "killed after epoch 3 finished, not during it"
     assert json.load(open(tmp_path / "killed" / "state.json"))["status"] == "running"
     again = subprocess.run(cmd + ["--name", "killed"], env=env, capture_output=True, timeout=600)
     assert again.returncode == 0, again.stderr[-1500:]
