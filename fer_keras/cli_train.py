@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", default=None, help="skip bad samples and list them")
     p.add_argument("--name", help="run name under runs/; an unfinished run of that name resumes")
     p.add_argument("--runs-dir")
+    p.add_argument("--export", choices=["savedmodel", "keras", "tflite", "all"],
+                   help="export the best model when training ends (same as python -m fer_keras.export)")
     return p
 
 
@@ -60,4 +62,9 @@ def main(argv=None) -> str:
         rt = json.load(f)
     print(f"done: {run_dir} | best {rt['monitor']} = {rt['best']} | {rt['epochs_run']} epochs in "
           f"{rt['train_seconds']} s | {rt['train_images_per_second'] or 0:.0f} img/s")
+    if args.export:
+        from fer_keras.export import FORMATS, export_run
+
+        for fmt, path in export_run(run_dir, FORMATS if args.export == "all" else [args.export]).items():
+            print(f"exported {fmt}: {path}")
     return run_dir

@@ -73,6 +73,14 @@ def test_keras_and_tflite_exports_match(exported):
     assert os.path.getsize(paths["tflite_dynamic"]) < os.path.getsize(paths["tflite"])
 
 
+def test_train_export_flag_uses_the_same_exporter(demo_root, tmp_path):
+    run = train_main(["--data", demo_root["csv"], "--epochs", "1", "--image-size", "32", "--runs-dir",
+                      str(tmp_path), "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
+                      "--set", "train.verbose=0", "--set", "train.tensorboard=false", "--export", "keras"])
+    assert os.path.isfile(os.path.join(run, "export", "model.keras"))
+    assert not os.path.exists(os.path.join(run, "export", "savedmodel"))
+
+
 def test_export_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         export_main(["--run", str(tmp_path)])
