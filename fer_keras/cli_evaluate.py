@@ -43,14 +43,12 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
     """Evaluates one model; returns (output folder, result dict). See the CLI help for the arguments."""
     import json
 
-    import numpy as np
-
-    from fer_keras.config import Config, config_from_dict, parse_overrides, read_yaml
+    from fer_keras.config import Config, config_from_dict, parse_overrides, read_yaml, set_key
     from fer_keras.data.pipeline import load_data
     from fer_keras.errors import DataError, ModelError
     from fer_keras.evaluation import compute_metrics, load_keras_model, map_probabilities, predict_table, write_outputs
     from fer_keras.io_utils import slug
-    from fer_keras.labels import preset_classes
+    from fer_keras.labels import check_preset, preset_classes
 
     if run:
         if not os.path.isfile(os.path.join(run, "config.yaml")):
@@ -78,14 +76,10 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
         cfg.data.val_path = cfg.data.test_path = None
     if labels is not None:
         cfg.data.labels = labels
-    from fer_keras.config import _set  # noqa: the same validation as --set in training
-
     for key, value in parse_overrides(overrides).items():
         if not key.startswith("data."):
             raise ConfigError(f"evaluate --set only takes data.* keys, got {key!r}")
-        _set(cfg, key, value)
-    from fer_keras.labels import check_preset
-
+        set_key(cfg, key, value)  # the same validation as --set in training
     cfg.data.labels = check_preset(cfg.data.labels)
     cfg.data.image_size, cfg.data.channels, cfg.data.skip_bad = int(h), int(c), skip_bad
     bundle = load_data(cfg)

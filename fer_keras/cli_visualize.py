@@ -6,7 +6,6 @@ import argparse
 import base64
 import csv
 import html
-import io
 import json
 import os
 from typing import Dict, List

@@ -207,7 +207,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _set(cfg: Config, key: str, value: Any) -> None:
+def set_key(cfg: Config, key: str, value: Any) -> None:
+    """Sets one dotted key (e.g. `train.epochs`) with type coercion and validation; unknown keys raise."""
     parts = key.split(".")
     obj = cfg
     for i, part in enumerate(parts):
@@ -248,7 +249,7 @@ def apply_dict(cfg: Config, d: Dict[str, Any], source: str = "config") -> Config
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(d).__name__}")
     for key, value in _flatten(d).items():
         try:
-            _set(cfg, key, value)
+            set_key(cfg, key, value)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
     return cfg
@@ -298,13 +299,14 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (), flags
         data = read_yaml(path)
         version = data.pop("version", CONFIG_VERSION) if isinstance(data, dict) else CONFIG_VERSION
         if version != CONFIG_VERSION:
-            raise ConfigError(f"{path}: config version {version} is not supported (this fer_keras reads {CONFIG_VERSION})")
+            raise ConfigError(f"{path}: config version {version} is not supported "
+                              f"(this fer_keras reads {CONFIG_VERSION})")
         apply_dict(cfg, data, source=path)
     for key, value in parse_overrides(overrides).items():
-        _set(cfg, key, value)
+        set_key(cfg, key, value)
     for key, value in (flags or {}).items():
         if value is not None:
-            _set(cfg, key, value)
+            set_key(cfg, key, value)
     from fer_keras.labels import check_preset
 
     cfg.data.labels = check_preset(cfg.data.labels)
@@ -316,7 +318,8 @@ def config_from_dict(d: Dict[str, Any], source: str = "config") -> Config:
     d = dict(d)
     version = d.pop("version", CONFIG_VERSION)
     if version != CONFIG_VERSION:
-        raise ConfigError(f"{source}: config version {version} is not supported (this fer_keras reads {CONFIG_VERSION})")
+        raise ConfigError(f"{source}: config version {version} is not supported "
+                          f"(this fer_keras reads {CONFIG_VERSION})")
     return apply_dict(Config(), d, source=source)
 
 

@@ -11,13 +11,13 @@ import csv
 import io
 import json
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
 from fer_keras import metrics as M
 from fer_keras.errors import DataError, ModelError
-from fer_keras.io_utils import atomic_path, atomic_write_text
+from fer_keras.io_utils import atomic_write_text
 from fer_keras.labels import map_name, normalize_name, preset_classes
 
 

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import time
 from typing import Optional
 
@@ -29,7 +28,7 @@ import tensorflow as tf
 from fer_keras.config import Config, config_from_dict, read_yaml, save_config
 from fer_keras.data.pipeline import DataBundle, class_weights, load_data, make_dataset
 from fer_keras.errors import ConfigError
-from fer_keras.io_utils import atomic_path, atomic_write_text, new_run_dir, slug
+from fer_keras.io_utils import atomic_path, atomic_write_text, new_run_dir
 from fer_keras.keras_metrics import MacroRecall, MaskedVAMetric
 from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
 from fer_keras.models import MODELS, build_model
