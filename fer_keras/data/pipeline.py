@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from fer_keras.data.augment import build_augmenter
-from fer_keras.data.readers import BadLog, RawTable, read_table
+from fer_keras.data.readers import BadLog, RawTable, detect_format, read_table
 from fer_keras.errors import DataError
 from fer_keras.labels import map_name, preset_classes
 
@@ -35,6 +35,7 @@ class SampleTable:
     arousal: np.ndarray
     images: Optional[np.ndarray] = None  # (N,S,S,C) uint8 at the configured size, when in memory
     boxes: Optional[np.ndarray] = None
+    raw_index: Optional[np.ndarray] = None  # rows of the reader's RawTable these samples came from
 
     def __len__(self) -> int:
         return len(self.expression)
@@ -85,7 +86,10 @@ class DataBundle:
 # === Label mapping and splits ===
 
 def to_preset(raw: RawTable, preset: str, dropped: Dict[str, int]) -> SampleTable:
-    """Maps canonical names to preset indices; samples the preset drops (e.g. contempt for 7) are counted."""
+    """Maps canonical names to preset indices; samples the preset drops (e.g. contempt for 7) are counted.
+
+    The kept rows of `raw` are recorded in the result's `raw_index` (to carry per-sample split names over).
+    """
     cache: Dict[str, Optional[int]] = {}
     keep, expr = [], []
     for i, n in enumerate(raw.names):
@@ -99,7 +103,7 @@ def to_preset(raw: RawTable, preset: str, dropped: Dict[str, int]) -> SampleTabl
         keep.append(i), expr.append(j)
     sub = raw.subset(keep)
     return SampleTable(sub.sources, np.array(expr, np.int32), sub.valence.astype(np.float32),
-                       sub.arousal.astype(np.float32), sub.images, sub.boxes)
+                       sub.arousal.astype(np.float32), sub.images, sub.boxes, raw_index=np.array(keep, np.int64))
 
 
 def stratified_split(labels: np.ndarray, fractions: List[float], seed: int) -> List[np.ndarray]:
@@ -274,8 +278,6 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
         from fer_keras.data.demo import default_demo_path
 
         path, fmt = default_demo_path(d.demo_per_class, d.demo_size), "csv"
-    from fer_keras.data.readers import detect_format
-
     fmt = detect_format(path) if fmt == "auto" else fmt
     raw = read_table(path, fmt, d, log)
     dropped = dict(raw.dropped)
@@ -283,8 +285,7 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
     table = to_preset(raw, d.labels, dropped)
     splits: Dict[str, Optional[SampleTable]] = {"train": None, "val": None, "test": None}
     if raw.splits is not None:
-        kept_splits = [raw.splits[i] for i, n in enumerate(raw.names) if map_name(n, d.labels) is not None]
-        arr = np.array(kept_splits)
+        arr = np.array([raw.splits[i] for i in table.raw_index])
         for s in splits:
             idx = np.where(arr == s)[0]
             if len(idx):
