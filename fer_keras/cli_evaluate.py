@@ -43,6 +43,8 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
     """Evaluates one model; returns (output folder, result dict). See the CLI help for the arguments."""
     import json
 
+    import numpy as np
+
     from fer_keras.config import Config, config_from_dict, parse_overrides, read_yaml, set_key
     from fer_keras.data.pipeline import load_data
     from fer_keras.errors import DataError, ModelError
@@ -60,7 +62,11 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
     else:
         cfg, model_file = Config(), model_path
     model = load_keras_model(model_file, safe_mode=not unsafe_load)
-    _, h, w, c = model.input_shape
+    shape = model.input_shape
+    temporal = len(shape) == 5  # (N, T, H, W, C): a clip model
+    if temporal:
+        cfg.model.frames = int(shape[1])
+    h, w, c = shape[-3:]
     try:
         k = int(model.get_layer("expression").output.shape[-1])
     except ValueError:
@@ -89,7 +95,20 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
         note = "The data has no test split; the validation split was scored."
     if table is None or len(table) == 0:
         raise DataError(f"{cfg.data.path or 'demo data'}: no {split} split to evaluate")
-    pred = predict_table(model, table, cfg, batch_size, tta)
+    if table.frames is not None:  # clips: one prediction per clip
+        from fer_keras.data.clips import clip_dataset, clip_probabilities
+
+        if temporal:
+            out_t = model.predict(clip_dataset(table, cfg, False, True, batch_size=batch_size).map(lambda x, y: x),
+                                  verbose=0)
+            pred = {k: np.asarray(out_t[k], np.float64) for k in ("expression", "valence_arousal")}
+        else:
+            pred = clip_probabilities(model, table, cfg, batch_size)
+        note += " Clip-level scores: frame predictions averaged over each clip." if not temporal else ""
+    elif temporal:
+        raise DataError(f"{model_file} is a clip model; evaluate it on clip data (format dfew or clips)")
+    else:
+        pred = predict_table(model, table, cfg, batch_size, tta)
     probs = map_probabilities(pred["expression"], model_classes, cfg.data.labels)
     result = compute_metrics(table.expression, probs, table.va, pred["valence_arousal"], bundle.class_names,
                              bootstrap, seed)

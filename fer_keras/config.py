@@ -75,6 +75,8 @@ class DataConfig:
     csv_arousal_col: str = "arousal"
     csv_split_col: str = "split"
     image_root: Optional[str] = None  # where CSV/npy paths are relative to (default: the annotation's folder)
+    fold: int = 1  # DFEW: which of the 5 folds
+    frames_per_clip: int = 1  # clip data + frame models: random frames sampled per clip per epoch
     demo_per_class: int = 160  # demo dataset size per class
     demo_size: int = 64
 

@@ -82,6 +82,8 @@ class FacePredictor:
                 with open(labels) as f:
                     names = json.load(f)["class_names"]
         self.model = load_keras_model(path, safe_mode=safe_mode)
+        if len(self.model.input_shape) != 4:
+            raise ConfigError(f"{path}: a clip model (input {self.model.input_shape}); predict takes frame models")
         self.size = int(self.model.input_shape[1])
         self.channels = int(self.model.input_shape[-1])
         k = int(self.model.get_layer("expression").output.shape[-1])

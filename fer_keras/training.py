@@ -181,7 +181,25 @@ def _best_so_far(history_csv: str, monitor: str, mode: str) -> Optional[float]:
     return max(vals) if mode == "max" else min(vals)
 
 
-def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: tf.Variable):
+class ClipMetrics(keras.callbacks.Callback):
+    """Clip-level validation for frame models on clip data: averages each clip's frame log-probabilities and adds
+    `val_clip_war` (accuracy) and `val_clip_uar` to the epoch logs (before the checkpoint reads them)."""
+
+    def __init__(self, table, cfg: Config):
+        super().__init__()
+        self.table, self.cfg = table, cfg
+
+    def on_epoch_end(self, epoch, logs=None):
+        from fer_keras.data.clips import clip_probabilities
+        from fer_keras.metrics import expression_metrics
+
+        probs = clip_probabilities(self.model, self.table, self.cfg)["expression"]
+        m = expression_metrics(self.table.expression, probs, [str(i) for i in range(probs.shape[1])])
+        if logs is not None:
+            logs["val_clip_war"], logs["val_clip_uar"] = m["accuracy"], m["uar"]
+
+
+def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: tf.Variable, first=()):
     t = cfg.train
     logger = RunLogger()
     ckpt = AtomicModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode=t.monitor_mode,
@@ -189,7 +207,7 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: tf.Variab
     best = _best_so_far(os.path.join(run_dir, "history.csv"), monitor, t.monitor_mode)
     if best is not None:  # resuming: do not let the first resumed epoch overwrite a better model
         ckpt.best = best
-    cbs = [logger,
+    cbs = [logger, *first,
            EpochSeeder(epoch_var, t.seed),
            keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True),
            ckpt,
@@ -291,19 +309,37 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     if d.balance == "class_weights":
         weights = class_weights(data.train.class_counts(num_classes), d.class_weight_smoothing).tolist()
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    train_ds = make_dataset(data.train, cfg, training=True, seed=t.seed, deterministic=t.deterministic,
-                            epoch=epoch_var)
-    val_ds = make_dataset(data.val, cfg, training=False) if data.val is not None and len(data.val) else None
-    steps = t.steps_per_epoch or math.ceil(len(data.train) / d.batch_size)
+    temporal = bool(getattr(MODELS.get(cfg.model.name), "temporal", False))
+    has_val = data.val is not None and len(data.val) > 0
+    first_callbacks, monitor = [], t.monitor
+    if data.train.frames is not None:  # clip data
+        from fer_keras.data.clips import clip_dataset
+
+        train_ds = clip_dataset(data.train, cfg, True, temporal, t.seed, epoch_var, deterministic=t.deterministic)
+        val_ds = clip_dataset(data.val, cfg, False, temporal) if has_val else None
+        per_epoch = len(data.train) * (1 if temporal else d.frames_per_clip)
+        if not temporal and has_val:
+            first_callbacks.append(ClipMetrics(data.val, cfg))
+            if monitor == "val_expression_uar":  # the default: choose checkpoints by clip-level UAR
+                monitor = "val_clip_uar"
+    else:
+        if temporal:
+            raise ConfigError(f"{cfg.model.name} is a clip model; use clip data (data.format dfew or clips)")
+        train_ds = make_dataset(data.train, cfg, training=True, seed=t.seed, deterministic=t.deterministic,
+                                epoch=epoch_var)
+        val_ds = make_dataset(data.val, cfg, training=False) if has_val else None
+        per_epoch = len(data.train)
+    steps = t.steps_per_epoch or math.ceil(per_epoch / d.batch_size)
     if t.steps_per_epoch:
         train_ds = train_ds.repeat()
-    monitor = t.monitor if val_ds is not None else t.monitor.replace("val_", "", 1)
+    if val_ds is None:
+        monitor = monitor.replace("val_", "", 1)
 
     strategy = make_strategy(t.strategy)
     with strategy.scope():
         model = build_model(cfg.model, num_classes, (d.image_size, d.image_size, d.channels))
         compile_model(model, cfg, num_classes, weights, schedule_steps=steps * t.epochs, jit_compile=runtime["xla"])
-    callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var)
+    callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var, first_callbacks)
     print(f"run: {run_dir}{' (resuming)' if resuming else ''} | model {model.name} "
           f"{model.count_params():,} params | {runtime['device']} xla={runtime['xla']} {runtime['precision']} | "
           f"train {len(data.train)} val {len(data.val) if data.val is not None else 0}")
@@ -314,7 +350,7 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
         with atomic_path(model_path) as tmp:
             model.save(tmp)
     times = logger.epoch_times[1:] or logger.epoch_times
-    n_per_epoch = (t.steps_per_epoch * d.batch_size) if t.steps_per_epoch else len(data.train)
+    n_per_epoch = (t.steps_per_epoch * d.batch_size) if t.steps_per_epoch else per_epoch
     _write_json(os.path.join(run_dir, "runtime.json"), {
         **runtime, "strategy": t.strategy, "replicas": strategy.num_replicas_in_sync,
         "params": int(model.count_params()), "epochs_run": len(logger.epoch_times),

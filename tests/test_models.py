@@ -9,7 +9,14 @@ from fer_keras.errors import ModelError
 from fer_keras.models import MODELS, build_model
 from fer_keras.models.backbones import set_backbone_trainable
 
-SMALL = {"CustomCNN": dict(widths=[8, 16], blocks=[1, 1], head_units=8)}
+SMALL = {"CustomCNN": dict(widths=[8, 16], blocks=[1, 1], head_units=8),
+         "TemporalCNN": dict(widths=[8, 16], blocks=[1, 1], head_units=8, frames=3)}
+
+
+def _x(name, n, size, channels, seed=0):
+    """A random raw-image batch shaped for the model (clips of `frames` frames for temporal models)."""
+    frames = (SMALL[name]["frames"],) if getattr(MODELS.get(name), "temporal", False) else ()
+    return np.random.default_rng(seed).integers(0, 256, (n,) + frames + (size, size, channels)).astype("float32")
 
 
 def _cfg(name, **kw):
@@ -20,7 +27,7 @@ def _cfg(name, **kw):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_output_shapes(name, channels):
     model = build_model(_cfg(name), 5, (32, 32, channels))
-    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, channels)).astype("float32")
+    x = _x(name, 2, 32, channels)
     out = model(x, training=False)
     assert set(out) == {"expression", "valence_arousal"}
     assert out["expression"].shape == (2, 5)
@@ -32,7 +39,7 @@ def test_output_shapes(name, channels):
 @pytest.mark.parametrize("name", MODELS.names())
 def test_config_round_trip_and_save_load(name, tmp_path):
     model = build_model(_cfg(name), 4, (32, 32, 3))
-    x = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    x = _x(name, 2, 32, 3, seed=1)
     ref = model.predict(x, verbose=0)
 
     clone = keras.Model.from_config(model.get_config())
@@ -50,7 +57,7 @@ def test_config_round_trip_and_save_load(name, tmp_path):
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ModelError, match="valid: CustomCNN, EfficientNetB0, ResNet50, VGG16"):
+    with pytest.raises(ModelError, match="valid: CustomCNN, EfficientNetB0, ResNet50, TemporalCNN, VGG16"):
         build_model(ModelConfig(name="AlexNet"), 7, (48, 48, 1))
 
 

@@ -74,7 +74,7 @@ def test_run_directory_contract_and_no_overwrite(tiny_cfg, demo_root, capsys):
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["--model", "AlexNet"], "unknown model 'AlexNet'; valid: CustomCNN, EfficientNetB0, ResNet50, VGG16"),
+    (["--model", "AlexNet"], "unknown model 'AlexNet'; valid: CustomCNN, EfficientNetB0, ResNet50, TemporalCNN, VGG16"),
     (["--set", "train.epochz=1"], "unknown config key 'train.epochz'"),
     (["--labels", "6"], "unknown label preset '6'"),
     (["--data", "/nonexistent/data"], "/nonexistent/data: no such file or folder"),

@@ -248,6 +248,53 @@ def _write_affectnet(root: str, d, seed: int) -> str:
     return root
 
 
+def write_demo_clips(out: str, layout: str = "dfew", per_class: int = 10, size: int = 64, frames: int = 16,
+                     seed: int = 0) -> str:
+    """Writes demo video clips: each a demo face whose expression grows from faint to full over `frames` frames.
+
+    `layout="dfew"` writes the DFEW part-2 layout (`Clip/clip_224x224_16f/<id>/<id>_<k>.jpg` and 5-fold
+    `EmoLabel_DataSplit/{train,test}(single-labeled)/set_<fold>.csv`, labels 1-7 in DFEW order); `layout="clips"`
+    writes `<out>/<class>/<clip_id>/*.jpg`. Returns the dataset root.
+    """
+    from fer_keras.labels import DFEW_ORDER
+
+    root = os.path.join(out, f"clips-{layout}")
+    if os.path.isdir(root):
+        return root
+    tmp = root + ".tmp"
+    rng = np.random.default_rng(seed)
+    rows = []
+    clip_no = 0
+    for name in DFEW_ORDER:
+        for _ in range(per_class):
+            clip_no += 1
+            clip_id = f"{clip_no:05d}"
+            clip_seed = int(rng.integers(1 << 31))
+            peak = float(rng.uniform(0.6, 1.0))
+            folder = (os.path.join(tmp, "Clip", "clip_224x224_16f", clip_id) if layout == "dfew"
+                      else os.path.join(tmp, name, clip_id))
+            os.makedirs(folder, exist_ok=True)
+            for k in range(frames):
+                # the same seed per frame: same person, background and pose; only the expression intensity moves
+                img, _ = draw_face(name, np.random.default_rng(clip_seed), size,
+                                   intensity=peak * (0.2 + 0.8 * k / max(frames - 1, 1)))
+                cv2.imwrite(os.path.join(folder, f"{clip_id}_{k + 1:02d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            rows.append((clip_id, DFEW_ORDER.index(name) + 1))
+    if layout == "dfew":
+        for fold in range(1, 6):
+            for split in ("train", "test"):
+                d = os.path.join(tmp, "EmoLabel_DataSplit", f"{split}(single-labeled)")
+                os.makedirs(d, exist_ok=True)
+                with open(os.path.join(d, f"set_{fold}.csv"), "w", newline="") as f:
+                    w = csv.writer(f)
+                    w.writerow(["video_name", "label"])
+                    for i, (cid, lab) in enumerate(rows):
+                        if (i % 5 + 1 == fold) == (split == "test"):
+                            w.writerow([cid, lab])
+    os.replace(tmp, root)
+    return root
+
+
 def default_demo_path(per_class: int = 160, size: int = 64) -> str:
     """Path of the default demo dataset (CSV with VA labels), generated on first use under `data/demo`."""
     root = os.environ.get("FER_KERAS_DATA", "data")

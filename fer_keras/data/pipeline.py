@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from fer_keras.data.augment import build_augmenter
+from fer_keras.data import clips as _clips  # noqa: F401  (registers the dfew and clips readers)
 from fer_keras.data.readers import BadLog, RawTable, detect_format, read_table
 from fer_keras.errors import DataError
 from fer_keras.labels import map_name, preset_classes
@@ -36,6 +37,7 @@ class SampleTable:
     images: Optional[np.ndarray] = None  # (N,S,S,C) uint8 at the configured size, when in memory
     boxes: Optional[np.ndarray] = None
     raw_index: Optional[np.ndarray] = None  # rows of the reader's RawTable these samples came from
+    frames: Optional[List[List[str]]] = None  # clip data: frame paths per clip (sources are clip folders)
 
     def __len__(self) -> int:
         return len(self.expression)
@@ -48,7 +50,8 @@ class SampleTable:
         idx = np.asarray(idx, dtype=np.int64)
         return SampleTable([self.sources[i] for i in idx], self.expression[idx], self.valence[idx],
                            self.arousal[idx], None if self.images is None else self.images[idx],
-                           None if self.boxes is None else self.boxes[idx])
+                           None if self.boxes is None else self.boxes[idx],
+                           frames=None if self.frames is None else [self.frames[i] for i in idx])
 
     def class_counts(self, num_classes: int) -> List[int]:
         return np.bincount(self.expression, minlength=num_classes).astype(int).tolist()
@@ -103,7 +106,8 @@ def to_preset(raw: RawTable, preset: str, dropped: Dict[str, int]) -> SampleTabl
         keep.append(i), expr.append(j)
     sub = raw.subset(keep)
     return SampleTable(sub.sources, np.array(expr, np.int32), sub.valence.astype(np.float32),
-                       sub.arousal.astype(np.float32), sub.images, sub.boxes, raw_index=np.array(keep, np.int64))
+                       sub.arousal.astype(np.float32), sub.images, sub.boxes, raw_index=np.array(keep, np.int64),
+                       frames=sub.frames)
 
 
 def stratified_split(labels: np.ndarray, fractions: List[float], seed: int) -> List[np.ndarray]:
@@ -215,6 +219,8 @@ def load_images(table: SampleTable, cfg, log: BadLog) -> SampleTable:
     if table.images is not None:
         table.images = resize_array(table.images, cfg.image_size, cfg.channels)
         return table
+    if table.frames is not None:
+        return _check_clip_frames(table, cfg, log)
     mode = _validation_mode(table, cfg.validate_images)
     nbytes = len(table) * cfg.image_size ** 2 * cfg.channels
     keep_in_memory = cfg.cache in ("auto", "memory") and (cfg.cache == "memory" or nbytes <= cfg.cache_budget_mb << 20)
@@ -261,6 +267,27 @@ def load_images(table: SampleTable, cfg, log: BadLog) -> SampleTable:
     if mode == "full" and keep_in_memory and len(table):
         table.images = np.stack(decoded)
     return table
+
+
+def _check_clip_frames(table: SampleTable, cfg, log: BadLog) -> SampleTable:
+    """Header-checks every frame: bad frames are dropped (and logged with --skip-bad, else an error); a clip left
+    without frames is bad itself. Frames are decoded in tf.data, not here."""
+    keep = []
+    for i, frames in enumerate(table.frames):
+        good = []
+        for f in frames:
+            problem = check_header(f, cfg.min_image_side, cfg.max_image_pixels) if cfg.validate_images != "none" \
+                else None
+            if problem:
+                log.bad(f, problem)
+            else:
+                good.append(f)
+        table.frames[i] = good
+        if good:
+            keep.append(i)
+        else:
+            log.bad(table.sources[i], "clip has no readable frames")
+    return table.subset(keep) if len(keep) < len(table) else table
 
 
 # === Loading a dataset ===

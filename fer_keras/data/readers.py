@@ -60,6 +60,7 @@ class RawTable:
     splits: Optional[List[str]] = None  # 'train'/'val'/'test' per sample, or None: no own split
     dropped: Dict[str, int] = field(default_factory=dict)  # why -> count (e.g. AffectNet labels 8-10)
     origin: str = ""
+    frames: Optional[List[List[str]]] = None  # clip datasets: the frame paths of each clip (sources = clip dirs)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -72,7 +73,8 @@ class RawTable:
             images=None if self.images is None else self.images[idx],
             boxes=None if self.boxes is None else self.boxes[idx],
             splits=None if self.splits is None else [self.splits[i] for i in idx],
-            dropped=dict(self.dropped), origin=self.origin)
+            dropped=dict(self.dropped), origin=self.origin,
+            frames=None if self.frames is None else [self.frames[i] for i in idx])
 
 
 def _split_name(name: str) -> Optional[str]:
@@ -486,7 +488,26 @@ def detect_format(path: str) -> str:
         return "affectnet"
     if "Clip" in entries and "EmoLabel_DataSplit" in entries:
         return "dfew"
+    if _looks_like_clips(path):
+        return "clips"
     return "folder"
+
+
+def _looks_like_clips(path: str) -> bool:
+    """`<root>/[split/]<class>/<clip>/*.jpg`: class folders hold folders of frames rather than images."""
+    for _ in range(2):  # look through an optional split level
+        dirs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
+        if not dirs:
+            return False
+        path = os.path.join(path, dirs[0])
+        inner = [e for e in os.listdir(path) if not e.startswith(".")]
+        if inner and all(os.path.isdir(os.path.join(path, e)) for e in inner):
+            sub = os.path.join(path, sorted(inner)[0])
+            if any(f.lower().endswith(IMAGE_EXTS) for f in os.listdir(sub)):
+                return True
+        if any(f.lower().endswith(IMAGE_EXTS) for f in inner):
+            return False
+    return False
 
 
 def read_table(path: str, fmt: str, cfg, log: BadLog) -> RawTable:

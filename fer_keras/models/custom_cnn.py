@@ -66,15 +66,12 @@ def multiscale_block(x, filters, dilations, attention, name):
 # === Functional Model ===
 
 
-@MODELS.register("CustomCNN", default_size=48, cpu_size=48, bf16_on_cpu=False)
-def custom_cnn(cfg, num_classes, input_shape):
-    """CustomCNN with `cfg.widths` per stage, `cfg.blocks` blocks per stage, `cfg.dilations` branches and
-    `cfg.attention` (cbam | se | none). Takes raw 0-255 images, gray or RGB."""
+def custom_cnn_features(inputs, cfg):
+    """The CustomCNN trunk: raw 0-255 images → pooled features (shared by CustomCNN and TemporalCNN)."""
     if len(cfg.widths) != len(cfg.blocks):
         from fer_keras.errors import ConfigError
 
         raise ConfigError(f"model.widths {cfg.widths} and model.blocks {cfg.blocks} must have the same length")
-    inputs = keras.Input(input_shape, name="image")
     x = ImagePreprocess("unit", name="preprocess")(inputs)
     x = _conv_bn_relu(x, cfg.widths[0], 3, "stem1")
     x = _conv_bn_relu(x, cfg.widths[0], 3, "stem2")
@@ -82,6 +79,27 @@ def custom_cnn(cfg, num_classes, input_shape):
         x = layers.MaxPooling2D(2, name=f"stage{s}_pool")(x)
         for b in range(n):
             x = multiscale_block(x, width, list(cfg.dilations), cfg.attention, f"stage{s}_block{b}")
-    features = layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = add_heads(features, num_classes, cfg.dropout, cfg.head_units)
+    return layers.GlobalAveragePooling2D(name="gap")(x)
+
+
+@MODELS.register("CustomCNN", default_size=48, cpu_size=48, bf16_on_cpu=False)
+def custom_cnn(cfg, num_classes, input_shape):
+    """CustomCNN with `cfg.widths` per stage, `cfg.blocks` blocks per stage, `cfg.dilations` branches and
+    `cfg.attention` (cbam | se | none). Takes raw 0-255 images, gray or RGB."""
+    inputs = keras.Input(input_shape, name="image")
+    outputs = add_heads(custom_cnn_features(inputs, cfg), num_classes, cfg.dropout, cfg.head_units)
     return keras.Model(inputs, outputs, name="customcnn_fer")
+
+
+@MODELS.register("TemporalCNN", default_size=48, cpu_size=48, bf16_on_cpu=False, temporal=True)
+def temporal_cnn(cfg, num_classes, input_shape):
+    """A clip model: the CustomCNN trunk on every frame (TimeDistributed), a temporal 1-D convolution over the
+    frame features, and average pooling over time. Input: (model.frames, H, W, C) raw 0-255 frames."""
+    frame_in = keras.Input(input_shape, name="frame")
+    encoder = keras.Model(frame_in, custom_cnn_features(frame_in, cfg), name="frame_encoder")
+    inputs = keras.Input((cfg.frames,) + tuple(input_shape), name="clip")
+    x = layers.TimeDistributed(encoder, name="per_frame")(inputs)
+    x = layers.Conv1D(x.shape[-1], 3, padding="same", activation="relu", name="temporal_conv")(x)
+    features = layers.GlobalAveragePooling1D(name="temporal_pool")(x)
+    outputs = add_heads(features, num_classes, cfg.dropout, cfg.head_units)
+    return keras.Model(inputs, outputs, name="temporalcnn_fer")
