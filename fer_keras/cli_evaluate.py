@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["test", "val", "train"],
                    help="split to score (test falls back to val when the data has no test split)")
     p.add_argument("--labels", help="label preset to score in (default: the run's); mapping is by class name")
+    p.add_argument("--fold", type=int, help="DFEW fold to score (default: the run's)")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap resamples for 95%% CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
@@ -125,6 +126,7 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
         same = bool(run) and default_data and split == "test" and tta == "none"  # the run's own default evaluation
         out = base if same else os.path.join(base, "eval", slug(
             f"{os.path.basename(os.path.normpath(cfg.data.path or 'demo'))}-{used_split}-{cfg.data.labels}"
+            + (f"-fold{cfg.data.fold}" if bundle.format == "dfew" else "")
             + ("" if tta == "none" else f"-tta_{tta}")))
     write_outputs(out, result, table.sources, table.expression, probs, table.va, pred["valence_arousal"],
                   bundle.class_names)
@@ -155,6 +157,8 @@ def _print_result(out, result):
 @cli_main
 def main(argv=None):
     a = build_parser().parse_args(argv)
+    if a.fold is not None:
+        a.set.append(f"data.fold={a.fold}")
     common = dict(data=a.data, fmt=a.format, split=a.split, labels=a.labels, bootstrap=a.bootstrap, seed=a.seed,
                   batch_size=a.batch_size, skip_bad=a.skip_bad, overrides=a.set, tta=a.tta,
                   unsafe_load=a.unsafe_load)

@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", help="auto | folder | csv | npy | fer2013 | affectnet")
     p.add_argument("--labels", help="label preset: 8 | 7 | 5 | 4 | 2")
     p.add_argument("--image-size", type=int)
+    p.add_argument("--fold", type=int, help="DFEW fold 1..5")
     p.add_argument("--weights", help="imagenet | none | path to a local .h5/.weights.h5 backbone file")
     p.add_argument("--freeze-backbone", action="store_true", default=None)
     p.add_argument("--fine-tune-last", type=int, help="with --freeze-backbone: train the last N backbone layers")
@@ -41,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 FLAG_KEYS = {
     "model": "model.name", "epochs": "train.epochs", "batch_size": "data.batch_size", "data": "data.path",
-    "format": "data.format", "labels": "data.labels", "image_size": "data.image_size", "weights": "model.weights",
+    "format": "data.format", "labels": "data.labels", "image_size": "data.image_size", "fold": "data.fold",
+    "weights": "model.weights",
     "freeze_backbone": "model.freeze_backbone", "fine_tune_last": "model.fine_tune_last", "xla": "train.xla",
     "precision": "train.precision", "seed": "train.seed", "deterministic": "train.deterministic",
     "skip_bad": "data.skip_bad", "name": "train.name", "runs_dir": "train.runs_dir",

@@ -131,6 +131,8 @@ def test_train_and_evaluate_on_clips(clip_root, tmp_path, model):
     m = json.load(open(os.path.join(run, "metrics.json")))
     assert m["expression"]["num_samples"] == 7  # fold-1 test clips, one prediction per clip
     assert m["info"]["split"] == "test"
+    out = eval_main(["--run", run, "--fold", "2"])  # another fold's test clips, written apart
+    assert out.endswith("fold2") and json.load(open(os.path.join(out, "metrics.json")))["expression"]["num_samples"] == 7
 
 
 def test_counts_cli(clip_root, tmp_path, capsys):
