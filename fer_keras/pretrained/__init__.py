@@ -1,0 +1,1 @@
+"""Models shipped with fer_keras (see MODEL_CARD.md)."""
