@@ -28,7 +28,7 @@ import tensorflow as tf
 from fer_keras.config import Config, config_from_dict, read_yaml, save_config
 from fer_keras.data.pipeline import DataBundle, class_weights, load_data, make_dataset
 from fer_keras.errors import ConfigError
-from fer_keras.io_utils import atomic_path, atomic_write_text, new_run_dir
+from fer_keras.io_utils import atomic_path, atomic_write_text, new_run_dir, slug
 from fer_keras.keras_metrics import MacroRecall, MaskedVAMetric
 from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
 from fer_keras.models import MODELS, build_model
@@ -234,27 +234,37 @@ def _write_json(path: str, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
-def prepare_run_dir(cfg: Config) -> tuple:
-    """Returns (run_dir, resuming). A named run that exists resumes if unfinished and is an error if finished."""
+def check_named_run(cfg: Config) -> bool:
+    """For a named run that already exists: True (resume) if unfinished with the same config; raises if it finished
+    or was started differently. False when there is nothing to resume. Runs before any data is read."""
+    t = cfg.train
+    if not t.name:
+        return False
+    run_dir = os.path.join(t.runs_dir, slug(t.name))
+    if not (os.path.isdir(run_dir) and os.listdir(run_dir)):
+        return False
+    state_path = os.path.join(run_dir, "state.json")
+    if not os.path.isfile(state_path):
+        raise ConfigError(f"{run_dir} exists and is not a fer_keras run; choose another --name")
+    with open(state_path) as f:
+        state = json.load(f).get("status")
+    if state == "finished":
+        raise ConfigError(f"run {run_dir} already finished; choose another --name (runs are never overwritten)")
+    saved = config_from_dict(read_yaml(os.path.join(run_dir, "config.yaml")), source=run_dir)
+    if _comparable(saved) != _comparable(cfg):
+        raise ConfigError(f"{run_dir} was started with a different config; resume it with the same command "
+                          "or choose another --name")
+    return True
+
+
+def create_run_dir(cfg: Config) -> str:
+    """Creates the run directory (a fresh, unique one for unnamed runs)."""
     t = cfg.train
     data_stem = "demo" if cfg.data.path is None else os.path.splitext(os.path.basename(
         os.path.normpath(cfg.data.path)))[0]
     run_dir = new_run_dir(t.runs_dir, t.name, f"{MODELS.canonical(cfg.model.name)}-{data_stem}")
-    state_path = os.path.join(run_dir, "state.json")
-    if t.name and os.path.isdir(run_dir) and os.listdir(run_dir):
-        if not os.path.isfile(state_path):
-            raise ConfigError(f"{run_dir} exists and is not a fer_keras run; choose another --name")
-        with open(state_path) as f:
-            state = json.load(f).get("status")
-        if state == "finished":
-            raise ConfigError(f"run {run_dir} already finished; choose another --name (runs are never overwritten)")
-        saved = config_from_dict(read_yaml(os.path.join(run_dir, "config.yaml")), source=run_dir)
-        if _comparable(saved) != _comparable(cfg):
-            raise ConfigError(f"{run_dir} was started with a different config; resume it with the same command "
-                              "or choose another --name")
-        return run_dir, True
     os.makedirs(run_dir, exist_ok=True)
-    return run_dir, False
+    return run_dir
 
 
 def _comparable(cfg: Config) -> dict:
@@ -291,8 +301,9 @@ def train(cfg: Config, data: Optional[DataBundle] = None) -> str:
 def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     t, d = cfg.train, cfg.data
     t_start = time.time()
+    resuming = check_named_run(cfg)  # fail fast, before reading any data
     data = data or load_data(cfg)
-    run_dir, resuming = prepare_run_dir(cfg)
+    run_dir = create_run_dir(cfg)  # only once the data is known to be good
     num_classes = len(data.class_names)
     if not resuming:
         save_config(cfg, os.path.join(run_dir, "config.yaml"))

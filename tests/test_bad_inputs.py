@@ -201,6 +201,7 @@ def test_bad_input_case(name, make, expected, skippable, tmp_path, earlier_run, 
     assert e.value.code == 2, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert expected in err, err
+    assert os.listdir(runs) == ["earlier"]  # no half-made run directory is left behind
     if skippable:
         cfg = DataConfig(path=data, image_size=32, skip_bad=True, val_fraction=0, test_fraction=0,
                          format=extra[1] if extra else "auto")
