@@ -37,9 +37,9 @@ def cli_main(fn):
         except FerError as e:
             msg = str(e).replace("\n", " ")
             print(f"error: {msg}", file=sys.stderr)
-            raise SystemExit(EXIT_USAGE)
+            raise SystemExit(EXIT_USAGE) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
-            raise SystemExit(130)
+            raise SystemExit(130) from None
 
     return wrapper

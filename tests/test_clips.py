@@ -132,14 +132,15 @@ def test_train_and_evaluate_on_clips(clip_root, tmp_path, model):
     assert m["expression"]["num_samples"] == 7  # fold-1 test clips, one prediction per clip
     assert m["info"]["split"] == "test"
     out = eval_main(["--run", run, "--fold", "2"])  # another fold's test clips, written apart
-    assert out.endswith("fold2") and json.load(open(os.path.join(out, "metrics.json")))["expression"]["num_samples"] == 7
+    assert out.endswith("fold2")
+    assert json.load(open(os.path.join(out, "metrics.json")))["expression"]["num_samples"] == 7
 
 
 def test_counts_cli(clip_root, tmp_path, capsys):
     out = tmp_path / "counts"
     result = counts_main(["--data", clip_root["dfew"], "--out", str(out)])
     assert sorted(result) == [1, 2, 3, 4, 5]
-    for fold, rows in result.items():
+    for rows in result.values():
         for preset in ("7", "5", "4", "2"):
             total = sum(r["count"] for r in rows if r["preset"] == preset)
             assert total == 35  # every clip counted once per preset (DFEW has no contempt to drop)

@@ -252,7 +252,8 @@ def _load_npy(path: str, what: str) -> np.ndarray:
         return np.load(path, allow_pickle=False)  # never unpickle: a .npy must not run code
     except ValueError as e:
         if "pickle" in str(e).lower():
-            raise DataError(f"{path}: {what} holds pickled Python objects; refusing to load (allow_pickle=False)")
+            raise DataError(f"{path}: {what} holds pickled Python objects; refusing to load "
+                            "(allow_pickle=False)") from None
         raise DataError(f"{path}: cannot read {what} ({e})") from None
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read {what} ({e})") from None
