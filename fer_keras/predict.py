@@ -252,9 +252,14 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
                                              cv2.VideoWriter_fourcc(*"mp4v"), fps, (bgr.shape[1], bgr.shape[0]))
                 writer.write(drawn)
             if show:
-                cv2.imshow("fer_keras", drawn)
-                if cv2.waitKey(1) & 0xFF == ord("q"):
-                    break
+                try:
+                    cv2.imshow("fer_keras", drawn)
+                    if cv2.waitKey(1) & 0xFF == ord("q"):
+                        break
+                except cv2.error:  # opencv-python-headless has no GUI: keep writing the video instead
+                    print("note: this OpenCV build cannot open windows; use --annotate to write the video",
+                          file=sys.stderr)
+                    show = False
             frame_no += 1
     finally:
         cap.release()
