@@ -179,3 +179,11 @@ def test_empty_dataset_and_missing_path(tmp_path):
     path = _write_csv(tmp_path / "e.csv", [])
     with pytest.raises(DataError, match="no training samples"):
         load_data(_cfg(path))
+
+
+def test_split_image_folders_are_not_mistaken_for_clips(tmp_path, demo_root):
+    import shutil
+
+    shutil.copytree(demo_root["folder"], tmp_path / "d" / "train")
+    shutil.copytree(demo_root["folder"], tmp_path / "d" / "val")
+    assert detect_format(str(tmp_path / "d")) == "folder"

@@ -496,19 +496,22 @@ def detect_format(path: str) -> str:
 
 def _looks_like_clips(path: str) -> bool:
     """`<root>/[split/]<class>/<clip>/*.jpg`: class folders hold folders of frames rather than images."""
-    for _ in range(2):  # look through an optional split level
-        dirs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
-        if not dirs:
-            return False
+
+    def subdirs(p):
+        return sorted(d for d in os.listdir(p) if os.path.isdir(os.path.join(p, d)) and not d.startswith("."))
+
+    dirs = subdirs(path)
+    if dirs and _split_name(dirs[0]):  # skip an optional split level
         path = os.path.join(path, dirs[0])
-        inner = [e for e in os.listdir(path) if not e.startswith(".")]
-        if inner and all(os.path.isdir(os.path.join(path, e)) for e in inner):
-            sub = os.path.join(path, sorted(inner)[0])
-            if any(f.lower().endswith(IMAGE_EXTS) for f in os.listdir(sub)):
-                return True
-        if any(f.lower().endswith(IMAGE_EXTS) for f in inner):
-            return False
-    return False
+        dirs = subdirs(path)
+    if not dirs:
+        return False
+    class_dir = os.path.join(path, dirs[0])
+    entries = [e for e in os.listdir(class_dir) if not e.startswith(".")]
+    if any(e.lower().endswith(IMAGE_EXTS) for e in entries):
+        return False
+    clips = subdirs(class_dir)
+    return bool(clips) and any(f.lower().endswith(IMAGE_EXTS) for f in os.listdir(os.path.join(class_dir, clips[0])))
 
 
 def read_table(path: str, fmt: str, cfg, log: BadLog) -> RawTable:
