@@ -30,6 +30,15 @@ def _frames(folder: str) -> List[str]:
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))
 
 
+def _add_clip(folder, name, split, log, sources, names, frames, splits) -> None:
+    """Appends one clip (its frame list) to the reader's columns; a clip without frames is bad input."""
+    fr = _frames(folder)
+    if not fr:
+        log.bad(folder, "clip has no frames")
+        return
+    sources.append(folder), names.append(name), frames.append(fr), splits.append(split)
+
+
 def _clip_root(path: str) -> str:
     for d in DFEW_CLIP_DIRS:
         p = os.path.join(path, "Clip", d)
@@ -85,11 +94,7 @@ def read_dfew(path: str, cfg, log: BadLog) -> RawTable:
             if not os.path.isdir(folder):
                 log.bad(where, f"clip folder {clip_id} not found under {clip_root}")
                 continue
-            fr = _frames(folder)
-            if not fr:
-                log.bad(folder, "clip has no frames")
-                continue
-            sources.append(folder), names.append(name), frames.append(fr), splits.append(split)
+            _add_clip(folder, name, split, log, sources, names, frames, splits)
     return _table(sources, names, frames, splits, dropped, path)
 
 
@@ -113,13 +118,8 @@ def read_clip_folders(path: str, cfg, log: BadLog) -> RawTable:
                 continue
             for clip in sorted(os.listdir(cdir)):
                 folder = os.path.join(cdir, clip)
-                if not os.path.isdir(folder):
-                    continue
-                fr = _frames(folder)
-                if not fr:
-                    log.bad(folder, "clip has no frames")
-                    continue
-                sources.append(folder), names.append(name), frames.append(fr), splits.append(split)
+                if os.path.isdir(folder):
+                    _add_clip(folder, name, split, log, sources, names, frames, splits)
     if not sources and not len(log):
         raise DataError(f"{path}: no clips found (expected <root>/<class>/<clip_id>/*.jpg)")
     return _table(sources, names, frames, splits if any(splits) else None, {}, path)
