@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap resamples for 95%% CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--tta", choices=["none", "flip"], default="none",
-                   help="test-time augmentation: flip = average with the horizontal mirror")
+    p.add_argument("--tta", choices=["none", "flip", "crops"], default="none",
+                   help="test-time augmentation: flip = average with the horizontal mirror; crops = 4 corner + "
+                        "centre crops (90%%) and their mirrors (10 views)")
     p.add_argument("--skip-bad", action="store_true")
     p.add_argument("--unsafe-load", action="store_true",
                    help="load models outside Keras safe mode (allows Lambda layers: only for files you trust)")

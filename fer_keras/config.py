@@ -47,7 +47,7 @@ class DataConfig:
     """Where the data is and how it is read, split, balanced and fed."""
 
     path: Optional[str] = None  # None: the built-in synthetic demo dataset
-    format: str = "auto"  # auto | folder | csv | npy | fer2013 | affectnet
+    format: str = "auto"  # auto | folder | csv | npy | fer2013 | affectnet | dfew | clips | tfrecord (prepared)
     labels: str = "7"  # label preset: 8 | 7 | 5 | 4 | 2
     class_names: Optional[List[str]] = None  # order of integer labels in csv/npy data (default: canonical order)
     image_size: int = 48
@@ -151,7 +151,7 @@ class Config:
 
 
 _CHOICES = {
-    "data.format": ("auto", "folder", "csv", "npy", "fer2013", "affectnet", "dfew", "clips"),
+    "data.format": ("auto", "folder", "csv", "npy", "fer2013", "affectnet", "dfew", "clips", "tfrecord"),
     "data.balance": ("none", "class_weights", "oversample"),
     "data.cache": ("auto", "memory", "none"),
     "data.validate_images": ("auto", "full", "header", "none"),

@@ -73,18 +73,47 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, va_true: np.ndarray, 
     return out
 
 
-def predict_table(model, table, cfg, batch_size: int = 64, tta: str = "none") -> Dict[str, np.ndarray]:
-    """Runs the model over a `SampleTable` (no augmentation); returns `expression` probs and `valence_arousal`.
+TTA_MODES = ("none", "flip", "crops")
 
-    `tta="flip"` averages the predictions on each image and its horizontal mirror (test-time augmentation).
+
+def tta_views(mode: str, crop: float = 0.9) -> list:
+    """Test-time augmentation views, each a function of a uint8/float batch (B,H,W,C) → same shape.
+
+    `none`: the image; `flip`: the image and its horizontal mirror; `crops`: ten views, the classic multi-crop
+    (four corner crops and the centre crop, `crop` of the side, resized back to the input size) and their mirrors.
     """
     import tensorflow as tf
 
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown tta {mode!r}; valid: {', '.join(TTA_MODES)}")
+    if mode == "none":
+        return [lambda x: x]
+    if mode == "flip":
+        return [lambda x: x, tf.image.flip_left_right]
+    lo, hi = 1.0 - crop, crop
+    boxes = [(0.0, 0.0, hi, hi), (0.0, lo, hi, 1.0), (lo, 0.0, 1.0, hi), (lo, lo, 1.0, 1.0),
+             ((1 - crop) / 2, (1 - crop) / 2, (1 + crop) / 2, (1 + crop) / 2)]
+
+    def cropper(box, flip):
+        def view(x):
+            n, size = tf.shape(x)[0], tf.shape(x)[1:3]
+            out = tf.image.crop_and_resize(tf.cast(x, tf.float32), tf.tile([list(box)], [n, 1]), tf.range(n),
+                                           size)
+            return tf.image.flip_left_right(out) if flip else out
+        return view
+
+    return [cropper(b, f) for b in boxes for f in (False, True)]
+
+
+def predict_table(model, table, cfg, batch_size: int = 64, tta: str = "none") -> Dict[str, np.ndarray]:
+    """Runs the model over a `SampleTable` (no augmentation); returns `expression` probs and `valence_arousal`.
+
+    With `tta` (see `tta_views`), the predictions of every view are averaged.
+    """
     from fer_keras.data.pipeline import make_dataset
 
-    views = [lambda x: x] + ([tf.image.flip_left_right] if tta == "flip" else [])
     outs = []
-    for view in views:
+    for view in tta_views(tta):
         ds = make_dataset(table, cfg, training=False, batch_size=batch_size).map(lambda x, y, v=view: v(x))
         outs.append(model.predict(ds, verbose=0))
     return {k: np.mean([np.asarray(o[k], np.float64) for o in outs], axis=0)

@@ -30,6 +30,21 @@ def masked_ccc(y_true, y_pred, mask):
     return 2.0 * cov / (vt + vp + (mt - mp) ** 2 + 1e-8)
 
 
+def _scale_for_replicas(loss):
+    """Divides a scalar loss by the number of replicas, as Keras does for the per-sample losses it reduces itself.
+
+    Under a multi-replica tf.distribute strategy the replicas' gradients are summed; Keras scales the losses it
+    averages, but passes a loss that is already a scalar through untouched, so this one must scale itself.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss * (1.0 / replicas)
+    return loss
+
+
 @keras.saving.register_keras_serializable(package="fer_keras")
 class ValenceArousalLoss(keras.losses.Loss):
     """Masked VA loss: `mse`, `ccc` (1 - mean CCC over valence and arousal) or `both` (their sum).
@@ -57,7 +72,7 @@ class ValenceArousalLoss(keras.losses.Loss):
             ccc = ops.mean(masked_ccc(y_true, y_pred, mask))
             # CCC needs at least two labelled samples to mean anything.
             total = total + ops.where(n >= 2.0, 1.0 - ccc, 0.0)
-        return total
+        return _scale_for_replicas(total)
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind}

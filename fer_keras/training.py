@@ -71,8 +71,12 @@ def resolve_runtime(train_cfg, model_name: str) -> dict:
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """`default` (one device), `mirrored` (all local GPUs, or CPU), `multiworker` (cluster from TF_CONFIG)."""
+    """`default` (one device), `mirrored` (all local GPUs; without GPUs, all logical CPU devices), `multiworker`
+    (one replica per worker of the cluster in TF_CONFIG, each mirroring its local GPUs)."""
     if name == "mirrored":
+        if not tf.config.list_logical_devices("GPU"):
+            cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+            return tf.distribute.MirroredStrategy(cpus if len(cpus) > 1 else None)
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
@@ -321,6 +325,7 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
         weights = class_weights(data.train.class_counts(num_classes), d.class_weight_smoothing).tolist()
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     temporal = bool(getattr(MODELS.get(cfg.model.name), "temporal", False))
+    strategy = make_strategy(t.strategy)
     has_val = data.val is not None and len(data.val) > 0
     first_callbacks, monitor = [], t.monitor
     if data.train.frames is not None:  # clip data
@@ -336,9 +341,12 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     else:
         if temporal:
             raise ConfigError(f"{cfg.model.name} is a clip model; use clip data (data.format dfew or clips)")
+        # Keras 3 under a multi-replica strategy fails on a batch that does not split evenly across the replicas:
+        # drop the last partial batch there (evaluate_model.py still scores every sample, on one device).
+        even = strategy.num_replicas_in_sync > 1
         train_ds = make_dataset(data.train, cfg, training=True, seed=t.seed, deterministic=t.deterministic,
-                                epoch=epoch_var)
-        val_ds = make_dataset(data.val, cfg, training=False) if has_val else None
+                                epoch=epoch_var, drop_remainder=even)
+        val_ds = make_dataset(data.val, cfg, training=False, drop_remainder=even) if has_val else None
         per_epoch = len(data.train)
     steps = t.steps_per_epoch or math.ceil(per_epoch / d.batch_size)
     if t.steps_per_epoch:
@@ -346,9 +354,14 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     if val_ds is None:
         monitor = monitor.replace("val_", "", 1)
 
-    strategy = make_strategy(t.strategy)
     with strategy.scope():
         model = build_model(cfg.model, num_classes, (d.image_size, d.image_size, d.channels))
+        if strategy.num_replicas_in_sync > 1:
+            # BatchNorm statistics over the global batch, not each replica's share of it: the result then does not
+            # depend on how many devices split the batch.
+            for layer in model._flatten_layers(include_self=False):
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.synchronized = True
         compile_model(model, cfg, num_classes, weights, schedule_steps=steps * t.epochs, jit_compile=runtime["xla"])
     callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var, first_callbacks)
     print(f"run: {run_dir}{' (resuming)' if resuming else ''} | model {model.name} "

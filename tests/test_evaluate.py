@@ -113,3 +113,23 @@ def test_flip_tta_averages_both_views(two_runs):
     np.testing.assert_allclose(tta["expression"], (plain["expression"] + flipped["expression"]) / 2, atol=1e-5)
     out = eval_main(["--run", a, "--tta", "flip"])
     assert out.endswith("tta_flip") and json.load(open(os.path.join(out, "metrics.json")))["info"]["tta"] == "flip"
+
+
+def test_crops_tta_views_are_corner_and_centre_crops_with_mirrors():
+    import cv2
+
+    from fer_keras.evaluation import tta_views
+
+    x = np.random.default_rng(0).integers(0, 256, (2, 40, 40, 1)).astype(np.float32)
+    views = tta_views("crops", crop=0.9)
+    assert len(views) == 10 and len(tta_views("flip")) == 2 and len(tta_views("none")) == 1
+    outs = [np.asarray(v(x)) for v in views]
+    assert all(o.shape == x.shape for o in outs)
+    # View 0 is the top-left 90% crop (36x36) resized back to 40x40; view 1 is its mirror.
+    ref = cv2.resize(x[0, :36, :36, 0], (40, 40), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(outs[0][0, 4:-4, 4:-4, 0] - ref[4:-4, 4:-4]).mean() < 6.0  # same crop (resampling differs)
+    np.testing.assert_allclose(outs[1], outs[0][:, :, ::-1], atol=1e-4)
+    # The centre crop (view 8) differs from every corner crop.
+    assert all(np.abs(outs[8] - outs[k]).mean() > 1.0 for k in (0, 2, 4, 6))
+    with pytest.raises(ValueError, match="valid: none, flip, crops"):
+        tta_views("rotate")

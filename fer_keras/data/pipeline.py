@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from fer_keras.data.augment import build_augmenter
 from fer_keras.data import clips as _clips  # noqa: F401  (registers the dfew and clips readers)
+from fer_keras.data import shards as _shards  # registers the tfrecord reader
 from fer_keras.data.readers import BadLog, RawTable, detect_format, read_table
 from fer_keras.errors import DataError
 from fer_keras.labels import map_name, preset_classes
@@ -38,6 +39,8 @@ class SampleTable:
     boxes: Optional[np.ndarray] = None
     raw_index: Optional[np.ndarray] = None  # rows of the reader's RawTable these samples came from
     frames: Optional[List[List[str]]] = None  # clip data: frame paths per clip (sources are clip folders)
+    shards: Optional[List[str]] = None  # prepared TFRecords holding exactly this split's samples, in order
+    shard_info: Optional[dict] = None  # their image_size, channels, encoding, class_names
 
     def __len__(self) -> int:
         return len(self.expression)
@@ -51,7 +54,8 @@ class SampleTable:
         return SampleTable([self.sources[i] for i in idx], self.expression[idx], self.valence[idx],
                            self.arousal[idx], None if self.images is None else self.images[idx],
                            None if self.boxes is None else self.boxes[idx],
-                           frames=None if self.frames is None else [self.frames[i] for i in idx])
+                           frames=None if self.frames is None else [self.frames[i] for i in idx],
+                           shard_info=self.shard_info)  # shards hold whole splits: a subset must re-attach them
 
     def class_counts(self, num_classes: int) -> List[int]:
         return np.bincount(self.expression, minlength=num_classes).astype(int).tolist()
@@ -107,7 +111,7 @@ def to_preset(raw: RawTable, preset: str, dropped: Dict[str, int]) -> SampleTabl
     sub = raw.subset(keep)
     return SampleTable(sub.sources, np.array(expr, np.int32), sub.valence.astype(np.float32),
                        sub.arousal.astype(np.float32), sub.images, sub.boxes, raw_index=np.array(keep, np.int64),
-                       frames=sub.frames)
+                       frames=sub.frames, shard_info=sub.shard_info)
 
 
 def stratified_split(labels: np.ndarray, fractions: List[float], seed: int) -> List[np.ndarray]:
@@ -219,6 +223,8 @@ def load_images(table: SampleTable, cfg, log: BadLog) -> SampleTable:
     if table.images is not None:
         table.images = resize_array(table.images, cfg.image_size, cfg.channels)
         return table
+    if table.shard_info is not None:
+        return _load_shard_images(table, cfg)
     if table.frames is not None:
         return _check_clip_frames(table, cfg, log)
     mode = _validation_mode(table, cfg.validate_images)
@@ -269,6 +275,21 @@ def load_images(table: SampleTable, cfg, log: BadLog) -> SampleTable:
     return table
 
 
+def _load_shard_images(table: SampleTable, cfg) -> SampleTable:
+    """Prepared shards were validated when written; decode them into memory only when the split fits the budget."""
+    _shards.check_prepared_shape(table.shard_info, cfg.image_size, cfg.channels, table.shards[0] if table.shards
+                                 else "prepared data")
+    nbytes = len(table) * cfg.image_size ** 2 * cfg.channels
+    if table.shards and cfg.cache in ("auto", "memory") and (cfg.cache == "memory" or
+                                                           nbytes <= cfg.cache_budget_mb << 20):
+        images = _shards.read_all_images(table.shards, table.shard_info, cfg.labels)
+        if len(images) != len(table):
+            raise DataError(f"{os.path.dirname(table.shards[0])}: shards hold {len(images)} records of this split, "
+                            f"their .idx.npz files {len(table)} (prepare again into a new folder)")
+        table.images = images
+    return table
+
+
 def _check_clip_frames(table: SampleTable, cfg, log: BadLog) -> SampleTable:
     """Header-checks every frame: bad frames are dropped (and logged with --skip-bad, else an error); a clip left
     without frames is bad itself. Frames are decoded in tf.data, not here."""
@@ -297,8 +318,25 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
 
     Splits: the dataset's own train/val/test when it has them (folders, Usage column, AffectNet CSVs), explicit
     `val_path`/`test_path` when given, otherwise a stratified split with `val_fraction`/`test_fraction`.
+    Images are then validated and, where a split fits `data.cache_budget_mb`, decoded into memory.
     """
     d = cfg.data if hasattr(cfg, "data") else cfg
+    bundle = read_splits(d, log)
+    for s in ("train", "val", "test"):
+        if getattr(bundle, s) is not None:
+            setattr(bundle, s, load_images(getattr(bundle, s), d, bundle.bad))
+    if len(bundle.train) == 0:
+        raise DataError(f"{bundle.source}: every training sample was bad or dropped")
+    return bundle
+
+
+def read_splits(d, log: Optional[BadLog] = None) -> DataBundle:
+    """`load_data` without touching the images: annotations read, labels mapped to the preset, splits made.
+
+    Args:
+        d: a `DataConfig`.
+        log: where skipped samples go (default: a new `BadLog` honouring `d.skip_bad`).
+    """
     log = log or BadLog(skip=d.skip_bad)
     path, fmt = d.path, d.format
     if path is None:
@@ -317,6 +355,8 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
             idx = np.where(arr == s)[0]
             if len(idx):
                 splits[s] = table.subset(idx)
+                if raw.shards is not None:
+                    splits[s].shards = raw.shards.get(s, [])
         unassigned = np.where(arr == "")[0]
         if len(unassigned):
             dropped["samples without a split"] = int(len(unassigned))
@@ -333,6 +373,9 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
                         f"(preset {d.labels}: {', '.join(classes)})")
     need_val, need_test = splits["val"] is None, splits["test"] is None and raw.splits is None
     fracs = [d.val_fraction if need_val else 0.0, d.test_fraction if need_test else 0.0]
+    if any(f > 0 for f in fracs) and raw.shards is not None:
+        raise DataError(f"{path}: prepared without a {'val' if need_val else 'test'} split; prepare again with "
+                        "data.val_fraction/test_fraction > 0, or give data.val_path")
     if any(f > 0 for f in fracs):
         tr, va, te = stratified_split(splits["train"].expression, fracs, d.split_seed)
         base = splits["train"]
@@ -341,11 +384,6 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
             splits["val"] = base.subset(va)
         if need_test and len(te):
             splits["test"] = base.subset(te)
-    for s in splits:
-        if splits[s] is not None:
-            splits[s] = load_images(splits[s], d, log)
-    if len(splits["train"]) == 0:
-        raise DataError(f"{path}: every training sample was bad or dropped")
     return DataBundle(splits["train"], splits["val"], splits["test"], classes, log, dropped, path, fmt)
 
 
@@ -363,10 +401,14 @@ def class_weights(counts: List[int], smoothing: float = 0.0) -> np.ndarray:
     return (w / mean if mean > 0 else w).astype(np.float32)
 
 
-def _base_dataset(table: SampleTable, size: int, channels: int) -> tf.data.Dataset:
+def _base_dataset(table: SampleTable, size: int, channels: int, preset: str = "7", shuffle_seed=None
+                  ) -> tf.data.Dataset:
     targets = {"expression": table.expression.astype(np.int32), "valence_arousal": table.va}
     if table.images is not None:
         return tf.data.Dataset.from_tensor_slices((table.images, targets))
+    if table.shards is not None:
+        ds = _shards.shard_dataset(table.shards, table.shard_info, preset, shuffle_seed)
+        return ds.apply(tf.data.experimental.assert_cardinality(len(table)))
     boxes = table.boxes if table.boxes is not None else np.full((len(table), 4), np.nan, np.float32)
     ds = tf.data.Dataset.from_tensor_slices((np.array(table.sources), boxes.astype(np.float32), targets))
 
@@ -378,7 +420,8 @@ def _base_dataset(table: SampleTable, size: int, channels: int) -> tf.data.Datas
 
 
 def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[int] = None, seed: int = 0,
-                 deterministic: bool = False, epoch: Optional[tf.Variable] = None) -> tf.data.Dataset:
+                 deterministic: bool = False, epoch: Optional[tf.Variable] = None, drop_remainder: bool = False
+                 ) -> tf.data.Dataset:
     """Builds the batched `tf.data.Dataset` of one split.
 
     Args:
@@ -391,6 +434,8 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
         epoch: an int64 variable holding the current epoch (training sets it at each epoch start). Shuffling,
             oversampling and augmentation are keyed by (seed, epoch, batch), so epoch k is the same whether or not
             the run was interrupted and resumed before it. Without it, epoch 0 is used every time.
+        drop_remainder: drop the last partial batch (multi-replica training: Keras 3 cannot split a batch unevenly
+            across replicas).
 
     Returns:
         Dataset of `(images, {"expression", "valence_arousal"})`; training images are float32 after augmentation,
@@ -398,27 +443,33 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
     """
     d = cfg.data
     bs = batch_size or d.batch_size
-    base = _base_dataset(table, d.image_size, d.channels)
+    base = _base_dataset(table, d.image_size, d.channels, d.labels)
+    # Streamed shards are re-read each epoch in a new shard order (interleaved); in-memory data is shuffled below.
+    stream_shards = table.images is None and table.shards is not None and not deterministic
     if table.images is None and d.cache == "memory":
         base = base.cache()
     if not training:
         opts = tf.data.Options()
         opts.deterministic = True
-        return base.batch(bs).with_options(opts).prefetch(AUTOTUNE)
+        return base.batch(bs, drop_remainder=drop_remainder).with_options(opts).prefetch(AUTOTUNE)
     aug = build_augmenter(cfg.augment, seed)
     present = sorted(set(table.expression.tolist()))
     per_class = [base.filter(lambda x, y, c=c: tf.equal(y["expression"], c)).repeat() for c in present] \
         if d.balance == "oversample" else None
 
+    buffer = min(d.shuffle_buffer, max(len(table), 1))
+    if table.images is None:  # streamed from disk: the shuffle buffer is the memory that grows with the data
+        buffer = min(buffer, max(256, (d.cache_budget_mb << 20) // (d.image_size ** 2 * d.channels)))
+
     def one_epoch(_):
         e = epoch.read_value() if epoch is not None else tf.constant(0, tf.int64)
         epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + e
-        ds = base
+        ds = _base_dataset(table, d.image_size, d.channels, d.labels, epoch_seed) if stream_shards else base
         if per_class is not None:
             ds = tf.data.Dataset.sample_from_datasets(per_class, weights=[1.0 / len(present)] * len(present),
                                                       seed=epoch_seed).take(len(table))
-        ds = ds.shuffle(min(d.shuffle_buffer, max(len(table), 1)), seed=epoch_seed, reshuffle_each_iteration=False)
-        ds = ds.batch(bs)
+        ds = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+        ds = ds.batch(bs, drop_remainder=drop_remainder)
         if aug is not None:
             ds = ds.enumerate().map(lambda i, xy: (aug(xy[0], tf.stack([epoch_seed, i])), xy[1]),
                                     num_parallel_calls=1 if deterministic else AUTOTUNE,
@@ -426,7 +477,8 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
         return ds
 
     ds = tf.data.Dataset.from_tensors(0).flat_map(one_epoch)  # re-evaluated (and re-keyed) at each iteration
-    ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(len(table) / bs)))  # Keras knows the steps
+    n_batches = len(table) // bs if drop_remainder else math.ceil(len(table) / bs)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))  # Keras knows the steps
     opts = tf.data.Options()
     opts.deterministic = bool(deterministic)
     return ds.with_options(opts).prefetch(AUTOTUNE)

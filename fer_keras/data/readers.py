@@ -61,6 +61,8 @@ class RawTable:
     dropped: Dict[str, int] = field(default_factory=dict)  # why -> count (e.g. AffectNet labels 8-10)
     origin: str = ""
     frames: Optional[List[List[str]]] = None  # clip datasets: the frame paths of each clip (sources = clip dirs)
+    shards: Optional[Dict[str, List[str]]] = None  # prepared TFRecords: split -> shard files (see data/shards.py)
+    shard_info: Optional[dict] = None  # prepared TFRecords: image_size, channels, encoding, class_names
 
     def __len__(self) -> int:
         return len(self.names)
@@ -74,7 +76,8 @@ class RawTable:
             boxes=None if self.boxes is None else self.boxes[idx],
             splits=None if self.splits is None else [self.splits[i] for i in idx],
             dropped=dict(self.dropped), origin=self.origin,
-            frames=None if self.frames is None else [self.frames[i] for i in idx])
+            frames=None if self.frames is None else [self.frames[i] for i in idx],
+            shards=self.shards, shard_info=self.shard_info)
 
 
 def _split_name(name: str) -> Optional[str]:
@@ -482,6 +485,8 @@ def detect_format(path: str) -> str:
             return "affectnet"
         return "csv"
     entries = set(os.listdir(path))
+    if "manifest.json" in entries:
+        return "tfrecord"
     if "expressions.npy" in entries:
         return "npy"
     if {"training.csv", "validation.csv"} & entries or os.path.isdir(os.path.join(path, "annotations")) or any(

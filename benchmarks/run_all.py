@@ -1,0 +1,608 @@
+"""The benchmark suite: one command, results in `benchmarks/RESULTS.md`.
+
+    python benchmarks/run_all.py                       # every section (about 40 min on the 2-core CPU)
+    python benchmarks/run_all.py --only training,inference --repeats 3
+
+Sections (each writes `benchmarks/results/<section>.json` as soon as it finishes, so an interrupted run keeps what
+it measured; RESULTS.md is rendered from whatever JSON is there, with the machine, versions and date of each):
+
+1. `training`: training images/s of every registered image model at its CPU config size (configs/<model>.yaml,
+   random weights, synthetic in-memory batches of 32) for XLA off/on x float32/bfloat16, and whether the `auto`
+   defaults pick a setting within 5% of the best one.
+2. `pipeline`: input-pipeline efficiency of CustomCNN at 48 px: fit images/s from on-disk JPEG folders (streamed,
+   decoded every epoch) and from prepared TFRecords (streamed), each divided by fit images/s from in-memory tensors
+   through the same augmentation. Real FER2013 JPEGs when ../shared/data/fer2013 exists, else generated faces.
+3. `memory`: training on 200,000 generated 48 px images: peak RSS when streaming from an image folder and from
+   TFRecords (cache budget 64 MB) next to the in-memory cache.
+4. `inference`: the shipped model exported as SavedModel and TFLite: per-face latency (batch 1), throughput
+   (batch 64); end-to-end images/s of the predict CLI on a folder of 640x480 photos with Haar detection, next to the
+   `fer` package (Haar + mini-Xception) on the same photos in the same run.
+5. `time_to_accuracy`: from the FER2013 run's own history (`--fer-run`, default runs/fer2013-customcnn): wall time
+   until the validation accuracy first reached 55/60/63/65/66/68%.
+
+Medians of `--repeats` timed repeats after a warm-up; each training cell runs in a fresh subprocess so that the
+precision policy and XLA state of one cell cannot leak into the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS_DIR = os.path.join(HERE, "results")
+FER2013 = os.path.join(ROOT, "..", "shared", "data", "fer2013")
+BENCH_DATA = os.path.join(ROOT, "data", "bench")
+SECTIONS = ("training", "pipeline", "memory", "inference", "time_to_accuracy")
+TRAIN_MODELS = ("CustomCNN", "VGG16", "ResNet50", "EfficientNetB0")
+sys.path.insert(0, ROOT)
+
+
+# === Helpers ===
+
+def machine() -> dict:
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "date": _dt.datetime.now().isoformat(timespec="seconds"),
+            "gpus": len(tf.config.list_physical_devices("GPU"))}
+
+
+def save(section: str, payload: dict) -> None:
+    from fer_keras.io_utils import atomic_write_text
+
+    payload = {"section": section, "machine": machine(), **payload}
+    atomic_write_text(os.path.join(RESULTS_DIR, f"{section}.json"), json.dumps(payload, indent=1))
+
+
+def run_json(args, timeout=1800) -> dict:
+    """Runs `python benchmarks/run_all.py --worker ...` and returns the JSON of its last stdout line."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__)] + args, capture_output=True, text=True,
+                         timeout=timeout, cwd=ROOT)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"worker {args} failed (rc {out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+class PeakRSS:
+    """Samples this process' resident memory every 50 ms (ru_maxrss also counts the import-time peak)."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            with open("/proc/self/status") as f:
+                for ln in f:
+                    if ln.startswith("VmRSS:"):
+                        self.peak = max(self.peak, int(ln.split()[1]) * 1024)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+class EpochTimer:
+    """A Keras callback factory recording each epoch's wall time."""
+
+    @staticmethod
+    def make():
+        import keras
+
+        class _T(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.times = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._t = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.times.append(time.perf_counter() - self._t)
+
+        return _T()
+
+
+def timed_fit(model, ds, steps: int, repeats: int, batch: int) -> float:
+    """Median images/s of `repeats` epochs of `steps` steps after one warm-up epoch (tracing, autotuning)."""
+    timer = EpochTimer.make()
+    model.fit(ds, steps_per_epoch=steps, epochs=repeats + 1, verbose=0, callbacks=[timer])
+    return steps * batch / statistics.median(timer.times[1:])
+
+
+# === 1. Training throughput per model, XLA x precision ===
+
+def worker_train(model_name: str, xla: str, precision: str, steps: int, repeats: int) -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from fer_keras.config import load_config
+    from fer_keras.models import build_model
+    from fer_keras.training import compile_model
+
+    cfg = load_config(os.path.join(ROOT, "configs", f"{model_name.lower()}.yaml"), ["model.weights=none"])
+    size, batch = cfg.data.image_size, 32
+    keras.mixed_precision.set_global_policy(precision)
+    model = build_model(cfg.model, 7, (size, size, 3))
+    compile_model(model, cfg, 7, schedule_steps=1000, jit_compile=xla == "on")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (batch * 8, size, size, 3)).astype(np.float32)
+    y = {"expression": rng.integers(0, 7, batch * 8).astype(np.int32),
+         "valence_arousal": rng.uniform(-1, 1, (batch * 8, 2)).astype(np.float32)}
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache().repeat()
+    return {"model": model_name, "size": size, "xla": xla, "precision": precision,
+            "params": model.count_params(), "img_s": timed_fit(model, ds, steps, repeats, batch)}
+
+
+def bench_training(a) -> dict:
+    from fer_keras.config import load_config
+    from fer_keras.training import resolve_runtime
+
+    steps = {"CustomCNN": 40, "VGG16": 20, "ResNet50": 10, "EfficientNetB0": 15}
+    rows, verdicts = [], []
+    for m in a.models.split(","):
+        cells = []
+        for xla in ("off", "on"):
+            for prec in ("float32", "mixed_bfloat16"):
+                r = run_json(["--worker", "train", m, xla, prec, str(max(3, steps[m] * a.scale // 100)),
+                              str(a.repeats)])
+                r["command"] = (f"python benchmarks/run_all.py --worker train {m} {xla} {prec} "
+                                f"{max(3, steps[m] * a.scale // 100)} {a.repeats}")
+                cells.append(r)
+                rows.append(r)
+                print(f"training {m} xla={xla} {prec}: {r['img_s']:.1f} img/s", flush=True)
+        cfg = load_config(os.path.join(ROOT, "configs", f"{m.lower()}.yaml"))
+        auto = resolve_runtime(cfg.train, m)
+        chosen = next(c for c in cells if (c["xla"] == "on") == auto["xla"] and c["precision"] == auto["precision"])
+        best = max(cells, key=lambda c: c["img_s"])
+        verdicts.append({"model": m, "auto_xla": auto["xla"], "auto_precision": auto["precision"],
+                         "auto_img_s": chosen["img_s"], "best": f"xla={best['xla']} {best['precision']}",
+                         "best_img_s": best["img_s"], "ratio": chosen["img_s"] / best["img_s"],
+                         "within_5pct": chosen["img_s"] >= 0.95 * best["img_s"]})
+    return {"rows": rows, "auto": verdicts, "repeats": a.repeats}
+
+
+# === 2. Input-pipeline efficiency ===
+
+def _pipeline_source(a) -> tuple:
+    """(dataset path, description): FER2013's train split when present, else a generated 48 px face folder."""
+    if os.path.isdir(os.path.join(FER2013, "train")):
+        return os.path.join(FER2013, "train"), "FER2013 train/ JPEGs (28,709 files)"
+    from fer_keras.data.demo import write_demo
+
+    path = write_demo(os.path.join(BENCH_DATA, "faces-48"), "folder", per_class=1000, size=48, seed=1)
+    return path, "generated 48 px face folder (8,000 PNGs)"
+
+
+def worker_pipeline(source: str, path: str, steps: int, repeats: int) -> dict:
+    from fer_keras.config import load_config
+    from fer_keras.data.pipeline import load_data, make_dataset
+    from fer_keras.models import build_model
+    from fer_keras.training import compile_model
+
+    sets = [f"data.path={path}", "data.image_size=48", "data.channels=1", "data.batch_size=64",
+            "data.val_fraction=0", "data.test_fraction=0", "data.validate_images=none"]
+    if source != "memory":
+        sets.append("data.cache=none")
+    cfg = load_config(os.path.join(ROOT, "configs", "fer2013.yaml"), sets)
+    t0 = time.perf_counter()
+    data = load_data(cfg)
+    load_s = time.perf_counter() - t0
+    assert (data.train.images is not None) == (source == "memory")
+    model = build_model(cfg.model, len(data.class_names), (48, 48, 1))
+    compile_model(model, cfg, len(data.class_names), schedule_steps=1000)
+    ds = make_dataset(data.train, cfg, training=True).repeat()
+    return {"source": source, "img_s": timed_fit(model, ds, steps, repeats, 64), "load_s": load_s,
+            "samples": len(data.train)}
+
+
+def bench_pipeline(a) -> dict:
+    path, desc = _pipeline_source(a)
+    shards = os.path.join(BENCH_DATA, "pipeline-shards-48")
+    from fer_keras.config import load_config
+    from fer_keras.data.prepare import prepare
+
+    cfg = load_config(None, [f"data.path={path}", "data.image_size=48", "data.channels=1", "data.val_fraction=0",
+                             "data.test_fraction=0"])
+    t0 = time.perf_counter()
+    prepare(cfg, shards, log_fn=lambda *_: None)
+    prep_s = time.perf_counter() - t0
+    steps = max(10, 100 * a.scale // 100)
+    res = {}
+    for source, p in (("memory", path), ("jpeg_folder", path), ("tfrecord", shards)):
+        res[source] = run_json(["--worker", "pipeline", source, p, str(steps), str(a.repeats)])
+        print(f"pipeline {source}: {res[source]['img_s']:.1f} img/s", flush=True)
+    base = res["memory"]["img_s"]
+    return {"data": desc, "prepare_seconds": prep_s, "steps": steps, "repeats": a.repeats, "results": res,
+            "efficiency": {k: v["img_s"] / base for k, v in res.items() if k != "memory"},
+            "command": "python benchmarks/run_all.py --only pipeline"}
+
+
+# === 3. Bounded memory on 200k images ===
+
+def _write_many(n: int) -> str:
+    """`n` generated 48 px grayscale faces as PNGs in class folders, written once (then reused).
+
+    2,000 demo faces are drawn, and every file is one of them shifted, flipped and noised: cheap to make (tens of
+    seconds, streamed to disk, never all in memory) and still n distinct files for the pipeline to decode.
+    """
+    import cv2
+    import numpy as np
+
+    from fer_keras.data.demo import CANONICAL, draw_face
+
+    root = os.path.join(BENCH_DATA, f"faces-{n}-48")
+    if os.path.exists(os.path.join(root, ".complete")):
+        return root
+    rng = np.random.default_rng(2)
+    labels = [CANONICAL[i % len(CANONICAL)] for i in range(2000)]
+    bases = [cv2.cvtColor(draw_face(lab, rng, 56)[0], cv2.COLOR_RGB2GRAY) for lab in labels]
+    for lab in set(labels):
+        os.makedirs(os.path.join(root, lab), exist_ok=True)
+    for i in range(n):
+        k = int(rng.integers(0, len(bases)))
+        y, x = rng.integers(0, 9, 2)
+        img = bases[k][y:y + 48, x:x + 48]
+        img = img[:, ::-1] if rng.random() < 0.5 else img
+        img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(os.path.join(root, labels[k], f"{i:06d}.png"), img)
+    open(os.path.join(root, ".complete"), "w").close()
+    return root
+
+
+def worker_memory(source: str, path: str, budget_mb: int) -> dict:
+    from fer_keras.config import load_config
+    from fer_keras.training import train
+
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        cfg = load_config(None, [f"data.path={path}", "data.image_size=48", "data.channels=1",
+                                 "data.batch_size=128", f"data.cache_budget_mb={budget_mb}",
+                                 "data.validate_images=header", "data.val_fraction=0.02", "data.test_fraction=0",
+                                 "model.widths=[16,32]", "model.blocks=[1,1]", "model.head_units=32",
+                                 "train.epochs=1", "train.tensorboard=false",
+                                 f"train.runs_dir={tempfile.mkdtemp(prefix='fer-bench-')}"])
+        run = train(cfg)
+        wall = time.perf_counter() - t0
+    with open(os.path.join(run, "runtime.json")) as f:
+        rt = json.load(f)
+    with open(os.path.join(run, "data_summary.json")) as f:
+        n = json.load(f)["splits"]["train"]["samples"]
+    return {"source": source, "budget_mb": budget_mb, "train_samples": n, "peak_rss_mb": rss.peak / 2 ** 20,
+            "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "wall_s": wall,
+            "train_img_s": rt["train_images_per_second"]}
+
+
+def bench_memory(a) -> dict:
+    from fer_keras.config import load_config
+    from fer_keras.data.prepare import prepare
+
+    n = a.memory_images
+    t0 = time.perf_counter()
+    folder = _write_many(n)
+    gen_s = time.perf_counter() - t0
+    shards = os.path.join(BENCH_DATA, f"shards-{n}-48")
+    t0 = time.perf_counter()
+    prepare(load_config(None, [f"data.path={folder}", "data.image_size=48", "data.channels=1",
+                               "data.val_fraction=0.02", "data.test_fraction=0", "data.validate_images=header"]),
+            shards, shard_size=4096, log_fn=lambda *_: None)
+    prep_s = time.perf_counter() - t0
+    rows = []
+    for source, p, budget in (("image folder, streamed", folder, 64), ("TFRecords, streamed", shards, 64),
+                              ("image folder, in-memory cache", folder, 4096)):
+        r = run_json(["--worker", "memory", source, p, str(budget)], timeout=3600)
+        r["command"] = f"python benchmarks/run_all.py --worker memory '{source}' {p} {budget}"
+        rows.append(r)
+        print(f"memory {source}: peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    return {"images": n, "generate_seconds": gen_s, "prepare_seconds": prep_s, "rows": rows,
+            "raw_bytes_mb": n * 48 * 48 / 2 ** 20}
+
+
+# === 4. Inference ===
+
+def _photos(n: int) -> tuple:
+    """`n` 640x480 photos with one face each: FER2013 val faces (upscaled) when present, else demo faces."""
+    import cv2
+    import numpy as np
+
+    out = os.path.join(BENCH_DATA, f"photos-640x480-{n}")
+    if os.path.isdir(out) and len(os.listdir(out)) >= n:
+        return out, open(os.path.join(out, "SOURCE.txt")).read() if os.path.exists(os.path.join(out, "SOURCE.txt")) \
+            else "photos"
+    rng = np.random.default_rng(0)
+    faces = []
+    val = os.path.join(FER2013, "val")
+    if os.path.isdir(val):
+        files = sorted(os.path.join(r, f) for r, _, fs in os.walk(val) for f in fs if f.endswith(".jpg"))
+        for f in rng.choice(files, n, replace=False):
+            faces.append(cv2.imread(f))
+        desc = "FER2013 val faces upscaled to 160-240 px on textured 640x480 backgrounds"
+    else:
+        from fer_keras.data.demo import CANONICAL, draw_face
+
+        faces = [cv2.cvtColor(draw_face(CANONICAL[i % 8], rng, 128)[0], cv2.COLOR_RGB2BGR) for i in range(n)]
+        desc = "generated faces on textured 640x480 backgrounds"
+    os.makedirs(out, exist_ok=True)
+    for i, face in enumerate(faces):
+        bg = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3)).astype(np.uint8), (0, 0), 8)
+        s = int(rng.integers(160, 241))
+        f = cv2.resize(face if face.ndim == 3 else cv2.cvtColor(face, cv2.COLOR_GRAY2BGR), (s, s),
+                       interpolation=cv2.INTER_CUBIC)
+        y, x = int(rng.integers(0, 480 - s)), int(rng.integers(0, 640 - s))
+        bg[y:y + s, x:x + s] = f
+        cv2.imwrite(os.path.join(out, f"photo_{i:04d}.jpg"), bg)
+    with open(os.path.join(out, "SOURCE.txt"), "w") as fh:
+        fh.write(desc)
+    return out, desc
+
+
+def _ensure_fer_package():
+    try:
+        from fer.fer import FER  # noqa: F401
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "fer==25.10.3",
+                        "setuptools<81"], check=True)
+
+
+def worker_fer_package(folder: str) -> dict:
+    import cv2
+
+    from fer.fer import FER
+
+    det = FER(mtcnn=False)
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
+    det.detect_emotions(cv2.imread(files[0]))  # warm-up
+    t0 = time.perf_counter()
+    faces = sum(len(det.detect_emotions(cv2.imread(f))) > 0 for f in files)
+    dt = time.perf_counter() - t0
+    import fer
+
+    return {"images": len(files), "with_face": faces, "seconds": dt, "img_s": len(files) / dt,
+            "version": getattr(fer, "__version__", "25.10.3")}
+
+
+def worker_predict_inprocess(folder: str) -> dict:
+    from fer_keras.predict import FacePredictor, HaarDetector, Results, default_model, predict_images
+
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
+    pred, det = FacePredictor(default_model()), HaarDetector()
+    predict_images(pred, files[:4], det, 0.15, False, Results(), progress=False)  # warm-up
+    res = Results()
+    t0 = time.perf_counter()
+    predict_images(pred, files, det, 0.15, False, res, progress=False)
+    dt = time.perf_counter() - t0
+    return {"images": len(files), "with_face": len({r["file"] for r in res.rows}), "seconds": dt,
+            "img_s": len(files) / dt}
+
+
+def bench_inference(a) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    from fer_keras.evaluation import load_keras_model
+    from fer_keras.export import export_savedmodel, export_tflite
+    from fer_keras.predict import default_model
+
+    model_path = default_model()
+    model = load_keras_model(model_path)
+    exp = tempfile.mkdtemp(prefix="fer-bench-export-")
+    sm_dir = export_savedmodel(model, [str(i) for i in range(model.get_layer("expression").output.shape[-1])],
+                               os.path.join(exp, "savedmodel"))
+    for name, quantize in (("model_float.tflite", False), ("model_dynamic.tflite", True)):
+        export_tflite(model, os.path.join(exp, name), quantize)
+    _, size, _, ch = model.input_shape
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (64, size, size, ch)).astype(np.uint8)
+    sm = tf.saved_model.load(sm_dir).signatures["serving_default"]
+    calls = 50
+
+    def med(fn):
+        fn()
+        ts = []
+        for _ in range(a.repeats):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts)
+
+    rows = []
+    t1 = med(lambda: [sm(images=tf.constant(batch[:1])) for _ in range(calls)]) / calls
+    rows.append({"format": "SavedModel", "batch": 1, "ms": 1000 * t1, "faces_s": 1 / t1})
+    t64 = med(lambda: sm(images=tf.constant(batch)))
+    rows.append({"format": "SavedModel", "batch": 64, "ms": 1000 * t64, "faces_s": 64 / t64})
+    for name in sorted(p for p in os.listdir(exp) if p.endswith(".tflite")):
+        interp = tf.lite.Interpreter(model_path=os.path.join(exp, name))
+        runner = interp.get_signature_runner()
+        x1 = batch[:1].astype(np.float32)
+        t = med(lambda: [runner(image=x1) for _ in range(calls)]) / calls
+        rows.append({"format": f"TFLite {name}", "batch": 1, "ms": 1000 * t, "faces_s": 1 / t})
+    folder, desc = _photos(a.photos)
+    # The predict CLI as a user runs it (process start, model load, detection, classification, CSV writing)...
+    out = tempfile.mkdtemp(prefix="fer-bench-predict-")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "fer_keras.predict", folder, "--out", out], check=True, cwd=ROOT,
+                   capture_output=True)
+    cli_s = time.perf_counter() - t0
+    # ...and both tools in-process on the same photos (steady state, after a warm-up).
+    ours = run_json(["--worker", "predict_inprocess", folder])
+    _ensure_fer_package()
+    theirs = run_json(["--worker", "fer_package", folder])
+    return {"model": os.path.relpath(model_path, ROOT), "params": model.count_params(), "latency": rows,
+            "photos": desc, "n_photos": a.photos, "cli_seconds": cli_s, "cli_img_s": a.photos / cli_s,
+            "ours": ours, "fer_package": theirs, "speedup_in_process": ours["img_s"] / theirs["img_s"],
+            "command": "python benchmarks/run_all.py --only inference"}
+
+
+# === 5. Time to accuracy ===
+
+def bench_time_to_accuracy(a) -> dict:
+    import csv
+
+    run = a.fer_run
+    hist = os.path.join(run, "history.csv")
+    if not os.path.isfile(hist):
+        raise FileNotFoundError(f"{hist}: train it first (python train_model.py --config configs/fer2013.yaml "
+                                f"--name {os.path.basename(run)})")
+    with open(hist) as f:
+        rows = list(csv.DictReader(f))
+    with open(os.path.join(run, "runtime.json")) as f:
+        rt = json.load(f)
+    t, reached = 0.0, {}
+    for r in rows:
+        t += float(r["epoch_seconds"])
+        acc = float(r["val_expression_accuracy"])
+        for target in (0.55, 0.60, 0.63, 0.65, 0.66, 0.68):
+            if acc >= target and target not in reached:
+                reached[target] = {"epoch": int(r["epoch"]) + 1, "seconds": t}
+    return {"run": os.path.relpath(run, ROOT), "epochs": len(rows), "train_seconds": rt.get("train_seconds"),
+            "best_val_accuracy": max(float(r["val_expression_accuracy"]) for r in rows),
+            "reached": {f"{k:.2f}": v for k, v in reached.items()},
+            "command": f"python train_model.py --config configs/fer2013.yaml --name {os.path.basename(run)}"}
+
+
+# === RESULTS.md ===
+
+def render() -> str:
+    res = {}
+    for s in SECTIONS:
+        p = os.path.join(RESULTS_DIR, f"{s}.json")
+        if os.path.isfile(p):
+            with open(p) as f:
+                res[s] = json.load(f)
+    lines = ["# Benchmark results", "",
+             "Written by `python benchmarks/run_all.py` from `benchmarks/results/*.json`; every number was measured "
+             "on the machine named in its section. Re-run a section with `--only <section>`.", ""]
+
+    def head(s, title):
+        m = res[s]["machine"]
+        lines.extend([f"## {title}", "", f"{m['cpu']} ({m['cpus']} CPUs, {m['gpus']} GPUs), Python {m['python']}, "
+                      f"TensorFlow {m['tensorflow']}, Keras {m['keras']}; measured {m['date']}.", ""])
+
+    if "training" in res:
+        r = res["training"]
+        head("training", "1. Training throughput (images/s, batch 32, medians of %d epochs)" % r["repeats"])
+        lines += ["| model | size | params | XLA | precision | img/s | command |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {x['model']} | {x['size']} | {x['params'] / 1e6:.1f}M | {x['xla']} | {x['precision']} | "
+                  f"{x['img_s']:.1f} | `{x['command']}` |" for x in r["rows"]]
+        lines += ["", "Defaults (`--xla auto --precision auto`) against the best setting:", "",
+                  "| model | auto picks | auto img/s | best setting | best img/s | auto / best | within 5% |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {v['model']} | xla={'on' if v['auto_xla'] else 'off'} {v['auto_precision']} | "
+                  f"{v['auto_img_s']:.1f} | {v['best']} | {v['best_img_s']:.1f} | {v['ratio']:.3f} | "
+                  f"{'yes' if v['within_5pct'] else 'NO'} |" for v in r["auto"]]
+        lines.append("")
+    if "pipeline" in res:
+        r = res["pipeline"]
+        head("pipeline", "2. Input-pipeline efficiency (CustomCNN, 48 px gray, batch 64, augmentation on)")
+        lines += [f"Data: {r['data']}. {r['steps']} steps per timed epoch, medians of {r['repeats']}. "
+                  f"TFRecords prepared in {r['prepare_seconds']:.0f} s. Command: `{r['command']}`", "",
+                  "| source | fit img/s | / in-memory |", "|---|---|---|"]
+        for k, v in r["results"].items():
+            eff = 1.0 if k == "memory" else r["efficiency"][k]
+            lines.append(f"| {k} | {v['img_s']:.1f} | {eff:.3f} |")
+        lines.append("")
+    if "memory" in res:
+        r = res["memory"]
+        head("memory", f"3. Memory on {r['images']:,} generated 48 px images (one training epoch, tiny CustomCNN)")
+        lines += [f"Raw pixels: {r['raw_bytes_mb']:.0f} MB. Generated in {r['generate_seconds']:.0f} s (cached "
+                  f"afterwards), TFRecords prepared in {r['prepare_seconds']:.0f} s.", "",
+                  "| source | cache budget | train samples | peak RSS | epoch wall | img/s | command |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {x['source']} | {x['budget_mb']} MB | {x['train_samples']:,} | {x['peak_rss_mb']:.0f} MB | "
+                  f"{x['wall_s']:.0f} s | {x['train_img_s'] or 0:.0f} | `{x['command']}` |" for x in r["rows"]]
+        lines.append("")
+    if "inference" in res:
+        r = res["inference"]
+        head("inference", f"4. Inference of the shipped model (`{r['model']}`, {r['params']:,} params)")
+        lines += ["| format | batch | ms per call | faces/s |", "|---|---|---|---|"]
+        lines += [f"| {x['format']} | {x['batch']} | {x['ms']:.2f} | {x['faces_s']:.0f} |" for x in r["latency"]]
+        o, t = r["ours"], r["fer_package"]
+        lines += ["", f"End to end on {r['n_photos']} photos of 640x480 ({r['photos']}), Haar detection + "
+                  "classification, in the same run:", "",
+                  "| tool | images/s | images with a face | |", "|---|---|---|---|",
+                  f"| fer_keras predict CLI (process start to CSV) | {r['cli_img_s']:.1f} | | |",
+                  f"| fer_keras in-process (FacePredictor) | {o['img_s']:.1f} | {o['with_face']} | |",
+                  f"| `fer` {t['version']} in-process (`FER().detect_emotions`) | {t['img_s']:.1f} | "
+                  f"{t['with_face']} | |", "",
+                  f"In-process speed-up over `fer`: **{r['speedup_in_process']:.2f}x**. Command: `{r['command']}`", ""]
+    if "time_to_accuracy" in res:
+        r = res["time_to_accuracy"]
+        head("time_to_accuracy", "5. Time to validation accuracy on FER2013 (PublicTest as val)")
+        lines += [f"Run `{r['run']}`: {r['epochs']} epochs, best val accuracy {r['best_val_accuracy']:.4f}. "
+                  f"Command: `{r['command']}`", "", "| val accuracy | first reached at epoch | wall time |",
+                  "|---|---|---|"]
+        for k in ("0.55", "0.60", "0.63", "0.65", "0.66", "0.68"):
+            v = r["reached"].get(k)
+            when = f"{v['seconds'] / 60:.1f} min" if v else "-"
+            lines.append(f"| {k} | {v['epoch'] if v else 'not reached'} | {when} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+WORKERS = {"train": lambda a: worker_train(a[0], a[1], a[2], int(a[3]), int(a[4])),
+           "pipeline": lambda a: worker_pipeline(a[0], a[1], int(a[2]), int(a[3])),
+           "memory": lambda a: worker_memory(a[0], a[1], int(a[2])),
+           "predict_inprocess": lambda a: worker_predict_inprocess(a[0]),
+           "fer_package": lambda a: worker_fer_package(a[0])}
+BENCHES = {"training": bench_training, "pipeline": bench_pipeline, "memory": bench_memory,
+           "inference": bench_inference, "time_to_accuracy": bench_time_to_accuracy}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scale", type=int, default=100, help="percent of the default steps per timed epoch")
+    p.add_argument("--models", default=",".join(TRAIN_MODELS))
+    p.add_argument("--memory-images", type=int, default=200_000)
+    p.add_argument("--photos", type=int, default=200)
+    p.add_argument("--fer-run", default=os.path.join(ROOT, "runs", "fer2013-customcnn"))
+    p.add_argument("--render-only", action="store_true")
+    p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if a.worker:
+        print(json.dumps(WORKERS[a.worker[0]](a.worker[1:])), flush=True)
+        return
+    if not a.render_only:
+        for s in (a.only.split(",") if a.only else SECTIONS):
+            if s not in BENCHES:
+                p.error(f"unknown section {s!r}; valid: {', '.join(SECTIONS)}")
+            t0 = time.perf_counter()
+            save(s, BENCHES[s](a))
+            print(f"== {s} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    from fer_keras.io_utils import atomic_write_text
+
+    atomic_write_text(os.path.join(HERE, "RESULTS.md"), render())
+    print(f"wrote {os.path.join(HERE, 'RESULTS.md')}")
+
+
+if __name__ == "__main__":
+    main()

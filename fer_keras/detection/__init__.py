@@ -1,0 +1,1 @@
+"""Low-light face detection (the DARK FACE task): readers, synthetic scenes, metrics."""

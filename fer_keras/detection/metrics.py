@@ -1,0 +1,114 @@
+"""Face-detection metrics (pure NumPy): matching, precision-recall, AP at IoU 0.5 and 0.5:0.95, recall at FPPI.
+
+Boxes are `x1, y1, x2, y2` in pixels; detections carry a fifth column, the score. Matching follows PASCAL VOC /
+the WIDER FACE toolkit: per image, detections in descending score order take the unmatched ground-truth box of
+highest IoU if that IoU reaches the threshold (true positive), else they are false positives. AP is the area under
+the precision-recall curve with precision made monotone (all-point interpolation, VOC 2010+).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in `a` (N,4) with every box in `b` (M,4) → (N,M)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def match(detections: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], iou_threshold: float = 0.5):
+    """Matches detections to ground truth over a dataset.
+
+    Args:
+        detections: per image, (N,5) `x1,y1,x2,y2,score`.
+        ground_truth: per image, (M,4) boxes.
+        iou_threshold: minimum IoU of a true positive.
+
+    Returns:
+        (scores, is_tp, image_index) over all detections sorted by descending score, and the number of
+        ground-truth boxes.
+    """
+    if len(detections) != len(ground_truth):
+        raise ValueError(f"{len(detections)} detection lists for {len(ground_truth)} images")
+    scores, tps, imgs = [], [], []
+    for i, (det, gt) in enumerate(zip(detections, ground_truth)):
+        det = np.asarray(det, np.float64).reshape(-1, 5)
+        gt = np.asarray(gt, np.float64).reshape(-1, 4)
+        order = np.argsort(-det[:, 4], kind="stable")
+        det = det[order]
+        ious = iou_matrix(det[:, :4], gt)
+        taken = np.zeros(len(gt), bool)
+        for k in range(len(det)):
+            tp = False
+            if len(gt):
+                cand = np.where(taken, -1.0, ious[k])
+                j = int(np.argmax(cand))
+                if cand[j] >= iou_threshold:
+                    taken[j] = tp = True
+            scores.append(det[k, 4])
+            tps.append(tp)
+            imgs.append(i)
+    scores, tps, imgs = np.array(scores, np.float64), np.array(tps, bool), np.array(imgs, np.int64)
+    order = np.argsort(-scores, kind="stable")
+    n_gt = int(sum(np.asarray(g).reshape(-1, 4).shape[0] for g in ground_truth))
+    return scores[order], tps[order], imgs[order], n_gt
+
+
+def precision_recall(detections, ground_truth, iou_threshold: float = 0.5) -> Dict[str, np.ndarray]:
+    """Precision and recall after each detection (by descending score), with the score thresholds."""
+    scores, tps, _, n_gt = match(detections, ground_truth, iou_threshold)
+    tp = np.cumsum(tps)
+    fp = np.cumsum(~tps)
+    recall = tp / max(n_gt, 1)
+    precision = tp / np.maximum(tp + fp, 1)
+    return {"precision": precision, "recall": recall, "scores": scores, "n_gt": n_gt}
+
+
+def average_precision(detections, ground_truth, iou_threshold: float = 0.5) -> float:
+    """All-point interpolated AP: area under the precision-recall curve with monotone (upper envelope) precision."""
+    pr = precision_recall(detections, ground_truth, iou_threshold)
+    if pr["n_gt"] == 0:
+        return float("nan")
+    rec = np.concatenate([[0.0], pr["recall"], [pr["recall"][-1] if len(pr["recall"]) else 0.0]])
+    prec = np.concatenate([[1.0 if len(pr["precision"]) else 0.0], pr["precision"], [0.0]])
+    prec = np.maximum.accumulate(prec[::-1])[::-1]
+    return float(np.sum((rec[1:] - rec[:-1]) * prec[1:]))
+
+
+def ap_range(detections, ground_truth, thresholds=np.arange(0.5, 0.96, 0.05)) -> float:
+    """COCO-style AP averaged over IoU thresholds 0.5:0.05:0.95."""
+    return float(np.mean([average_precision(detections, ground_truth, t) for t in thresholds]))
+
+
+def recall_at_fppi(detections, ground_truth, fppi: Sequence[float] = (0.1, 0.5, 1.0),
+                   iou_threshold: float = 0.5) -> Dict[str, float]:
+    """Recall at the lowest score threshold whose false positives per image stay within each budget."""
+    scores, tps, _, n_gt = match(detections, ground_truth, iou_threshold)
+    n_img = max(len(ground_truth), 1)
+    fp_per_image = np.cumsum(~tps) / n_img
+    tp = np.cumsum(tps)
+    out = {}
+    for f in fppi:
+        ok = np.where(fp_per_image <= f)[0]
+        out[f"recall@{f:g}fppi"] = float(tp[ok[-1]] / max(n_gt, 1)) if len(ok) else 0.0
+    return out
+
+
+def detection_metrics(detections: List[np.ndarray], ground_truth: List[np.ndarray]) -> Dict[str, float]:
+    """AP@0.5 (the DARK FACE challenge metric), AP@0.5:0.95, recall at 0.1/0.5/1 FPPI, and counts."""
+    return {"ap50": average_precision(detections, ground_truth, 0.5), "ap50_95": ap_range(detections, ground_truth),
+            **recall_at_fppi(detections, ground_truth), "images": len(ground_truth),
+            "faces": int(sum(np.asarray(g).reshape(-1, 4).shape[0] for g in ground_truth)),
+            "detections": int(sum(np.asarray(d).reshape(-1, 5).shape[0] for d in detections))}

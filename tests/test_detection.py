@@ -1,0 +1,112 @@
+"""Detection data and metrics: DARK FACE / WIDER FACE readers, the synthetic scene generator, AP by hand."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_keras.detection import metrics as DM
+from fer_keras.detection.data import make_scene, read_darkface, read_detection, read_wider, write_dark_scenes
+from fer_keras.errors import DataError
+
+# === Metrics, against a hand-checked example ===
+# Image A: faces G1=[0,0,10,10], G2=[20,20,30,30]; image B: G3=[0,0,10,10].
+GT = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float), np.array([[0, 0, 10, 10]], float)]
+DETS = [np.array([[0, 0, 10, 10, 0.9],      # TP (G1, IoU 1)
+                  [21, 21, 31, 31, 0.8],    # IoU 81/119 = 0.68 with G2: TP at 0.5, FP at 0.7
+                  [50, 50, 60, 60, 0.7]]),  # FP
+        np.array([[5, 5, 15, 15, 0.6],      # IoU 25/175 = 0.14: FP
+                  [0, 0, 10, 10, 0.5]])]    # TP (G3)
+
+
+def test_ap_matches_the_hand_computed_values():
+    # By score: TP TP FP FP TP over 3 faces → P/R (1,1/3) (1,2/3) (2/3,2/3) (1/2,2/3) (3/5,1):
+    # AP@0.5 = 1/3*1 + 1/3*1 + 1/3*0.6 = 0.8667.
+    assert DM.average_precision(DETS, GT, 0.5) == pytest.approx(13 / 15)
+    # At IoU 0.7 the second detection is a FP: TP FP FP FP TP → AP = 1/3*1 + 1/3*0.4 = 0.4667.
+    assert DM.average_precision(DETS, GT, 0.7) == pytest.approx(7 / 15)
+    # Cumulative FP per image (2 images): 0, 0, .5, 1, 1 → recall 2/3 at 0.1 and 0.5 FPPI, 1.0 at 1 FPPI.
+    r = DM.recall_at_fppi(DETS, GT)
+    assert r == {"recall@0.1fppi": pytest.approx(2 / 3), "recall@0.5fppi": pytest.approx(2 / 3),
+                 "recall@1fppi": 1.0}
+    m = DM.detection_metrics(DETS, GT)
+    assert m["faces"] == 3 and m["detections"] == 5 and m["ap50"] > m["ap50_95"] > 0
+
+
+def test_ap_edge_cases():
+    perfect = [np.c_[g, np.ones(len(g))] for g in GT]
+    assert DM.average_precision(perfect, GT) == pytest.approx(1.0)
+    assert DM.ap_range(perfect, GT) == pytest.approx(1.0)
+    assert DM.average_precision([np.zeros((0, 5)), np.zeros((0, 5))], GT) == 0.0
+    # A duplicate detection of an already matched face is a false positive.
+    dup = [np.array([[0, 0, 10, 10, 0.9], [0, 0, 10, 10, 0.8], [20, 20, 30, 30, 0.7]]), np.array([[0, 0, 10, 10, .6]])]
+    pr = DM.precision_recall(dup, GT)
+    np.testing.assert_allclose(pr["precision"], [1, 0.5, 2 / 3, 0.75])
+    assert DM.iou_matrix([[0, 0, 10, 10]], [[5, 0, 15, 10]])[0, 0] == pytest.approx(50 / 150)
+
+
+# === Readers ===
+
+def _darkface(tmp_path, labels):
+    root = tmp_path / "dark"
+    (root / "image").mkdir(parents=True)
+    (root / "label").mkdir()
+    for i, text in enumerate(labels):
+        cv2.imwrite(str(root / "image" / f"{i + 1}.png"), np.zeros((40, 60, 3), np.uint8))
+        if text is not None:
+            (root / "label" / f"{i + 1}.txt").write_text(text)
+    return str(root)
+
+
+def test_darkface_reader_and_malformed_labels(tmp_path):
+    root = _darkface(tmp_path, ["2\n1 2 11 12\n20 5 30 25\n", "0\n"])
+    t = read_darkface(root)
+    assert len(t) == 2 and t.num_faces == 2
+    np.testing.assert_array_equal(t.boxes[0], [[1, 2, 11, 12], [20, 5, 30, 25]])
+    for text, msg in [("3\n1 2 11 12\n", "says 3 faces but has 1"), ("1\n1 2 x 12\n", "2.txt:2: not a number"),
+                      ("1\n10 2 5 12\n", "x2 <= x1"), ("", "empty label file"), ("two\n", "face count"),
+                      (None, "missing label file")]:
+        bad = _darkface(tmp_path / str(abs(hash(str(text)))), ["1\n1 1 5 5\n", text])
+        with pytest.raises(DataError, match=msg):
+            read_darkface(bad)
+        t = read_darkface(bad, skip_bad=True)  # skipped, not fatal
+        assert len(t) == 1
+
+
+def test_wider_reader(tmp_path):
+    img_root = tmp_path / "images" / "0--Parade"
+    img_root.mkdir(parents=True)
+    for n in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(img_root / n), np.zeros((50, 50, 3), np.uint8))
+    ann = tmp_path / "gt.txt"
+    ann.write_text("0--Parade/a.jpg\n2\n1 2 10 10 0 0 0 0 0 0\n5 5 0 4 0 0 0 0 0 0\n"
+                   "0--Parade/b.jpg\n0\n0 0 0 0 0 0 0 0 0 0\n")
+    t = read_detection(str(ann))
+    assert len(t) == 2 and t.num_faces == 1 and t.dropped == {"invalid or empty WIDER box": 1}
+    np.testing.assert_array_equal(t.boxes[0], [[1, 2, 11, 12]])
+    ann.write_text("0--Parade/a.jpg\n3\n1 2 10 10 0 0 0 0 0 0\n")
+    with pytest.raises(DataError, match="says 3 faces but the file ends"):
+        read_wider(str(ann))
+
+
+# === Synthetic scenes ===
+
+def test_scene_generator_boxes_are_exact_and_dark(tmp_path):
+    rng = np.random.default_rng(0)
+    img, boxes = make_scene(rng, (200, 160), faces=(3, 3), face_px=(30, 40), dark=False)
+    assert img.shape == (160, 200, 3) and len(boxes) >= 2
+    assert np.all(boxes[:, 2] <= 200) and np.all(boxes[:, 3] <= 160)
+    rng = np.random.default_rng(0)
+    dark, boxes2 = make_scene(rng, (200, 160), faces=(3, 3), face_px=(30, 40))
+    np.testing.assert_array_equal(boxes, boxes2)  # same seed, same layout
+    assert dark.mean() < 0.5 * img.mean()
+    # Pasting a known crop: the pixels inside the box are that crop.
+    crop = np.full((8, 8, 3), 200, np.uint8)
+    lit, b = make_scene(np.random.default_rng(1), (100, 80), faces=(1, 1), face_px=(20, 20), face_crops=[crop],
+                        dark=False)
+    x1, y1, x2, y2 = b[0].astype(int)
+    assert (x2 - x1, y2 - y1) == (20, 20) and np.all(lit[y1:y2, x1:x2] == 200)
+    out = write_dark_scenes(str(tmp_path / "scenes"), n=5, size=(120, 90), seed=3)
+    t = read_darkface(out)
+    assert len(t) == 5 and t.num_faces >= 5 and os.path.isfile(os.path.join(out, "label", "00001.txt"))
