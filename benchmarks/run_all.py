@@ -129,16 +129,17 @@ class EpochTimer:
         return _T()
 
 
-def timed_fit(model, ds, steps: int, repeats: int, batch: int) -> float:
-    """Median images/s of `repeats` epochs of `steps` steps after one warm-up epoch (tracing, autotuning)."""
-    timer = EpochTimer.make()
-    model.fit(ds, steps_per_epoch=steps, epochs=repeats + 1, verbose=0, callbacks=[timer])
-    return steps * batch / statistics.median(timer.times[1:])
-
-
 # === 1. Training throughput per model, XLA x precision ===
 
-def worker_train(model_name: str, xla: str, precision: str, steps: int, repeats: int) -> dict:
+SETTINGS = [("off", "float32"), ("off", "mixed_bfloat16"), ("on", "float32"), ("on", "mixed_bfloat16")]
+
+
+def worker_train(model_name: str, steps: int, repeats: int) -> dict:
+    """All four XLA x precision settings of one model in one process, timed in interleaved rounds.
+
+    Timing one setting after another let slow drifts of this shared VM's speed (seen: +-30% over minutes) decide
+    the ranking; round-robin epochs (A B C D, A B C D, ...) and per-setting medians cancel most of that.
+    """
     import keras
     import numpy as np
     import tensorflow as tf
@@ -149,35 +150,44 @@ def worker_train(model_name: str, xla: str, precision: str, steps: int, repeats:
 
     cfg = load_config(os.path.join(ROOT, "configs", f"{model_name.lower()}.yaml"), ["model.weights=none"])
     size, batch = cfg.data.image_size, 32
-    keras.mixed_precision.set_global_policy(precision)
-    model = build_model(cfg.model, 7, (size, size, 3))
-    compile_model(model, cfg, 7, schedule_steps=1000, jit_compile=xla == "on")
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch * 8, size, size, 3)).astype(np.float32)
     y = {"expression": rng.integers(0, 7, batch * 8).astype(np.int32),
          "valence_arousal": rng.uniform(-1, 1, (batch * 8, 2)).astype(np.float32)}
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache().repeat()
-    return {"model": model_name, "size": size, "xla": xla, "precision": precision,
-            "params": model.count_params(), "img_s": timed_fit(model, ds, steps, repeats, batch)}
+    models = {}
+    for xla, precision in SETTINGS:
+        keras.mixed_precision.set_global_policy(precision)  # captured by the layers built now
+        m = build_model(cfg.model, 7, (size, size, 3))
+        compile_model(m, cfg, 7, schedule_steps=1000, jit_compile=xla == "on")
+        m.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)  # warm-up: tracing, XLA compilation
+        models[(xla, precision)] = m
+    keras.mixed_precision.set_global_policy("float32")
+    times = {k: [] for k in models}
+    for _ in range(repeats):
+        for k, m in models.items():
+            timer = EpochTimer.make()
+            m.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
+            times[k].append(timer.times[0])
+    params = models[SETTINGS[0]].count_params()
+    return {"cells": [{"model": model_name, "size": size, "xla": xla, "precision": prec, "params": params,
+                       "img_s": steps * batch / statistics.median(times[(xla, prec)]),
+                       "img_s_all": [steps * batch / t for t in times[(xla, prec)]]} for xla, prec in SETTINGS]}
 
 
 def bench_training(a) -> dict:
     from fer_keras.config import load_config
     from fer_keras.training import resolve_runtime
 
-    steps = {"CustomCNN": 40, "VGG16": 20, "ResNet50": 10, "EfficientNetB0": 15}
+    steps = {"CustomCNN": 30, "VGG16": 10, "ResNet50": 6, "EfficientNetB0": 8}  # ~3-6 s per plain epoch here
     rows, verdicts = [], []
     for m in a.models.split(","):
-        cells = []
-        for xla in ("off", "on"):
-            for prec in ("float32", "mixed_bfloat16"):
-                r = run_json(["--worker", "train", m, xla, prec, str(max(3, steps[m] * a.scale // 100)),
-                              str(a.repeats)])
-                r["command"] = (f"python benchmarks/run_all.py --worker train {m} {xla} {prec} "
-                                f"{max(3, steps[m] * a.scale // 100)} {a.repeats}")
-                cells.append(r)
-                rows.append(r)
-                print(f"training {m} xla={xla} {prec}: {r['img_s']:.1f} img/s", flush=True)
+        n = max(3, steps[m] * a.scale // 100)
+        cells = run_json(["--worker", "train", m, str(n), str(a.repeats)])["cells"]
+        for c in cells:
+            c["command"] = f"python benchmarks/run_all.py --worker train {m} {n} {a.repeats}"
+            print(f"training {m} xla={c['xla']} {c['precision']}: {c['img_s']:.1f} img/s", flush=True)
+        rows.extend(cells)
         cfg = load_config(os.path.join(ROOT, "configs", f"{m.lower()}.yaml"))
         auto = resolve_runtime(cfg.train, m)
         chosen = next(c for c in cells if (c["xla"] == "on") == auto["xla"] and c["precision"] == auto["precision"])
@@ -201,26 +211,38 @@ def _pipeline_source(a) -> tuple:
     return path, "generated 48 px face folder (8,000 PNGs)"
 
 
-def worker_pipeline(source: str, path: str, steps: int, repeats: int) -> dict:
+def worker_pipeline(path: str, shards: str, steps: int, repeats: int) -> dict:
+    """One model fed from three sources in interleaved rounds (memory, JPEG folder, TFRecords)."""
     from fer_keras.config import load_config
     from fer_keras.data.pipeline import load_data, make_dataset
     from fer_keras.models import build_model
     from fer_keras.training import compile_model
 
-    sets = [f"data.path={path}", "data.image_size=48", "data.channels=1", "data.batch_size=64",
-            "data.val_fraction=0", "data.test_fraction=0", "data.validate_images=none"]
-    if source != "memory":
-        sets.append("data.cache=none")
-    cfg = load_config(os.path.join(ROOT, "configs", "fer2013.yaml"), sets)
-    t0 = time.perf_counter()
-    data = load_data(cfg)
-    load_s = time.perf_counter() - t0
-    assert (data.train.images is not None) == (source == "memory")
-    model = build_model(cfg.model, len(data.class_names), (48, 48, 1))
-    compile_model(model, cfg, len(data.class_names), schedule_steps=1000)
-    ds = make_dataset(data.train, cfg, training=True).repeat()
-    return {"source": source, "img_s": timed_fit(model, ds, steps, repeats, 64), "load_s": load_s,
-            "samples": len(data.train)}
+    base = ["data.image_size=48", "data.channels=1", "data.batch_size=64", "data.val_fraction=0",
+            "data.test_fraction=0", "data.validate_images=none"]
+    sources = {"memory": [f"data.path={path}", "data.validate_images=full"],  # full: decodes into memory
+               "jpeg_folder": [f"data.path={path}", "data.cache=none"],
+               "tfrecord": [f"data.path={shards}", "data.cache=none"]}
+    datasets, info, model = {}, {}, None
+    for name, sets in sources.items():
+        cfg = load_config(os.path.join(ROOT, "configs", "fer2013.yaml"), base + sets)
+        t0 = time.perf_counter()
+        data = load_data(cfg)
+        info[name] = {"load_s": time.perf_counter() - t0, "samples": len(data.train),
+                      "in_memory": data.train.images is not None}
+        if model is None:
+            model = build_model(cfg.model, len(data.class_names), (48, 48, 1))
+            compile_model(model, cfg, len(data.class_names), schedule_steps=1000)
+        datasets[name] = make_dataset(data.train, cfg, training=True).repeat()
+        model.fit(datasets[name], steps_per_epoch=steps, epochs=1, verbose=0)  # warm-up (autotune, file cache)
+    times = {k: [] for k in datasets}
+    for _ in range(repeats):
+        for k, ds in datasets.items():
+            timer = EpochTimer.make()
+            model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
+            times[k].append(timer.times[0])
+    return {k: {**info[k], "img_s": steps * 64 / statistics.median(v), "img_s_all": [steps * 64 / t for t in v]}
+            for k, v in times.items()}
 
 
 def bench_pipeline(a) -> dict:
@@ -234,11 +256,10 @@ def bench_pipeline(a) -> dict:
     t0 = time.perf_counter()
     prepare(cfg, shards, log_fn=lambda *_: None)
     prep_s = time.perf_counter() - t0
-    steps = max(10, 100 * a.scale // 100)
-    res = {}
-    for source, p in (("memory", path), ("jpeg_folder", path), ("tfrecord", shards)):
-        res[source] = run_json(["--worker", "pipeline", source, p, str(steps), str(a.repeats)])
-        print(f"pipeline {source}: {res[source]['img_s']:.1f} img/s", flush=True)
+    steps = max(10, 60 * a.scale // 100)
+    res = run_json(["--worker", "pipeline", path, shards, str(steps), str(a.repeats)])
+    for k, v in res.items():
+        print(f"pipeline {k}: {v['img_s']:.1f} img/s", flush=True)
     base = res["memory"]["img_s"]
     return {"data": desc, "prepare_seconds": prep_s, "steps": steps, "repeats": a.repeats, "results": res,
             "efficiency": {k: v["img_s"] / base for k, v in res.items() if k != "memory"},
@@ -285,7 +306,9 @@ def worker_memory(source: str, path: str, budget_mb: int) -> dict:
         t0 = time.perf_counter()
         cfg = load_config(None, [f"data.path={path}", "data.image_size=48", "data.channels=1",
                                  "data.batch_size=128", f"data.cache_budget_mb={budget_mb}",
-                                 "data.validate_images=header", "data.val_fraction=0.02", "data.test_fraction=0",
+                                 # full validation decodes every file, and keeps the pixels when they fit
+                                 f"data.validate_images={'full' if budget_mb > 1024 else 'header'}",
+                                 "data.val_fraction=0.02", "data.test_fraction=0",
                                  "model.widths=[16,32]", "model.blocks=[1,1]", "model.head_units=32",
                                  "train.epochs=1", "train.tensorboard=false",
                                  f"train.runs_dir={tempfile.mkdtemp(prefix='fer-bench-')}"])
@@ -507,7 +530,7 @@ def render() -> str:
 
     if "training" in res:
         r = res["training"]
-        head("training", "1. Training throughput (images/s, batch 32, medians of %d epochs)" % r["repeats"])
+        head("training", "1. Training throughput (images/s, batch 32, medians of %d interleaved epochs)" % r["repeats"])
         lines += ["| model | size | params | XLA | precision | img/s | command |", "|---|---|---|---|---|---|---|"]
         lines += [f"| {x['model']} | {x['size']} | {x['params'] / 1e6:.1f}M | {x['xla']} | {x['precision']} | "
                   f"{x['img_s']:.1f} | `{x['command']}` |" for x in r["rows"]]
@@ -566,8 +589,8 @@ def render() -> str:
     return "\n".join(lines)
 
 
-WORKERS = {"train": lambda a: worker_train(a[0], a[1], a[2], int(a[3]), int(a[4])),
-           "pipeline": lambda a: worker_pipeline(a[0], a[1], int(a[2]), int(a[3])),
+WORKERS = {"train": lambda a: worker_train(a[0], int(a[1]), int(a[2])),
+           "pipeline": lambda a: worker_pipeline(a[0], a[1], int(a[2]), int(a[3])),  # path, shards, steps, reps
            "memory": lambda a: worker_memory(a[0], a[1], int(a[2])),
            "predict_inprocess": lambda a: worker_predict_inprocess(a[0]),
            "fer_package": lambda a: worker_fer_package(a[0])}
@@ -576,18 +599,21 @@ BENCHES = {"training": bench_training, "pipeline": bench_pipeline, "memory": ben
 
 
 def main(argv=None):
+    global RESULTS_DIR
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--scale", type=int, default=100, help="percent of the default steps per timed epoch")
     p.add_argument("--models", default=",".join(TRAIN_MODELS))
     p.add_argument("--memory-images", type=int, default=200_000)
     p.add_argument("--photos", type=int, default=200)
     p.add_argument("--fer-run", default=os.path.join(ROOT, "runs", "fer2013-customcnn"))
     p.add_argument("--render-only", action="store_true")
+    p.add_argument("--results-dir", default=RESULTS_DIR, help="where the JSON go (RESULTS.md goes next to it)")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    RESULTS_DIR = os.path.abspath(a.results_dir)
     if a.worker:
         print(json.dumps(WORKERS[a.worker[0]](a.worker[1:])), flush=True)
         return
@@ -600,8 +626,9 @@ def main(argv=None):
             print(f"== {s} done in {time.perf_counter() - t0:.0f} s", flush=True)
     from fer_keras.io_utils import atomic_write_text
 
-    atomic_write_text(os.path.join(HERE, "RESULTS.md"), render())
-    print(f"wrote {os.path.join(HERE, 'RESULTS.md')}")
+    out = os.path.join(os.path.dirname(RESULTS_DIR), "RESULTS.md")
+    atomic_write_text(out, render())
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

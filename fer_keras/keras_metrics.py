@@ -21,10 +21,9 @@ class MacroRecall(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         t = ops.cast(ops.reshape(y_true, (-1,)), "int32")
         p = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
-        idx = t * self.num_classes + p
-        counts = ops.bincount(idx, minlength=self.num_classes ** 2)
-        counts = ops.cast(counts[: self.num_classes ** 2], "float32")
-        self.cm.assign_add(ops.reshape(counts, (self.num_classes, self.num_classes)))
+        # one_hot(t)^T @ one_hot(p) is the batch confusion matrix; unlike bincount it compiles under XLA.
+        counts = ops.matmul(ops.transpose(ops.one_hot(t, self.num_classes)), ops.one_hot(p, self.num_classes))
+        self.cm.assign_add(ops.cast(counts, "float32"))
 
     def result(self):
         support = ops.sum(self.cm, axis=1)

@@ -110,3 +110,35 @@ def test_scene_generator_boxes_are_exact_and_dark(tmp_path):
     out = write_dark_scenes(str(tmp_path / "scenes"), n=5, size=(120, 90), seed=3)
     t = read_darkface(out)
     assert len(t) == 5 and t.num_faces >= 5 and os.path.isfile(os.path.join(out, "label", "00001.txt"))
+
+
+def test_letterbox_and_box_aware_augmentation_keep_boxes_on_the_faces():
+    from fer_keras.detection.data import DetAugment, augment_sample, letterbox
+
+    rng = np.random.default_rng(0)
+    img, boxes = make_scene(rng, (200, 100), faces=(3, 3), face_px=(24, 30), dark=False)
+    lb, b, s = letterbox(img, boxes, (100, 100))
+    assert lb.shape == (100, 100, 3) and s == 0.5 and np.all(lb[50:] == 0)  # padded below
+    np.testing.assert_allclose(b, boxes * 0.5)
+    aug = DetAugment(low_light_prob=0, noise_prob=0, blur_prob=0)
+    src = np.zeros((120, 160, 3), np.uint8)
+    src[40:70, 50:80] = 255  # one white face-sized square
+    for seed in range(20):
+        out, ob = augment_sample(src, np.array([[50, 40, 80, 70]], np.float32), aug, np.random.default_rng(seed))
+        assert out.shape == src.shape
+        for x1, y1, x2, y2 in ob.astype(int):  # every kept box still frames the white square
+            inside = out[y1 + 2:y2 - 2, x1 + 2:x2 - 2]
+            assert inside.size and inside.mean() > 200, (seed, ob)
+
+
+def test_detection_batches_pad_boxes_and_last_batch(tmp_path):
+    from fer_keras.detection.data import DetAugment, detection_batches
+
+    t = read_darkface(write_dark_scenes(str(tmp_path / "s"), n=5, size=(120, 90), seed=1))
+    batches = list(detection_batches(t, (96, 96), 4, training=True, aug=DetAugment(), max_boxes=8))
+    assert len(batches) == 2 and batches[1][0].shape == (4, 96, 96, 3)  # last batch padded to 4
+    x, y = batches[0]
+    assert y["boxes"].shape == (4, 8, 4) and set(np.unique(y["classes"])) <= {-1.0, 0.0}
+    assert np.all((y["classes"] == 0) == np.all(y["boxes"] >= 0, axis=-1))
+    again = list(detection_batches(t, (96, 96), 4, training=True, aug=DetAugment(), max_boxes=8))
+    np.testing.assert_array_equal(again[0][0], x)  # same (seed, epoch), same batch

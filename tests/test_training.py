@@ -156,6 +156,7 @@ def test_resume_with_changed_config_is_refused(demo_root, tmp_path, capsys):
      "--set", "train.label_smoothing=0.1", "--set", "train.optimizer=adam"],
     ["--set", "data.balance=oversample", "--set", "train.early_stopping_patience=1", "--deterministic"],
     ["--set", "train.strategy=mirrored", "--set", "train.schedule=constant"],
+    ["--xla", "on", "--precision", "mixed_bfloat16"],  # the GPU default path (XLA) must compile every metric
 ])
 def test_training_options_run(demo_root, tmp_path, extra):
     run = train_main(_tiny_args(demo_root, str(tmp_path), "--epochs", "2", *extra))

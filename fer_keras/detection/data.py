@@ -245,3 +245,119 @@ def write_dark_scenes(out: str, n: int = 100, size: Tuple[int, int] = (320, 240)
         with open(os.path.join(lab_dir, f"{i + 1:05d}.txt"), "w") as f:
             f.write("\n".join(lines) + "\n")
     return out
+
+
+# === tf.data: letterboxed images + padded boxes, box-aware augmentation ===
+
+@dataclass
+class DetAugment:
+    """Training-time augmentation for detection (boxes follow every geometric change)."""
+
+    flip: bool = True
+    scale: Tuple[float, float] = (0.6, 1.4)  # scale jitter of the letterboxed image, then a random crop/pad
+    low_light_prob: float = 0.5  # extra gamma darkening in [1, low_light_gamma]
+    low_light_gamma: float = 2.0
+    noise_prob: float = 0.5  # Gaussian sensor noise, sigma up to noise_max (0-255 scale)
+    noise_max: float = 8.0
+    blur_prob: float = 0.2
+    min_visible: float = 0.4  # a box cut by the crop is kept if this fraction of it stays inside
+
+
+def enhance(rgb: np.ndarray, mode: str) -> np.ndarray:
+    """Optional low-light enhancement at the input: `gamma` (brighten with gamma 0.5), `clahe` (on luminance)."""
+    if mode == "none":
+        return rgb
+    if mode == "gamma":
+        return np.clip(255.0 * (rgb / 255.0) ** 0.5, 0, 255).astype(np.uint8)
+    if mode == "clahe":
+        lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+        lab[..., 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(lab[..., 0])
+        return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    raise DataError(f"unknown enhancement {mode!r}; valid: none, gamma, clahe")
+
+
+def letterbox(rgb: np.ndarray, boxes: np.ndarray, size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray, float]:
+    """Resizes keeping the aspect ratio and pads (bottom/right, black) to `size` = (width, height).
+
+    Returns (image, boxes in the new frame, scale). A uniform scale leaves IoU unchanged, so detections can be scored
+    in this frame or mapped back with `/ scale`.
+    """
+    w, h = size
+    s = min(w / rgb.shape[1], h / rgb.shape[0])
+    nw, nh = max(1, int(round(rgb.shape[1] * s))), max(1, int(round(rgb.shape[0] * s)))
+    out = np.zeros((h, w, 3), np.uint8)
+    out[:nh, :nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    return out, boxes * s, s
+
+
+def augment_sample(rgb: np.ndarray, boxes: np.ndarray, aug: DetAugment, rng: np.random.Generator
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """Box-aware augmentation of one letterboxed image (uint8 HxWx3) and its (N,4) boxes."""
+    h, w = rgb.shape[:2]
+    img, b = rgb, boxes.copy()
+    if aug.scale != (1.0, 1.0):
+        s = rng.uniform(*aug.scale)
+        sw, sh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+        scaled = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_LINEAR)
+        canvas = np.zeros_like(img)
+        # Place the scaled image at a random offset: crop when larger than the canvas, pad when smaller.
+        ox = int(rng.integers(min(0, w - sw), max(0, w - sw) + 1))
+        oy = int(rng.integers(min(0, h - sh), max(0, h - sh) + 1))
+        x0, y0 = max(ox, 0), max(oy, 0)
+        x1, y1 = min(ox + sw, w), min(oy + sh, h)
+        canvas[y0:y1, x0:x1] = scaled[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+        img = canvas
+        b = b * s + [ox, oy, ox, oy]
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        c = np.clip(b, 0, [w, h, w, h])
+        visible = (c[:, 2] - c[:, 0]).clip(0) * (c[:, 3] - c[:, 1]).clip(0) / np.maximum(area, 1e-6)
+        b = c[(visible >= aug.min_visible) & (c[:, 2] - c[:, 0] >= 2) & (c[:, 3] - c[:, 1] >= 2)]
+    if aug.flip and rng.random() < 0.5:
+        img = img[:, ::-1]
+        b = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1) if len(b) else b
+    x = img.astype(np.float32)
+    if rng.random() < aug.low_light_prob:
+        x = 255.0 * (x / 255.0) ** rng.uniform(1.0, aug.low_light_gamma)
+    if rng.random() < aug.noise_prob:
+        x = x + rng.normal(0, rng.uniform(0, aug.noise_max), x.shape)
+    if rng.random() < aug.blur_prob:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.2))
+    return np.clip(x, 0, 255).astype(np.uint8), b.astype(np.float32).reshape(-1, 4)
+
+
+def load_sample(path: str, boxes: np.ndarray, size: Tuple[int, int], enhancement: str = "none"
+                ) -> Tuple[np.ndarray, np.ndarray]:
+    """Reads one image (RGB), enhances it and letterboxes it with its boxes; a DataError names an unreadable file."""
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DataError(f"{path}: cannot read image")
+    rgb = enhance(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), enhancement)
+    img, b, _ = letterbox(rgb, np.asarray(boxes, np.float32).reshape(-1, 4), size)
+    return img, b
+
+
+def detection_batches(table: DetTable, size: Tuple[int, int], batch_size: int, training: bool,
+                      aug: Optional[DetAugment] = None, seed: int = 0, epoch: int = 0, max_boxes: int = 64,
+                      enhancement: str = "none", pad_last: bool = True):
+    """Yields `(images float32 (B,H,W,3) 0-255, {"boxes": (B,max_boxes,4) xyxy, "classes": (B,max_boxes)})`.
+
+    Padding rows have boxes -1 and class -1 (KerasCV's convention). Order and augmentation depend only on (seed,
+    epoch). With `pad_last`, the last batch is filled up with empty images without faces (some NMS decoders need a
+    fixed batch size); `len(table)` tells how many are real.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(table)) if training else np.arange(len(table))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        imgs = np.zeros((batch_size if pad_last else len(idx), size[1], size[0], 3), np.float32)
+        boxes = np.full((len(imgs), max_boxes, 4), -1.0, np.float32)
+        classes = np.full((len(imgs), max_boxes), -1.0, np.float32)
+        for k, i in enumerate(idx):
+            img, b = load_sample(table.sources[i], table.boxes[i], size, enhancement)
+            if training and aug is not None:
+                img, b = augment_sample(img, b, aug, rng)
+            b = b[:max_boxes]
+            imgs[k] = img
+            boxes[k, :len(b)] = b
+            classes[k, :len(b)] = 0
+        yield imgs, {"boxes": boxes, "classes": classes}
