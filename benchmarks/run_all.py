@@ -366,12 +366,12 @@ def _photos(n: int) -> tuple:
         files = sorted(os.path.join(r, f) for r, _, fs in os.walk(val) for f in fs if f.endswith(".jpg"))
         for f in rng.choice(files, n, replace=False):
             faces.append(cv2.imread(f))
-        desc = "FER2013 val faces upscaled to 160-240 px on textured 640x480 backgrounds"
+        desc = "FER2013 val faces upscaled to 160-240 px, pasted on blurred-noise 640x480 backgrounds"
     else:
         from fer_keras.data.demo import CANONICAL, draw_face
 
         faces = [cv2.cvtColor(draw_face(CANONICAL[i % 8], rng, 128)[0], cv2.COLOR_RGB2BGR) for i in range(n)]
-        desc = "generated faces on textured 640x480 backgrounds"
+        desc = "generated faces pasted on blurred-noise 640x480 backgrounds"
     os.makedirs(out, exist_ok=True)
     for i, face in enumerate(faces):
         bg = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3)).astype(np.uint8), (0, 0), 8)
@@ -421,7 +421,7 @@ def worker_predict_inprocess(folder: str) -> dict:
     t0 = time.perf_counter()
     predict_images(pred, files, det, 0.15, False, res, progress=False)
     dt = time.perf_counter() - t0
-    return {"images": len(files), "with_face": len({r["file"] for r in res.rows}), "seconds": dt,
+    return {"images": len(files), "with_face": len({r["source"] for r in res.rows}), "seconds": dt,
             "img_s": len(files) / dt}
 
 
