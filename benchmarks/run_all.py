@@ -129,6 +129,21 @@ class EpochTimer:
         return _T()
 
 
+def interleaved_epochs(cases: dict, steps: int, repeats: int) -> dict:
+    """Times `repeats` rounds of one `steps`-step epoch per case (name -> (model, dataset)), round-robin.
+
+    Round-robin (A B C, A B C, ...) rather than one case after another, so that slow drifts of this shared VM's
+    speed (seen: +-30% over minutes) spread over every case instead of deciding the ranking.
+    """
+    times = {k: [] for k in cases}
+    for _ in range(repeats):
+        for k, (model, ds) in cases.items():
+            timer = EpochTimer.make()
+            model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
+            times[k].append(timer.times[0])
+    return times
+
+
 # === 1. Training throughput per model, XLA x precision ===
 
 SETTINGS = [("off", "float32"), ("off", "mixed_bfloat16"), ("on", "float32"), ("on", "mixed_bfloat16")]
@@ -163,12 +178,7 @@ def worker_train(model_name: str, steps: int, repeats: int) -> dict:
         m.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)  # warm-up: tracing, XLA compilation
         models[(xla, precision)] = m
     keras.mixed_precision.set_global_policy("float32")
-    times = {k: [] for k in models}
-    for _ in range(repeats):
-        for k, m in models.items():
-            timer = EpochTimer.make()
-            m.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
-            times[k].append(timer.times[0])
+    times = interleaved_epochs({k: (m, ds) for k, m in models.items()}, steps, repeats)
     params = models[SETTINGS[0]].count_params()
     return {"cells": [{"model": model_name, "size": size, "xla": xla, "precision": prec, "params": params,
                        "img_s": steps * batch / statistics.median(times[(xla, prec)]),
@@ -235,12 +245,7 @@ def worker_pipeline(path: str, shards: str, steps: int, repeats: int) -> dict:
             compile_model(model, cfg, len(data.class_names), schedule_steps=1000)
         datasets[name] = make_dataset(data.train, cfg, training=True).repeat()
         model.fit(datasets[name], steps_per_epoch=steps, epochs=1, verbose=0)  # warm-up (autotune, file cache)
-    times = {k: [] for k in datasets}
-    for _ in range(repeats):
-        for k, ds in datasets.items():
-            timer = EpochTimer.make()
-            model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
-            times[k].append(timer.times[0])
+    times = interleaved_epochs({k: (model, ds) for k, ds in datasets.items()}, steps, repeats)
     return {k: {**info[k], "img_s": steps * 64 / statistics.median(v), "img_s_all": [steps * 64 / t for t in v]}
             for k, v in times.items()}
 

@@ -123,12 +123,15 @@ def test_letterbox_and_box_aware_augmentation_keep_boxes_on_the_faces():
     aug = DetAugment(low_light_prob=0, noise_prob=0, blur_prob=0)
     src = np.zeros((120, 160, 3), np.uint8)
     src[40:70, 50:80] = 255  # one white face-sized square
+    kept = 0
     for seed in range(20):
         out, ob = augment_sample(src, np.array([[50, 40, 80, 70]], np.float32), aug, np.random.default_rng(seed))
         assert out.shape == src.shape
+        kept += len(ob)
         for x1, y1, x2, y2 in ob.astype(int):  # every kept box still frames the white square
             inside = out[y1 + 2:y2 - 2, x1 + 2:x2 - 2]
             assert inside.size and inside.mean() > 200, (seed, ob)
+    assert kept >= 10  # the check above ran on boxes, not on an empty list
 
 
 def test_detection_batches_pad_boxes_and_last_batch(tmp_path):

@@ -191,6 +191,24 @@ def decode_resize(data, box, size, channels):
     return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
 
 
+def decode_checked(path: str, box, cfg) -> tuple:
+    """Header check, then `decode_resize` of one file: returns (uint8 image, None) or (None, problem).
+
+    The one place that turns a file into a training crop, shared by `load_images` and `data.prepare`.
+    """
+    problem = check_header(path, cfg.min_image_side, cfg.max_image_pixels, box)
+    if problem:
+        return None, problem
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        img = decode_resize(tf.constant(data), tf.constant(box), tf.constant(cfg.image_size),
+                            tf.constant(cfg.channels)).numpy()
+        return img, None
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.OutOfRangeError):
+        return None, "cannot decode image (corrupt, truncated or unsupported)"
+
+
 def resize_array(images: np.ndarray, size: int, channels: int) -> np.ndarray:
     """Resizes/convert an in-memory uint8 batch (N,H,W,C) to (N,size,size,channels) with OpenCV."""
     n, h, w, c = images.shape
@@ -246,18 +264,7 @@ def load_images(table: SampleTable, cfg, log: BadLog) -> SampleTable:
     elif mode == "full":
 
         def work(i):
-            p = table.sources[i]
-            problem = header(i)
-            if problem:
-                return i, None, problem
-            try:
-                with open(p, "rb") as f:
-                    data = f.read()
-                img = decode_resize(tf.constant(data), tf.constant(boxes[i]), tf.constant(cfg.image_size),
-                                    tf.constant(cfg.channels)).numpy()
-                return i, img, None
-            except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.OutOfRangeError):
-                return i, None, "cannot decode image (corrupt, truncated or unsupported)"
+            return (i, *decode_checked(table.sources[i], boxes[i], cfg))
 
         with ThreadPoolExecutor(max_workers=4) as ex:
             for i, img, problem in ex.map(work, range(len(table))):

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from fer_keras.data import shards as S
-from fer_keras.data.pipeline import SampleTable, check_header, decode_resize, read_splits, resize_array
+from fer_keras.data.pipeline import SampleTable, decode_checked, read_splits, resize_array
 from fer_keras.data.readers import BadLog
 from fer_keras.errors import DataError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_text
@@ -40,18 +40,7 @@ def _crops(table: SampleTable, lo: int, hi: int, d, log: BadLog, workers: int) -
     boxes = table.boxes if table.boxes is not None else np.full((len(table), 4), np.nan, np.float32)
 
     def work(i):
-        p = table.sources[i]
-        problem = check_header(p, d.min_image_side, d.max_image_pixels, boxes[i])
-        if problem:
-            return i, None, problem
-        try:
-            with open(p, "rb") as f:
-                data = f.read()
-            img = decode_resize(tf.constant(data), tf.constant(boxes[i]), tf.constant(d.image_size),
-                                tf.constant(d.channels)).numpy()
-            return i, img, None
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.OutOfRangeError):
-            return i, None, "cannot decode image (corrupt, truncated or unsupported)"
+        return (i, *decode_checked(table.sources[i], boxes[i], d))
 
     keep, imgs = [], []
     with ThreadPoolExecutor(max_workers=workers) as ex:
