@@ -19,6 +19,8 @@ it measured; RESULTS.md is rendered from whatever JSON is there, with the machin
    `fer` package (Haar + mini-Xception) on the same photos in the same run.
 5. `time_to_accuracy`: from the FER2013 run's own history (`--fer-run`, default runs/fer2013-customcnn): wall time
    until the validation accuracy first reached 55/60/63/65/66/68%.
+6. `detection`: the RetinaNet face detector (configs/darkface_retinanet.yaml) trained on generated dark scenes for
+   at most `--det-minutes`; AP on held-out generated scenes at 320x240 and 640x480; per-image latency at 640x480.
 
 Medians of `--repeats` timed repeats after a warm-up; each training cell runs in a fresh subprocess so that the
 precision policy and XLA state of one cell cannot leak into the next.
@@ -44,7 +46,7 @@ ROOT = os.path.dirname(HERE)
 RESULTS_DIR = os.path.join(HERE, "results")
 FER2013 = os.path.join(ROOT, "..", "shared", "data", "fer2013")
 BENCH_DATA = os.path.join(ROOT, "data", "bench")
-SECTIONS = ("training", "pipeline", "memory", "inference", "time_to_accuracy")
+SECTIONS = ("training", "pipeline", "memory", "inference", "time_to_accuracy", "detection")
 TRAIN_MODELS = ("CustomCNN", "VGG16", "ResNet50", "EfficientNetB0")
 sys.path.insert(0, ROOT)
 
@@ -515,6 +517,58 @@ def bench_time_to_accuracy(a) -> dict:
             "command": f"python train_model.py --config configs/fer2013.yaml --name {os.path.basename(run)}"}
 
 
+def bench_detection(a) -> dict:
+    """RetinaNet (configs/darkface_retinanet.yaml) on generated dark scenes for a bounded time, AP on held-out
+    scenes (another seed), per-image latency at 640x480 (SavedModel with NMS, and the predict CLI's detector)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from fer_keras.config import load_config
+    from fer_keras.detection.data import read_darkface, write_dark_scenes
+    from fer_keras.detection.train import RetinaNetFaceDetector, evaluate_detector_run, train_detector
+    from fer_keras.export import export_run
+
+    runs = tempfile.mkdtemp(prefix="fer-bench-det-")
+    cfg = load_config(os.path.join(ROOT, "configs", "darkface_retinanet.yaml"),
+                      [f"train.runs_dir={runs}", "train.name=det", f"train.time_limit_minutes={a.det_minutes}"])
+    t0 = time.perf_counter()
+    run = train_detector(cfg)
+    train_s = time.perf_counter() - t0
+    with open(os.path.join(run, "runtime.json")) as f:
+        rt = json.load(f)
+    held_out = write_dark_scenes(os.path.join(BENCH_DATA, "dark-scenes-test-320x240"), n=100, seed=2)
+    large = write_dark_scenes(os.path.join(BENCH_DATA, "dark-scenes-test-640x480"), n=50, size=(640, 480), seed=3)
+    _, m_small = evaluate_detector_run(run, data=held_out)
+    _, m_large = evaluate_detector_run(run, data=large)
+    exported = export_run(run, ["savedmodel"])["savedmodel"]
+    serve = tf.saved_model.load(exported).signatures["serving_default"]
+    table = read_darkface(large)
+    import cv2
+
+    imgs = [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in table.sources[:20]]
+    serve(images=tf.constant(imgs[0][None]))  # warm-up (tracing)
+    sm = []
+    for img in imgs:
+        t = time.perf_counter()
+        serve(images=tf.constant(img[None]))
+        sm.append(time.perf_counter() - t)
+    det = RetinaNetFaceDetector(run)
+    det(imgs[0])
+    py = []
+    for img in imgs:
+        t = time.perf_counter()
+        det(img)
+        py.append(time.perf_counter() - t)
+    with open(os.path.join(run, "history.csv")) as f:
+        n_epochs = sum(1 for _ in f) - 1
+    return {"config": "configs/darkface_retinanet.yaml", "time_limit_minutes": a.det_minutes,
+            "train_seconds": train_s, "epochs_run": n_epochs, "params": rt["params"],
+            "best_val_ap50": rt["best"], "held_out_320x240": m_small, "held_out_640x480": m_large,
+            "savedmodel_ms_640x480": 1000 * float(np.median(sm)), "python_detector_ms_640x480": 1000 * float(
+                np.median(py)),
+            "command": f"python benchmarks/run_all.py --only detection --det-minutes {a.det_minutes}"}
+
+
 # === RESULTS.md ===
 
 def render() -> str:
@@ -591,6 +645,22 @@ def render() -> str:
             when = f"{v['seconds'] / 60:.1f} min" if v else "-"
             lines.append(f"| {k} | {v['epoch'] if v else 'not reached'} | {when} |")
         lines.append("")
+    if "detection" in res:
+        r = res["detection"]
+        head("detection", "6. Low-light face detection (RetinaNet, KerasHub, trained from scratch on generated scenes)")
+        lines += [f"`{r['config']}`, {r['params']:,} params, trained {r['train_seconds'] / 60:.1f} min "
+                  f"({r['epochs_run']} epochs, limit {r['time_limit_minutes']} min); best val AP@0.5 "
+                  f"{r['best_val_ap50']:.3f}. Command: `{r['command']}`", "",
+                  "| held-out generated scenes | images | faces | AP@0.5 | AP@0.5:0.95 | recall at 1 FP/image |",
+                  "|---|---|---|---|---|---|"]
+        for k, name in (("held_out_320x240", "320x240 (training size, seed 2)"),
+                        ("held_out_640x480", "640x480 (faces 2x smaller after letterboxing, seed 3)")):
+            m = r[k]
+            lines.append(f"| {name} | {m['images']} | {m['faces']} | {m['ap50']:.3f} | {m['ap50_95']:.3f} | "
+                         f"{m['recall@1fppi']:.3f} |")
+        lines += ["", f"Per-image latency at 640x480 (batch 1, median of 20): exported SavedModel with NMS "
+                  f"{r['savedmodel_ms_640x480']:.0f} ms; the predict CLI's detector (`--detector`) "
+                  f"{r['python_detector_ms_640x480']:.0f} ms.", ""]
     return "\n".join(lines)
 
 
@@ -600,7 +670,7 @@ WORKERS = {"train": lambda a: worker_train(a[0], int(a[1]), int(a[2])),
            "predict_inprocess": lambda a: worker_predict_inprocess(a[0]),
            "fer_package": lambda a: worker_fer_package(a[0])}
 BENCHES = {"training": bench_training, "pipeline": bench_pipeline, "memory": bench_memory,
-           "inference": bench_inference, "time_to_accuracy": bench_time_to_accuracy}
+           "inference": bench_inference, "time_to_accuracy": bench_time_to_accuracy, "detection": bench_detection}
 
 
 def main(argv=None):
@@ -613,6 +683,7 @@ def main(argv=None):
     p.add_argument("--memory-images", type=int, default=200_000)
     p.add_argument("--photos", type=int, default=200)
     p.add_argument("--fer-run", default=os.path.join(ROOT, "runs", "fer2013-customcnn"))
+    p.add_argument("--det-minutes", type=float, default=10.0, help="detection: training time limit")
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--results-dir", default=RESULTS_DIR, help="where the JSON go (RESULTS.md goes next to it)")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)

@@ -194,6 +194,24 @@ def main(argv=None):
         run = newest_run(a.runs_dir)
         if run is None:
             raise ConfigError(f"no run found under {a.runs_dir}; pass --run or --model-path")
+    if run and run_task(run) == "detection":
+        from fer_keras.detection.train import evaluate_detector_run
+
+        split = "val" if a.split == "test" and a.data is None else a.split
+        out, m = evaluate_detector_run(run, split, a.data)
+        print(f"AP@0.5 {m['ap50']:.4f} | AP@0.5:0.95 {m['ap50_95']:.4f} | recall at 0.1/0.5/1 FP per image "
+              f"{m['recall@0.1fppi']:.3f}/{m['recall@0.5fppi']:.3f}/{m['recall@1fppi']:.3f} | "
+              f"{m['images']} images, {m['faces']} faces")
+        print(f"wrote {out}/metrics.json, pr_curve.csv, detections.csv")
+        return out
     out, result = evaluate(run=run, model_path=a.model_path, out=a.out, **common)
     _print_result(out, result)
     return out
+
+
+def run_task(run: str) -> str:
+    """`expression` or `detection`, from the run's config.yaml (expression when it has none)."""
+    from fer_keras.config import read_yaml
+
+    path = os.path.join(run, "config.yaml")
+    return read_yaml(path).get("task", "expression") if os.path.isfile(path) else "expression"

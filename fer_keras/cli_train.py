@@ -14,6 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train_model.py",
         description="Train a multi-task (expression + valence/arousal) model. With no --data it trains on the "
                     "built-in synthetic demo dataset.")
+    p.add_argument("--task", choices=["expression", "detection"],
+                   help="expression (default) or detection: a RetinaNet face detector "
+                        "(configs/darkface_retinanet.yaml)")
     p.add_argument("--config", help="YAML config (configs/*.yaml); defaults come from fer_keras/config.py")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.learning_rate=3e-4 (repeatable)")
@@ -46,7 +49,7 @@ FLAG_KEYS = {
     "weights": "model.weights",
     "freeze_backbone": "model.freeze_backbone", "fine_tune_last": "model.fine_tune_last", "xla": "train.xla",
     "precision": "train.precision", "seed": "train.seed", "deterministic": "train.deterministic",
-    "skip_bad": "data.skip_bad", "name": "train.name", "runs_dir": "train.runs_dir",
+    "skip_bad": "data.skip_bad", "name": "train.name", "runs_dir": "train.runs_dir", "task": "task",
 }
 
 
@@ -57,16 +60,23 @@ def main(argv=None) -> str:
 
     flags = {key: getattr(args, attr) for attr, key in FLAG_KEYS.items()}
     cfg = load_config(args.config, args.set, flags)
-    from fer_keras.training import train
+    if cfg.task == "detection":
+        from fer_keras.detection.train import train_detector as train_fn
+    else:
+        from fer_keras.training import train as train_fn
 
-    run_dir = train(cfg)
+    run_dir = train_fn(cfg)
     with open(os.path.join(run_dir, "runtime.json")) as f:
         rt = json.load(f)
+    speed = f" | {rt['train_images_per_second'] or 0:.0f} img/s" if rt.get("train_images_per_second") else ""
     print(f"done: {run_dir} | best {rt['monitor']} = {rt['best']} | {rt['epochs_run']} epochs in "
-          f"{rt['train_seconds']} s | {rt['train_images_per_second'] or 0:.0f} img/s")
+          f"{rt['train_seconds']} s{speed}")
     if args.export:
         from fer_keras.export import FORMATS, export_run
 
-        for fmt, path in export_run(run_dir, FORMATS if args.export == "all" else [args.export]).items():
+        # A detection run exports as a SavedModel with NMS (and .keras); TFLite is for the expression models.
+        formats = (["savedmodel", "keras"] if cfg.task == "detection" else list(FORMATS)) if args.export == "all" \
+            else [args.export]
+        for fmt, path in export_run(run_dir, formats).items():
             print(f"exported {fmt}: {path}")
     return run_dir

@@ -69,6 +69,10 @@ def render_run(run: str) -> Dict[str, str]:
         raise ConfigError(f"{run}: not a run directory (no config.yaml)")
     out_dir = os.path.join(run, "plots")
     os.makedirs(out_dir, exist_ok=True)
+    from fer_keras.cli_evaluate import run_task
+
+    if run_task(run) == "detection":
+        return _save_figures(_detection_figures(run), out_dir)
     figures = {}
     hist_path = os.path.join(run, "history.csv")
     if os.path.isfile(hist_path):
@@ -120,6 +124,59 @@ def render_run(run: str) -> Dict[str, str]:
             if imgs:
                 figures[title] = (f"samples_{'correct' if correct else 'incorrect'}",
                                   lambda i=imgs, t=titles, tt=title: plots.sample_grid(i, t, tt))
+    return _save_figures(figures, out_dir)
+
+
+def _detection_figures(run: str) -> Dict[str, tuple]:
+    """Learning curves, the PR curve of each evaluated split and sample detections of a detection run."""
+    from fer_keras import plots
+    from fer_keras.config import config_from_dict, read_yaml
+    from fer_keras.detection.train import load_detection_data
+
+    figures = {}
+    hist_path = os.path.join(run, "history.csv")
+    if os.path.isfile(hist_path):
+        figures["Learning curves"] = ("learning_curves", lambda: plots.learning_curves(
+            _history(hist_path), "val_ap50", "max"))
+    eval_root = os.path.join(run, "eval")
+    cfg = config_from_dict(read_yaml(os.path.join(run, "config.yaml")), source=run)
+    tables = None
+    for split in sorted(os.listdir(eval_root)) if os.path.isdir(eval_root) else []:
+        d = os.path.join(eval_root, split)
+        if not os.path.isfile(os.path.join(d, "pr_curve.csv")):
+            continue
+        pr = _read_csv(os.path.join(d, "pr_curve.csv"))
+        ap = json.load(open(os.path.join(d, "metrics.json")))["ap50"]
+        p_, r_ = (np.array([float(r[k]) for r in pr]) for k in ("precision", "recall"))
+        figures[f"Precision-recall ({split})"] = (f"pr_curve_{split}", lambda p_=p_, r_=r_, ap=ap, s=split:
+                                                  plots.detection_pr_curve(p_, r_, ap, f"Face detection ({s})"))
+        if split not in ("train", "val", "test"):  # scored on other data: its boxes are not at hand here
+            continue
+        tables = tables or load_detection_data(cfg)
+        table = tables.get(split)
+        if table is None:
+            continue
+        rows = _read_csv(os.path.join(d, "detections.csv"))
+        gt = dict(zip(table.sources, table.boxes))
+        sources = list(dict.fromkeys(table.sources))[:6]
+        imgs, preds, truths = [], [], []
+        for src in sources:
+            img = _load_image(src)
+            if img is None:
+                continue
+            if img.ndim == 2:
+                img = np.stack([img] * 3, -1)
+            p = np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2", "score")] for r in rows
+                          if r["source"] == src], np.float32).reshape(-1, 5)
+            imgs.append(img), preds.append(p[p[:, 4] >= cfg.detection.min_score]), truths.append(gt[src])
+        if imgs:
+            figures[f"Sample detections ({split})"] = (
+                f"detections_{split}", lambda i=imgs, p=preds, t=truths, s=split: plots.detection_samples(
+                    i, p, t, f"Detections with score >= {cfg.detection.min_score} ({s}; green: ground truth)"))
+    return figures
+
+
+def _save_figures(figures: Dict[str, tuple], out_dir: str) -> Dict[str, str]:
     written = {}
     import matplotlib.pyplot as plt
 

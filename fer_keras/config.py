@@ -62,7 +62,7 @@ class DataConfig:
     batch_size: int = 32
     cache: str = "auto"  # auto | memory | none: auto caches decoded images that fit cache_budget_mb
     cache_budget_mb: int = 2048
-    shuffle_buffer: int = 10000
+    shuffle_buffer: int = 10000  # streamed data only (also capped by cache_budget_mb); in-memory splits: full shuffle
     validate_images: str = "auto"  # auto | full | header | none
     min_image_side: int = 8  # smaller images are bad input (placeholders, not faces)
     max_image_pixels: int = 50_000_000  # larger images are bad input (decompression-bomb guard)
@@ -130,9 +130,30 @@ class TrainConfig:
     strategy: str = "default"  # default | mirrored | multiworker
     tensorboard: bool = True
     steps_per_epoch: Optional[int] = None  # None = one pass over the data
+    time_limit_minutes: Optional[float] = None  # stop (after the current step, validating once more) past this
     runs_dir: str = "runs"
     name: Optional[str] = None  # run name; default <model>-<data>-<time>
     verbose: int = 2
+
+
+@dataclass
+class DetectionConfig:
+    """Face detection (`task: detection`): a RetinaNet on DARK FACE / WIDER FACE data (fer_keras/detection)."""
+
+    backbone: str = "resnet10"  # resnet10 | resnet18 (basic-block ResNets, built offline)
+    head_convs: int = 2  # 3x3 convs per head before its prediction layer (the paper uses 4)
+    image_width: int = 320  # network input (letterboxed); multiples of 32
+    image_height: int = 256
+    enhancement: str = "none"  # none | gamma | clahe: applied to every input image (train, eval, predict)
+    augment: bool = True  # flip, scale jitter/crop, gamma darkening, sensor noise, blur (DetAugment)
+    max_boxes: int = 64  # boxes kept per image (padded with -1)
+    prior_probability: float = 0.01  # classification head initial foreground probability
+    score_threshold: float = 0.05  # NMS decoder: low, so AP sees the whole PR curve; predict uses min_score
+    iou_threshold: float = 0.5  # NMS overlap
+    max_detections: int = 100
+    min_score: float = 0.5  # detections reported by predict / drawn by visualize
+    scenes: int = 240  # synthetic dark scenes when data.path is unset (train; a fifth of that for val)
+    weights: Optional[str] = None  # local .weights.h5 of the same detector to start from
 
 
 @dataclass
@@ -143,6 +164,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
     task: str = "expression"  # expression | detection
     version: int = CONFIG_VERSION
 
@@ -165,6 +187,8 @@ _CHOICES = {
     "train.xla": ("auto", "on", "off"),
     "train.strategy": ("default", "mirrored", "multiworker"),
     "task": ("expression", "detection"),
+    "detection.backbone": ("resnet10", "resnet18"),
+    "detection.enhancement": ("none", "gamma", "clahe"),
 }
 
 
@@ -219,11 +243,10 @@ def set_key(cfg: Config, key: str, value: Any) -> None:
             prefix = ".".join(parts[:i])
             valid = ", ".join(sorted((prefix + "." if prefix else "") + n for n in names))
             raise ConfigError(f"unknown config key {key!r}; valid keys here: {valid}")
-        f = names[part]
         if i == len(parts) - 1:
-            if dataclasses.is_dataclass(f.type) or (isinstance(f.type, type) and dataclasses.is_dataclass(f.type)):
-                raise ConfigError(f"config key {key!r} is a section; set one of its keys")
             hints = typing.get_type_hints(type(obj))
+            if dataclasses.is_dataclass(hints[part]):
+                raise ConfigError(f"config key {key!r} is a section; set one of its keys")
             coerced = _coerce(value, hints[part], key)
             if key in _CHOICES and coerced not in _CHOICES[key]:
                 raise ConfigError(f"config key {key}: {coerced!r} is not one of {list(_CHOICES[key])}")
@@ -234,11 +257,14 @@ def set_key(cfg: Config, key: str, value: Any) -> None:
                 raise ConfigError(f"config key {key!r}: {'.'.join(parts[:i + 1])} is not a section")
 
 
+_SECTIONS = ("data", "augment", "model", "train", "detection")
+
+
 def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and key.count(".") == 0 and key in ("data", "augment", "model", "train"):
+        if isinstance(v, dict) and key.count(".") == 0 and key in _SECTIONS:
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v

@@ -51,6 +51,27 @@ def _serving_fn(model, size: int, channels: int):
     return serve
 
 
+def float32_model(model):
+    """The same model with every layer in float32 (weights copied). Mixed precision is a training choice; exported
+    and shipped models run in float32 everywhere (bf16 math is slow or missing on many CPUs and in TFLite)."""
+    import keras
+
+    config = keras.saving.serialize_keras_object(model)
+
+    def to_f32(o):
+        if isinstance(o, dict):
+            return {k: to_f32(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [to_f32(v) for v in o]
+        return "float32" if o in ("mixed_bfloat16", "mixed_float16") else o
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    clone = keras.saving.deserialize_keras_object(to_f32(config))
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def export_savedmodel(model, class_names: Sequence[str], out_dir: str) -> str:
     """Writes a SavedModel with `serving_default` (uint8 images of any size) and `class_names` signatures."""
     import keras
@@ -121,13 +142,16 @@ def tflite_predict(path: str, images: np.ndarray) -> Dict[str, np.ndarray]:
 
 def export_run(run: str, formats: Sequence[str] = FORMATS) -> Dict[str, str]:
     """Exports `run/model.keras` into `run/export/`; returns {format: path}."""
+    from fer_keras.cli_evaluate import run_task
     from fer_keras.evaluation import load_keras_model
 
+    if run_task(run) == "detection":
+        return _export_detection_run(run, formats)
     if not os.path.isfile(os.path.join(run, "labels.json")):
         raise ConfigError(f"{run}: not a finished run directory (no labels.json)")
     with open(os.path.join(run, "labels.json")) as f:
         class_names = json.load(f)["class_names"]
-    model = load_keras_model(os.path.join(run, "model.keras"))
+    model = float32_model(load_keras_model(os.path.join(run, "model.keras")))
     out = os.path.join(run, "export")
     os.makedirs(out, exist_ok=True)
     written = {}
@@ -142,6 +166,32 @@ def export_run(run: str, formats: Sequence[str] = FORMATS) -> Dict[str, str]:
     if "tflite" in formats:
         written["tflite"] = export_tflite(model, os.path.join(out, "model_float.tflite"), quantize=False)
         written["tflite_dynamic"] = export_tflite(model, os.path.join(out, "model_dynamic.tflite"), quantize=True)
+    return written
+
+
+def _export_detection_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
+    """A detection run exports as a SavedModel with NMS-decoded boxes (and its `.keras` copy)."""
+    from fer_keras.config import config_from_dict, read_yaml
+    from fer_keras.detection import retinanet as R
+
+    bad = [f for f in formats if f not in ("savedmodel", "keras")]
+    if bad and len(formats) == 1:
+        raise ConfigError(f"{run}: a detection run exports as savedmodel or keras, not {bad[0]}")
+    cfg = config_from_dict(read_yaml(os.path.join(run, "config.yaml")), source=run)
+    detector = R.load_detector(os.path.join(run, "model.keras"))
+    out = os.path.join(run, "export")
+    os.makedirs(out, exist_ok=True)
+    written = {}
+    if "savedmodel" in formats:
+        d = cfg.detection
+        written["savedmodel"] = R.export_savedmodel(detector, d.image_width, d.image_height, d.enhancement,
+                                                    os.path.join(out, "savedmodel"))
+    if "keras" in formats:
+        from fer_keras.io_utils import atomic_path
+
+        with atomic_path(os.path.join(out, "model.keras")) as tmp:
+            detector.save(tmp)
+        written["keras"] = os.path.join(out, "model.keras")
     return written
 
 

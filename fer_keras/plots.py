@@ -221,3 +221,38 @@ def compare_bars(runs: List[str], metrics: Dict[str, List[Optional[float]]]) -> 
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def detection_pr_curve(precision: np.ndarray, recall: np.ndarray, ap: float, title: str = "Face detection"
+                       ) -> Figure:
+    """Precision-recall curve of a detector at IoU 0.5, with its average precision in the legend."""
+    fig, axes = _fig(1, 1, 5.0, 4.0)
+    ax = axes[0, 0]
+    ax.plot(recall, precision, color="tab:blue", label=f"AP@0.5 = {ap:.3f}")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def detection_samples(images: Sequence[np.ndarray], predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray],
+                      title: str, ncols: int = 3) -> Figure:
+    """Images with ground-truth boxes (green) and predicted boxes with scores (red); boxes are x1 y1 x2 y2 [score]."""
+    n = max(len(images), 1)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = _fig(nrows, ncols, 4.0, 3.2)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, pred, gt in zip(axes.ravel(), images, predicted, truth):
+        ax.imshow(np.asarray(img))
+        for b in np.asarray(gt).reshape(-1, 4):
+            ax.add_patch(plt.Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, color="lime", lw=1))
+        for b in np.asarray(pred).reshape(-1, 5):
+            ax.add_patch(plt.Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, color="red", lw=1))
+            ax.text(b[0], b[1] - 2, f"{b[4]:.2f}", color="red", fontsize=6)
+        ax.set_title(f"{len(np.asarray(gt).reshape(-1, 4))} faces, {len(np.asarray(pred).reshape(-1, 5))} found",
+                     fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

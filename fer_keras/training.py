@@ -55,7 +55,8 @@ def resolve_runtime(train_cfg, model_name: str) -> dict:
 
     XLA: `auto` = on with a GPU, off on CPU (measured 3-7x slower for training on this CPU, where oneDNN is faster).
     Precision: `auto` = mixed_float16 on GPU; on CPU mixed_bfloat16 only for models registered with
-    `bf16_on_cpu=True` (VGG16, ResNet50: measured faster) and only if the CPU has native bf16, else float32.
+    `bf16_on_cpu=True` (VGG16, ResNet50, CustomCNN: measured faster, benchmarks/RESULTS.md) and only if the CPU
+    has native bf16, else float32.
     """
     gpu = has_gpu()
     xla = {"on": True, "off": False}.get(train_cfg.xla, gpu)
@@ -155,6 +156,27 @@ class RunLogger(keras.callbacks.Callback):
         logs["epoch_seconds"] = dt
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training once `minutes` of wall time have passed since `fit` began (checked after every step; the
+    interrupted epoch still validates and checkpoints)."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.seconds = 60.0 * minutes
+        self.stopped_at_epoch = None
+
+    def on_train_begin(self, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() - self._t0 > self.seconds and not self.model.stop_training:
+            self.model.stop_training = True
+            self.stopped_at_epoch = self._epoch
+
+
 class EpochSeeder(keras.callbacks.Callback):
     """Keys all training randomness to (seed, epoch): sets the data pipeline's epoch variable and reseeds the
     model's own random layers (dropout) at each epoch start. A run resumed by BackupAndRestore at epoch k then
@@ -226,6 +248,8 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: tf.Variab
     if t.early_stopping_patience > 0:
         cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=t.monitor_mode,
                                                  patience=t.early_stopping_patience, restore_best_weights=False))
+    if t.time_limit_minutes:
+        cbs.append(TimeLimit(t.time_limit_minutes))
     if t.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False,
                                                profile_batch=0))

@@ -20,7 +20,8 @@ def exported(tmp_path_factory, demo_root):
     runs = str(tmp_path_factory.mktemp("runs"))
     run = train_main(["--data", demo_root["csv"], "--labels", "5", "--epochs", "1", "--image-size", "32",
                       "--runs-dir", runs, "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
-                      "--set", "train.verbose=0", "--set", "train.tensorboard=false"])
+                      "--set", "train.verbose=0", "--set", "train.tensorboard=false",
+                      "--precision", "float32"])  # exact comparisons below; bf16 runs: the float32 test at the end
     return run, export_run(run)
 
 
@@ -85,3 +86,24 @@ def test_export_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         export_main(["--run", str(tmp_path)])
     assert e.value.code == 2 and "not a finished run directory" in capsys.readouterr().err
+
+
+def test_mixed_precision_models_export_in_float32():
+    import keras
+
+    from fer_keras.config import ModelConfig
+    from fer_keras.export import float32_model
+    from fer_keras.models import build_model
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        m = build_model(ModelConfig(name="CustomCNN", widths=[8], blocks=[1]), 7, (32, 32, 1))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    f32 = float32_model(m)
+    assert {layer.dtype_policy.name for layer in f32.layers} == {"float32"}
+    x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 1)).astype("float32")
+    a = np.asarray(m(x)["expression"], np.float32)
+    b = np.asarray(f32(x)["expression"])
+    np.testing.assert_allclose(a, b, atol=0.02)  # bf16 rounding of the original; same weights
+    assert float32_model(f32) is f32

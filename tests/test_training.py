@@ -92,8 +92,16 @@ def test_cli_bad_input_one_line_exit_2(argv, msg, capsys, tmp_path):
 def test_runtime_defaults_by_device():
     from fer_keras.config import TrainConfig
 
+    from fer_keras.training import cpu_has_bf16
+
     t = TrainConfig()
-    assert resolve_runtime(t, "CustomCNN") == {"device": "cpu", "xla": False, "precision": "float32"}
+    # bf16 on CPU only where it was measured faster (registered bf16_on_cpu) and the CPU has native bf16.
+    bf16 = "mixed_bfloat16" if cpu_has_bf16() else "float32"
+    assert resolve_runtime(t, "CustomCNN") == {"device": "cpu", "xla": False, "precision": bf16}
+    assert resolve_runtime(t, "EfficientNetB0")["precision"] == "float32"
+    t.precision = "float32"
+    assert resolve_runtime(t, "CustomCNN")["precision"] == "float32"
+    t.precision = "auto"
     t.xla = "on"
     assert resolve_runtime(t, "CustomCNN")["xla"] is True
     t.precision = "mixed_bfloat16"
@@ -165,6 +173,13 @@ def test_training_options_run(demo_root, tmp_path, extra):
     rows = list(csv.DictReader(open(os.path.join(run, "history.csv"))))
     assert rows and all(np.isfinite(float(r["loss"])) for r in rows)
     assert "learning_rate" in rows[0] and "val_expression_uar" in rows[0]
+
+
+def test_time_limit_stops_training_and_keeps_a_model(demo_root, tmp_path):
+    run = train_main(_tiny_args(demo_root, str(tmp_path), "--epochs", "50", "--set", "train.time_limit_minutes=0.0001"))
+    rows = list(open(os.path.join(run, "history.csv")))
+    assert len(rows) == 2  # header + the one epoch that the limit cut short (still validated)
+    assert os.path.isfile(os.path.join(run, "model.keras"))
 
 
 def test_skip_bad_lists_skipped_samples(demo_root, tmp_path):

@@ -185,7 +185,10 @@ def decode_resize(data, box, size, channels):
         x1 = tf.clip_by_value(tf.cast(box[0] + box[2], tf.int32), x0 + 1, w)
         y1 = tf.clip_by_value(tf.cast(box[1] + box[3], tf.int32), y0 + 1, h)
         img = img[y0:y1, x0:x1]
-    out = tf.image.resize(tf.cast(img, tf.float32), [size, size], method="area", antialias=True)
+    if tf.shape(img)[0] == size and tf.shape(img)[1] == size:  # already at size (e.g. FER2013): no resampling
+        out = tf.cast(img, tf.float32)
+    else:
+        out = tf.image.resize(tf.cast(img, tf.float32), [size, size], method="area", antialias=True)
     if channels == 1:
         out = tf.image.rgb_to_grayscale(out)
     return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
@@ -334,7 +337,20 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
             setattr(bundle, s, load_images(getattr(bundle, s), d, bundle.bad))
     if len(bundle.train) == 0:
         raise DataError(f"{bundle.source}: every training sample was bad or dropped")
+    bundle.train = shuffled_train(bundle.train, d.split_seed)
     return bundle
+
+
+def shuffled_train(table: SampleTable, seed: int) -> SampleTable:
+    """The training split in one seeded random order (prepared shards already are; returned as they are).
+
+    Readers return samples in folder/file order, usually grouped by class. A bounded shuffle buffer over a
+    class-sorted stream yields class-skewed batches: on FER2013 the model then tracked the drifting class mix (train
+    accuracy fell as the learning rate decayed while val accuracy rose). `data.prepare` writes shards in this order.
+    """
+    if table.shards is not None:
+        return table
+    return table.subset(np.random.default_rng(seed).permutation(len(table)))
 
 
 def read_splits(d, log: Optional[BadLog] = None) -> DataBundle:
@@ -464,9 +480,11 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
     per_class = [base.filter(lambda x, y, c=c: tf.equal(y["expression"], c)).repeat() for c in present] \
         if d.balance == "oversample" else None
 
-    buffer = min(d.shuffle_buffer, max(len(table), 1))
-    if table.images is None:  # streamed from disk: the shuffle buffer is the memory that grows with the data
-        buffer = min(buffer, max(256, (d.cache_budget_mb << 20) // (d.image_size ** 2 * d.channels)))
+    if table.images is not None:  # in memory: a full shuffle every epoch (the buffer holds copies of the images)
+        buffer = max(len(table), 1)
+    else:  # streamed from disk: the shuffle buffer is the memory that grows with the data
+        buffer = min(d.shuffle_buffer, max(len(table), 1),
+                     max(256, (d.cache_budget_mb << 20) // (d.image_size ** 2 * d.channels)))
 
     def one_epoch(_):
         e = epoch.read_value() if epoch is not None else tf.constant(0, tf.int64)

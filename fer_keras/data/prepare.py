@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from fer_keras.data import shards as S
-from fer_keras.data.pipeline import SampleTable, decode_checked, read_splits, resize_array
+from fer_keras.data.pipeline import SampleTable, decode_checked, read_splits, resize_array, shuffled_train
 from fer_keras.data.readers import BadLog
 from fer_keras.errors import DataError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_text
@@ -75,6 +75,7 @@ def _plan(d, bundle, encoding: str, shard_size: int) -> dict:
             "preset": d.labels, "class_names": bundle.class_names, "image_size": d.image_size,
             "channels": d.channels, "encoding": encoding, "shard_size": shard_size,
             "split_seed": d.split_seed, "val_fraction": d.val_fraction, "test_fraction": d.test_fraction,
+            "train_order": "seeded permutation",  # shards of class-sorted records made class-skewed batches
             "samples": {s: len(getattr(bundle, s)) for s in ("train", "val", "test") if getattr(bundle, s)}}
 
 
@@ -113,6 +114,8 @@ def prepare(cfg, out: str, shard_size: int = 2048, encoding: str = "raw", worker
         raise DataError(f"--shard-size must be >= 1, got {shard_size}")
     log = BadLog(skip=d.skip_bad)
     bundle = read_splits(d, log)
+    if bundle.train is not None:
+        bundle.train = shuffled_train(bundle.train, d.split_seed)
     for s in ("train", "val", "test"):
         t = getattr(bundle, s)
         if t is not None and t.frames is not None:

@@ -326,14 +326,14 @@ def augment_sample(rgb: np.ndarray, boxes: np.ndarray, aug: DetAugment, rng: np.
 
 
 def load_sample(path: str, boxes: np.ndarray, size: Tuple[int, int], enhancement: str = "none"
-                ) -> Tuple[np.ndarray, np.ndarray]:
-    """Reads one image (RGB), enhances it and letterboxes it with its boxes; a DataError names an unreadable file."""
+                ) -> Tuple[np.ndarray, np.ndarray, float]:
+    """Reads one image (RGB), enhances it and letterboxes it with its boxes; returns (image, boxes, scale).
+    A DataError names an unreadable file."""
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)
     if bgr is None:
         raise DataError(f"{path}: cannot read image")
     rgb = enhance(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), enhancement)
-    img, b, _ = letterbox(rgb, np.asarray(boxes, np.float32).reshape(-1, 4), size)
-    return img, b
+    return letterbox(rgb, np.asarray(boxes, np.float32).reshape(-1, 4), size)
 
 
 def detection_batches(table: DetTable, size: Tuple[int, int], batch_size: int, training: bool,
@@ -353,7 +353,7 @@ def detection_batches(table: DetTable, size: Tuple[int, int], batch_size: int, t
         boxes = np.full((len(imgs), max_boxes, 4), -1.0, np.float32)
         classes = np.full((len(imgs), max_boxes), -1.0, np.float32)
         for k, i in enumerate(idx):
-            img, b = load_sample(table.sources[i], table.boxes[i], size, enhancement)
+            img, b, _ = load_sample(table.sources[i], table.boxes[i], size, enhancement)
             if training and aug is not None:
                 img, b = augment_sample(img, b, aug, rng)
             b = b[:max_boxes]

@@ -82,7 +82,7 @@ def custom_cnn_features(inputs, cfg):
     return layers.GlobalAveragePooling2D(name="gap")(x)
 
 
-@MODELS.register("CustomCNN", default_size=48, cpu_size=48, bf16_on_cpu=False)
+@MODELS.register("CustomCNN", default_size=48, cpu_size=48, bf16_on_cpu=True)
 def custom_cnn(cfg, num_classes, input_shape):
     """CustomCNN with `cfg.widths` per stage, `cfg.blocks` blocks per stage, `cfg.dilations` branches and
     `cfg.attention` (cbam | se | none). Takes raw 0-255 images, gray or RGB."""

@@ -1,0 +1,168 @@
+"""RetinaNet face detector. All KerasHub-specific code lives in this module, so the library can be swapped.
+
+KerasHub's `RetinaNetObjectDetector` (the maintained successor of KerasCV's RetinaNet) builds offline from explicit
+backbone arguments. Its stock head initialisation does not train from scratch: the classification prior bias sits
+on the box head and the kernels use std 0.05. `init_heads` applies the RetinaNet paper's initialisation (kernels
+N(0, 0.01), classification bias -log((1 - pi) / pi), box bias 0). Its NMS decoder needs a fixed batch size: callers
+pad the last batch (`detection_batches(pad_last=True)`, `predict_boxes`).
+
+Boxes are `xyxy` pixels of the network input (the letterboxed image); model inputs are float images in 0..1.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import List, Optional
+
+import numpy as np
+
+from fer_keras.errors import ConfigError
+
+# Small ResNets (basic blocks) for CPU training; KerasHub requires 64 filters in the first stage.
+BACKBONES = {
+    "resnet10": {"stackwise_num_filters": [64, 64, 128, 256], "stackwise_num_blocks": [1, 1, 1, 1]},
+    "resnet18": {"stackwise_num_filters": [64, 128, 256, 512], "stackwise_num_blocks": [2, 2, 2, 2]},
+}
+STRIDE = 32  # the coarsest pyramid level (P5): input sides must be multiples of it
+
+
+def check_input_size(width: int, height: int) -> None:
+    """Raises a one-line error unless both sides are positive multiples of the coarsest stride."""
+    if width <= 0 or height <= 0 or width % STRIDE or height % STRIDE:
+        raise ConfigError(f"detection input {width}x{height}: both sides must be positive multiples of {STRIDE} "
+                          "(the feature pyramid halves them five times)")
+
+
+def init_heads(detector, prior_probability: float = 0.01, std: float = 0.01, seed: int = 0) -> None:
+    """RetinaNet paper initialisation of both prediction heads (in place)."""
+    rng = np.random.default_rng(seed)
+    for head, final_bias in ((detector.box_head, 0.0),
+                             (detector.classification_head, -math.log((1 - prior_probability) / prior_probability))):
+        for layer in list(head.conv_layers) + [head.prediction_layer]:
+            layer.kernel.assign(rng.normal(0.0, std, layer.kernel.shape).astype("float32"))
+            layer.bias.assign(np.full(layer.bias.shape, final_bias if layer is head.prediction_layer else 0.0,
+                                      "float32"))
+
+
+def build_retinanet(backbone: str = "resnet10", num_classes: int = 1, head_convs: int = 2,
+                    prior_probability: float = 0.01, score_threshold: float = 0.05, iou_threshold: float = 0.5,
+                    max_detections: int = 100, weights: Optional[str] = None, seed: int = 0):
+    """Builds a KerasHub RetinaNet (levels P3-P5, 9 anchors per location) with paper head initialisation.
+
+    Args:
+        backbone: a key of `BACKBONES`.
+        num_classes: object classes (1: face).
+        head_convs: 3x3 conv layers in each head before the prediction layer (the paper uses 4).
+        prior_probability: initial foreground probability of every anchor.
+        score_threshold, iou_threshold, max_detections: the NMS decoder used by `predict`.
+        weights: optional local `.weights.h5` file of the same architecture (nothing is downloaded).
+        seed: head initialisation seed.
+    """
+    if backbone not in BACKBONES:
+        raise ConfigError(f"unknown detection backbone {backbone!r}; valid: {', '.join(BACKBONES)}")
+    import keras_hub
+
+    encoder = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_strides=[1, 2, 2, 2],
+        block_type="basic_block", use_pre_activation=False, image_shape=(None, None, 3), **BACKBONES[backbone])
+    pyramid = keras_hub.models.RetinaNetBackbone(image_encoder=encoder, min_level=3, max_level=5, use_p5=False,
+                                                 image_shape=(None, None, 3))
+    decoder = keras_hub.layers.NonMaxSuppression(bounding_box_format="xyxy", from_logits=True,
+                                                 iou_threshold=iou_threshold, confidence_threshold=score_threshold,
+                                                 max_detections=max_detections)
+    detector = keras_hub.models.RetinaNetObjectDetector(
+        backbone=pyramid, num_classes=num_classes, bounding_box_format="xyxy",
+        pre_logits_num_conv_layers=head_convs, prediction_decoder=decoder)
+    init_heads(detector, prior_probability, seed=seed)
+    if weights:
+        try:
+            detector.load_weights(weights)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{weights}: cannot load detector weights ({str(e).splitlines()[0]})") from None
+    return detector
+
+
+def compile_retinanet(detector, optimizer) -> None:
+    """Focal loss for classes and Huber for box deltas (KerasHub's defaults), normalised by positive anchors."""
+    detector.compile(optimizer=optimizer)
+
+
+def to_targets(boxes: np.ndarray, classes: np.ndarray) -> dict:
+    """Our padded batch (-1 rows) to KerasHub's target dict."""
+    return {"boxes": boxes, "labels": classes}
+
+
+def load_detector(path: str):
+    """Loads a saved detector (`.keras`); the error names the file."""
+    import keras
+    import keras_hub  # noqa: F401  (registers the KerasHub classes)
+
+    try:
+        with warnings.catch_warnings():  # KerasHub tasks compile on construction; the saved optimizer is not needed
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            return keras.saving.load_model(path, compile=False)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot load the detector ({str(e).splitlines()[0]})") from None
+
+
+def predict_boxes(detector, images: np.ndarray, batch_size: int) -> List[np.ndarray]:
+    """Runs the detector with NMS on float images in 0..1; returns per image an (n, 5) array x1 y1 x2 y2 score.
+
+    The batch is padded to `batch_size` (the NMS decoder needs a fixed batch size).
+    """
+    out_all: List[np.ndarray] = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        n = len(x)
+        if n < batch_size:
+            x = np.concatenate([x, np.zeros((batch_size - n,) + x.shape[1:], x.dtype)])
+        out = detector.predict(x, batch_size=batch_size, verbose=0)
+        for i in range(n):
+            k = int(out["num_detections"][i])
+            b = np.asarray(out["boxes"][i][:k], np.float32)
+            s = np.asarray(out["confidence"][i][:k], np.float32)
+            out_all.append(np.concatenate([b, s[:, None]], axis=1))
+    return out_all
+
+
+def export_savedmodel(detector, width: int, height: int, enhancement: str, out_dir: str) -> str:
+    """Writes a SavedModel whose `serving_default` takes one uint8 RGB image (1, H, W, 3) of any size and returns
+    NMS-decoded `boxes` (1, max_detections, 4; x1 y1 x2 y2 in the input image's pixels), `scores` and
+    `num_detections`. Letterboxing, the optional gamma enhancement and the 0..1 scaling happen inside the graph."""
+    import shutil
+
+    import keras
+    import tensorflow as tf
+
+    if enhancement == "clahe":
+        raise ConfigError("a detector trained with detection.enhancement=clahe cannot be exported with the "
+                          "enhancement inside the graph (CLAHE is an OpenCV op); apply it before serving")
+
+    def serve(images):
+        x = tf.cast(images, tf.float32)
+        h0, w0 = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
+        if enhancement == "gamma":
+            x = 255.0 * tf.pow(x / 255.0, 0.5)
+        s = tf.minimum(width / w0, height / h0)
+        nh = tf.maximum(1, tf.cast(tf.round(h0 * s), tf.int32))
+        nw = tf.maximum(1, tf.cast(tf.round(w0 * s), tf.int32))
+        x = tf.image.resize(x, tf.stack([nh, nw]), method="area", antialias=True)
+        x = tf.image.pad_to_bounding_box(x, 0, 0, height, width) / 255.0  # bottom/right padding, as in training
+        x = tf.ensure_shape(x, [1, height, width, 3])
+        raw = detector(x, training=False)
+        out = detector.decode_predictions(raw, x)
+        return {"boxes": tf.cast(out["boxes"], tf.float32) / s, "scores": tf.cast(out["confidence"], tf.float32),
+                "num_detections": tf.cast(out["num_detections"], tf.int32)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(detector)
+    archive.add_endpoint("serving_default", serve,
+                         input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")])
+    tmp = out_dir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    archive.write_out(tmp, verbose=False)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return out_dir
