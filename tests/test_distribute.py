@@ -29,6 +29,7 @@ SCRIPT = textwrap.dedent("""
         cfg.train.tensorboard, cfg.train.deterministic = False, True
         cfg.train.optimizer, cfg.train.learning_rate = "sgd", 0.05  # Adam would amplify float noise in ~0 gradients
         cfg.train.strategy, cfg.train.name = strategy, strategy
+        cfg.train.precision = "float32"  # compares float arithmetic; bf16 rounding would swamp the tolerance
         cfg.train.runs_dir = os.path.join(tmp, "runs")
         run = train(cfg)
         replicas[strategy] = json.load(open(os.path.join(run, "runtime.json")))["replicas"]

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+F32 = "float32"
+
 
 def _per_sample_mask(batch: tf.Tensor, prob: float, seed) -> tf.Tensor:
     b = tf.shape(batch)[0]
@@ -96,20 +98,22 @@ def build_augmenter(aug, seed: int = 0) -> Optional[Callable[[tf.Tensor, tf.Tens
 
     All randomness derives from `seed` and the per-call `seeds`, never from hidden state that a restart would lose.
     """
+    # float32 whatever the global (mixed) precision policy: augmentation is input processing, and bf16 would round
+    # interpolated pixels and break the float32 custom ops below.
     layers = []
     if aug.flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed, dtype=F32))
     if aug.rotation > 0:
-        layers.append(keras.layers.RandomRotation(aug.rotation / 360.0, fill_mode="reflect", seed=seed + 1))
+        layers.append(keras.layers.RandomRotation(aug.rotation / 360.0, fill_mode="reflect", seed=seed + 1, dtype=F32))
     if aug.zoom > 0:
-        layers.append(keras.layers.RandomZoom(aug.zoom, fill_mode="reflect", seed=seed + 2))
+        layers.append(keras.layers.RandomZoom(aug.zoom, fill_mode="reflect", seed=seed + 2, dtype=F32))
     if aug.translate > 0:
         layers.append(keras.layers.RandomTranslation(aug.translate, aug.translate, fill_mode="reflect",
-                                                     seed=seed + 3))
+                                                     seed=seed + 3, dtype=F32))
     if aug.brightness > 0:
-        layers.append(keras.layers.RandomBrightness(aug.brightness, value_range=(0, 255), seed=seed + 4))
+        layers.append(keras.layers.RandomBrightness(aug.brightness, value_range=(0, 255), seed=seed + 4, dtype=F32))
     if aug.contrast > 0:
-        layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(0, 255), seed=seed + 5))
+        layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(0, 255), seed=seed + 5, dtype=F32))
     customs = [(aug.blur_prob, lambda x, s: gaussian_blur(x)), (aug.equalize_prob, lambda x, s: equalize(x)),
                (aug.clahe_prob, lambda x, s: clahe(x)),
                (aug.low_light_prob, lambda x, s: low_light(x, aug.low_light_gamma, s)),
