@@ -62,6 +62,7 @@ class DataConfig:
     batch_size: int = 32
     cache: str = "auto"  # auto | memory | none: auto caches decoded images that fit cache_budget_mb
     cache_budget_mb: int = 2048
+    pipeline_cpus: Optional[int] = None  # tf.data autotune CPU budget for training input (None: all cores)
     shuffle_buffer: int = 10000  # streamed data only (also capped by cache_budget_mb); in-memory splits: full shuffle
     validate_images: str = "auto"  # auto | full | header | none
     min_image_side: int = 8  # smaller images are bad input (placeholders, not faces)

@@ -506,4 +506,6 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))  # Keras knows the steps
     opts = tf.data.Options()
     opts.deterministic = bool(deterministic)
+    if d.pipeline_cpus:  # the cores tf.data's autotuner may use (the model's training threads need the rest)
+        opts.autotune.cpu_budget = int(d.pipeline_cpus)
     return ds.with_options(opts).prefetch(AUTOTUNE)
