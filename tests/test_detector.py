@@ -56,6 +56,12 @@ def test_a_few_steps_reduce_the_loss_and_save_load_round_trips(tmp_path):
     np.testing.assert_allclose(d1[0], d2[0], atol=1e-4)
     with pytest.raises(ConfigError, match="cannot load the detector"):
         R.load_detector(str(tmp_path / "missing.keras"))
+    # detection.weights: start from a local weights file of the same detector (nothing is downloaded).
+    det.save_weights(str(tmp_path / "det.weights.h5"))
+    warm = R.build_retinanet("resnet10", head_convs=1, weights=str(tmp_path / "det.weights.h5"))
+    np.testing.assert_allclose(np.asarray(warm(x)["cls_logits"]), np.asarray(a["cls_logits"]), atol=1e-5)
+    with pytest.raises(ConfigError, match="cannot load detector weights"):
+        R.build_retinanet("resnet18", head_convs=1, weights=str(tmp_path / "det.weights.h5"))  # other shape
 
 
 @pytest.mark.timeout(600)
