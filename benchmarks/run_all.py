@@ -207,7 +207,17 @@ def bench_training(a) -> dict:
         verdicts.append({"model": m, "auto_xla": auto["xla"], "auto_precision": auto["precision"],
                          "auto_img_s": chosen["img_s"], "best": f"xla={best['xla']} {best['precision']}",
                          "best_img_s": best["img_s"], "ratio": chosen["img_s"] / best["img_s"],
-                         "within_5pct": chosen["img_s"] >= 0.95 * best["img_s"]})
+                         "within_5pct": chosen["img_s"] >= 0.95 * best["img_s"],
+                         "measured": _dt.datetime.now().isoformat(timespec="minutes")})
+    # Models not measured this time keep their earlier rows (each verdict says when it was measured).
+    old_path = os.path.join(RESULTS_DIR, "training.json")
+    if os.path.isfile(old_path):
+        with open(old_path) as f:
+            old = json.load(f)
+        done = set(a.models.split(","))
+        rows += [r for r in old["rows"] if r["model"] not in done]
+        verdicts += [dict(v, measured=v.get("measured", old["machine"]["date"][:16])) for v in old["auto"]
+                     if v["model"] not in done]
     return {"rows": rows, "auto": verdicts, "repeats": a.repeats}
 
 
@@ -595,11 +605,13 @@ def render() -> str:
         lines += [f"| {x['model']} | {x['size']} | {x['params'] / 1e6:.1f}M | {x['xla']} | {x['precision']} | "
                   f"{x['img_s']:.1f} | `{x['command']}` |" for x in r["rows"]]
         lines += ["", "Defaults (`--xla auto --precision auto`) against the best setting:", "",
-                  "| model | auto picks | auto img/s | best setting | best img/s | auto / best | within 5% |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| model | auto picks | auto img/s | best setting | best img/s | auto / best | within 5% "
+                  "| measured |",
+                  "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {v['model']} | xla={'on' if v['auto_xla'] else 'off'} {v['auto_precision']} | "
                   f"{v['auto_img_s']:.1f} | {v['best']} | {v['best_img_s']:.1f} | {v['ratio']:.3f} | "
-                  f"{'yes' if v['within_5pct'] else 'NO'} |" for v in r["auto"]]
+                  f"{'yes' if v['within_5pct'] else 'NO'} | {v.get('measured', r['machine']['date'][:16])} |"
+                  for v in r["auto"]]
         lines.append("")
     if "pipeline" in res:
         r = res["pipeline"]
