@@ -32,14 +32,6 @@ sys.path.insert(0, ROOT)
 SIZE, BATCH = (320, 256), 8
 
 
-def _paper_init(heads, seed=0):
-    rng = np.random.default_rng(seed)
-    for head, bias in heads:
-        for layer in list(head.conv_layers) + [head.prediction_layer]:
-            layer.kernel.assign(rng.normal(0.0, 0.01, layer.kernel.shape).astype("float32"))
-            layer.bias.assign(np.full(layer.bias.shape, bias if layer is head.prediction_layer else 0.0, "float32"))
-
-
 def build_kerashub(stock: bool):
     from fer_keras.detection import retinanet as R
 
@@ -73,7 +65,9 @@ def build_kerascv(stock: bool):
         box_head=box_head, prediction_decoder=keras_cv.layers.NonMaxSuppression(
             bounding_box_format="xyxy", from_logits=True, confidence_threshold=0.05, iou_threshold=0.5))
     if not stock:
-        _paper_init([(box_head, 0.0), (cls_head, -math.log(99.0))])
+        from fer_keras.detection.retinanet import init_head_layers
+
+        init_head_layers(box_head, cls_head)
     return det, "classes"
 
 

@@ -37,10 +37,17 @@ def check_input_size(width: int, height: int) -> None:
 
 
 def init_heads(detector, prior_probability: float = 0.01, std: float = 0.01, seed: int = 0) -> None:
-    """RetinaNet paper initialisation of both prediction heads (in place)."""
+    """RetinaNet paper initialisation of both prediction heads of a KerasHub detector (in place)."""
+    init_head_layers(detector.box_head, detector.classification_head, prior_probability, std, seed)
+
+
+def init_head_layers(box_head, classification_head, prior_probability: float = 0.01, std: float = 0.01,
+                     seed: int = 0) -> None:
+    """Kernels N(0, std), classification bias -log((1 - pi) / pi), other biases 0, for any RetinaNet head pair
+    with `conv_layers` and `prediction_layer` (KerasHub's and KerasCV's)."""
     rng = np.random.default_rng(seed)
-    for head, final_bias in ((detector.box_head, 0.0),
-                             (detector.classification_head, -math.log((1 - prior_probability) / prior_probability))):
+    for head, final_bias in ((box_head, 0.0),
+                             (classification_head, -math.log((1 - prior_probability) / prior_probability))):
         for layer in list(head.conv_layers) + [head.prediction_layer]:
             layer.kernel.assign(rng.normal(0.0, std, layer.kernel.shape).astype("float32"))
             layer.bias.assign(np.full(layer.bias.shape, final_bias if layer is head.prediction_layer else 0.0,
@@ -88,11 +95,6 @@ def build_retinanet(backbone: str = "resnet10", num_classes: int = 1, head_convs
 def compile_retinanet(detector, optimizer) -> None:
     """Focal loss for classes and Huber for box deltas (KerasHub's defaults), normalised by positive anchors."""
     detector.compile(optimizer=optimizer)
-
-
-def to_targets(boxes: np.ndarray, classes: np.ndarray) -> dict:
-    """Our padded batch (-1 rows) to KerasHub's target dict."""
-    return {"boxes": boxes, "labels": classes}
 
 
 def load_detector(path: str):
