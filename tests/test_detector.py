@@ -127,3 +127,43 @@ def _tiny_expression_model(tmp_path) -> str:
     path = str(tmp_path / "expr.keras")
     m.save(path)
     return path
+
+
+def test_interrupted_detection_run_resumes(tmp_path, monkeypatch):
+    """A named detection run that dies after epoch 2 of 3 continues at epoch 3 when the same command is rerun."""
+    import csv
+
+    import keras
+
+    import fer_keras.detection.train as DT
+    from fer_keras.cli_train import main as train_main
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("simulated crash")
+
+    real = DT.make_detection_callbacks
+
+    def with_crash(*a, **k):
+        cbs, logger = real(*a, **k)
+        return cbs + [Crash()], logger
+
+    monkeypatch.setenv("FER_KERAS_DATA", str(tmp_path / "data"))
+    args = ["--task", "detection", "--runs-dir", str(tmp_path / "runs"), "--name", "det", "--epochs", "3",
+            "--batch-size", "2", "--set", "detection.scenes=6", "--set", "detection.image_width=64",
+            "--set", "detection.image_height=64", "--set", "detection.head_convs=1",
+            "--set", "train.steps_per_epoch=1", "--set", "train.verbose=0"]
+    monkeypatch.setattr(DT, "make_detection_callbacks", with_crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_main(args)
+    run = str(tmp_path / "runs" / "det")
+    assert json.load(open(os.path.join(run, "state.json")))["status"] == "running"
+    assert DT._resume_epoch(run) == 2
+    monkeypatch.setattr(DT, "make_detection_callbacks", real)
+    train_main(args)
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(os.path.join(run, "history.csv")))]
+    assert epochs == [0, 1, 2]  # epochs 0-1 were backed up before the crash; training resumed at epoch 2
+    assert json.load(open(os.path.join(run, "runtime.json")))["resumed_at_epoch"] == 2
+    assert json.load(open(os.path.join(run, "state.json")))["status"] == "finished"
+    assert not os.path.exists(os.path.join(run, "backup"))

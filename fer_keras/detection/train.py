@@ -142,16 +142,55 @@ def write_eval(out_dir: str, table: DetTable, dets, gts, scales) -> dict:
     return m
 
 
+def _resume_epoch(run_dir: str) -> int:
+    """The epoch BackupAndRestore will resume at (0 for a fresh run): the training stream must start there too."""
+    meta = os.path.join(run_dir, "backup", "training_metadata.json")
+    if not os.path.isfile(meta):
+        return 0
+    with open(meta) as f:
+        return int(json.load(f).get("epoch", 0))
+
+
+def make_detection_callbacks(cfg, run_dir: str, val: Optional[DetTable], monitor: str, mode: str):
+    """The detector's epoch callbacks: val AP, backup for resuming, best-AP checkpoint, history, stopping rules."""
+    import keras
+
+    from fer_keras.training import AtomicModelCheckpoint, RunLogger, TimeLimit, _best_so_far
+
+    t = cfg.train
+    logger = RunLogger()
+    ckpt = AtomicModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode=mode,
+                                 save_best_only=True)
+    best = _best_so_far(os.path.join(run_dir, "history.csv"), monitor, mode)
+    if best is not None:  # resuming: the first resumed epoch must not overwrite a better model
+        ckpt.best = best
+    cbs = [logger]
+    if val is not None and len(val):
+        cbs.append(DetectionEval.make(val, cfg))
+    cbs += [keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True),
+            ckpt,
+            keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+            keras.callbacks.TerminateOnNaN()]
+    if t.early_stopping_patience > 0:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
+    if t.time_limit_minutes:
+        cbs.append(TimeLimit(t.time_limit_minutes))
+    return cbs, logger
+
+
 def train_detector(cfg) -> str:
-    """Trains the RetinaNet face detector of `cfg.detection` on `cfg.data`; returns the run directory."""
+    """Trains the RetinaNet face detector of `cfg.detection` on `cfg.data`; returns the run directory.
+
+    A named run that exists and is unfinished resumes from its last finished epoch (same command, same config);
+    a finished one is never overwritten.
+    """
     import keras
     import tensorflow as tf
 
     from fer_keras.config import save_config
     from fer_keras.detection.retinanet import build_retinanet, compile_retinanet
-    from fer_keras.io_utils import new_run_dir, slug
-    from fer_keras.training import (AtomicModelCheckpoint, RunLogger, TimeLimit, _best_so_far, _write_json,
-                                    make_optimizer)
+    from fer_keras.io_utils import new_run_dir
+    from fer_keras.training import _best_so_far, _write_json, check_named_run, make_optimizer
 
     t, det = cfg.train, cfg.detection
     if t.monitor.startswith("val_expression") or t.monitor in ("val_loss",):
@@ -159,9 +198,7 @@ def train_detector(cfg) -> str:
     _size(cfg)
     keras.utils.set_random_seed(t.seed)
     t_start = time.time()
-    if t.name and os.path.isdir(os.path.join(t.runs_dir, slug(t.name))):
-        raise ConfigError(f"run {os.path.join(t.runs_dir, slug(t.name))} exists; choose another --name "
-                          "(runs are never overwritten)")
+    resuming = check_named_run(cfg)  # raises for a finished run or a changed config, before reading any data
     data = load_detection_data(cfg)
     train, val = data["train"], data["val"]
     stem = "dark-scenes" if cfg.data.path is None else os.path.splitext(os.path.basename(
@@ -169,9 +206,10 @@ def train_detector(cfg) -> str:
     summary = {s: {"images": len(tb), "faces": tb.num_faces} for s, tb in data.items() if isinstance(tb, DetTable)}
     run_dir = new_run_dir(t.runs_dir, t.name, f"retinanet-{stem}")
     os.makedirs(run_dir, exist_ok=True)
-    save_config(cfg, os.path.join(run_dir, "config.yaml"))
-    _write_json(os.path.join(run_dir, "data_summary.json"), {"source": data["source"], **summary})
-    _write_json(os.path.join(run_dir, "state.json"), {"status": "running"})
+    if not resuming:
+        save_config(cfg, os.path.join(run_dir, "config.yaml"))
+        _write_json(os.path.join(run_dir, "data_summary.json"), {"source": data["source"], **summary})
+        _write_json(os.path.join(run_dir, "state.json"), {"status": "running"})
 
     steps = t.steps_per_epoch or math.ceil(len(train) / cfg.data.batch_size)
     detector = build_retinanet(det.backbone, 1, det.head_convs, det.prior_probability, det.score_threshold,
@@ -179,23 +217,14 @@ def train_detector(cfg) -> str:
     opt = make_optimizer(t, steps * t.epochs)
     opt.clipnorm = 10.0  # focal-loss spikes early in training from scratch
     compile_retinanet(detector, opt)
-    logger = RunLogger()
     monitor = t.monitor if val is not None and len(val) else "loss"
     mode = t.monitor_mode if monitor != "loss" else "min"
-    cbs = [logger]
-    if val is not None and len(val):
-        cbs.append(DetectionEval.make(val, cfg))
-    cbs += [AtomicModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode=mode,
-                                  save_best_only=True),
-            keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv")),
-            keras.callbacks.TerminateOnNaN()]
-    if t.early_stopping_patience > 0:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
-    if t.time_limit_minutes:
-        cbs.append(TimeLimit(t.time_limit_minutes))
+    cbs, logger = make_detection_callbacks(cfg, run_dir, val, monitor, mode)
+    start_epoch = _resume_epoch(run_dir)
     print(f"run: {run_dir} | RetinaNet {det.backbone} {detector.count_params():,} params | "
-          f"{det.image_width}x{det.image_height} | train {len(train)} images, val {len(val) if val else 0}")
-    detector.fit(_train_dataset(train, cfg, 0), steps_per_epoch=steps, epochs=t.epochs, callbacks=cbs,
+          f"{det.image_width}x{det.image_height} | train {len(train)} images, val {len(val) if val else 0}"
+          + (f" | resuming at epoch {start_epoch}" if resuming else ""))
+    detector.fit(_train_dataset(train, cfg, start_epoch), steps_per_epoch=steps, epochs=t.epochs, callbacks=cbs,
                  verbose=t.verbose)
     model_path = os.path.join(run_dir, "model.keras")
     if not os.path.isfile(model_path):
@@ -211,6 +240,7 @@ def train_detector(cfg) -> str:
     times = logger.epoch_times[1:] or logger.epoch_times
     _write_json(os.path.join(run_dir, "runtime.json"), {
         "task": "detection", "params": int(detector.count_params()), "epochs_run": len(logger.epoch_times),
+        "resumed_at_epoch": start_epoch if resuming else None,
         "train_seconds": round(time.time() - t_start, 1),
         "median_epoch_seconds": float(np.median(times)) if times else None,
         "train_images_per_second": float(steps * cfg.data.batch_size / np.median(times)) if times else None,
