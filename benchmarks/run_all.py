@@ -15,8 +15,9 @@ it measured; RESULTS.md is rendered from whatever JSON is there, with the machin
 3. `memory`: training on 200,000 generated 48 px images: peak RSS when streaming from an image folder and from
    TFRecords (cache budget 64 MB) next to the in-memory cache.
 4. `inference`: the shipped model exported as SavedModel and TFLite: per-face latency (batch 1), throughput
-   (batch 64); end-to-end images/s of the predict CLI on a folder of 640x480 photos with Haar detection, next to the
-   `fer` package (Haar + mini-Xception) on the same photos in the same run.
+   (batch 64); end-to-end images/s of the predict CLI on a folder of 640x480 photos with detection (BlazeFace, the
+   default, and Haar), next to the `fer` package (Haar + mini-Xception) on the same photos in the same run, each
+   scored against the photos' known face positions and expression labels.
 5. `time_to_accuracy`: from the FER2013 run's own history (`--fer-run`, default runs/fer2013-customcnn): wall time
    until the validation accuracy first reached 55/60/63/65/66/68%.
 6. `detection`: the RetinaNet face detector (configs/darkface_retinanet.yaml) trained on generated dark scenes for
