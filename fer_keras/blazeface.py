@@ -97,6 +97,8 @@ class BlazeFaceDetector:
     def __init__(self, variant: str = "short", min_score: float = 0.5, iou_threshold: float = 0.3):
         if variant not in VARIANTS:
             raise ConfigError(f"unknown BlazeFace variant {variant!r}; valid: {', '.join(VARIANTS)}")
+        if not 0.0 <= min_score < 1.0:
+            raise ConfigError(f"--min-score must be in [0, 1) for BlazeFace, got {min_score}")
         folder = model_dir()
         fname, self.size, strides = VARIANTS[variant]
         self.path = os.path.join(folder, fname) if folder else None
@@ -138,7 +140,8 @@ class BlazeFaceDetector:
         interp.invoke()
         raw = interp.get_tensor(box_idx)[0]
         logits = np.clip(interp.get_tensor(score_idx)[0, :, 0], -80.0, 80.0)
-        keep = logits > np.log(self.min_score / (1.0 - self.min_score))  # sigmoid(logit) > min_score
+        with np.errstate(divide="ignore"):  # min_score 0 -> threshold -inf: every anchor is a candidate
+            keep = logits > np.log(self.min_score / (1.0 - self.min_score))  # sigmoid(logit) > min_score
         if not keep.any():
             return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
         centre = raw[keep, :2] / self.size + self.anchors[keep]

@@ -45,6 +45,9 @@ def test_blank_images_have_no_faces_and_bad_variant_is_refused():
     assert det(np.zeros((37, 300), np.uint8)) == []  # grayscale, odd size
     with pytest.raises(ConfigError, match="unknown BlazeFace variant 'tiny'; valid: short, back"):
         B.BlazeFaceDetector("tiny")
+    with pytest.raises(ConfigError, match=r"--min-score must be in \[0, 1\) for BlazeFace, got 1.0"):
+        B.BlazeFaceDetector(min_score=1.0)
+    assert len(B.BlazeFaceDetector(min_score=0.0).detect(np.full((64, 64, 3), 128, np.uint8))[0]) >= 1
 
 
 @needs_models
