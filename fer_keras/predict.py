@@ -166,9 +166,7 @@ class FacePredictor:
         x = np.stack(crops).astype(np.float32)
         probs, va = [], []
         for i in range(0, len(x), self.batch_size):
-            out = self._serve(x[i:i + self.batch_size])
-            if not isinstance(out, dict):
-                out = dict(zip(self.model.output_names, out))
+            out = self._serve(x[i:i + self.batch_size])  # every model here has named (dict) outputs
             probs.append(np.asarray(out["expression"], np.float32))
             va.append(np.asarray(out["valence_arousal"], np.float32))
         return {"probabilities": np.concatenate(probs), "valence_arousal": np.concatenate(va)}

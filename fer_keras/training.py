@@ -225,28 +225,33 @@ class ClipMetrics(keras.callbacks.Callback):
             logs["val_clip_war"], logs["val_clip_uar"] = m["accuracy"], m["uar"]
 
 
-def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: tf.Variable, first=()):
+def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[tf.Variable], first=(),
+                   mode: Optional[str] = None):
+    """The epoch callbacks of every run (expression and detection): `first` (metrics that the checkpoint reads),
+    epoch seeding (when the data pipeline has an `epoch_var`), backup for resuming, best checkpoint (its best value
+    restored from history.csv), history, NaN stop, schedule, early stopping, time limit, TensorBoard."""
     t = cfg.train
+    mode = mode or t.monitor_mode
     logger = RunLogger()
-    ckpt = AtomicModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode=t.monitor_mode,
+    ckpt = AtomicModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode=mode,
                                  save_best_only=True)
-    best = _best_so_far(os.path.join(run_dir, "history.csv"), monitor, t.monitor_mode)
+    best = _best_so_far(os.path.join(run_dir, "history.csv"), monitor, mode)
     if best is not None:  # resuming: do not let the first resumed epoch overwrite a better model
         ckpt.best = best
     cbs = [logger, *first,
-           EpochSeeder(epoch_var, t.seed),
+           *([EpochSeeder(epoch_var, t.seed)] if epoch_var is not None else []),
            keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True),
            ckpt,
            keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
            keras.callbacks.TerminateOnNaN()]
     if t.schedule == "plateau":
-        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=t.monitor_mode, factor=t.plateau_factor,
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=t.plateau_factor,
                                                      patience=t.plateau_patience, min_lr=t.min_learning_rate))
     elif t.schedule == "step":
         cbs.append(keras.callbacks.LearningRateScheduler(
             lambda epoch, lr: t.learning_rate * t.step_factor ** (epoch // max(t.step_every, 1))))
     if t.early_stopping_patience > 0:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=t.monitor_mode,
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
                                                  patience=t.early_stopping_patience, restore_best_weights=False))
     if t.time_limit_minutes:
         cbs.append(TimeLimit(t.time_limit_minutes))

@@ -136,6 +136,7 @@ def test_interrupted_detection_run_resumes(tmp_path, monkeypatch):
     import keras
 
     import fer_keras.detection.train as DT
+    import fer_keras.training as T
     from fer_keras.cli_train import main as train_main
 
     class Crash(keras.callbacks.Callback):
@@ -143,7 +144,7 @@ def test_interrupted_detection_run_resumes(tmp_path, monkeypatch):
             if epoch == 1:
                 raise RuntimeError("simulated crash")
 
-    real = DT.make_detection_callbacks
+    real = T.make_callbacks  # shared with expression runs; detection imports it at call time
 
     def with_crash(*a, **k):
         cbs, logger = real(*a, **k)
@@ -154,13 +155,13 @@ def test_interrupted_detection_run_resumes(tmp_path, monkeypatch):
             "--batch-size", "2", "--set", "detection.scenes=6", "--set", "detection.image_width=64",
             "--set", "detection.image_height=64", "--set", "detection.head_convs=1",
             "--set", "train.steps_per_epoch=1", "--set", "train.verbose=0"]
-    monkeypatch.setattr(DT, "make_detection_callbacks", with_crash)
+    monkeypatch.setattr(T, "make_callbacks", with_crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_main(args)
     run = str(tmp_path / "runs" / "det")
     assert json.load(open(os.path.join(run, "state.json")))["status"] == "running"
     assert DT._resume_epoch(run) == 2
-    monkeypatch.setattr(DT, "make_detection_callbacks", real)
+    monkeypatch.setattr(T, "make_callbacks", real)
     train_main(args)
     epochs = [int(r["epoch"]) for r in csv.DictReader(open(os.path.join(run, "history.csv")))]
     assert epochs == [0, 1, 2]  # epochs 0-1 were backed up before the crash; training resumed at epoch 2

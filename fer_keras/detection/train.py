@@ -151,33 +151,6 @@ def _resume_epoch(run_dir: str) -> int:
         return int(json.load(f).get("epoch", 0))
 
 
-def make_detection_callbacks(cfg, run_dir: str, val: Optional[DetTable], monitor: str, mode: str):
-    """The detector's epoch callbacks: val AP, backup for resuming, best-AP checkpoint, history, stopping rules."""
-    import keras
-
-    from fer_keras.training import AtomicModelCheckpoint, RunLogger, TimeLimit, _best_so_far
-
-    t = cfg.train
-    logger = RunLogger()
-    ckpt = AtomicModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode=mode,
-                                 save_best_only=True)
-    best = _best_so_far(os.path.join(run_dir, "history.csv"), monitor, mode)
-    if best is not None:  # resuming: the first resumed epoch must not overwrite a better model
-        ckpt.best = best
-    cbs = [logger]
-    if val is not None and len(val):
-        cbs.append(DetectionEval.make(val, cfg))
-    cbs += [keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True),
-            ckpt,
-            keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
-            keras.callbacks.TerminateOnNaN()]
-    if t.early_stopping_patience > 0:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
-    if t.time_limit_minutes:
-        cbs.append(TimeLimit(t.time_limit_minutes))
-    return cbs, logger
-
-
 def train_detector(cfg) -> str:
     """Trains the RetinaNet face detector of `cfg.detection` on `cfg.data`; returns the run directory.
 
@@ -190,7 +163,7 @@ def train_detector(cfg) -> str:
     from fer_keras.config import save_config
     from fer_keras.detection.retinanet import build_retinanet, compile_retinanet
     from fer_keras.io_utils import new_run_dir
-    from fer_keras.training import _best_so_far, _write_json, check_named_run, make_optimizer
+    from fer_keras.training import _best_so_far, _write_json, check_named_run, make_callbacks, make_optimizer
 
     t, det = cfg.train, cfg.detection
     if t.monitor.startswith("val_expression") or t.monitor in ("val_loss",):
@@ -219,7 +192,8 @@ def train_detector(cfg) -> str:
     compile_retinanet(detector, opt)
     monitor = t.monitor if val is not None and len(val) else "loss"
     mode = t.monitor_mode if monitor != "loss" else "min"
-    cbs, logger = make_detection_callbacks(cfg, run_dir, val, monitor, mode)
+    first = [DetectionEval.make(val, cfg)] if val is not None and len(val) else []  # val AP before the checkpoint
+    cbs, logger = make_callbacks(cfg, run_dir, monitor, None, first, mode)  # no epoch variable: the stream is keyed
     start_epoch = _resume_epoch(run_dir)
     print(f"run: {run_dir} | RetinaNet {det.backbone} {detector.count_params():,} params | "
           f"{det.image_width}x{det.image_height} | train {len(train)} images, val {len(val) if val else 0}"
