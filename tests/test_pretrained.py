@@ -40,4 +40,5 @@ def test_shipped_model_accuracy_on_fer2013_sample():
             y.append(c)
     out = pred.predict(np.stack(x))
     acc = float(np.mean(out["probabilities"].argmax(1) == np.array(y)))
-    assert acc > 0.55, acc  # measured 0.585 on this class-balanced sample (<=100 per class); full val in the card
+    # measured 0.642 (previous model 0.585) on this class-balanced sample (<=100 per class); full val in the card
+    assert acc > 0.60, acc
