@@ -18,7 +18,7 @@ it measured; RESULTS.md is rendered from whatever JSON is there, with the machin
    (batch 64); end-to-end images/s of the predict CLI on a folder of 640x480 photos with detection (BlazeFace, the
    default, and Haar), next to the `fer` package (Haar + mini-Xception) on the same photos in the same run, each
    scored against the photos' known face positions and expression labels.
-5. `time_to_accuracy`: from the FER2013 run's own history (`--fer-run`, default runs/fer2013-v5): wall time
+5. `time_to_accuracy`: from the FER2013 run's own history (`--fer-run`, default runs/fer2013-v7): wall time
    until the validation accuracy first reached 55/60/63/65/66/68%.
 6. `detection`: the RetinaNet face detector (configs/darkface_retinanet.yaml) trained on generated dark scenes for
    at most `--det-minutes`; AP on held-out generated scenes at 320x240 and 640x480; per-image latency at 640x480.
@@ -803,7 +803,7 @@ def main(argv=None):
     p.add_argument("--models", default=",".join(TRAIN_MODELS))
     p.add_argument("--memory-images", type=int, default=200_000)
     p.add_argument("--photos", type=int, default=200)
-    p.add_argument("--fer-run", default=os.path.join(ROOT, "runs", "fer2013-v5"))
+    p.add_argument("--fer-run", default=os.path.join(ROOT, "runs", "fer2013-v7"))
     p.add_argument("--pipeline-set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="pipeline: config overrides for every source, e.g. data.pipeline_cpus=1")
     p.add_argument("--det-minutes", type=float, default=10.0, help="detection: training time limit")

@@ -360,7 +360,7 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     if data.train.frames is not None:  # clip data
         from fer_keras.data.clips import clip_dataset
 
-        train_ds = clip_dataset(data.train, cfg, True, temporal, t.seed, epoch_var, deterministic=t.deterministic)
+        train_ds = clip_dataset(data.train, cfg, True, temporal, t.seed, epoch_var)
         val_ds = clip_dataset(data.val, cfg, False, temporal) if has_val else None
         per_epoch = len(data.train) * (1 if temporal else d.frames_per_clip)
         if not temporal and has_val:

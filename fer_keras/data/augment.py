@@ -17,6 +17,24 @@ import tensorflow as tf
 F32 = "float32"
 
 
+class _SeedStream(keras.random.SeedGenerator):
+    """Hands a Keras random layer a fresh stateless seed per draw, all derived from one [2] int64 tensor.
+
+    Keras layers otherwise draw from their own `SeedGenerator` variable. Reseeding that shared variable per batch is
+    a race when `tf.data` augments several batches in parallel (one batch can read another's seed), which made
+    augmentation, and so training, depend on thread timing. This object holds no variable: the same seed tensor
+    always gives the same draws, whatever runs beside it.
+    """
+
+    def __init__(self, seed: tf.Tensor):  # no super().__init__(): it would create the state variable
+        self._seed = tf.cast(seed, tf.int64)
+        self._draws = 0
+
+    def next(self, ordered=True):
+        self._draws += 1  # counted at trace time: each draw site of a layer gets its own stream
+        return self._seed + tf.constant([0, 1 << 24], tf.int64) * self._draws
+
+
 def _per_sample_mask(batch: tf.Tensor, prob: float, seed) -> tf.Tensor:
     b = tf.shape(batch)[0]
     u = tf.random.stateless_uniform([b], seed=seed) if seed is not None else tf.random.uniform([b])
@@ -121,18 +139,17 @@ def build_augmenter(aug, seed: int = 0) -> Optional[Callable[[tf.Tensor, tf.Tens
     customs = [(p, f) for p, f in customs if p > 0]
     if not layers and not customs:
         return None
-    pipeline = keras.Sequential(layers) if layers else None
 
     def augment(batch: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
         """`seeds`: int64 [2], e.g. (epoch-mixed seed, batch index): the same seeds give the same augmentation,
-        so a resumed run sees exactly the batches an uninterrupted run would have seen."""
+        so a resumed run sees exactly the batches an uninterrupted run would have seen, also when `tf.data` runs
+        several calls in parallel (all draws are stateless)."""
         seeds = tf.cast(seeds, tf.int64)
         x = tf.cast(batch, tf.float32)
-        if pipeline is not None:
-            for i, layer in enumerate(layers):
-                # Keras layers draw from their SeedGenerator; reseed it from (seeds, layer) before each batch.
-                layer.generator.state.assign(tf.stack([seeds[0] * 7919 + seed + i, seeds[1]]))
-            x = pipeline(x, training=True)
+        for i, layer in enumerate(layers):
+            draws = _SeedStream(tf.stack([seeds[0] * 7919 + seed + i, seeds[1]]))
+            transform = layer.get_random_transformation(x, training=True, seed=draws)
+            x = layer.transform_images(x, transform, training=True)
         for i, (p, f) in enumerate(customs):
             s_apply = tf.stack([seeds[0] * 7919 + seed + 100 + i, seeds[1]])
             s_op = tf.stack([seeds[0] * 7919 + seed + 200 + i, seeds[1]])

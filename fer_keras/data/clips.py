@@ -164,8 +164,7 @@ def sample_indices(n_frames, k: int, seed, training: bool):
     return tf.minimum(tf.cast(tf.floor(starts + offsets), tf.int32), tf.cast(n_frames, tf.int32) - 1)
 
 
-def clip_dataset(table, cfg, training: bool, temporal: bool, seed: int = 0, epoch=None, batch_size=None,
-                 deterministic: bool = False):
+def clip_dataset(table, cfg, training: bool, temporal: bool, seed: int = 0, epoch=None, batch_size=None):
     """Training/evaluation dataset of clips.
 
     Frame models + training: `data.frames_per_clip` random frames per clip per epoch, each a separate sample.
@@ -221,8 +220,7 @@ def clip_dataset(table, cfg, training: bool, temporal: bool, seed: int = 0, epoc
                 ds = ds.enumerate().map(lambda i, xy: aug_clip(i, *xy))
             else:
                 ds = ds.enumerate().map(lambda i, xy: (aug(xy[0], tf.stack([epoch_seed, i])), xy[1]),
-                                        num_parallel_calls=1 if deterministic else tf.data.AUTOTUNE,
-                                        deterministic=deterministic or None)
+                                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds
 
     ds = tf.data.Dataset.from_tensors(0).flat_map(one_epoch)

@@ -455,7 +455,8 @@ def _base_dataset(table: SampleTable, size: int, channels: int, preset: str = "7
 
     # Files are decoded in chunks (one parallel-map element per DECODE_CHUNK files, then unbatched): per-file
     # elements cost a thread hand-off each, which on 2 cores slowed training by ~9% against in-memory data.
-    return ds.batch(DECODE_CHUNK).map(load_chunk, num_parallel_calls=AUTOTUNE).unbatch()
+    # Ordered, so the cache (and the seeded shuffle over it) holds the same order in every run.
+    return ds.batch(DECODE_CHUNK).map(load_chunk, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
 
 
 def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[int] = None, seed: int = 0,
@@ -469,7 +470,9 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
         training: shuffle, oversample (if configured) and augment.
         batch_size: defaults to `cfg.data.batch_size`.
         seed: shuffling/augmentation seed.
-        deterministic: keep element order deterministic in parallel maps.
+        deterministic: streamed shards are read once in file order and cached like files (instead of
+            re-interleaved from disk in a new seeded order each epoch). Element order and augmentation are
+            reproducible for a seed either way: parallel maps keep their order and augmentation is stateless.
         epoch: an int64 variable holding the current epoch (training sets it at each epoch start). Shuffling,
             oversampling and augmentation are keyed by (seed, epoch, batch), so epoch k is the same whether or not
             the run was interrupted and resumed before it. Without it, epoch 0 is used every time.
@@ -513,15 +516,14 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
         ds = ds.batch(bs, drop_remainder=drop_remainder)
         if aug is not None:
             ds = ds.enumerate().map(lambda i, xy: (aug(xy[0], tf.stack([epoch_seed, i])), xy[1]),
-                                    num_parallel_calls=1 if deterministic else AUTOTUNE,
-                                    deterministic=deterministic or None)
+                                    num_parallel_calls=AUTOTUNE, deterministic=True)
         return ds
 
     ds = tf.data.Dataset.from_tensors(0).flat_map(one_epoch)  # re-evaluated (and re-keyed) at each iteration
     n_batches = len(table) // bs if drop_remainder else math.ceil(len(table) / bs)
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))  # Keras knows the steps
     opts = tf.data.Options()
-    opts.deterministic = bool(deterministic)
+    opts.deterministic = True  # batch k of epoch e is the same batch in every run, resumed or not
     if d.pipeline_cpus:  # the cores tf.data's autotuner may use (the model's training threads need the rest)
         opts.autotune.cpu_budget = int(d.pipeline_cpus)
     return ds.with_options(opts).prefetch(AUTOTUNE)
