@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--deterministic", action="store_true", default=None,
-                   help="also make TF ops deterministic (enable_op_determinism), for GPUs; data order and "
-                        "augmentation are reproducible for a seed without it")
+                   help="also make TF ops deterministic (enable_op_determinism, for GPUs) and read TFRecord "
+                        "shards once in file order through the cache; data order and augmentation are "
+                        "reproducible for a seed without it")
     p.add_argument("--skip-bad", action="store_true", default=None, help="skip bad samples and list them")
     p.add_argument("--name", help="run name under runs/; an unfinished run of that name resumes")
     p.add_argument("--runs-dir")

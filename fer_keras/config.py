@@ -125,7 +125,7 @@ class TrainConfig:
     monitor_mode: str = "max"
     early_stopping_patience: int = 0  # 0 = off
     seed: int = 42
-    deterministic: bool = False  # enable_op_determinism (GPU kernels); data and augmentation are seeded anyway
+    deterministic: bool = False  # enable_op_determinism (GPU kernels), shards cached in file order; data seeded anyway
     precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
     xla: str = "auto"  # auto | on | off: auto = on with a GPU, off on CPU (XLA is slower on CPU)
     strategy: str = "default"  # default | mirrored | multiworker
