@@ -54,15 +54,20 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
     from fer_keras.io_utils import slug
     from fer_keras.labels import check_preset, preset_classes
 
+    from fer_keras.model_info import VA_UNTRAINED_NOTE, read_model_info
+
     if run:
         if not os.path.isfile(os.path.join(run, "config.yaml")):
             raise ConfigError(f"{run}: not a run directory (no config.yaml)")
         cfg = config_from_dict(read_yaml(os.path.join(run, "config.yaml")), source=os.path.join(run, "config.yaml"))
-        with open(os.path.join(run, "labels.json")) as f:
-            model_classes = json.load(f)["class_names"]
-        model_file = os.path.join(run, "model.keras")
+        info = read_model_info(run)
+        if info.class_names is None:
+            raise ConfigError(f"{run}: no class names in labels.json (not a finished run directory?)")
+        model_classes = info.class_names
+        model_file = info.model_file
     else:
         cfg, model_file = Config(), model_path
+        info = read_model_info(model_path)
     model = load_keras_model(model_file, safe_mode=not unsafe_load)
     shape = model.input_shape
     temporal = len(shape) == 5  # (N, T, H, W, C): a clip model
@@ -73,7 +78,10 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
         k = int(model.get_layer("expression").output.shape[-1])
     except ValueError:
         raise ModelError(f"{model_file}: not a fer_keras model (no 'expression' output)") from None
-    if not run:
+    if not run and info.class_names and len(info.class_names) == k:
+        model_classes = info.class_names
+        cfg.data.labels = check_preset(str(k))
+    elif not run:
         if str(k) not in ("8", "7", "5", "4", "2"):
             raise ModelError(f"{model_file}: expression output has {k} classes, not a known preset")
         model_classes = preset_classes(str(k))
@@ -112,8 +120,17 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
     else:
         pred = predict_table(model, table, cfg, batch_size, tta)
     probs = map_probabilities(pred["expression"], model_classes, cfg.data.labels)
+    if not info.va_trained:  # an untrained head's outputs are not results
+        pred["valence_arousal"] = np.full_like(pred["valence_arousal"], np.nan)
     result = compute_metrics(table.expression, probs, table.va, pred["valence_arousal"], bundle.class_names,
                              bootstrap, seed)
+    if not info.va_trained:
+        result["valence_arousal"].update(valence=None, arousal=None, unavailable=VA_UNTRAINED_NOTE)
+        note += f" {VA_UNTRAINED_NOTE}."
+    for name, sub in bundle.source_tables(used_split).items() if table.source_id is not None else ():
+        m = np.isin(np.arange(len(table)), np.where(table.source_id == bundle.source_names.index(name))[0])
+        result.setdefault("per_source", {})[name] = compute_metrics(
+            sub.expression, probs[m], sub.va, pred["valence_arousal"][m], bundle.class_names, bootstrap, seed)
     if list(model_classes) != bundle.class_names:
         note += f" Model classes ({', '.join(model_classes)}) were mapped by name to the {cfg.data.labels}-class " \
                 "preset."
@@ -151,7 +168,15 @@ def _print_result(out, result):
     for name in ("valence", "arousal"):
         if va.get(name):
             t.add_row(f"{name} CCC / RMSE", f"{va[name]['ccc']:.4f} / {va[name]['rmse']:.4f}")
+    if va.get("unavailable"):
+        t.add_row("valence / arousal", "unavailable (head never trained)")
     Console().print(t)
+    for name, r in result.get("per_source", {}).items():
+        e, va = r["expression"], r["valence_arousal"]
+        line = f"{name}: {e['num_samples']} samples, accuracy {e['accuracy']:.4f}, UAR {e['uar']:.4f}"
+        if va.get("valence") and va.get("arousal"):
+            line += f", valence CCC {va['valence']['ccc']:.4f}, arousal CCC {va['arousal']['ccc']:.4f}"
+        print(line)
     print(f"wrote {out}/metrics.json, metrics.md, predictions.csv")
 
 

@@ -108,14 +108,14 @@ def render_run(run: str) -> Dict[str, str]:
         y = np.array([names.index(r["true"]) for r in rows])
         probs = np.array([[float(r[f"p_{c}"]) for c in names] for r in rows])
         va_t = np.array([[float(r[k]) if r[k] else np.nan for k in ("valence_true", "arousal_true")] for r in rows])
-        va_p = np.array([[float(r[k]) for k in ("valence_pred", "arousal_pred")] for r in rows])
+        va_p = np.array([[float(r[k]) if r[k] else np.nan for k in ("valence_pred", "arousal_pred")] for r in rows])
         cm = np.array(e["confusion_matrix"])
         figures["Confusion matrix (counts)"] = ("confusion_counts", lambda: plots.confusion_matrix_figure(cm, names))
         figures["Confusion matrix (row-normalized)"] = ("confusion_normalized",
                                                         lambda: plots.confusion_matrix_figure(cm, names, True))
         figures["Per-class precision/recall/F1"] = ("per_class", lambda: plots.per_class_bars(e["per_class"]))
         figures["ROC and precision-recall"] = ("roc_pr", lambda: plots.roc_pr_curves(y, probs, names))
-        if np.isfinite(va_t).all(axis=1).any():
+        if (np.isfinite(va_t).all(axis=1) & np.isfinite(va_p).all(axis=1)).any():  # labels and a trained head
             figures["Valence/arousal: predicted vs true"] = ("va_scatter", lambda: plots.va_scatter(va_t, va_p))
             figures["Valence-arousal circumplex"] = ("circumplex", lambda: plots.circumplex(va_t, va_p, y, names))
         for correct, title in ((True, "Most confident correct predictions"),

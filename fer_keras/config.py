@@ -43,6 +43,24 @@ class AugmentConfig:
 
 
 @dataclass
+class SourceConfig:
+    """One dataset of a multi-source run (`data.sources`): read by the usual readers, mixed in one stream.
+
+    Everything not named here (image size, channels, label preset, validation, caching) comes from `data`.
+    """
+
+    name: str = ""  # short name used in per-source metrics (default: the folder name)
+    path: str = ""
+    format: str = "auto"
+    weight: float = 1.0  # sampling weight in the training mix (normalised over the sources)
+    val_fraction: float = 0.1  # used only when the dataset has no val split of its own (or heldout_as_test)
+    test_fraction: float = 0.0  # likewise for test
+    split_seed: int = 1234
+    heldout_as_test: bool = False  # the dataset's own val split becomes the test split; val is cut from train
+    heldout_test_fraction: float = 0.0  # or: this fraction of the dataset's own val split becomes the test split
+
+
+@dataclass
 class DataConfig:
     """Where the data is and how it is read, split, balanced and fed."""
 
@@ -80,6 +98,8 @@ class DataConfig:
     frames_per_clip: int = 1  # clip data + frame models: random frames sampled per clip per epoch
     demo_per_class: int = 160  # demo dataset size per class
     demo_size: int = 64
+    # Several datasets in one run (each a SourceConfig mapping); when set, `path`/`format` must stay unset.
+    sources: List[SourceConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -99,6 +119,8 @@ class ModelConfig:
     dilations: List[int] = field(default_factory=lambda: [1, 2])
     # Temporal models (clips)
     frames: int = 16
+    init_from: Optional[str] = None  # a .keras model whose weights start this one (matched by layer name and shape;
+    # the expression layer's rows are matched by class name, so a 7-class model can start an 8-class one)
 
 
 @dataclass
@@ -202,6 +224,20 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)][0]
         return _coerce(value, inner, key)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if dataclasses.is_dataclass(value):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        obj = tp()
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        for k, v in value.items():
+            if k not in names:
+                raise ConfigError(f"unknown config key {key}.{k}; valid keys here: "
+                                  f"{', '.join(sorted(key + '.' + n for n in names))}")
+            setattr(obj, k, _coerce(v, hints[k], f"{key}.{k}"))
+        return obj
     if origin in (list, List):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
@@ -339,7 +375,40 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (), flags
     from fer_keras.labels import check_preset
 
     cfg.data.labels = check_preset(cfg.data.labels)
+    check_sources(cfg.data)
     return cfg
+
+
+def check_sources(d: DataConfig) -> None:
+    """Validates `data.sources` (a multi-source run): no `data.path` beside it, each source with a path, a known
+    format, a positive weight and split fractions in [0, 1); source names unique (defaulting to the folder name)."""
+    if not d.sources:
+        return
+    if d.path is not None:
+        raise ConfigError("data.path and data.sources are both set; use one (data.sources lists every dataset)")
+    seen = set()
+    for i, s in enumerate(d.sources):
+        key = f"data.sources[{i}]"
+        if not s.path:
+            raise ConfigError(f"{key}: path is missing")
+        if s.format not in _CHOICES["data.format"]:
+            raise ConfigError(f"{key}.format: {s.format!r} is not one of {list(_CHOICES['data.format'])}")
+        if not s.weight > 0 or s.weight != s.weight or s.weight == float("inf"):
+            raise ConfigError(f"{key}.weight: must be a positive number, got {s.weight!r}")
+        for f in ("val_fraction", "test_fraction"):
+            v = getattr(s, f)
+            if not 0.0 <= v < 1.0:
+                raise ConfigError(f"{key}.{f}: must be in [0, 1), got {v!r}")
+        if not 0.0 <= s.heldout_test_fraction < 1.0:
+            raise ConfigError(f"{key}.heldout_test_fraction: must be in [0, 1), got {s.heldout_test_fraction!r}")
+        if s.heldout_as_test and s.heldout_test_fraction > 0:
+            raise ConfigError(f"{key}: heldout_as_test and heldout_test_fraction exclude each other")
+        if s.val_fraction + s.test_fraction >= 1.0:
+            raise ConfigError(f"{key}: val_fraction + test_fraction must be below 1")
+        s.name = s.name or os.path.basename(os.path.normpath(s.path)) or f"source{i}"
+        if s.name in seen:
+            raise ConfigError(f"{key}: source name {s.name!r} is used twice; give each source its own name")
+        seen.add(s.name)
 
 
 def config_from_dict(d: Dict[str, Any], source: str = "config") -> Config:

@@ -132,7 +132,8 @@ def write_predictions_csv(path: str, sources: Sequence[str], y_true: np.ndarray,
     for i in range(len(y_true)):
         vt = ["" if not np.isfinite(v) else f"{v:.4f}" for v in va_true[i]]
         w.writerow([sources[i], class_names[y_true[i]], class_names[pred[i]], f"{probs[i, pred[i]]:.4f}",
-                    *[f"{p:.5f}" for p in probs[i]], *vt, f"{va_pred[i, 0]:.4f}", f"{va_pred[i, 1]:.4f}"])
+                    *[f"{p:.5f}" for p in probs[i]], *vt,
+                    *["" if not np.isfinite(v) else f"{v:.4f}" for v in va_pred[i]]])  # empty: head untrained
     atomic_write_text(path, buf.getvalue())
 
 
@@ -172,7 +173,9 @@ def metrics_markdown(result: dict) -> str:
         lines += ["", f"Classes with no test samples (excluded from UAR and macro averages): "
                       f"{', '.join(e['classes_absent'])}."]
     lines += ["", "## Continuous (valence / arousal)", ""]
-    if va["num_labelled"] == 0:
+    if va.get("unavailable"):
+        lines.append(f"Unavailable: {va['unavailable'].split(': ', 1)[-1]}.")
+    elif va["num_labelled"] == 0:
         lines.append(f"No valence/arousal labels in this split ({va['num_unlabelled']} samples unlabelled).")
     else:
         lines += ["| | RMSE | Pearson | SAGR | CCC |", "|---|---|---|---|---|"]
@@ -182,6 +185,20 @@ def metrics_markdown(result: dict) -> str:
             lines.append(f"| {name} | {_fmt(m['rmse'])} | {_fmt(m['pearson'])} | {_fmt(m['sagr'])} | "
                          f"{_fmt(m['ccc'])}" + (f" [{_fmt(c[0])}, {_fmt(c[1])}]" if c else "") + " |")
         lines.append(f"\n{va['num_labelled']} labelled, {va['num_unlabelled']} without VA labels (excluded).")
+    if result.get("per_source"):
+        lines += ["", "## Per source", "", "| source | n | accuracy % | UAR % | valence CCC | arousal CCC |",
+                  "|---|---|---|---|---|---|"]
+        for name, r in result["per_source"].items():
+            e2, va2, ci2 = r["expression"], r["valence_arousal"], r.get("bootstrap_95ci", {})
+
+            def cell(key, value, pct, c=ci2):
+                b = c.get(key)
+                return _fmt(value, pct) + (f" [{_fmt(b[0], pct)}, {_fmt(b[1], pct)}]" if b else "")
+
+            lines.append(f"| {name} | {e2['num_samples']} | {cell('accuracy', e2['accuracy'], True)} | "
+                         f"{cell('uar', e2['uar'], True)} | " + " | ".join(
+                             cell(f"{d}_ccc", va2[d]["ccc"], False) if va2.get(d) else "–"
+                             for d in ("valence", "arousal")) + " |")
     if ci:
         lines.append(f"\nBrackets: bootstrap 95% confidence intervals ({ci['n']} resamples, seed {ci['seed']}).")
     return "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ from fer_keras.errors import ConfigError, cli_main
 FORMATS = ("savedmodel", "keras", "tflite")
 
 
-def _serving_fn(model, size: int, channels: int):
+def _serving_fn(model, size: int, channels: int, va_trained: bool = True):
     import tensorflow as tf
 
     def serve(images):
@@ -45,6 +45,8 @@ def _serving_fn(model, size: int, channels: int):
         out = model(x, training=False)
         probs = tf.cast(out["expression"], tf.float32)
         va = tf.cast(out["valence_arousal"], tf.float32)
+        if not va_trained:  # an untrained head serves NaN (documented in assets/model_info.json), not noise
+            va = tf.fill(tf.shape(va), float("nan"))
         return {"probabilities": probs, "label_index": tf.argmax(probs, axis=-1, output_type=tf.int32),
                 "valence": va[:, 0], "arousal": va[:, 1]}
 
@@ -72,15 +74,20 @@ def float32_model(model):
     return clone
 
 
-def export_savedmodel(model, class_names: Sequence[str], out_dir: str) -> str:
-    """Writes a SavedModel with `serving_default` (uint8 images of any size) and `class_names` signatures."""
+def export_savedmodel(model, class_names: Sequence[str], out_dir: str, trained_heads=None) -> str:
+    """Writes a SavedModel with `serving_default` (uint8 images of any size) and `class_names` signatures.
+
+    `trained_heads` (see `fer_keras.model_info`): an untrained valence_arousal head returns NaN valence/arousal,
+    and `assets/model_info.json` says so."""
     import keras
     import tensorflow as tf
 
     _, size, _, channels = model.input_shape
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", _serving_fn(model, int(size), int(channels)),
+    heads = dict(trained_heads or {})
+    archive.add_endpoint("serving_default", _serving_fn(model, int(size), int(channels),
+                                                        heads.get("valence_arousal", True)),
                          input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
     names = tf.constant(list(class_names))
     archive.add_endpoint("class_names", lambda: {"class_names": names}, input_signature=[])
@@ -90,6 +97,8 @@ def export_savedmodel(model, class_names: Sequence[str], out_dir: str) -> str:
     os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
     with open(os.path.join(tmp, "assets", "labels.txt"), "w") as f:
         f.write("\n".join(class_names) + "\n")
+    with open(os.path.join(tmp, "assets", "model_info.json"), "w") as f:
+        json.dump({"class_names": list(class_names), "trained_heads": heads}, f, indent=2)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return out_dir
@@ -147,22 +156,30 @@ def export_run(run: str, formats: Sequence[str] = FORMATS) -> Dict[str, str]:
 
     if run_task(run) == "detection":
         return _export_detection_run(run, formats)
+    from fer_keras.model_info import read_model_info, write_sidecar
+
     if not os.path.isfile(os.path.join(run, "labels.json")):
         raise ConfigError(f"{run}: not a finished run directory (no labels.json)")
-    with open(os.path.join(run, "labels.json")) as f:
-        class_names = json.load(f)["class_names"]
-    model = float32_model(load_keras_model(os.path.join(run, "model.keras")))
+    info = read_model_info(run)
+    if info.class_names is None:
+        raise ConfigError(f"{run}: labels.json has no class_names")
+    class_names = info.class_names
+    model = float32_model(load_keras_model(info.model_file))
     out = os.path.join(run, "export")
     os.makedirs(out, exist_ok=True)
     written = {}
     if "savedmodel" in formats:
-        written["savedmodel"] = export_savedmodel(model, class_names, os.path.join(out, "savedmodel"))
+        written["savedmodel"] = export_savedmodel(model, class_names, os.path.join(out, "savedmodel"),
+                                                  info.trained_heads)
     if "keras" in formats:
         from fer_keras.io_utils import atomic_path
 
         with atomic_path(os.path.join(out, "model.keras")) as tmp:
             model.save(tmp)
         written["keras"] = os.path.join(out, "model.keras")
+        # Outside its run, the .keras file carries its class names and trained heads in model.json beside it.
+        written["keras_info"] = write_sidecar(written["keras"], class_names, info.trained_heads,
+                                              run=os.path.basename(os.path.normpath(run)))
     if "tflite" in formats:
         written["tflite"] = export_tflite(model, os.path.join(out, "model_float.tflite"), quantize=False)
         written["tflite_dynamic"] = export_tflite(model, os.path.join(out, "model_dynamic.tflite"), quantize=True)

@@ -29,6 +29,9 @@ ALIASES: Dict[str, str] = {
     "contempt": "contempt", "contemptuous": "contempt",
     "pos": "positive", "positive": "positive",
     "neg": "negative", "negative": "negative",
+    # short folder names seen in the wild (e.g. pos/neg/neu/sur test folders)
+    "neu": "neutral", "sur": "surprise", "hap": "happy", "ang": "anger", "fea": "fear", "dis": "disgust",
+    "con": "contempt",
 }
 
 # preset name -> (class names in output order, canonical name -> preset class or None to drop)

@@ -212,3 +212,38 @@ def _nanmean(x) -> Optional[float]:
 
 def _nan_to_none(v) -> Optional[float]:
     return None if v is None or not np.isfinite(v) else float(v)
+
+
+# === Several sources ===
+
+def source_scores(y_true: np.ndarray, probs: np.ndarray, va_true: np.ndarray, va_pred: np.ndarray,
+                  source_id: np.ndarray, source_names: Sequence[str]) -> Dict[str, float]:
+    """Per-source validation scores of a multi-source run, flat (`<source>_accuracy`, `_uar`, `_valence_ccc`,
+    `_arousal_ccc`, `_score`) plus `score`, the checkpoint monitor.
+
+    A source's `score` is the mean of its accuracy and, where that source has valence/arousal labels, its valence
+    and arousal CCC; `score` is the mean over the sources, so a small source with VA counts as much as a large one
+    without.
+    """
+    out, scores = {}, []
+    pred = np.asarray(probs).argmax(axis=1)
+    for i, name in enumerate(source_names):
+        m = np.asarray(source_id) == i
+        if not m.any():
+            continue
+        t, p = np.asarray(y_true)[m], pred[m]
+        cm = confusion_matrix(t, p, probs.shape[1])
+        prf = per_class_prf(cm)
+        parts = [float(np.mean(t == p))]
+        out[f"{name}_accuracy"] = parts[0]
+        out[f"{name}_uar"] = float(prf["recall"][prf["support"] > 0].mean())
+        vt, vp = np.asarray(va_true)[m], np.asarray(va_pred)[m]
+        lab = np.isfinite(vt).all(axis=1)
+        if lab.sum() > 1:
+            for j, k in enumerate(("valence", "arousal")):
+                out[f"{name}_{k}_ccc"] = ccc(vt[lab, j], vp[lab, j])
+                parts.append(out[f"{name}_{k}_ccc"])
+        out[f"{name}_score"] = float(np.mean(parts))
+        scores.append(out[f"{name}_score"])
+    out["score"] = float(np.mean(scores)) if scores else float("nan")
+    return out

@@ -127,30 +127,45 @@ def pad_box(box, padding: float, width: int, height: int) -> Tuple[int, int, int
 class FacePredictor:
     """Wraps a trained model (a run directory or a `.keras` file) for batched face classification."""
 
-    def __init__(self, model: str, batch_size: int = 64, safe_mode: bool = True):
-        from fer_keras.evaluation import load_keras_model
+    def __init__(self, model: str, batch_size: int = 64, safe_mode: bool = True, tta: str = "none",
+                 labels: Optional[str] = None):
+        from fer_keras.evaluation import load_keras_model, tta_views
         from fer_keras.labels import preset_classes
+        from fer_keras.model_info import read_model_info
 
-        path, names = model, None
-        if os.path.isdir(model):
-            path = os.path.join(model, "model.keras")
-            labels = os.path.join(model, "labels.json")
-            if os.path.isfile(labels):
-                with open(labels) as f:
-                    names = json.load(f)["class_names"]
+        info = read_model_info(model)
+        path, names = info.model_file, info.class_names
+        self.va_trained = info.va_trained
         self.model = load_keras_model(path, safe_mode=safe_mode)
         if len(self.model.input_shape) != 4:
             raise ConfigError(f"{path}: a clip model (input {self.model.input_shape}); predict takes frame models")
         self.size = int(self.model.input_shape[1])
         self.channels = int(self.model.input_shape[-1])
         k = int(self.model.get_layer("expression").output.shape[-1])
-        self.class_names = names or preset_classes(str(k))
+        self.model_class_names = names or preset_classes(str(k))
+        # --labels P: the model's probabilities mapped by class name into preset P (as evaluate_model.py --labels)
+        self.labels = labels
+        self.class_names = preset_classes(labels) if labels else self.model_class_names
+        if labels:
+            from fer_keras.evaluation import class_mapping_matrix
+
+            class_mapping_matrix(self.model_class_names, labels)  # a coarser model than the preset fails here
         self.batch_size = batch_size
         import tensorflow as tf
 
         # One compiled function for every batch size (None batch dimension): traced once per process, where
         # Keras' predict_on_batch retraces for new batch shapes (0.8 s each here); eager calls run 2.7x slower.
-        self._serve = tf.function(lambda x: self.model(x, training=False), input_signature=[
+        # With test-time augmentation the views are made and averaged inside the same graph (see
+        # evaluation.tta_views: the views evaluate_model.py --tta uses).
+        views = tta_views(tta)
+
+        def serve(x):
+            outs = [self.model(v(x), training=False) for v in views]
+            return {k: tf.add_n([tf.cast(o[k], tf.float32) for o in outs]) / len(outs)
+                    for k in ("expression", "valence_arousal")}
+
+        self.tta = tta
+        self._serve = tf.function(serve, input_signature=[
             tf.TensorSpec([None, self.size, self.size, self.channels], tf.float32)])
 
     def prepare(self, crop: np.ndarray) -> np.ndarray:
@@ -169,7 +184,15 @@ class FacePredictor:
             out = self._serve(x[i:i + self.batch_size])  # every model here has named (dict) outputs
             probs.append(np.asarray(out["expression"], np.float32))
             va.append(np.asarray(out["valence_arousal"], np.float32))
-        return {"probabilities": np.concatenate(probs), "valence_arousal": np.concatenate(va)}
+        va = np.concatenate(va)
+        probs = np.concatenate(probs)
+        if self.labels:
+            from fer_keras.evaluation import map_probabilities
+
+            probs = map_probabilities(probs, self.model_class_names, self.labels).astype(np.float32)
+        if not self.va_trained:  # an untrained head's numbers are noise: report them as missing
+            va = np.full_like(va, np.nan)
+        return {"probabilities": probs, "valence_arousal": va}
 
 
 # === Inputs ===
@@ -210,6 +233,8 @@ def annotate(rgb: np.ndarray, boxes, labels, confidences, vas) -> np.ndarray:
         cv2.rectangle(img, (x, y), (x + w, y + h), (0, 220, 0), 2)
         cv2.putText(img, f"{lab} {conf:.2f}", (x, max(12, y - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 220, 0), 1,
                     cv2.LINE_AA)
+        if v is None or a is None or not (np.isfinite(v) and np.isfinite(a)):
+            continue  # an untrained VA head: no indicator rather than a made-up one
         r = max(8, w // 6)  # VA indicator: a circle with a dot at (valence, -arousal)
         cx, cy = x + w - r, y + h + r + 2
         cv2.circle(img, (cx, cy), r, (200, 200, 200), 1)
@@ -229,7 +254,10 @@ def _row(source, frame, idx, box, names, probs, va):
     k = int(np.argmax(probs))
     return {"source": source, "frame": frame, "face": idx, "x": box[0], "y": box[1], "w": box[2], "h": box[3],
             "label": names[k], "confidence": float(probs[k]),
-            **{f"p_{n}": float(p) for n, p in zip(names, probs)}, "valence": float(va[0]), "arousal": float(va[1])}
+            **{f"p_{n}": float(p) for n, p in zip(names, probs)},
+            # NaN (an untrained VA head) is written as an empty cell / JSON null, never as a number
+            "valence": float(va[0]) if np.isfinite(va[0]) else None,
+            "arousal": float(va[1]) if np.isfinite(va[1]) else None}
 
 
 def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, padding: float, all_faces: bool,
@@ -377,6 +405,21 @@ def folder_accuracy(rows: Sequence[dict], class_names: Sequence[str], preset: Op
             for k, v in sorted(stats.items())]
 
 
+def overall_accuracy(per_folder: Sequence[dict]) -> Optional[dict]:
+    """Accuracy over every image of the class-named folders, and UAR (mean per-class recall over the classes that
+    have images); None when no folder is named like a class."""
+    if not per_folder:
+        return None
+    by_class: Dict[str, List[int]] = {}
+    for r in per_folder:
+        c = by_class.setdefault(r["class"], [0, 0])
+        c[0] += r["correct"]
+        c[1] += r["total"]
+    n = sum(t for _, t in by_class.values())
+    return {"images": n, "classes": len(by_class), "accuracy": sum(c for c, _ in by_class.values()) / n,
+            "uar": float(np.mean([c / t for c, t in by_class.values()]))}
+
+
 def _write_csv(path: str, rows: Sequence[dict], header: Optional[Sequence[str]] = None) -> None:
     from fer_keras.io_utils import atomic_write_text
 
@@ -390,7 +433,7 @@ def _write_csv(path: str, rows: Sequence[dict], header: Optional[Sequence[str]] 
 def default_model() -> Optional[str]:
     """The model shipped with the package, if any (used when --model is not given)."""
     here = os.path.join(os.path.dirname(__file__), "pretrained")
-    for name in ("fer2013_customcnn.keras",):
+    for name in ("multitask_customcnn.keras", "fer2013_customcnn.keras"):
         if os.path.isfile(os.path.join(here, name)):
             return os.path.join(here, name)
     return None
@@ -414,12 +457,19 @@ def main(argv=None):
     p.add_argument("--min-face", type=int, default=48,
                    help="smallest face (px) the Haar detector reports (default: 48, a FER crop)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", choices=["none", "flip", "crops"], default="none",
+                   help="test-time augmentation, the views of evaluate_model.py --tta: flip = 2 views (about half "
+                        "the faces/s), crops = 4 corner + centre crops and their mirrors, 10 views (about a tenth)")
     p.add_argument("--window", type=int, default=1, help="video: smooth over the last N frames")
     p.add_argument("--max-frames", type=int, help="video/webcam: stop after N frames")
     p.add_argument("--annotate", action="store_true", help="write annotated images/videos")
     p.add_argument("--save-crops", action="store_true", help="write the face crops (debugging)")
     p.add_argument("--show", action="store_true", help="live window for video/webcam when a display exists")
-    p.add_argument("--labels", help="preset for folder-name evaluation (default: the model's)")
+    p.add_argument("--labels", choices=["8", "7", "5", "4", "2"],
+                   help="report in this label preset: the model's probabilities are mapped by class name (e.g. "
+                        "an 8-class model as positive/negative with 2), and folder accuracy is scored in it "
+                        "(default: the model's own classes)")
+    p.add_argument("--verbose", "-v", action="store_true", help="print one line per face")
     p.add_argument("--unsafe-load", action="store_true",
                    help="load the model outside Keras safe mode (allows Lambda layers: only for files you trust)")
     a = p.parse_args(argv)
@@ -427,7 +477,11 @@ def main(argv=None):
     if model is None:
         raise ConfigError("no --model given and no pretrained model is shipped in this install")
     inputs = expand_inputs(a.paths)
-    predictor = FacePredictor(model, a.batch_size, safe_mode=not a.unsafe_load)
+    predictor = FacePredictor(model, a.batch_size, safe_mode=not a.unsafe_load, tta=a.tta, labels=a.labels)
+    if not predictor.va_trained:
+        from fer_keras.model_info import VA_UNTRAINED_NOTE
+
+        print(f"note: {VA_UNTRAINED_NOTE}; the valence/arousal columns are left empty")
     detector = whole_image if a.no_detect else make_detector(a.detector, a.min_face, a.min_score)
     os.makedirs(a.out, exist_ok=True)
     results = Results()
@@ -445,11 +499,32 @@ def main(argv=None):
     atomic_write_text(os.path.join(a.out, "predictions.json"), json.dumps(results.rows, indent=1))
     _write_csv(os.path.join(a.out, "errors.csv"), [{"source": s, "problem": e} for s, e in results.errors],
                ["source", "problem"])
+    if a.verbose:
+        for r in results.rows:
+            va = "" if r["valence"] is None else f" valence {r['valence']:+.2f} arousal {r['arousal']:+.2f}"
+            print(f"{r['source']}{'' if r['frame'] == '' else '#' + str(r['frame'])} face {r['face']}: "
+                  f"{r['label']} {r['confidence']:.2f}{va}")
     acc = folder_accuracy(results.rows, predictor.class_names, a.labels)
+    from fer_keras.labels import normalize_name
+
+    class_named = {os.path.dirname(r["source"]) for r in results.rows if r["frame"] == ""
+                   and normalize_name(os.path.basename(os.path.dirname(r["source"]))) is not None}
+    unscored = sorted(class_named - {r["folder"] for r in acc})
+    if unscored:
+        print(f"note: {len(unscored)} class-named folder(s) not scored, their class is not in the "
+              f"{len(predictor.class_names)}-class preset (e.g. {os.path.basename(unscored[0])}/); "
+              "choose a preset that has it with --labels 2|4|5|7|8")
     if acc:
         _write_csv(os.path.join(a.out, "folder_accuracy.csv"), acc)
         for r in acc:
             print(f"{r['folder']}: {r['class']} {r['correct']}/{r['total']} = {r['accuracy']:.3f}")
+        total = overall_accuracy(acc)
+        from fer_keras.io_utils import atomic_write_text
+
+        atomic_write_text(os.path.join(a.out, "accuracy.json"), json.dumps(
+            {**total, "preset": a.labels or str(len(predictor.class_names))}, indent=1))
+        print(f"overall: accuracy {total['accuracy']:.4f}, UAR {total['uar']:.4f} over {total['images']} images "
+              f"in {total['classes']} classes (preset {a.labels or len(predictor.class_names)})")
     print(f"{len(results.rows)} faces from {len(inputs)} inputs; {len(results.errors)} problems "
           f"(see {a.out}/errors.csv); wrote {a.out}/predictions.csv")
     return results

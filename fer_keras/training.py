@@ -225,6 +225,35 @@ class ClipMetrics(keras.callbacks.Callback):
             logs["val_clip_war"], logs["val_clip_uar"] = m["accuracy"], m["uar"]
 
 
+class SourceMetrics(keras.callbacks.Callback):
+    """Per-source validation for multi-source runs: adds `val_<source>_accuracy/_uar/_valence_ccc/_arousal_ccc/
+    _score` and `val_score` (mean of the sources' scores, see `metrics.source_scores`) to the epoch logs, before
+    the checkpoint reads them."""
+
+    def __init__(self, table, source_names, cfg: Config):
+        super().__init__()
+        self.table, self.source_names, self.cfg = table, list(source_names), cfg
+
+    def on_epoch_end(self, epoch, logs=None):
+        from fer_keras.evaluation import predict_table
+        from fer_keras.metrics import source_scores
+
+        pred = predict_table(self.model, self.table, self.cfg, batch_size=256)
+        scores = source_scores(self.table.expression, pred["expression"], self.table.va, pred["valence_arousal"],
+                               self.table.source_id, self.source_names)
+        if logs is not None:
+            logs.update({f"val_{k}": v for k, v in scores.items()})
+
+
+def trained_heads(data: DataBundle) -> dict:
+    """Which outputs a run's training data taught, per output: {"expression": bool, "valence_arousal": bool}, and
+    the samples with VA labels. An output no sample taught is marked untrained, so predict/evaluate/export report
+    it as unavailable instead of printing its (meaningless) numbers."""
+    t = data.train
+    n_va = int(np.sum(np.isfinite(t.valence) & np.isfinite(t.arousal)))
+    return {"expression": len(t) > 0, "valence_arousal": n_va > 0, "train_samples_with_valence_arousal": n_va}
+
+
 def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[tf.Variable], first=(),
                    mode: Optional[str] = None):
     """The epoch callbacks of every run (expression and detection): `first` (metrics that the checkpoint reads),
@@ -293,7 +322,8 @@ def check_named_run(cfg: Config) -> bool:
 def create_run_dir(cfg: Config) -> str:
     """Creates the run directory (a fresh, unique one for unnamed runs)."""
     t = cfg.train
-    data_stem = "demo" if cfg.data.path is None else os.path.splitext(os.path.basename(
+    data_stem = "+".join(s.name for s in cfg.data.sources) if cfg.data.sources else \
+        "demo" if cfg.data.path is None else os.path.splitext(os.path.basename(
         os.path.normpath(cfg.data.path)))[0]
     run_dir = new_run_dir(t.runs_dir, t.name, f"{MODELS.canonical(cfg.model.name)}-{data_stem}")
     os.makedirs(run_dir, exist_ok=True)
@@ -331,6 +361,22 @@ def train(cfg: Config, data: Optional[DataBundle] = None) -> str:
         keras.mixed_precision.set_global_policy("float32")
 
 
+def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None:
+    """Starts `model` from the weights of the model file or run directory `path` (see `transfer_weights`) and
+    records what was copied in the run's init.json."""
+    from fer_keras.evaluation import load_keras_model
+    from fer_keras.models.transfer import class_names_of, transfer_weights
+
+    model_file = os.path.join(path, "model.keras") if os.path.isdir(path) else path
+    labels = os.path.join(path, "labels.json") if os.path.isdir(path) else None
+    source = load_keras_model(model_file)
+    report = transfer_weights(source, model, class_names_of(source, labels), class_names)
+    _write_json(os.path.join(run_dir, "init.json"), {"init_from": model_file, **report})
+    print(f"init from {model_file}: {len(report['copied'])} layers copied"
+          + (f", expression classes {', '.join(report['classes_copied'])}" if report["classes_copied"] else "")
+          + (f"; not copied: {'; '.join(report['skipped'])}" if report["skipped"] else ""))
+
+
 def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     t, d = cfg.train, cfg.data
     t_start = time.time()
@@ -340,7 +386,8 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     num_classes = len(data.class_names)
     if not resuming:
         save_config(cfg, os.path.join(run_dir, "config.yaml"))
-        _write_json(os.path.join(run_dir, "labels.json"), {"preset": d.labels, "class_names": data.class_names})
+        _write_json(os.path.join(run_dir, "labels.json"), {"preset": d.labels, "class_names": data.class_names,
+                                                           "trained_heads": trained_heads(data)})
         _write_json(os.path.join(run_dir, "data_summary.json"), data.summary())
         if len(data.bad):
             with atomic_path(os.path.join(run_dir, "skipped.csv")) as tmp, open(tmp, "w", newline="") as f:
@@ -370,6 +417,10 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     else:
         if temporal:
             raise ConfigError(f"{cfg.model.name} is a clip model; use clip data (data.format dfew or clips)")
+        if data.source_names and has_val:
+            first_callbacks.append(SourceMetrics(data.val, data.source_names, cfg))
+            if monitor == "val_expression_uar":  # the default: choose checkpoints by the mean per-source score
+                monitor = "val_score"
         # Keras 3 under a multi-replica strategy fails on a batch that does not split evenly across the replicas:
         # drop the last partial batch there (evaluate_model.py still scores every sample, on one device).
         even = strategy.num_replicas_in_sync > 1
@@ -391,6 +442,8 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
             for layer in model._flatten_layers(include_self=False):
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.synchronized = True
+        if cfg.model.init_from and not resuming:
+            _init_from(model, cfg.model.init_from, data.class_names, run_dir)
         compile_model(model, cfg, num_classes, weights, schedule_steps=steps * t.epochs, jit_compile=runtime["xla"])
     callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var, first_callbacks)
     print(f"run: {run_dir}{' (resuming)' if resuming else ''} | model {model.name} "

@@ -7,6 +7,7 @@ losses and metrics mask those samples, so FER2013-style data trains the expressi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from fer_keras.data.augment import build_augmenter
 from fer_keras.data import clips as _clips  # noqa: F401  (registers the dfew and clips readers)
 from fer_keras.data import shards as _shards  # registers the tfrecord reader
 from fer_keras.data.readers import BadLog, RawTable, detect_format, read_table
-from fer_keras.errors import DataError
+from fer_keras.errors import ConfigError, DataError
 from fer_keras.labels import map_name, preset_classes
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -41,6 +42,7 @@ class SampleTable:
     frames: Optional[List[List[str]]] = None  # clip data: frame paths per clip (sources are clip folders)
     shards: Optional[List[str]] = None  # prepared TFRecords holding exactly this split's samples, in order
     shard_info: Optional[dict] = None  # their image_size, channels, encoding, class_names
+    source_id: Optional[np.ndarray] = None  # multi-source runs: int32 index into DataBundle.source_names
 
     def __len__(self) -> int:
         return len(self.expression)
@@ -55,7 +57,8 @@ class SampleTable:
                            self.arousal[idx], None if self.images is None else self.images[idx],
                            None if self.boxes is None else self.boxes[idx],
                            frames=None if self.frames is None else [self.frames[i] for i in idx],
-                           shard_info=self.shard_info)  # shards hold whole splits: a subset must re-attach them
+                           shard_info=self.shard_info,  # shards hold whole splits: a subset must re-attach them
+                           source_id=None if self.source_id is None else self.source_id[idx])
 
     def class_counts(self, num_classes: int) -> List[int]:
         return np.bincount(self.expression, minlength=num_classes).astype(int).tolist()
@@ -73,6 +76,16 @@ class DataBundle:
     dropped: Dict[str, int] = field(default_factory=dict)
     source: str = ""
     format: str = ""
+    source_names: Optional[List[str]] = None  # multi-source runs: the sources, in `source_id` order
+    source_weights: Optional[List[float]] = None  # their sampling weights in the training mix (sum 1)
+
+    def source_tables(self, split: str) -> Dict[str, SampleTable]:
+        """The samples of `split` per source (multi-source runs), in source order; empty sources left out."""
+        t = getattr(self, split)
+        if t is None or t.source_id is None or not self.source_names:
+            return {}
+        return {n: t.subset(np.where(t.source_id == i)[0]) for i, n in enumerate(self.source_names)
+                if np.any(t.source_id == i)}
 
     def summary(self) -> dict:
         k = len(self.class_names)
@@ -85,9 +98,18 @@ class DataBundle:
                     "class_counts": dict(zip(self.class_names, t.class_counts(k))),
                     "with_valence_arousal": int(np.sum(np.isfinite(t.valence) & np.isfinite(t.arousal))),
                 }
-        return {"source": self.source, "format": self.format, "class_names": self.class_names, "splits": splits,
-                "dropped": self.dropped, "skipped_bad": len(self.bad),
-                "skipped_examples": [f"{w}: {why}" for w, why in self.bad.items[:20]]}
+        out = {"source": self.source, "format": self.format, "class_names": self.class_names, "splits": splits,
+               "dropped": self.dropped, "skipped_bad": len(self.bad),
+               "skipped_examples": [f"{w}: {why}" for w, why in self.bad.items[:20]]}
+        if self.source_names:
+            out["sources"] = {
+                n: {"weight": self.source_weights[i],
+                    "splits": {s: {"samples": len(t), "class_counts": dict(zip(self.class_names, t.class_counts(k))),
+                                   "with_valence_arousal": int(np.sum(np.isfinite(t.valence) & np.isfinite(t.arousal)))}
+                               for s in ("train", "val", "test") for t in [self.source_tables(s).get(n)]
+                               if t is not None}}
+                for i, n in enumerate(self.source_names)}
+        return out
 
 
 # === Label mapping and splits ===
@@ -335,6 +357,8 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
     Images are then validated and, where a split fits `data.cache_budget_mb`, decoded into memory.
     """
     d = cfg.data if hasattr(cfg, "data") else cfg
+    if getattr(d, "sources", None):
+        return _load_sources(d, log)
     bundle = read_splits(d, log)
     for s in ("train", "val", "test"):
         if getattr(bundle, s) is not None:
@@ -343,6 +367,64 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
         raise DataError(f"{bundle.source}: every training sample was bad or dropped")
     bundle.train = shuffled_train(bundle.train, d.split_seed)
     return bundle
+
+
+def _load_sources(d, log: Optional[BadLog] = None) -> DataBundle:
+    """`load_data` for `data.sources`: each source read, split and validated on its own (with its own split
+    fractions and seed), then the splits concatenated with a per-sample `source_id`."""
+    log = log or BadLog(skip=d.skip_bad)
+    parts, dropped = [], {}
+    for s in d.sources:
+        sd = dataclasses.replace(d, path=s.path, format=s.format, val_fraction=s.val_fraction,
+                                 test_fraction=s.test_fraction, split_seed=s.split_seed, val_path=None,
+                                 test_path=None, sources=[])
+        b = read_splits(sd, log, heldout_as_test=s.heldout_as_test, heldout_test_fraction=s.heldout_test_fraction)
+        for split in ("train", "val", "test"):
+            if getattr(b, split) is not None:
+                setattr(b, split, load_images(getattr(b, split), sd, b.bad))
+        if b.train is None or len(b.train) == 0:
+            raise DataError(f"{s.path}: every training sample of source '{s.name}' was bad or dropped")
+        dropped.update({f"{s.name}: {k}": v for k, v in b.dropped.items()})
+        parts.append(b)
+    splits = {}
+    for split in ("train", "val", "test"):
+        tables = [(i, getattr(b, split)) for i, b in enumerate(parts) if getattr(b, split) is not None]
+        splits[split] = concat_tables(tables, [s.name for s in d.sources]) if tables else None
+    total = sum(s.weight for s in d.sources)
+    bundle = DataBundle(splits["train"], splits["val"], splits["test"], preset_classes(d.labels), log, dropped,
+                        " + ".join(s.path for s in d.sources), "sources",
+                        source_names=[s.name for s in d.sources],
+                        source_weights=[s.weight / total for s in d.sources])
+    bundle.train = shuffled_train(bundle.train, d.split_seed)
+    return bundle
+
+
+def concat_tables(tables, names: List[str]) -> SampleTable:
+    """Concatenates (source index, SampleTable) pairs into one table with `source_id`.
+
+    Every part must be decoded in memory, or every part streamed from image files: a mix of the two (or of
+    prepared shards or clips) is refused with the source's name, since one tf.data stream reads one kind.
+    """
+    in_memory = [t.images is not None for _, t in tables]
+    for i, t in tables:
+        if t.shards is not None or t.frames is not None:
+            raise DataError(f"data.sources: source '{names[i]}' is prepared shards or clips; mixing reads image "
+                            "datasets (folders, CSV, npy, FER2013, AffectNet)")
+    if any(in_memory) and not all(in_memory):
+        big = names[tables[in_memory.index(False)][0]]
+        raise DataError(f"data.sources: source '{big}' does not fit data.cache_budget_mb while another does; "
+                        "raise the budget or set data.cache=none to stream every source")
+    ts = [t for _, t in tables]
+    boxes = None
+    if any(t.boxes is not None for t in ts) and not all(in_memory):
+        boxes = np.concatenate([t.boxes if t.boxes is not None else np.full((len(t), 4), np.nan, np.float32)
+                                for t in ts]).astype(np.float32)
+    return SampleTable(
+        [p for t in ts for p in t.sources], np.concatenate([t.expression for t in ts]).astype(np.int32),
+        np.concatenate([t.valence for t in ts]).astype(np.float32),
+        np.concatenate([t.arousal for t in ts]).astype(np.float32),
+        np.concatenate([t.images for t in ts]) if all(in_memory) else None, boxes,
+        source_id=np.concatenate([np.full(len(t), i, np.int32) for i, t in tables]))
 
 
 def shuffled_train(table: SampleTable, seed: int) -> SampleTable:
@@ -357,12 +439,17 @@ def shuffled_train(table: SampleTable, seed: int) -> SampleTable:
     return table.subset(np.random.default_rng(seed).permutation(len(table)))
 
 
-def read_splits(d, log: Optional[BadLog] = None) -> DataBundle:
+def read_splits(d, log: Optional[BadLog] = None, heldout_as_test: bool = False, heldout_test_fraction: float = 0.0
+                ) -> DataBundle:
     """`load_data` without touching the images: annotations read, labels mapped to the preset, splits made.
 
     Args:
         d: a `DataConfig`.
         log: where skipped samples go (default: a new `BadLog` honouring `d.skip_bad`).
+        heldout_as_test: the dataset's own val split becomes the test split (e.g. FER2013's PublicTest), and val
+            is cut from train with `d.val_fraction`, so checkpoints are never chosen on the reported split.
+        heldout_test_fraction: or this fraction of the dataset's own val split (seeded, stratified) becomes the
+            test split and the rest stays val: for a model that already trained on all of train.
     """
     log = log or BadLog(skip=d.skip_bad)
     path, fmt = d.path, d.format
@@ -378,12 +465,20 @@ def read_splits(d, log: Optional[BadLog] = None) -> DataBundle:
     splits: Dict[str, Optional[SampleTable]] = {"train": None, "val": None, "test": None}
     if raw.splits is not None:
         arr = np.array([raw.splits[i] for i in table.raw_index])
+        if heldout_as_test:
+            if np.any(arr == "test"):
+                raise DataError(f"{path}: has a test split of its own; heldout_as_test is for data whose only "
+                                "held-out split is val")
+            arr = np.where(arr == "val", "test", arr)
         for s in splits:
             idx = np.where(arr == s)[0]
             if len(idx):
                 splits[s] = table.subset(idx)
                 if raw.shards is not None:
                     splits[s].shards = raw.shards.get(s, [])
+        if heldout_test_fraction > 0 and splits["val"] is not None and splits["test"] is None:
+            keep, moved = stratified_split(splits["val"].expression, [heldout_test_fraction], d.split_seed)
+            splits["val"], splits["test"] = splits["val"].subset(keep), splits["val"].subset(moved)
         unassigned = np.where(arr == "")[0]
         if len(unassigned):
             dropped["samples without a split"] = int(len(unassigned))
@@ -398,7 +493,8 @@ def read_splits(d, log: Optional[BadLog] = None) -> DataBundle:
     if splits["train"] is None or len(splits["train"]) == 0:
         raise DataError(f"{path}: no training samples after reading and label mapping "
                         f"(preset {d.labels}: {', '.join(classes)})")
-    need_val, need_test = splits["val"] is None, splits["test"] is None and raw.splits is None
+    need_val = splits["val"] is None
+    need_test = splits["test"] is None and (raw.splits is None or heldout_as_test)
     fracs = [d.val_fraction if need_val else 0.0, d.test_fraction if need_test else 0.0]
     if any(f > 0 for f in fracs) and raw.shards is not None:
         raise DataError(f"{path}: prepared without a {'val' if need_val else 'test'} split; prepare again with "
@@ -459,6 +555,19 @@ def _base_dataset(table: SampleTable, size: int, channels: int, preset: str = "7
     return ds.batch(DECODE_CHUNK).map(load_chunk, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
 
 
+def _source_mix(table: SampleTable, d):
+    """(per-source datasets, weights, sizes) for a multi-source training table, or None for a single source."""
+    if table.source_id is None or not getattr(d, "sources", None):
+        return None
+    ids = [i for i in range(len(d.sources)) if np.any(table.source_id == i)]
+    if len(ids) < 2:
+        return None
+    parts = [table.subset(np.where(table.source_id == i)[0]) for i in ids]
+    total = sum(d.sources[i].weight for i in ids)
+    return ([_base_dataset(p, d.image_size, d.channels, d.labels) for p in parts],
+            [d.sources[i].weight / total for i in ids], [len(p) for p in parts])
+
+
 def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[int] = None, seed: int = 0,
                  deterministic: bool = False, epoch: Optional[tf.Variable] = None, drop_remainder: bool = False
                  ) -> tf.data.Dataset:
@@ -498,6 +607,10 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
     present = sorted(set(table.expression.tolist()))
     per_class = [base.filter(lambda x, y, c=c: tf.equal(y["expression"], c)).repeat() for c in present] \
         if d.balance == "oversample" else None
+    mix = _source_mix(table, d)
+    if mix is not None and per_class is not None:
+        raise ConfigError("data.balance=oversample cannot be combined with data.sources (their weights set the "
+                          "mix); use data.balance=class_weights")
 
     if table.images is not None:  # in memory: a full shuffle every epoch (the buffer holds copies of the images)
         buffer = max(len(table), 1)
@@ -512,6 +625,10 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
         if per_class is not None:
             ds = tf.data.Dataset.sample_from_datasets(per_class, weights=[1.0 / len(present)] * len(present),
                                                       seed=epoch_seed).take(len(table))
+        if mix is not None:  # each source reshuffled endlessly, drawn with its weight; an epoch is len(table) draws
+            streams = [src.shuffle(n, seed=epoch_seed + k, reshuffle_each_iteration=True).repeat()
+                       for k, (src, n) in enumerate(zip(mix[0], mix[2]))]
+            ds = tf.data.Dataset.sample_from_datasets(streams, weights=mix[1], seed=epoch_seed).take(len(table))
         ds = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
         ds = ds.batch(bs, drop_remainder=drop_remainder)
         if aug is not None:

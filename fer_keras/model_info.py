@@ -1,0 +1,90 @@
+"""What a trained model is: its file, class names and which of its outputs were actually trained.
+
+A run directory records this in `labels.json`; a standalone `.keras` file (a shipped or exported model) in a sidecar
+`<stem>.json` beside it. A head that no training sample taught (the VA head of a model trained only on FER2013) is
+marked untrained, and every consumer (predict, evaluate, export, the report) shows it as unavailable instead of
+printing its numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from fer_keras.errors import ConfigError
+
+VA_UNTRAINED_NOTE = ("valence/arousal unavailable: this model's valence_arousal head was never trained "
+                     "(no VA labels in its training data)")
+
+
+@dataclass
+class ModelInfo:
+    """`model_file`: the .keras file; `class_names`: output order, or None when unknown (then the preset of the
+    output size is used); `trained_heads`: output name -> trained (missing = unknown, treated as trained)."""
+
+    model_file: str
+    class_names: Optional[List[str]] = None
+    trained_heads: Dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def va_trained(self) -> bool:
+        return bool(self.trained_heads.get("valence_arousal", True))
+
+
+def sidecar_path(model_file: str) -> str:
+    """`model.keras` -> `model.json`: the metadata file beside a standalone model."""
+    return os.path.splitext(model_file)[0] + ".json"
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read model metadata ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: model metadata is not a JSON object")
+    return data
+
+
+def _heads_from(meta: dict, summary: Optional[dict]) -> Dict[str, bool]:
+    heads = meta.get("trained_heads")
+    if isinstance(heads, dict):
+        return {k: bool(v) for k, v in heads.items() if k in ("expression", "valence_arousal")}
+    if summary:  # runs made before trained_heads was recorded: their data summary says whether VA was labelled
+        train = summary.get("splits", {}).get("train", {})
+        if "with_valence_arousal" in train:
+            return {"expression": True, "valence_arousal": int(train["with_valence_arousal"]) > 0}
+    return {}
+
+
+def read_model_info(model: str) -> ModelInfo:
+    """Reads a run directory (`model.keras` + `labels.json`) or a `.keras` file (+ its sidecar `.json`, if any)."""
+    if os.path.isdir(model):
+        model_file = os.path.join(model, "model.keras")
+        labels = os.path.join(model, "labels.json")
+        meta = _read_json(labels) if os.path.isfile(labels) else {}
+        summary_path = os.path.join(model, "data_summary.json")
+        summary = _read_json(summary_path) if os.path.isfile(summary_path) else None
+    else:
+        model_file = model
+        side = sidecar_path(model)
+        meta = _read_json(side) if os.path.isfile(side) else {}
+        summary = None
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ConfigError(f"{model}: class_names in its metadata is not a list of names")
+    return ModelInfo(model_file, names, _heads_from(meta, summary))
+
+
+def write_sidecar(model_file: str, class_names: List[str], trained_heads: Dict[str, bool], **extra) -> str:
+    """Writes `<stem>.json` beside a standalone model (export, the shipped models)."""
+    from fer_keras.io_utils import atomic_write_text
+
+    path = sidecar_path(model_file)
+    atomic_write_text(path, json.dumps({"class_names": list(class_names), "trained_heads": dict(trained_heads),
+                                        **extra}, indent=2) + "\n")
+    return path

@@ -1,0 +1,228 @@
+"""Several datasets in one run (`data.sources`): loading and splitting per source, the weighted mix, masked VA
+gradients, per-source metrics, starting from another model (`model.init_from`), and the trained-heads record."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fer_keras.config import Config, SourceConfig, load_config
+from fer_keras.data.pipeline import load_data, make_dataset
+from fer_keras.errors import ConfigError, ModelError
+from fer_keras.losses import ValenceArousalLoss
+from fer_keras.metrics import source_scores
+
+
+def _two_sources(cfg, demo_root, weights=(0.5, 0.5)):
+    """Demo faces twice: as a class folder (no VA) and as a CSV (with VA), the way FER2013 + AffectNet mix."""
+    cfg.data.labels = "8"
+    cfg.data.sources = [SourceConfig(name="novA", path=demo_root["folder"], weight=weights[0], val_fraction=0.25),
+                        SourceConfig(name="withva", path=demo_root["csv"], weight=weights[1], val_fraction=0.25,
+                                     test_fraction=0.25)]
+    return cfg
+
+
+def test_sources_load_split_and_summarise(tiny_cfg, demo_root):
+    cfg = _two_sources(tiny_cfg, demo_root)
+    data = load_data(cfg)
+    assert data.source_names == ["novA", "withva"]
+    tables = {s: data.source_tables(s) for s in ("train", "val", "test")}
+    n = 12 * 8  # demo_root has 12 faces per class
+    assert len(tables["train"]["novA"]) + len(tables["val"]["novA"]) == n
+    assert "novA" not in tables["test"]  # test_fraction 0 for that source
+    assert len(tables["test"]["withva"]) == pytest.approx(n * 0.25, abs=8)
+    # VA only where the source has it
+    assert np.isnan(tables["train"]["novA"].valence).all()
+    assert np.isfinite(tables["train"]["withva"].valence).all()
+    summary = data.summary()
+    assert summary["sources"]["withva"]["splits"]["train"]["with_valence_arousal"] == len(tables["train"]["withva"])
+    assert summary["sources"]["novA"]["splits"]["train"]["with_valence_arousal"] == 0
+
+
+def test_heldout_test_fraction_halves_the_datasets_own_val(tmp_path, demo_root):
+    import shutil
+
+    root = tmp_path / "fer_like"  # FER2013's image-folder layout: train/ and val/ (PublicTest), no test split
+    for cls in sorted(os.listdir(demo_root["folder"])):
+        files = sorted(os.listdir(os.path.join(demo_root["folder"], cls)))
+        for split, part in (("train", files[:8]), ("val", files[8:])):
+            os.makedirs(root / split / cls)
+            for f in part:
+                shutil.copy(os.path.join(demo_root["folder"], cls, f), root / split / cls / f)
+    cfg = Config()
+    cfg.data.sources = [SourceConfig(name="fer", path=str(root), heldout_test_fraction=0.5)]
+    cfg.data.labels, cfg.data.image_size = "8", 32
+    plain = Config()
+    plain.data.path, plain.data.labels, plain.data.image_size = str(root), "8", 32
+    own = load_data(plain)
+    assert own.test is None and len(own.val) == 8 * 4
+    data = load_data(cfg)
+    assert len(data.val) == len(data.test) == 8 * 2  # stratified halves of the own val split
+    assert np.bincount(data.test.expression, minlength=8).tolist() == [2] * 8
+    assert set(data.val.sources).isdisjoint(data.test.sources)
+    assert sorted(data.val.sources + data.test.sources) == sorted(own.val.sources)
+    assert len(data.train) == len(own.train)
+
+
+def test_mix_draws_sources_by_weight(tiny_cfg, demo_root):
+    cfg = _two_sources(tiny_cfg, demo_root, weights=(0.8, 0.2))
+    cfg.augment.flip = False
+    data = load_data(cfg)
+    ds = make_dataset(data.train, cfg, training=True, seed=3, batch_size=8)
+    labelled = []
+    for _ in range(6):  # six epochs of len(train) draws
+        for _, y in ds:
+            labelled.extend(np.isfinite(y["valence_arousal"].numpy()[:, 0]).tolist())
+    assert np.mean(labelled) == pytest.approx(0.2, abs=0.05)
+    # seeded: the same draws again
+    a = [y["expression"].numpy().tolist() for _, y in make_dataset(data.train, cfg, training=True, seed=3,
+                                                                     batch_size=8)]
+    b = [y["expression"].numpy().tolist() for _, y in make_dataset(data.train, cfg, training=True, seed=3,
+                                                                     batch_size=8)]
+    assert a == b
+
+
+def test_va_gradient_is_zero_for_samples_without_va():
+    y_true = tf.constant([[0.5, -0.2], [np.nan, np.nan], [-0.3, 0.4], [np.nan, np.nan], [0.1, 0.9]], tf.float32)
+    y_pred = tf.Variable(tf.random.stateless_uniform((5, 2), seed=(1, 2), minval=-1, maxval=1))
+    for kind in ("mse", "ccc", "both"):
+        with tf.GradientTape() as tape:
+            loss = ValenceArousalLoss(kind)(y_true, y_pred)
+        g = tape.gradient(loss, y_pred).numpy()
+        assert np.all(g[[1, 3]] == 0.0), kind
+        assert np.all(np.abs(g[[0, 2, 4]]).sum(axis=1) > 0), kind
+    with tf.GradientTape() as tape:  # a batch with no VA label at all: no loss, no gradient
+        loss = ValenceArousalLoss("both")(tf.fill((3, 2), np.nan), y_pred[:3])
+    assert float(loss) == 0.0
+    g = tape.gradient(loss, y_pred)
+    assert g is None or not np.any(g.numpy())
+
+
+def test_source_scores_match_sklearn():
+    from sklearn.metrics import accuracy_score, recall_score
+
+    rng = np.random.default_rng(0)
+    n, k = 200, 8
+    y = rng.integers(0, k, n)
+    probs = rng.dirichlet(np.ones(k), n)
+    probs[np.arange(n), y] += rng.random(n)  # better than chance
+    src = (np.arange(n) % 3 == 0).astype(np.int32)  # source 1: every third sample
+    va_t = rng.uniform(-1, 1, (n, 2))
+    va_t[src == 0] = np.nan  # source 0 has no VA
+    va_p = np.clip(va_t + rng.normal(0, 0.3, (n, 2)), -1, 1)
+    s = source_scores(y, probs, va_t, np.nan_to_num(va_p), src, ["fer", "affectnet"])
+    for i, name in enumerate(["fer", "affectnet"]):
+        m = src == i
+        assert s[f"{name}_accuracy"] == pytest.approx(accuracy_score(y[m], probs[m].argmax(1)))
+        assert s[f"{name}_uar"] == pytest.approx(recall_score(y[m], probs[m].argmax(1), average="macro"))
+    assert "fer_valence_ccc" not in s
+    t, p = va_t[src == 1, 0], va_p[src == 1, 0]
+    ccc = 2 * np.cov(t, p, bias=True)[0, 1] / (t.var() + p.var() + (t.mean() - p.mean()) ** 2)
+    assert s["affectnet_valence_ccc"] == pytest.approx(ccc)
+    assert s["fer_score"] == s["fer_accuracy"]
+    assert s["affectnet_score"] == pytest.approx(np.mean([s["affectnet_accuracy"], s["affectnet_valence_ccc"],
+                                                          s["affectnet_arousal_ccc"]]))
+    assert s["score"] == pytest.approx((s["fer_score"] + s["affectnet_score"]) / 2)
+
+
+def test_train_and_evaluate_with_sources(tiny_cfg, demo_root):
+    from fer_keras.cli_evaluate import evaluate
+    from fer_keras.training import train
+
+    cfg = _two_sources(tiny_cfg, demo_root)
+    cfg.train.epochs = 2
+    cfg.train.va_loss = "both"
+    run = train(cfg)
+    import csv
+
+    hist = list(csv.DictReader(open(os.path.join(run, "history.csv"))))
+    for key in ("val_score", "val_novA_accuracy", "val_withva_valence_ccc", "val_withva_score"):
+        assert key in hist[0], key
+    runtime = json.load(open(os.path.join(run, "runtime.json")))
+    assert runtime["monitor"] == "val_score"
+    heads = json.load(open(os.path.join(run, "labels.json")))["trained_heads"]
+    assert heads["valence_arousal"] and heads["train_samples_with_valence_arousal"] > 0
+    out, result = evaluate(run=run, bootstrap=20)
+    assert set(result["per_source"]) == {"withva"}  # only that source has a test split
+    sub = result["per_source"]["withva"]
+    assert sub["expression"]["num_samples"] == result["expression"]["num_samples"]
+    assert sub["valence_arousal"]["valence"]["ccc"] == pytest.approx(result["valence_arousal"]["valence"]["ccc"])
+    assert "## Per source" in open(os.path.join(out, "metrics.md")).read()
+    _, val = evaluate(run=run, split="val")
+    assert set(val["per_source"]) == {"novA", "withva"}
+    n = sum(r["expression"]["num_samples"] for r in val["per_source"].values())
+    assert n == val["expression"]["num_samples"]
+    assert val["per_source"]["novA"]["valence_arousal"]["valence"] is None  # that source has no VA labels
+
+
+@pytest.mark.parametrize("sources, message", [
+    ([{"path": "x", "colour": 1}], "unknown config key data.sources.colour"),
+    ([{"path": "x", "weight": 0}], "weight: must be a positive number"),
+    ([{"path": "x", "val_fraction": 1.5}], "val_fraction: must be in [0, 1)"),
+    ([{"weight": 1}], "path is missing"),
+    ([{"path": "a/x"}, {"path": "b/x"}], "source name 'x' is used twice"),
+    ([{"path": "x", "heldout_as_test": True, "heldout_test_fraction": 0.5}], "exclude each other"),
+    ("notalist", "expected a mapping"),
+])
+def test_bad_sources_config_is_one_clear_error(tmp_path, sources, message):
+    import yaml
+
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"data": {"sources": sources}}))
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        load_config(str(p))
+
+
+def test_path_and_sources_together_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="data.path and data.sources"):
+        load_config(None, ["data.path=x", "data.sources=[{path: y}]"])
+
+
+def test_init_from_copies_layers_and_classes_by_name(tiny_cfg):
+    from fer_keras.models import build_model
+    from fer_keras.models.transfer import transfer_weights
+    from fer_keras.labels import preset_classes
+
+    m7 = build_model(tiny_cfg.model, 7, (32, 32, 3))
+    m8 = build_model(tiny_cfg.model, 8, (32, 32, 3))
+    before = m8.get_layer("expression").get_weights()
+    rep = transfer_weights(m7, m8, preset_classes("7"), preset_classes("8"))
+    assert rep["classes_copied"] == preset_classes("7") and not rep["skipped"]
+    k7, b7 = m7.get_layer("expression").get_weights()
+    k8, b8 = m8.get_layer("expression").get_weights()
+    np.testing.assert_array_equal(k8[:, :7], k7)  # canonical order: the 7 classes come first in the 8 preset
+    np.testing.assert_array_equal(k8[:, 7], before[0][:, 7])  # contempt keeps its fresh initialisation
+    for name in ("va_hidden", "valence_arousal"):
+        for a, b in zip(m7.get_layer(name).get_weights(), m8.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(m7(x)["valence_arousal"], m8(x)["valence_arousal"], atol=1e-6)
+    # a 5-class model maps by name too: its 'anger' row lands on the 8 preset's anger
+    m5 = build_model(tiny_cfg.model, 5, (32, 32, 3))
+    rep5 = transfer_weights(m5, build_model(tiny_cfg.model, 8, (32, 32, 3)), preset_classes("5"),
+                            preset_classes("8"))
+    assert set(rep5["classes_copied"]) == {"neutral", "happy", "sad", "surprise", "anger"}
+    import keras
+
+    unrelated = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="zzz")])
+    with pytest.raises(ModelError, match="no layer matches"):
+        transfer_weights(unrelated, m8)
+
+
+def test_init_from_in_training_writes_init_json(tiny_cfg, demo_root):
+    from fer_keras.training import train
+
+    cfg = tiny_cfg
+    cfg.data.path, cfg.data.labels = demo_root["folder"], "7"
+    first = train(cfg)
+    cfg2 = Config()
+    cfg2.data, cfg2.model, cfg2.train = cfg.data, cfg.model, cfg.train
+    cfg2.data.labels = "8"
+    cfg2.data.path = demo_root["csv"]
+    cfg2.model.init_from = first
+    second = train(cfg2)
+    init = json.load(open(os.path.join(second, "init.json")))
+    assert init["init_from"] == os.path.join(first, "model.keras")
+    assert "contempt" not in init["classes_copied"] and len(init["classes_copied"]) == 7
