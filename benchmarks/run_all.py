@@ -20,6 +20,8 @@ it measured; RESULTS.md is rendered from whatever JSON is there, with the machin
    scored against the photos' known face positions and expression labels.
 5. `time_to_accuracy`: from the FER2013 run's own history (`--fer-run`, default runs/fer2013-v7): wall time
    until the validation accuracy first reached 55/60/63/65/66/68%.
+7. `backbones`: every registered image model at 64 px: training img/s in float32 and mixed_bfloat16 (XLA off),
+   parameters, and whether `precision=auto` picks the faster (README "Models" table).
 6. `detection`: the RetinaNet face detector (configs/darkface_retinanet.yaml) trained on generated dark scenes for
    at most `--det-minutes`; AP on held-out generated scenes at 320x240 and 640x480; per-image latency at 640x480.
 
@@ -49,7 +51,7 @@ ROOT = os.path.dirname(HERE)
 RESULTS_DIR = os.path.join(HERE, "results")
 FER2013 = os.path.join(ROOT, "..", "shared", "data", "fer2013")
 BENCH_DATA = os.path.join(ROOT, "data", "bench")
-SECTIONS = ("training", "pipeline", "memory", "inference", "time_to_accuracy", "detection")
+SECTIONS = ("training", "pipeline", "memory", "inference", "time_to_accuracy", "detection", "backbones")
 TRAIN_MODELS = ("CustomCNN", "VGG16", "ResNet50", "EfficientNetB0")
 sys.path.insert(0, ROOT)
 
@@ -154,11 +156,13 @@ def interleaved_epochs(cases: dict, steps: int, repeats: int) -> dict:
 SETTINGS = [("off", "float32"), ("off", "mixed_bfloat16"), ("on", "float32"), ("on", "mixed_bfloat16")]
 
 
-def worker_train(model_name: str, steps: int, repeats: int) -> dict:
+def worker_train(model_name: str, steps: int, repeats: int, size: str = "", settings: str = "all") -> dict:
     """All four XLA x precision settings of one model in one process, timed in interleaved rounds.
 
     Timing one setting after another let slow drifts of this shared VM's speed (seen: +-30% over minutes) decide
     the ranking; round-robin epochs (A B C D, A B C D, ...) and per-setting medians cancel most of that.
+    `size` overrides the config's image size; `settings="xla_off"` times only float32 and bfloat16 without XLA
+    (XLA is measured 3-7x slower for training on this CPU). A model without configs/<name>.yaml uses the defaults.
     """
     import keras
     import numpy as np
@@ -168,15 +172,17 @@ def worker_train(model_name: str, steps: int, repeats: int) -> dict:
     from fer_keras.models import build_model
     from fer_keras.training import compile_model
 
-    cfg = load_config(os.path.join(ROOT, "configs", f"{model_name.lower()}.yaml"), ["model.weights=none"])
-    size, batch = cfg.data.image_size, 32
+    path = os.path.join(ROOT, "configs", f"{model_name.lower()}.yaml")
+    cfg = load_config(path if os.path.isfile(path) else None, ["model.weights=none", f"model.name={model_name}"])
+    size, batch = int(size) if size else cfg.data.image_size, 32
+    settings_list = SETTINGS if settings == "all" else [s for s in SETTINGS if s[0] == "off"]
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch * 8, size, size, 3)).astype(np.float32)
     y = {"expression": rng.integers(0, 7, batch * 8).astype(np.int32),
          "valence_arousal": rng.uniform(-1, 1, (batch * 8, 2)).astype(np.float32)}
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache().repeat()
     models = {}
-    for xla, precision in SETTINGS:
+    for xla, precision in settings_list:
         keras.mixed_precision.set_global_policy(precision)  # captured by the layers built now
         m = build_model(cfg.model, 7, (size, size, 3))
         compile_model(m, cfg, 7, schedule_steps=1000, jit_compile=xla == "on")
@@ -184,10 +190,11 @@ def worker_train(model_name: str, steps: int, repeats: int) -> dict:
         models[(xla, precision)] = m
     keras.mixed_precision.set_global_policy("float32")
     times = interleaved_epochs({k: (m, ds) for k, m in models.items()}, steps, repeats)
-    params = models[SETTINGS[0]].count_params()
+    params = models[settings_list[0]].count_params()
     return {"cells": [{"model": model_name, "size": size, "xla": xla, "precision": prec, "params": params,
                        "img_s": steps * batch / statistics.median(times[(xla, prec)]),
-                       "img_s_all": [steps * batch / t for t in times[(xla, prec)]]} for xla, prec in SETTINGS]}
+                       "img_s_all": [steps * batch / t for t in times[(xla, prec)]]}
+                      for xla, prec in settings_list]}
 
 
 def bench_training(a) -> dict:
@@ -222,6 +229,41 @@ def bench_training(a) -> dict:
         verdicts += [dict(v, measured=v.get("measured", old["machine"]["date"][:16])) for v in old["auto"]
                      if v["model"] not in done]
     return {"rows": rows, "auto": verdicts, "repeats": a.repeats}
+
+
+# === 1b. Every registered image backbone at 64 px ===
+
+BACKBONE_SIZE = 64
+
+
+def bench_backbones(a) -> dict:
+    """Training img/s of every registered image model at 64 px (batch 32, synthetic in-memory data, XLA off),
+    float32 vs mixed_bfloat16, and whether `precision=auto` picks the faster one."""
+    from fer_keras.config import Config
+    from fer_keras.models import MODELS
+    from fer_keras.training import resolve_runtime
+
+    names = [n for n in MODELS.names() if not getattr(MODELS.get(n), "temporal", False)]
+    if a.models != ",".join(TRAIN_MODELS):
+        names = a.models.split(",")
+    rows = []
+    out_path = os.path.join(RESULTS_DIR, "backbones.json")
+    for m in names:
+        cells = run_json(["--worker", "train", m, str(a.backbone_steps), str(a.repeats), str(BACKBONE_SIZE),
+                          "xla_off"], timeout=3600)["cells"]
+        by = {c["precision"]: c for c in cells}
+        auto = resolve_runtime(Config().train, m)["precision"]
+        best = max(cells, key=lambda c: c["img_s"])["precision"]
+        rows.append({"model": m, "size": BACKBONE_SIZE, "params": cells[0]["params"],
+                     "float32_img_s": by["float32"]["img_s"], "bf16_img_s": by["mixed_bfloat16"]["img_s"],
+                     "auto_precision": auto, "best_precision": best,
+                     "auto_within_5pct": by[auto]["img_s"] >= 0.95 * by[best]["img_s"],
+                     "command": f"python benchmarks/run_all.py --worker train {m} {a.backbone_steps} {a.repeats} "
+                                f"{BACKBONE_SIZE} xla_off"})
+        print(f"backbone {m}: float32 {by['float32']['img_s']:.1f}, bf16 {by['mixed_bfloat16']['img_s']:.1f} img/s "
+              f"(auto {auto})", flush=True)
+        save("backbones", {"rows": rows, "repeats": a.repeats})  # as it goes
+    return {"rows": rows, "repeats": a.repeats}
 
 
 # === 2. Input-pipeline efficiency ===
@@ -689,6 +731,16 @@ def render() -> str:
                   f"{'yes' if v['within_5pct'] else 'NO'} | {v.get('measured', r['machine']['date'][:16])} |"
                   for v in r["auto"]]
         lines.append("")
+    if "backbones" in res:
+        r = res["backbones"]
+        head("backbones", "1b. Every registered image model at 64 px (training img/s, batch 32, XLA off, medians "
+                          "of %d interleaved epochs)" % r["repeats"])
+        lines += ["| model | params | float32 img/s | bf16 img/s | `auto` picks | faster | auto within 5% "
+                  "| command |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {x['model']} | {x['params'] / 1e6:.1f}M | {x['float32_img_s']:.1f} | {x['bf16_img_s']:.1f} | "
+                  f"{x['auto_precision']} | {x['best_precision']} | {'yes' if x['auto_within_5pct'] else 'NO'} | "
+                  f"`{x['command']}` |" for x in r["rows"]]
+        lines.append("")
     if "pipeline" in res:
         r = res["pipeline"]
         head("pipeline", "2. Input-pipeline efficiency (CustomCNN, 48 px gray, batch 64, augmentation on)")
@@ -785,13 +837,14 @@ def render() -> str:
     return "\n".join(lines)
 
 
-WORKERS = {"train": lambda a: worker_train(a[0], int(a[1]), int(a[2])),
+WORKERS = {"train": lambda a: worker_train(a[0], int(a[1]), int(a[2]), *a[3:5]),
            "pipeline": lambda a: worker_pipeline(a[0], a[1], int(a[2]), int(a[3]), *a[4:]),  # + config overrides
            "memory": lambda a: worker_memory(a[0], a[1], int(a[2])),
            "predict_inprocess": lambda a: worker_predict_inprocess(a[0], a[1], int(a[2])),
            "fer_package": lambda a: worker_fer_package(a[0], int(a[1]))}
 BENCHES = {"training": bench_training, "pipeline": bench_pipeline, "memory": bench_memory,
-           "inference": bench_inference, "time_to_accuracy": bench_time_to_accuracy, "detection": bench_detection}
+           "inference": bench_inference, "time_to_accuracy": bench_time_to_accuracy, "detection": bench_detection,
+           "backbones": bench_backbones}
 
 
 def main(argv=None):
@@ -801,6 +854,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--scale", type=int, default=100, help="percent of the default steps per timed epoch")
     p.add_argument("--models", default=",".join(TRAIN_MODELS))
+    p.add_argument("--backbone-steps", type=int, default=4, help="backbones: steps per timed epoch")
     p.add_argument("--memory-images", type=int, default=200_000)
     p.add_argument("--photos", type=int, default=200)
     p.add_argument("--fer-run", default=os.path.join(ROOT, "runs", "fer2013-v7"))

@@ -90,6 +90,7 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
     if data is not None:
         cfg.data.path, cfg.data.format = data, fmt or "auto"
         cfg.data.val_path = cfg.data.test_path = None
+        cfg.data.sources = []  # a multi-source run scored on other data: that data only
     if labels is not None:
         cfg.data.labels = labels
     for key, value in parse_overrides(overrides).items():
@@ -142,8 +143,13 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
     if out is None:
         base = run or os.path.dirname(os.path.abspath(model_file))
         same = bool(run) and default_data and split == "test" and tta == "none"  # the run's own default evaluation
+        # Other data is named by its folder and a hash of its full path: A/test and B/test never share a folder.
+        import hashlib
+
+        tag = "" if data is None else "-" + hashlib.sha1(os.path.abspath(data).encode()).hexdigest()[:6]
+        stem = os.path.basename(os.path.normpath(cfg.data.path or ("sources" if cfg.data.sources else "demo")))
         out = base if same else os.path.join(base, "eval", slug(
-            f"{os.path.basename(os.path.normpath(cfg.data.path or 'demo'))}-{used_split}-{cfg.data.labels}"
+            f"{stem}{tag}-{used_split}-{cfg.data.labels}"
             + (f"-fold{cfg.data.fold}" if bundle.format == "dfew" else "")
             + ("" if tta == "none" else f"-tta_{tta}")))
     write_outputs(out, result, table.sources, table.expression, probs, table.va, pred["valence_arousal"],

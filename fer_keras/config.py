@@ -75,7 +75,8 @@ class DataConfig:
     val_fraction: float = 0.1  # used only when the dataset has no split of its own
     test_fraction: float = 0.1
     split_seed: int = 1234
-    balance: str = "none"  # none | class_weights | oversample
+    balance: str = "none"  # none | class_weights | oversample | undersample
+    max_per_class: Optional[int] = None  # undersample: at most this many samples of a class per epoch (re-drawn)
     class_weight_smoothing: float = 0.0  # 0 = inverse frequency; 1 = uniform
     batch_size: int = 32
     cache: str = "auto"  # auto | memory | none: auto caches decoded images that fit cache_budget_mb
@@ -197,7 +198,7 @@ class Config:
 
 _CHOICES = {
     "data.format": ("auto", "folder", "csv", "npy", "fer2013", "affectnet", "dfew", "clips", "tfrecord"),
-    "data.balance": ("none", "class_weights", "oversample"),
+    "data.balance": ("none", "class_weights", "oversample", "undersample"),
     "data.cache": ("auto", "memory", "none"),
     "data.validate_images": ("auto", "full", "header", "none"),
     "data.channels": (1, 3),
@@ -376,6 +377,9 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (), flags
 
     cfg.data.labels = check_preset(cfg.data.labels)
     check_sources(cfg.data)
+    if cfg.data.balance == "undersample" and not (cfg.data.max_per_class or 0) >= 1:
+        raise ConfigError("data.balance=undersample needs data.max_per_class (a positive number of samples per "
+                          f"class and epoch), got {cfg.data.max_per_class!r}")
     return cfg
 
 

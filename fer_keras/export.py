@@ -40,7 +40,11 @@ def _serving_fn(model, size: int, channels: int, va_trained: bool = True):
         else:
             x = tf.cond(tf.equal(c, 1), lambda: x[..., :1],
                         lambda: tf.reduce_sum(x[..., :3] * tf.constant([0.2989, 0.587, 0.114]), -1, keepdims=True))
-        x = tf.image.resize(x, [size, size], method="area", antialias=True)
+        hw = tf.shape(x)[1:3]
+        # Crops already at the model's size (the common serving case) skip the resize: it cost ~20% of the
+        # batch-64 throughput of the 48 px model here while changing nothing.
+        x = tf.cond(tf.reduce_all(tf.equal(hw, [size, size])), lambda: x,
+                    lambda: tf.image.resize(x, [size, size], method="area", antialias=True))
         x = tf.ensure_shape(x, [None, size, size, channels])
         out = model(x, training=False)
         probs = tf.cast(out["expression"], tf.float32)

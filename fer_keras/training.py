@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from fer_keras.config import Config, config_from_dict, read_yaml, save_config
-from fer_keras.data.pipeline import DataBundle, class_weights, load_data, make_dataset
+from fer_keras.data.pipeline import DataBundle, class_weights, epoch_size, load_data, make_dataset
 from fer_keras.errors import ConfigError
 from fer_keras.io_utils import atomic_path, atomic_write_text, new_run_dir, slug
 from fer_keras.keras_metrics import MacroRecall, MaskedVAMetric
@@ -427,7 +427,7 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
         train_ds = make_dataset(data.train, cfg, training=True, seed=t.seed, deterministic=t.deterministic,
                                 epoch=epoch_var, drop_remainder=even)
         val_ds = make_dataset(data.val, cfg, training=False, drop_remainder=even) if has_val else None
-        per_epoch = len(data.train)
+        per_epoch = epoch_size(data.train, d)
     steps = t.steps_per_epoch or math.ceil(per_epoch / d.batch_size)
     if t.steps_per_epoch:
         train_ds = train_ds.repeat()

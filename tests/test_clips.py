@@ -117,7 +117,7 @@ def test_clip_probabilities_average_log_probs(clip_root):
     np.testing.assert_allclose(out["expression"][0], ref / ref.sum(), rtol=1e-4)
 
 
-@pytest.mark.parametrize("model", ["CustomCNN", "TemporalCNN"])
+@pytest.mark.parametrize("model", ["CustomCNN", "TemporalCNN", "R3D"])
 def test_train_and_evaluate_on_clips(clip_root, tmp_path, model):
     run = train_main(["--model", model, "--data", clip_root["dfew"], "--epochs", "2", "--image-size", "32",
                       "--runs-dir", str(tmp_path), "--set", "model.widths=[8]", "--set", "model.blocks=[1]",

@@ -10,7 +10,8 @@ from fer_keras.models import MODELS, build_model
 from fer_keras.models.backbones import set_backbone_trainable
 
 SMALL = {"CustomCNN": dict(widths=[8, 16], blocks=[1, 1], head_units=8),
-         "TemporalCNN": dict(widths=[8, 16], blocks=[1, 1], head_units=8, frames=3)}
+         "TemporalCNN": dict(widths=[8, 16], blocks=[1, 1], head_units=8, frames=3),
+         "R3D": dict(widths=[8, 16], blocks=[1, 1], head_units=8, frames=4)}
 
 
 def _x(name, n, size, channels, seed=0):
@@ -57,7 +58,10 @@ def test_config_round_trip_and_save_load(name, tmp_path):
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ModelError, match="valid: CustomCNN, EfficientNetB0, ResNet50, TemporalCNN, VGG16"):
+    with pytest.raises(ModelError, match="valid: ConvNeXtTiny, CustomCNN, EfficientNetB0, EfficientNetB1, "
+                                         "EfficientNetB2, EfficientNetB3, EfficientNetV2B0, MobileNetV3Large, "
+                                         "MobileNetV3Small, R3D, ResNet101, ResNet152, ResNet50, TemporalCNN, "
+                                         "VGG16, VGG19"):
         build_model(ModelConfig(name="AlexNet"), 7, (48, 48, 1))
 
 

@@ -52,6 +52,46 @@ def test_oversampling_balances_classes(demo_root):
     assert len(labels) == len(b.train) and 0.4 < frac < 0.6
 
 
+@pytest.mark.parametrize("cache", ["auto", "none"])
+def test_undersampling_caps_each_class_per_epoch(demo_root, cache):
+    """balance=undersample: every epoch holds min(count, max_per_class) samples of each class, a new seeded draw
+    each epoch (the same draws for the same seed and epoch)."""
+    from fer_keras.data.pipeline import epoch_size
+
+    cfg = _cfg(demo_root["csv"], balance="undersample", max_per_class=9, labels="2", cache=cache)
+    cfg.augment.flip = False
+    b = load_data(cfg)
+    counts = b.train.class_counts(2)
+    assert min(counts) > 9  # both classes are capped
+    epoch = tf.Variable(0, dtype=tf.int64)
+
+    def one_epoch(e, seed=1):
+        epoch.assign(e)
+        ds = make_dataset(b.train, cfg, training=True, seed=seed, epoch=epoch)
+        assert ds.cardinality().numpy() == int(np.ceil(18 / 8))
+        ys, xs = [], []
+        for x, y in ds:
+            ys.append(y["expression"].numpy()), xs.append(x.numpy())
+        return np.concatenate(ys), np.concatenate(xs)
+
+    y0, x0 = one_epoch(0)
+    assert np.bincount(y0, minlength=2).tolist() == [9, 9] and epoch_size(b.train, cfg.data) == 18
+    y0b, x0b = one_epoch(0)
+    np.testing.assert_array_equal(x0, x0b)  # same seed and epoch: same subset, same order
+    _, x1 = one_epoch(1)
+    assert not np.array_equal(np.sort(x0.reshape(18, -1), axis=0), np.sort(x1.reshape(18, -1), axis=0))
+    cfg.data.max_per_class = 10_000  # a cap above every count keeps the whole split
+    assert epoch_size(b.train, cfg.data) == len(b.train)
+
+
+def test_undersample_needs_max_per_class():
+    from fer_keras.config import load_config
+    from fer_keras.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs data.max_per_class"):
+        load_config(None, ["data.balance=undersample"])
+
+
 def test_class_weights():
     w = class_weights([10, 30, 0])
     assert w[2] == 0 and w[0] == pytest.approx(3 * w[1])

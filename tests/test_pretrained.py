@@ -1,5 +1,6 @@
-"""The shipped FER2013 model: loads and predicts on a fresh install; on real data (when present) its accuracy on a
-fixed sample of FER2013 PublicTest stays above a floor."""
+"""The shipped models: they load and predict on a fresh install; on real data (when present) the default model's
+accuracy and valence/arousal CCC on fixed real-face samples stay above floors, and the FER2013-only alternative
+keeps its FER2013 floor."""
 
 import glob
 import os
@@ -9,28 +10,39 @@ import pytest
 
 from fer_keras.data.demo import generate
 from fer_keras.labels import preset_classes
+from fer_keras.model_info import read_model_info
 from fer_keras.predict import FacePredictor, default_model
 
 from conftest import FER2013_DIR
 
+PRETRAINED = os.path.join(os.path.dirname(__file__), "..", "fer_keras", "pretrained")
+FER2013_ONLY = os.path.join(PRETRAINED, "fer2013_customcnn.keras")
+AFFECTNET_DIR = os.path.join(os.path.dirname(FER2013_DIR), "affectnet")
 
-def test_shipped_model_loads_and_predicts_on_generated_faces():
+
+def test_default_model_is_the_multitask_model_and_small():
     path = default_model()
-    assert path is not None and path.endswith("fer2013_customcnn.keras")
+    assert path is not None and path.endswith("multitask_customcnn.keras")
     assert os.path.getsize(path) <= 10 * 1024 * 1024
-    pred = FacePredictor(path)
-    assert pred.class_names == preset_classes("7") and pred.size == 48 and pred.channels == 1
+    info = read_model_info(path)
+    assert info.class_names == preset_classes("8") and info.va_trained
+
+
+@pytest.mark.parametrize("path, classes", [(None, 8), (FER2013_ONLY, 7)])
+def test_shipped_models_load_and_predict_on_generated_faces(path, classes):
+    pred = FacePredictor(path or default_model())
+    assert pred.class_names == preset_classes(str(classes)) and pred.size == 48 and pred.channels == 1
     faces = generate(2, 96, seed=5)["images"]  # RGB 96 px: the predictor converts to 48 px gray
     out = pred.predict([pred.prepare(f) for f in faces])
-    assert out["probabilities"].shape == (len(faces), 7) and out["valence_arousal"].shape == (len(faces), 2)
+    assert out["probabilities"].shape == (len(faces), classes) and out["valence_arousal"].shape == (len(faces), 2)
     np.testing.assert_allclose(out["probabilities"].sum(1), 1.0, atol=1e-4)
+    # the FER2013-only model never learned VA: it reports none; the default model does
+    assert np.isnan(out["valence_arousal"]).all() == (classes == 7)
 
 
-@pytest.mark.skipif(not os.path.isdir(os.path.join(FER2013_DIR, "val")), reason="FER2013 not present")
-def test_shipped_model_accuracy_on_fer2013_sample():
+def _fer2013_sample():
     import cv2
 
-    pred = FacePredictor(default_model())
     x, y = [], []
     for c, name in enumerate(preset_classes("7")):
         folder = {"anger": "angry"}.get(name, name)
@@ -38,7 +50,39 @@ def test_shipped_model_accuracy_on_fer2013_sample():
         for f in files:
             x.append(cv2.imread(f, cv2.IMREAD_GRAYSCALE)[..., None])
             y.append(c)
-    out = pred.predict(np.stack(x))
-    acc = float(np.mean(out["probabilities"].argmax(1) == np.array(y)))
-    # measured 0.613 (fer2013-v5: 0.642, -v3: 0.585) on this class-balanced sample (<=100 per class); full val: card
-    assert acc > 0.60, acc
+    return np.stack(x), np.array(y)
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(FER2013_DIR, "val")), reason="FER2013 not present")
+@pytest.mark.parametrize("path, floor", [(None, 0.60), (FER2013_ONLY, 0.60)])
+def test_shipped_models_accuracy_on_fer2013_sample(path, floor):
+    """Class-balanced sample of PublicTest (<= 100 per class), scored in the 7-class preset (--labels 7).
+    Measured: default model 0.639, FER2013-only model 0.613. Half of PublicTest picked the default model's
+    checkpoint, so this is a floor against regressions, not a test score (see the model card)."""
+    pred = FacePredictor(path or default_model(), labels="7")
+    x, y = _fer2013_sample()
+    acc = float(np.mean(pred.predict(x)["probabilities"].argmax(1) == y))
+    assert acc > floor, acc
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(AFFECTNET_DIR, "images")), reason="AffectNet subset not present")
+def test_default_model_on_affectnet_test_split():
+    """The held-out 10% of the AffectNet subset (configs/multitask.yaml's split, never trained on or used to pick
+    checkpoints): 8-class accuracy and valence/arousal CCC above floors below the measured values."""
+    import dataclasses
+
+    from fer_keras.config import load_config
+    from fer_keras.data.pipeline import read_splits
+    from fer_keras.metrics import ccc
+    from fer_keras.predict import read_rgb
+
+    cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "multitask.yaml"))
+    src = next(s for s in cfg.data.sources if s.name == "affectnet")
+    d = dataclasses.replace(cfg.data, path=AFFECTNET_DIR, format=src.format, val_fraction=src.val_fraction,
+                            test_fraction=src.test_fraction, split_seed=src.split_seed, sources=[])
+    test = read_splits(d).test
+    pred = FacePredictor(default_model())
+    out = pred.predict([pred.prepare(read_rgb(p)) for p in test.sources])
+    acc = float(np.mean(out["probabilities"].argmax(1) == test.expression))
+    v, a = ccc(test.valence, out["valence_arousal"][:, 0]), ccc(test.arousal, out["valence_arousal"][:, 1])
+    assert acc > 0.40 and v > 0.55 and a > 0.40, (acc, v, a)

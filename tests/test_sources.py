@@ -150,6 +150,11 @@ def test_train_and_evaluate_with_sources(tiny_cfg, demo_root):
     assert sub["expression"]["num_samples"] == result["expression"]["num_samples"]
     assert sub["valence_arousal"]["valence"]["ccc"] == pytest.approx(result["valence_arousal"]["valence"]["ccc"])
     assert "## Per source" in open(os.path.join(out, "metrics.md")).read()
+    from fer_keras.cli_visualize import main as visualize_main
+
+    visualize_main(["--run", run])  # the report renders a multi-source run (per-source table included)
+    report = open(os.path.join(run, "report.html"), encoding="utf-8").read()
+    assert "Per source" in report and "withva" in report
     _, val = evaluate(run=run, split="val")
     assert set(val["per_source"]) == {"novA", "withva"}
     n = sum(r["expression"]["num_samples"] for r in val["per_source"].values())
@@ -226,3 +231,22 @@ def test_init_from_in_training_writes_init_json(tiny_cfg, demo_root):
     init = json.load(open(os.path.join(second, "init.json")))
     assert init["init_from"] == os.path.join(first, "model.keras")
     assert "contempt" not in init["classes_copied"] and len(init["classes_copied"]) == 7
+
+
+def test_evaluate_other_data_never_collides(tiny_cfg, demo_root, tmp_path):
+    """A multi-source run scored on two folders with the same name writes two eval folders, each with its data."""
+    import shutil
+
+    from fer_keras.cli_evaluate import evaluate
+    from fer_keras.training import train
+
+    run = train(_two_sources(tiny_cfg, demo_root))
+    outs = []
+    for parent in ("A", "B"):
+        d = tmp_path / parent / "faces"
+        shutil.copytree(demo_root["folder"], d)
+        out, result = evaluate(run=run, data=str(d), split="train")
+        assert result["info"]["data"] == str(d) and "per_source" not in result  # only that data, not the sources
+        outs.append(out)
+    assert outs[0] != outs[1] and all(os.path.basename(o).startswith("faces-") for o in outs)
+    assert json.load(open(os.path.join(outs[0], "metrics.json")))["info"]["data"].endswith("A/faces")

@@ -60,7 +60,7 @@ def test_run_directory_contract_and_no_overwrite(tiny_cfg, demo_root, capsys):
     assert summary["splits"]["train"]["samples"] > 0 and summary["splits"]["train"]["with_valence_arousal"] == 0
     assert json.load(open(os.path.join(run, "labels.json")))["class_names"][0] == "neutral"
     rt = json.load(open(os.path.join(run, "runtime.json")))
-    assert rt["xla"] is False and rt["device"] == "cpu"  # the CPU default: no XLA
+    assert rt["xla"] is (rt["device"] == "gpu")  # the default: XLA on a GPU only (CPU: slower)
     mtime = os.path.getmtime(os.path.join(run, "model.keras"))
     with pytest.raises(SystemExit) as e:
         train_main(args)  # same name again: refused, nothing touched
@@ -74,7 +74,9 @@ def test_run_directory_contract_and_no_overwrite(tiny_cfg, demo_root, capsys):
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["--model", "AlexNet"], "unknown model 'AlexNet'; valid: CustomCNN, EfficientNetB0, ResNet50, TemporalCNN, VGG16"),
+    (["--model", "AlexNet"], "unknown model 'AlexNet'; valid: ConvNeXtTiny, CustomCNN, EfficientNetB0, "
+                             "EfficientNetB1, EfficientNetB2, EfficientNetB3, EfficientNetV2B0, MobileNetV3Large, "
+                             "MobileNetV3Small, R3D, ResNet101, ResNet152, ResNet50, TemporalCNN, VGG16, VGG19"),
     (["--set", "train.epochz=1"], "unknown config key 'train.epochz'"),
     (["--labels", "6"], "unknown label preset '6'"),
     (["--data", "/nonexistent/data"], "/nonexistent/data: no such file or folder"),
@@ -89,16 +91,20 @@ def test_cli_bad_input_one_line_exit_2(argv, msg, capsys, tmp_path):
     assert msg in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
-def test_runtime_defaults_by_device():
+@pytest.mark.parametrize("bf16_cpu", [True, False])
+def test_runtime_defaults_on_cpu(monkeypatch, bf16_cpu):
+    """The device is mocked, so the test means the same on a CPU and on a GPU machine."""
+    from fer_keras import training
     from fer_keras.config import TrainConfig
 
-    from fer_keras.training import cpu_has_bf16
-
+    monkeypatch.setattr(training, "has_gpu", lambda: False)
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: bf16_cpu)
     t = TrainConfig()
     # bf16 on CPU only where it was measured faster (registered bf16_on_cpu) and the CPU has native bf16.
-    bf16 = "mixed_bfloat16" if cpu_has_bf16() else "float32"
+    bf16 = "mixed_bfloat16" if bf16_cpu else "float32"
     assert resolve_runtime(t, "CustomCNN") == {"device": "cpu", "xla": False, "precision": bf16}
     assert resolve_runtime(t, "EfficientNetB0")["precision"] == "float32"
+    assert resolve_runtime(t, "MobileNetV3Small")["precision"] == "float32"
     t.precision = "float32"
     assert resolve_runtime(t, "CustomCNN")["precision"] == "float32"
     t.precision = "auto"
@@ -106,6 +112,19 @@ def test_runtime_defaults_by_device():
     assert resolve_runtime(t, "CustomCNN")["xla"] is True
     t.precision = "mixed_bfloat16"
     assert resolve_runtime(t, "customcnn")["precision"] == "mixed_bfloat16"
+
+
+def test_runtime_defaults_on_gpu(monkeypatch):
+    """A GPU machine gets XLA and mixed_float16 by default, for every model; both can be forced off."""
+    from fer_keras import training
+    from fer_keras.config import TrainConfig
+
+    monkeypatch.setattr(training, "has_gpu", lambda: True)
+    t = TrainConfig()
+    for name in ("CustomCNN", "EfficientNetB0", "VGG16"):
+        assert resolve_runtime(t, name) == {"device": "gpu", "xla": True, "precision": "mixed_float16"}
+    t.xla, t.precision = "off", "float32"
+    assert resolve_runtime(t, "CustomCNN") == {"device": "gpu", "xla": False, "precision": "float32"}
 
 
 def _tiny_args(demo_root, runs, *extra):

@@ -7,6 +7,7 @@ the facial features (no single-pixel shortcut). Generation is deterministic for 
 
 Command line:
     python -m fer_keras.data.demo --out data/demo --format csv     # or folder | npy | fer2013 | affectnet | all
+    python -m fer_keras.data.demo --out data/demo --format dfew --per-class 20   # video clips, DFEW layout
 """
 
 from __future__ import annotations
@@ -304,11 +305,18 @@ def default_demo_path(per_class: int = 160, size: int = 64) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="data/demo")
-    p.add_argument("--format", default="csv", choices=["folder", "csv", "npy", "fer2013", "affectnet", "all"])
+    p.add_argument("--format", default="csv", choices=["folder", "csv", "npy", "fer2013", "affectnet", "all",
+                                                      "dfew", "clips"],
+                   help="dfew / clips: video clips (each a face whose expression grows over the frames) in the "
+                        "DFEW layout or <class>/<clip>/ folders")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (dfew / clips)")
     p.add_argument("--per-class", type=int, default=160)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+    if a.format in ("dfew", "clips"):
+        print(write_demo_clips(a.out, a.format, a.per_class, a.size, a.frames, a.seed))
+        return
     fmts = ["folder", "csv", "npy", "fer2013", "affectnet"] if a.format == "all" else [a.format]
     for f in fmts:
         print(write_demo(a.out, f, a.per_class, a.size, a.seed))

@@ -555,6 +555,14 @@ def _base_dataset(table: SampleTable, size: int, channels: int, preset: str = "7
     return ds.batch(DECODE_CHUNK).map(load_chunk, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
 
 
+def epoch_size(table: SampleTable, d) -> int:
+    """Training samples per epoch: the split's size, or with `balance=undersample` the sum over classes of
+    min(count, max_per_class)."""
+    if getattr(d, "balance", "none") == "undersample" and d.max_per_class:
+        return int(np.minimum(np.bincount(table.expression), d.max_per_class).sum())
+    return len(table)
+
+
 def _source_mix(table: SampleTable, d):
     """(per-source datasets, weights, sizes) for a multi-source training table, or None for a single source."""
     if table.source_id is None or not getattr(d, "sources", None):
@@ -608,9 +616,14 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
     per_class = [base.filter(lambda x, y, c=c: tf.equal(y["expression"], c)).repeat() for c in present] \
         if d.balance == "oversample" else None
     mix = _source_mix(table, d)
-    if mix is not None and per_class is not None:
-        raise ConfigError("data.balance=oversample cannot be combined with data.sources (their weights set the "
+    if mix is not None and d.balance in ("oversample", "undersample"):
+        raise ConfigError(f"data.balance={d.balance} cannot be combined with data.sources (their weights set the "
                           "mix); use data.balance=class_weights")
+    counts = np.bincount(table.expression, minlength=max(present) + 1 if present else 1)
+    # undersample: each epoch draws a new seeded subset of at most max_per_class samples of every class
+    under = [base.filter(lambda x, y, c=c: tf.equal(y["expression"], c)) for c in present] \
+        if d.balance == "undersample" else None
+    n_epoch = epoch_size(table, d)
 
     if table.images is not None:  # in memory: a full shuffle every epoch (the buffer holds copies of the images)
         buffer = max(len(table), 1)
@@ -625,11 +638,16 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
         if per_class is not None:
             ds = tf.data.Dataset.sample_from_datasets(per_class, weights=[1.0 / len(present)] * len(present),
                                                       seed=epoch_seed).take(len(table))
+        if under is not None:
+            ds = under[0].shuffle(int(counts[present[0]]), seed=epoch_seed).take(d.max_per_class)
+            for c, sub in zip(present[1:], under[1:]):
+                ds = ds.concatenate(sub.shuffle(int(counts[c]), seed=epoch_seed + c).take(d.max_per_class))
         if mix is not None:  # each source reshuffled endlessly, drawn with its weight; an epoch is len(table) draws
             streams = [src.shuffle(n, seed=epoch_seed + k, reshuffle_each_iteration=True).repeat()
                        for k, (src, n) in enumerate(zip(mix[0], mix[2]))]
             ds = tf.data.Dataset.sample_from_datasets(streams, weights=mix[1], seed=epoch_seed).take(len(table))
-        ds = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+        ds = ds.shuffle(min(buffer, n_epoch) if under is not None else buffer, seed=epoch_seed,
+                        reshuffle_each_iteration=False)
         ds = ds.batch(bs, drop_remainder=drop_remainder)
         if aug is not None:
             ds = ds.enumerate().map(lambda i, xy: (aug(xy[0], tf.stack([epoch_seed, i])), xy[1]),
@@ -637,7 +655,7 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
         return ds
 
     ds = tf.data.Dataset.from_tensors(0).flat_map(one_epoch)  # re-evaluated (and re-keyed) at each iteration
-    n_batches = len(table) // bs if drop_remainder else math.ceil(len(table) / bs)
+    n_batches = n_epoch // bs if drop_remainder else math.ceil(n_epoch / bs)
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))  # Keras knows the steps
     opts = tf.data.Options()
     opts.deterministic = True  # batch k of epoch e is the same batch in every run, resumed or not

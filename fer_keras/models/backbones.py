@@ -1,4 +1,5 @@
-"""ImageNet backbones from `keras.applications` (VGG16, ResNet50, EfficientNetB0) with the two task heads.
+"""ImageNet backbones from `keras.applications` (VGG, ResNet, EfficientNet(V2), ConvNeXt, MobileNetV3) with the two
+task heads; the registered names are the keys of `APPLICATIONS`.
 
 `weights`: `imagenet` downloads Keras' ImageNet weights (needs the network), `none` starts from random weights,
 and a path loads a local `.h5` / `.weights.h5` file of the *headless* backbone. Each backbone's own
@@ -68,20 +69,36 @@ def _application_model(app_fn, preprocess_mode: str, model_name: str, cfg, num_c
     return keras.Model(inputs, outputs, name=f"{model_name.lower()}_fer")
 
 
-@MODELS.register("VGG16", default_size=224, cpu_size=64, bf16_on_cpu=True)
-def vgg16(cfg, num_classes, input_shape):
-    """VGG16 (138M with its top; 14.7M headless) + heads. Caffe-style preprocessing."""
-    return _application_model(keras.applications.VGG16, "caffe", "VGG16", cfg, num_classes, input_shape)
+# name -> (keras.applications builder, preprocessing mode, default size, CPU config size, bf16 on CPU, note).
+# Preprocessing: `caffe` for VGG/ResNet (BGR, ImageNet mean); `none` where the Keras model normalises 0-255 input
+# itself (EfficientNet, EfficientNetV2, ConvNeXt, MobileNetV3 with include_preprocessing). `bf16_on_cpu`: measured
+# for VGG16/ResNet50/EfficientNetB0 (benchmarks/RESULTS.md section 1); for the others the family's choice until
+# `python benchmarks/run_all.py --only training` measures them (README, "Models").
+APPLICATIONS = {
+    "VGG16": ("VGG16", "caffe", 224, 64, True, "VGG16 (14.7M headless)"),
+    "VGG19": ("VGG19", "caffe", 224, 64, True, "VGG19 (20.0M headless)"),
+    "ResNet50": ("ResNet50", "caffe", 224, 96, True, "ResNet50 (23.6M headless)"),
+    "ResNet101": ("ResNet101", "caffe", 224, 96, True, "ResNet-101 (42.7M headless)"),
+    "ResNet152": ("ResNet152", "caffe", 224, 96, True, "ResNet-152 (58.4M headless)"),
+    "EfficientNetB0": ("EfficientNetB0", "none", 224, 96, False, "EfficientNetB0 (4.0M headless)"),
+    "EfficientNetB1": ("EfficientNetB1", "none", 240, 96, False, "EfficientNetB1 (6.6M headless)"),
+    "EfficientNetB2": ("EfficientNetB2", "none", 260, 96, False, "EfficientNetB2 (7.8M headless)"),
+    "EfficientNetB3": ("EfficientNetB3", "none", 300, 96, False, "EfficientNetB3 (10.8M headless)"),
+    "EfficientNetV2B0": ("EfficientNetV2B0", "none", 224, 96, False, "EfficientNetV2-B0 (5.9M headless)"),
+    "ConvNeXtTiny": ("ConvNeXtTiny", "none", 224, 64, True, "ConvNeXt-Tiny (27.8M headless)"),
+    "MobileNetV3Small": ("MobileNetV3Small", "none", 224, 64, False, "MobileNetV3-Small (0.9M headless)"),
+    "MobileNetV3Large": ("MobileNetV3Large", "none", 224, 64, False, "MobileNetV3-Large (3.0M headless)"),
+}
 
 
-@MODELS.register("ResNet50", default_size=224, cpu_size=96, bf16_on_cpu=True)
-def resnet50(cfg, num_classes, input_shape):
-    """ResNet50 (23.6M headless) + heads. Caffe-style preprocessing."""
-    return _application_model(keras.applications.ResNet50, "caffe", "ResNet50", cfg, num_classes, input_shape)
+def _register(name: str, app: str, mode: str, default_size: int, cpu_size: int, bf16: bool, note: str):
+    def build(cfg, num_classes, input_shape):
+        return _application_model(getattr(keras.applications, app), mode, name, cfg, num_classes, input_shape)
+
+    build.__name__ = name.lower()
+    build.__doc__ = f"{note} from keras.applications + the two heads; preprocessing `{mode}` inside the model."
+    MODELS.register(name, default_size=default_size, cpu_size=cpu_size, bf16_on_cpu=bf16)(build)
 
 
-@MODELS.register("EfficientNetB0", default_size=224, cpu_size=96, bf16_on_cpu=False)
-def efficientnet_b0(cfg, num_classes, input_shape):
-    """EfficientNetB0 (4.0M headless) + heads. The Keras model rescales/normalizes 0-255 input itself."""
-    return _application_model(keras.applications.EfficientNetB0, "none", "EfficientNetB0", cfg, num_classes,
-                              input_shape)
+for _name, _spec in APPLICATIONS.items():
+    _register(_name, *_spec)
