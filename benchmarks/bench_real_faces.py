@@ -168,8 +168,7 @@ def main(argv=None):
                     continue  # a 7-class tool cannot answer contempt
                 results["sets"][name][f"{tool}, {preset}-class"] = score(pred, labels, va, preset, a.bootstrap)
             if "faces_per_s" in pred:
-                results["sets"][name][f"{tool}, {len(pred['class_names'])}-class"]["faces_per_s"] = \
-                    pred["faces_per_s"]
+                results.setdefault("faces_per_s", {}).setdefault(name, {})[tool] = pred["faces_per_s"]
         atomic_write_text(a.out, json.dumps(results, indent=1))  # written as it goes
     # TTA cost on the largest set: faces/s of the default model per view count
     big = max(sets.values(), key=lambda s: len(s[0]))[0]

@@ -120,6 +120,8 @@ class ModelConfig:
     dilations: List[int] = field(default_factory=lambda: [1, 2])
     # Temporal models (clips)
     frames: int = 16
+    freeze_batchnorm: bool = False  # BatchNorm layers keep their (e.g. init_from) statistics and scales: fine-tuning
+    # on a differently distributed mix then does not re-estimate them from it
     init_from: Optional[str] = None  # a .keras model whose weights start this one (matched by layer name and shape;
     # the expression layer's rows are matched by class name, so a 7-class model can start an 8-class one)
 
@@ -390,6 +392,9 @@ def check_sources(d: DataConfig) -> None:
         return
     if d.path is not None:
         raise ConfigError("data.path and data.sources are both set; use one (data.sources lists every dataset)")
+    if d.balance in ("oversample", "undersample"):
+        raise ConfigError(f"data.balance={d.balance} cannot be combined with data.sources (their weights set the "
+                          "mix); use data.balance=class_weights")
     seen = set()
     for i, s in enumerate(d.sources):
         key = f"data.sources[{i}]"

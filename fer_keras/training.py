@@ -361,6 +361,16 @@ def train(cfg: Config, data: Optional[DataBundle] = None) -> str:
         keras.mixed_precision.set_global_policy("float32")
 
 
+def all_layers(model: keras.Model):
+    """Every layer of `model`, nested models (keras.applications backbones, TimeDistributed encoders) included."""
+    for layer in model.layers:
+        yield layer
+        inner = getattr(layer, "layer", None)  # TimeDistributed and other wrappers
+        for sub in (layer, inner):
+            if isinstance(sub, keras.Model):
+                yield from all_layers(sub)
+
+
 def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None:
     """Starts `model` from the weights of the model file or run directory `path` (see `transfer_weights`) and
     records what was copied in the run's init.json."""
@@ -444,6 +454,10 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
                     layer.synchronized = True
         if cfg.model.init_from and not resuming:
             _init_from(model, cfg.model.init_from, data.class_names, run_dir)
+        if cfg.model.freeze_batchnorm:  # non-trainable BatchNorm runs in inference mode in Keras 3
+            for layer in all_layers(model):
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
         compile_model(model, cfg, num_classes, weights, schedule_steps=steps * t.epochs, jit_compile=runtime["xla"])
     callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var, first_callbacks)
     print(f"run: {run_dir}{' (resuming)' if resuming else ''} | model {model.name} "

@@ -183,6 +183,8 @@ def test_bad_sources_config_is_one_clear_error(tmp_path, sources, message):
 def test_path_and_sources_together_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="data.path and data.sources"):
         load_config(None, ["data.path=x", "data.sources=[{path: y}]"])
+    with pytest.raises(ConfigError, match="data.balance=oversample cannot be combined with data.sources"):
+        load_config(None, ["data.balance=oversample", "data.sources=[{path: y}]"])
 
 
 def test_init_from_copies_layers_and_classes_by_name(tiny_cfg):
@@ -250,3 +252,23 @@ def test_evaluate_other_data_never_collides(tiny_cfg, demo_root, tmp_path):
         outs.append(out)
     assert outs[0] != outs[1] and all(os.path.basename(o).startswith("faces-") for o in outs)
     assert json.load(open(os.path.join(outs[0], "metrics.json")))["info"]["data"].endswith("A/faces")
+
+
+def test_freeze_batchnorm_keeps_statistics(tiny_cfg, demo_root):
+    import keras
+
+    from fer_keras.training import all_layers, train
+
+    cfg = tiny_cfg
+    cfg.data.path = demo_root["csv"]
+    first = train(cfg)
+    cfg.model.init_from, cfg.model.freeze_batchnorm = first, True
+    second = train(cfg)
+    a, b = (keras.saving.load_model(os.path.join(r, "model.keras")) for r in (first, second))
+    bns = [l for l in all_layers(a) if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns
+    for layer in bns:
+        for w0, w1 in zip(layer.get_weights(), b.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(w0, w1)  # gamma, beta, moving mean and variance all unchanged
+    k0, k1 = a.get_layer("expression").get_weights()[0], b.get_layer("expression").get_weights()[0]
+    assert not np.array_equal(k0, k1)  # the rest still trains

@@ -22,7 +22,8 @@ from fer_keras.data.augment import build_augmenter
 from fer_keras.data import clips as _clips  # noqa: F401  (registers the dfew and clips readers)
 from fer_keras.data import shards as _shards  # registers the tfrecord reader
 from fer_keras.data.readers import BadLog, RawTable, detect_format, read_table
-from fer_keras.errors import ConfigError, DataError
+from fer_keras.config import check_sources
+from fer_keras.errors import DataError
 from fer_keras.labels import map_name, preset_classes
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -372,6 +373,7 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
 def _load_sources(d, log: Optional[BadLog] = None) -> DataBundle:
     """`load_data` for `data.sources`: each source read, split and validated on its own (with its own split
     fractions and seed), then the splits concatenated with a per-sample `source_id`."""
+    check_sources(d)  # also for configs built in code rather than by load_config
     log = log or BadLog(skip=d.skip_bad)
     parts, dropped = [], {}
     for s in d.sources:
@@ -615,10 +617,7 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
     present = sorted(set(table.expression.tolist()))
     per_class = [base.filter(lambda x, y, c=c: tf.equal(y["expression"], c)).repeat() for c in present] \
         if d.balance == "oversample" else None
-    mix = _source_mix(table, d)
-    if mix is not None and d.balance in ("oversample", "undersample"):
-        raise ConfigError(f"data.balance={d.balance} cannot be combined with data.sources (their weights set the "
-                          "mix); use data.balance=class_weights")
+    mix = _source_mix(table, d)  # (balance=oversample/undersample with sources is refused by check_sources)
     counts = np.bincount(table.expression, minlength=max(present) + 1 if present else 1)
     # undersample: each epoch draws a new seeded subset of at most max_per_class samples of every class
     under = [base.filter(lambda x, y, c=c: tf.equal(y["expression"], c)) for c in present] \

@@ -72,8 +72,9 @@ def _application_model(app_fn, preprocess_mode: str, model_name: str, cfg, num_c
 # name -> (keras.applications builder, preprocessing mode, default size, CPU config size, bf16 on CPU, note).
 # Preprocessing: `caffe` for VGG/ResNet (BGR, ImageNet mean); `none` where the Keras model normalises 0-255 input
 # itself (EfficientNet, EfficientNetV2, ConvNeXt, MobileNetV3 with include_preprocessing). `bf16_on_cpu`: measured
-# for VGG16/ResNet50/EfficientNetB0 (benchmarks/RESULTS.md section 1); for the others the family's choice until
-# `python benchmarks/run_all.py --only training` measures them (README, "Models").
+# at 64 px on the project's CPU, `python benchmarks/run_all.py --only backbones` (README "Models at 64 px",
+# benchmarks/RESULTS.md 1b): bf16 is faster for VGG and ResNet50, within 5% for ResNet101/152 and ConvNeXtTiny, and
+# 1.4-2x slower for EfficientNet, EfficientNetV2 and MobileNetV3.
 APPLICATIONS = {
     "VGG16": ("VGG16", "caffe", 224, 64, True, "VGG16 (14.7M headless)"),
     "VGG19": ("VGG19", "caffe", 224, 64, True, "VGG19 (20.0M headless)"),
