@@ -147,3 +147,24 @@ def test_counts_cli(clip_root, tmp_path, capsys):
     text = (out / "class_counts.md").read_text()
     assert "## Fold 3" in text and "| 2 | negative |" in text
     assert (out / "class_counts.csv").read_text().startswith("fold,preset,split,class,count")
+
+
+def test_temporal_augmentation_is_one_draw_per_clip(clip_root):
+    """A clip of identical frames stays a clip of identical frames after training augmentation (one flip, rotation,
+    zoom, shift, brightness per clip), while different clips get different draws."""
+    import tensorflow as tf
+
+    from fer_keras.config import Config
+    from fer_keras.data.augment import build_augmenter
+    from fer_keras.data.clips import augment_clips
+
+    cfg = Config()
+    aug = build_augmenter(cfg.augment, seed=3)
+    frame = np.random.default_rng(0).integers(0, 255, (1, 1, 32, 32, 3)).astype("float32")
+    clips = tf.constant(np.repeat(np.repeat(frame, 5, axis=1), 4, axis=0))  # 4 clips x 5 identical frames
+    out = augment_clips(aug, clips, tf.constant([7, 1], tf.int64)).numpy()
+    assert out.shape == clips.shape
+    for c in range(4):
+        for t in range(1, 5):
+            np.testing.assert_allclose(out[c, t], out[c, 0], atol=1e-4)
+    assert not np.allclose(out[0, 0], out[1, 0])  # independent draws between clips

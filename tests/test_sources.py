@@ -70,12 +70,15 @@ def test_mix_draws_sources_by_weight(tiny_cfg, demo_root):
     cfg = _two_sources(tiny_cfg, demo_root, weights=(0.8, 0.2))
     cfg.augment.flip = False
     data = load_data(cfg)
-    ds = make_dataset(data.train, cfg, training=True, seed=3, batch_size=8)
+    tf.random.set_seed(1)  # op seeds combine with the global seed, which earlier tests may have set
+    epoch = tf.Variable(0, dtype=tf.int64)
+    ds = make_dataset(data.train, cfg, training=True, seed=3, batch_size=8, epoch=epoch)
     labelled = []
-    for _ in range(6):  # six epochs of len(train) draws
+    for e in range(12):  # twelve epochs (each its own draw) of len(train) draws: ~1,700 draws, SD ~0.01
+        epoch.assign(e)
         for _, y in ds:
             labelled.extend(np.isfinite(y["valence_arousal"].numpy()[:, 0]).tolist())
-    assert np.mean(labelled) == pytest.approx(0.2, abs=0.05)
+    assert np.mean(labelled) == pytest.approx(0.2, abs=0.04)
     # seeded: the same draws again
     a = [y["expression"].numpy().tolist() for _, y in make_dataset(data.train, cfg, training=True, seed=3,
                                                                      batch_size=8)]
@@ -133,6 +136,7 @@ def test_train_and_evaluate_with_sources(tiny_cfg, demo_root):
 
     cfg = _two_sources(tiny_cfg, demo_root)
     cfg.train.epochs = 2
+    cfg.train.seed = 0  # seed 0 once crashed every tf.data shuffle keyed by the epoch variable
     cfg.train.va_loss = "both"
     run = train(cfg)
     import csv

@@ -164,6 +164,22 @@ def sample_indices(n_frames, k: int, seed, training: bool):
     return tf.minimum(tf.cast(tf.floor(starts + offsets), tf.int32), tf.cast(n_frames, tf.int32) - 1)
 
 
+def augment_clips(aug, clips, seeds):
+    """Augments a (B, T, H, W, C) batch with one draw per clip: the frames are stacked along the channel axis, so
+    every frame of a clip gets the same flip, rotation, zoom, shift, brightness and contrast (independent draws per
+    frame made 3-D models see jittering, half-mirrored clips)."""
+    import tensorflow as tf
+
+    b, t, h, w, c = (tf.shape(clips)[k] for k in range(5))
+    x = tf.transpose(clips, [0, 2, 3, 1, 4])
+    x = tf.reshape(x, tf.stack([b, h, w, t * c]))
+    x = tf.ensure_shape(x, [None, clips.shape[2], clips.shape[3],
+                            None if clips.shape[1] is None or clips.shape[4] is None else
+                            clips.shape[1] * clips.shape[4]])
+    x = aug(x, seeds)
+    return tf.transpose(tf.reshape(x, tf.stack([b, h, w, t, c])), [0, 3, 1, 2, 4])
+
+
 def clip_dataset(table, cfg, training: bool, temporal: bool, seed: int = 0, epoch=None, batch_size=None):
     """Training/evaluation dataset of clips.
 
@@ -203,7 +219,8 @@ def clip_dataset(table, cfg, training: bool, temporal: bool, seed: int = 0, epoc
 
         ds = ds.map(pick)
         if temporal:
-            ds = ds.map(lambda p, y: (tf.map_fn(load, p, fn_output_signature=tf.uint8), y),
+            ds = ds.map(lambda p, y: (tf.ensure_shape(tf.map_fn(load, p, fn_output_signature=tf.uint8),
+                                                      [k, d.image_size, d.image_size, d.channels]), y),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         else:
             ds = ds.flat_map(lambda p, y: tf.data.Dataset.from_tensor_slices(p).map(lambda q: (load(q), y)))
@@ -212,12 +229,9 @@ def clip_dataset(table, cfg, training: bool, temporal: bool, seed: int = 0, epoc
                                 reshuffle_each_iteration=False)
         ds = ds.batch(bs)
         if aug is not None:
-            if temporal:  # frames are augmented as one batch of B*T images (independent draws per frame)
-                def aug_clip(i, x, y):
-                    shape = tf.shape(x)
-                    flat = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
-                    return tf.reshape(aug(flat, tf.stack([epoch_seed, i])), shape), y
-                ds = ds.enumerate().map(lambda i, xy: aug_clip(i, *xy))
+            if temporal:
+                ds = ds.enumerate().map(lambda i, xy: (augment_clips(aug, xy[0], tf.stack([epoch_seed, i])),
+                                                       xy[1]))
             else:
                 ds = ds.enumerate().map(lambda i, xy: (aug(xy[0], tf.stack([epoch_seed, i])), xy[1]),
                                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
