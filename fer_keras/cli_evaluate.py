@@ -43,8 +43,6 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
              seed: int = 0, batch_size: int = 64, skip_bad: bool = False, out: Optional[str] = None,
              overrides=(), tta: str = "none", unsafe_load: bool = False) -> tuple:
     """Evaluates one model; returns (output folder, result dict). See the CLI help for the arguments."""
-    import json
-
     import numpy as np
 
     from fer_keras.config import Config, config_from_dict, parse_overrides, read_yaml, set_key

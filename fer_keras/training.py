@@ -380,12 +380,18 @@ def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None
     """Starts `model` from the weights of the model file or run directory `path` (see `transfer_weights`) and
     records what was copied in the run's init.json."""
     from fer_keras.evaluation import load_keras_model
-    from fer_keras.models.transfer import class_names_of, transfer_weights
+    from fer_keras.labels import preset_classes
+    from fer_keras.model_info import read_model_info
+    from fer_keras.models.transfer import transfer_weights
 
-    model_file = os.path.join(path, "model.keras") if os.path.isdir(path) else path
-    labels = os.path.join(path, "labels.json") if os.path.isdir(path) else None
-    source = load_keras_model(model_file)
-    report = transfer_weights(source, model, class_names_of(source, labels), class_names)
+    info = read_model_info(path)
+    source = load_keras_model(info.model_file)
+    names = info.class_names
+    if names is None and "expression" in [layer.name for layer in source.layers]:
+        k = int(source.get_layer("expression").output.shape[-1])
+        names = preset_classes(str(k)) if str(k) in ("8", "7", "5", "4", "2") else None
+    report = transfer_weights(source, model, names, class_names)
+    model_file = info.model_file
     _write_json(os.path.join(run_dir, "init.json"), {"init_from": model_file, **report})
     print(f"init from {model_file}: {len(report['copied'])} layers copied"
           + (f", expression classes {', '.join(report['classes_copied'])}" if report["classes_copied"] else "")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 import keras
-import numpy as np
 
 from fer_keras.errors import ModelError
 
@@ -57,22 +56,3 @@ def transfer_weights(source: keras.Model, target: keras.Model, source_classes: O
                          "model.init_from must be a model of the same architecture")
     return report
 
-
-def class_names_of(model: keras.Model, labels_json: Optional[str] = None) -> List[str]:
-    """The class names of a fer_keras model's `expression` output: from a run's labels.json when given, else the
-    preset of that output size."""
-    import json
-    import os
-
-    from fer_keras.labels import preset_classes
-
-    if labels_json and os.path.isfile(labels_json):
-        with open(labels_json, encoding="utf-8") as f:
-            return list(json.load(f)["class_names"])
-    try:
-        k = int(model.get_layer("expression").output.shape[-1])
-    except ValueError:
-        raise ModelError(f"{model.name}: not a fer_keras model (no 'expression' output)") from None
-    if str(k) not in ("8", "7", "5", "4", "2"):
-        raise ModelError(f"{model.name}: expression output has {k} classes, not a known preset")
-    return preset_classes(str(k))
