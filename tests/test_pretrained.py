@@ -57,7 +57,7 @@ def _fer2013_sample():
 @pytest.mark.parametrize("path, floor", [(None, 0.60), (FER2013_ONLY, 0.60)])
 def test_shipped_models_accuracy_on_fer2013_sample(path, floor):
     """Class-balanced sample of PublicTest (<= 100 per class), scored in the 7-class preset (--labels 7).
-    Measured: default model 0.639, FER2013-only model 0.613. Half of PublicTest picked the default model's
+    Measured: default model 0.608, FER2013-only model 0.613. Half of PublicTest picked the default model's
     checkpoint, so this is a floor against regressions, not a test score (see the model card)."""
     pred = FacePredictor(path or default_model(), labels="7")
     x, y = _fer2013_sample()
@@ -68,7 +68,8 @@ def test_shipped_models_accuracy_on_fer2013_sample(path, floor):
 @pytest.mark.skipif(not os.path.isdir(os.path.join(AFFECTNET_DIR, "images")), reason="AffectNet subset not present")
 def test_default_model_on_affectnet_test_split():
     """The held-out 10% of the AffectNet subset (configs/multitask.yaml's split, never trained on or used to pick
-    checkpoints): 8-class accuracy and valence/arousal CCC above floors below the measured values."""
+    checkpoints): 8-class accuracy and valence/arousal CCC above floors below the measured values (0.402, 0.595,
+    0.462 on this CPU)."""
     import dataclasses
 
     from fer_keras.config import load_config
@@ -85,4 +86,4 @@ def test_default_model_on_affectnet_test_split():
     out = pred.predict([pred.prepare(read_rgb(p)) for p in test.sources])
     acc = float(np.mean(out["probabilities"].argmax(1) == test.expression))
     v, a = ccc(test.valence, out["valence_arousal"][:, 0]), ccc(test.arousal, out["valence_arousal"][:, 1])
-    assert acc > 0.40 and v > 0.55 and a > 0.40, (acc, v, a)
+    assert acc > 0.38 and v > 0.55 and a > 0.42, (acc, v, a)
