@@ -33,18 +33,14 @@ sys.path.insert(0, ROOT)
 
 def test_sets(config: str) -> dict:
     """{set name: (paths, labels as canonical names, VA (N,2) NaN where absent)} from the config's sources."""
-    import dataclasses
-
     from fer_keras.config import load_config
-    from fer_keras.data.pipeline import read_splits
+    from fer_keras.data.pipeline import read_source_splits
     from fer_keras.labels import preset_classes
 
     cfg = load_config(config)
     sets = {}
     for s in cfg.data.sources:
-        sd = dataclasses.replace(cfg.data, path=s.path, format=s.format, val_fraction=s.val_fraction,
-                                 test_fraction=s.test_fraction, split_seed=s.split_seed, sources=[])
-        b = read_splits(sd, heldout_as_test=s.heldout_as_test, heldout_test_fraction=s.heldout_test_fraction)
+        b = read_source_splits(cfg.data, s)
         if b.test is None:
             continue
         names = preset_classes(cfg.data.labels)

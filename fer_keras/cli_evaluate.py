@@ -127,7 +127,7 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
         result["valence_arousal"].update(valence=None, arousal=None, unavailable=VA_UNTRAINED_NOTE)
         note += f" {VA_UNTRAINED_NOTE}."
     for name, sub in bundle.source_tables(used_split).items() if table.source_id is not None else ():
-        m = np.isin(np.arange(len(table)), np.where(table.source_id == bundle.source_names.index(name))[0])
+        m = table.source_id == bundle.source_names.index(name)
         result.setdefault("per_source", {})[name] = compute_metrics(
             sub.expression, probs[m], sub.va, pred["valence_arousal"][m], bundle.class_names, bootstrap, seed)
     if list(model_classes) != bundle.class_names:

@@ -73,15 +73,13 @@ def test_default_model_on_affectnet_test_split():
     import dataclasses
 
     from fer_keras.config import load_config
-    from fer_keras.data.pipeline import read_splits
+    from fer_keras.data.pipeline import read_source_splits
     from fer_keras.metrics import ccc
     from fer_keras.predict import read_rgb
 
     cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "multitask.yaml"))
     src = next(s for s in cfg.data.sources if s.name == "affectnet")
-    d = dataclasses.replace(cfg.data, path=AFFECTNET_DIR, format=src.format, val_fraction=src.val_fraction,
-                            test_fraction=src.test_fraction, split_seed=src.split_seed, sources=[])
-    test = read_splits(d).test
+    test = read_source_splits(cfg.data, dataclasses.replace(src, path=AFFECTNET_DIR)).test
     pred = FacePredictor(default_model())
     out = pred.predict([pred.prepare(read_rgb(p)) for p in test.sources])
     acc = float(np.mean(out["probabilities"].argmax(1) == test.expression))

@@ -89,27 +89,20 @@ class DataBundle:
                 if np.any(t.source_id == i)}
 
     def summary(self) -> dict:
+        def split_summary(t: SampleTable) -> dict:
+            return {"samples": len(t), "class_counts": dict(zip(self.class_names, t.class_counts(k))),
+                    "with_valence_arousal": int(np.sum(np.isfinite(t.valence) & np.isfinite(t.arousal)))}
+
         k = len(self.class_names)
-        splits = {}
-        for name in ("train", "val", "test"):
-            t = getattr(self, name)
-            if t is not None:
-                splits[name] = {
-                    "samples": len(t),
-                    "class_counts": dict(zip(self.class_names, t.class_counts(k))),
-                    "with_valence_arousal": int(np.sum(np.isfinite(t.valence) & np.isfinite(t.arousal))),
-                }
+        splits = {s: split_summary(getattr(self, s)) for s in ("train", "val", "test") if getattr(self, s) is not None}
         out = {"source": self.source, "format": self.format, "class_names": self.class_names, "splits": splits,
                "dropped": self.dropped, "skipped_bad": len(self.bad),
                "skipped_examples": [f"{w}: {why}" for w, why in self.bad.items[:20]]}
         if self.source_names:
-            out["sources"] = {
-                n: {"weight": self.source_weights[i],
-                    "splits": {s: {"samples": len(t), "class_counts": dict(zip(self.class_names, t.class_counts(k))),
-                                   "with_valence_arousal": int(np.sum(np.isfinite(t.valence) & np.isfinite(t.arousal)))}
-                               for s in ("train", "val", "test") for t in [self.source_tables(s).get(n)]
-                               if t is not None}}
-                for i, n in enumerate(self.source_names)}
+            per = {s: self.source_tables(s) for s in ("train", "val", "test")}
+            out["sources"] = {n: {"weight": self.source_weights[i],
+                                  "splits": {s: split_summary(t[n]) for s, t in per.items() if n in t}}
+                              for i, n in enumerate(self.source_names)}
         return out
 
 
@@ -370,6 +363,20 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
     return bundle
 
 
+def source_data_config(d, s):
+    """The `DataConfig` that reads one source `s` of `d.sources`: its path, format and split settings, the rest
+    (size, channels, preset, validation) from `d`."""
+    return dataclasses.replace(d, path=s.path, format=s.format, val_fraction=s.val_fraction,
+                               test_fraction=s.test_fraction, split_seed=s.split_seed, val_path=None,
+                               test_path=None, sources=[])
+
+
+def read_source_splits(d, s, log: Optional[BadLog] = None) -> DataBundle:
+    """`read_splits` of one source: the splits a multi-source run makes of it (images untouched)."""
+    return read_splits(source_data_config(d, s), log, heldout_as_test=s.heldout_as_test,
+                       heldout_test_fraction=s.heldout_test_fraction)
+
+
 def _load_sources(d, log: Optional[BadLog] = None) -> DataBundle:
     """`load_data` for `data.sources`: each source read, split and validated on its own (with its own split
     fractions and seed), then the splits concatenated with a per-sample `source_id`."""
@@ -377,10 +384,8 @@ def _load_sources(d, log: Optional[BadLog] = None) -> DataBundle:
     log = log or BadLog(skip=d.skip_bad)
     parts, dropped = [], {}
     for s in d.sources:
-        sd = dataclasses.replace(d, path=s.path, format=s.format, val_fraction=s.val_fraction,
-                                 test_fraction=s.test_fraction, split_seed=s.split_seed, val_path=None,
-                                 test_path=None, sources=[])
-        b = read_splits(sd, log, heldout_as_test=s.heldout_as_test, heldout_test_fraction=s.heldout_test_fraction)
+        sd = source_data_config(d, s)
+        b = read_source_splits(d, s, log)
         for split in ("train", "val", "test"):
             if getattr(b, split) is not None:
                 setattr(b, split, load_images(getattr(b, split), sd, b.bad))
