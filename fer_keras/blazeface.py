@@ -152,13 +152,22 @@ class BlazeFaceDetector:
         return boxes, scores
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
-        h, w = rgb.shape[:2]
-        out = []
-        for x1, y1, x2, y2 in self.detect(rgb)[0]:
-            side = max(x2 - x1, y2 - y1)
-            cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
-            x0, y0 = int(round(max(0.0, cx - side / 2))), int(round(max(0.0, cy - side / 2)))
-            x_end, y_end = int(round(min(float(w), cx + side / 2))), int(round(min(float(h), cy + side / 2)))
-            if x_end - x0 >= 2 and y_end - y0 >= 2:
-                out.append((x0, y0, x_end - x0, y_end - y0))
-        return out
+        return square_boxes(self.detect(rgb)[0], rgb.shape[:2])
+
+
+def square_boxes(boxes: np.ndarray, shape) -> List[Tuple[int, int, int, int]]:
+    """Tight `x1, y1, x2, y2` boxes → square `(x, y, w, h)` boxes around the same centres, clipped to the image
+    `shape` (h, w); boxes that keep less than 2 px inside the image are dropped (an empty crop must never reach the
+    classifier)."""
+    h, w = shape[:2]
+    out = []
+    for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
+        if not np.all(np.isfinite([x1, y1, x2, y2])):
+            continue
+        side = max(x2 - x1, y2 - y1)
+        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+        x0, y0 = int(round(max(0.0, cx - side / 2))), int(round(max(0.0, cy - side / 2)))
+        x_end, y_end = int(round(min(float(w), cx + side / 2))), int(round(min(float(h), cy + side / 2)))
+        if x_end - x0 >= 2 and y_end - y0 >= 2:
+            out.append((x0, y0, x_end - x0, y_end - y0))
+    return out

@@ -218,6 +218,64 @@ _CHOICES = {
 }
 
 
+# Numeric keys with a valid range: (low, high, what the error says). NaN fails every range.
+_INF = float("inf")
+_RANGES = {
+    "data.image_size": (8, 4096, "an image side in pixels, 8-4096"),
+    "data.batch_size": (1, 1 << 16, "a positive number of samples"),
+    "data.val_fraction": (0.0, 0.999999, "a fraction in [0, 1)"),
+    "data.test_fraction": (0.0, 0.999999, "a fraction in [0, 1)"),
+    "data.max_per_class": (1, _INF, "a positive number of samples"),
+    "data.class_weight_smoothing": (0.0, 1.0, "in [0, 1]"),
+    "data.cache_budget_mb": (0, _INF, "megabytes, 0 or more"),
+    "data.shuffle_buffer": (1, _INF, "a positive number of samples"),
+    "data.min_image_side": (1, _INF, "pixels, at least 1"),
+    "data.max_image_pixels": (1, _INF, "a positive number of pixels"),
+    "data.fold": (1, 5, "a DFEW fold, 1-5"),
+    "data.frames_per_clip": (1, _INF, "a positive number of frames"),
+    "data.demo_per_class": (1, _INF, "a positive number of samples"),
+    "data.demo_size": (8, 4096, "an image side in pixels, 8-4096"),
+    "model.dropout": (0.0, 0.999999, "a fraction in [0, 1)"),
+    "model.head_units": (0, _INF, "0 or more units"),
+    "model.fine_tune_last": (0, _INF, "0 or more layers"),
+    "model.frames": (1, _INF, "a positive number of frames"),
+    "train.epochs": (1, _INF, "a positive number of epochs"),
+    "train.learning_rate": (1e-12, 100.0, "a positive learning rate"),
+    "train.weight_decay": (0.0, _INF, "0 or more"),
+    "train.warmup_epochs": (0, _INF, "0 or more epochs"),
+    "train.step_every": (1, _INF, "a positive number of epochs"),
+    "train.label_smoothing": (0.0, 0.999999, "a fraction in [0, 1)"),
+    "train.expression_loss_weight": (0.0, _INF, "0 or more"),
+    "train.va_loss_weight": (0.0, _INF, "0 or more"),
+    "train.early_stopping_patience": (0, _INF, "0 (off) or more epochs"),
+    "train.steps_per_epoch": (1, _INF, "a positive number of steps"),
+    "train.time_limit_minutes": (1e-9, _INF, "a positive number of minutes"),
+    "augment.rotation": (0.0, 180.0, "degrees, 0-180"),
+    "augment.zoom": (0.0, 0.99, "a fraction in [0, 1)"),
+    "augment.translate": (0.0, 0.99, "a fraction in [0, 1)"),
+    "augment.brightness": (0.0, 1.0, "a fraction in [0, 1]"),
+    "augment.contrast": (0.0, 1.0, "a fraction in [0, 1]"),
+    "augment.blur_prob": (0.0, 1.0, "a probability"),
+    "augment.equalize_prob": (0.0, 1.0, "a probability"),
+    "augment.clahe_prob": (0.0, 1.0, "a probability"),
+    "augment.low_light_prob": (0.0, 1.0, "a probability"),
+    "augment.erasing_prob": (0.0, 1.0, "a probability"),
+    "detection.max_boxes": (1, _INF, "a positive number of boxes"),
+    "detection.min_score": (0.0, 1.0, "a score in [0, 1]"),
+    "detection.score_threshold": (0.0, 1.0, "a score in [0, 1]"),
+    "detection.iou_threshold": (0.0, 1.0, "an IoU in [0, 1]"),
+}
+
+
+def _check_range(key: str, value: Any) -> None:
+    """Raises a ConfigError when a numeric key is outside its range (see `_RANGES`); None (unset) passes."""
+    if key not in _RANGES or value is None:
+        return
+    lo, hi, what = _RANGES[key]
+    if not lo <= value <= hi:  # also False for NaN
+        raise ConfigError(f"config key {key}: {value!r} is out of range (expected {what})")
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Converts a YAML/CLI value to the dataclass field type `tp`, or raises a ConfigError naming `key`."""
     origin = typing.get_origin(tp)
@@ -290,6 +348,7 @@ def set_key(cfg: Config, key: str, value: Any) -> None:
             coerced = _coerce(value, hints[part], key)
             if key in _CHOICES and coerced not in _CHOICES[key]:
                 raise ConfigError(f"config key {key}: {coerced!r} is not one of {list(_CHOICES[key])}")
+            _check_range(key, coerced)
             setattr(obj, part, coerced)
         else:
             obj = getattr(obj, part)
@@ -378,6 +437,9 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (), flags
     from fer_keras.labels import check_preset
 
     cfg.data.labels = check_preset(cfg.data.labels)
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 1.0:
+        raise ConfigError(f"data.val_fraction + data.test_fraction must be below 1 (nothing would be left to train "
+                          f"on), got {cfg.data.val_fraction} + {cfg.data.test_fraction}")
     check_sources(cfg.data)
     if cfg.data.balance == "undersample" and not (cfg.data.max_per_class or 0) >= 1:
         raise ConfigError("data.balance=undersample needs data.max_per_class (a positive number of samples per "

@@ -5,8 +5,13 @@ Everything that is the user's fault (a bad file, an unknown name, a wrong config
 exit with code 2, so users never see a traceback for bad input.
 """
 
+import contextlib
+import csv
 import functools
+import os
 import sys
+import tempfile
+import warnings
 
 EXIT_USAGE = 2
 
@@ -27,16 +32,103 @@ class ModelError(FerError):
     """Unknown model name, unreadable weights or model file."""
 
 
+# Python warnings from libraries that say nothing to a user of the CLIs (they are about our calls, not their data).
+_LIBRARY_NOISE = (
+    r"`shuffle=True` was passed, but will be ignored",  # Keras, for a tf.data input that we shuffle ourselves
+    r"\s*Warning: tf.lite.Interpreter is deprecated",  # TF 2.21: the replacement (ai_edge_litert) is not pinned
+)
+
+
+@contextlib.contextmanager
+def _stderr_captured():
+    """Redirects file descriptor 2 (where TensorFlow's C++ logging writes) to a temporary file; yields the file."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield tmp
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def quiet_tensorflow_import() -> None:
+    """Imports TensorFlow with its load-time log lines hidden (oneDNN and CPU-feature notices, twice each).
+
+    TF_CPP_MIN_LOG_LEVEL cannot hide them (they are printed while the shared libraries load), and they would
+    otherwise precede every one-line error a CLI prints. Set FER_KERAS_TF_LOGS=1 to see them. If the import fails,
+    the hidden lines are printed: they explain why.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("FER_KERAS_TF_LOGS"):
+        return
+    try:
+        with _stderr_captured() as tmp:
+            import tensorflow  # noqa: F401  (imported for its side effect: loaded while fd 2 is captured)
+    except BaseException:
+        tmp.seek(0)
+        sys.stderr.write(tmp.read().decode("utf-8", "replace"))
+        raise
+
+
+def describe_os_error(e: BaseException) -> str:
+    """One line for an OS/encoding error: `<file>: <what>` where the error knows the file."""
+    if isinstance(e, OSError) and e.filename is not None:
+        what = e.strerror or type(e).__name__
+        target = f" -> {e.filename2}" if e.filename2 else ""
+        return f"{e.filename}{target}: {what}"
+    if isinstance(e, UnicodeDecodeError):
+        return f"a text file is not UTF-8 ({e.reason} at byte {e.start}); save it as UTF-8"
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+class reading:
+    """Context manager: errors while reading `path` become one DataError naming it.
+
+    Catches what a malformed user file raises in the standard library and NumPy (OS errors, undecodable text,
+    CSV and JSON syntax, bad values); errors that are already `FerError` pass through unchanged.
+    """
+
+    def __init__(self, path: str, what: str = "cannot read it"):
+        self.path, self.what = path, what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, tp, e, tb):
+        if e is None or isinstance(e, FerError) or not isinstance(e, (OSError, UnicodeError, ValueError, csv.Error,
+                                                                       EOFError, KeyError, TypeError)):
+            return False
+        if isinstance(e, UnicodeDecodeError):
+            detail = f"not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
+        else:
+            detail = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise DataError(f"{self.path}: {self.what} ({detail})") from None
+
+
 def cli_main(fn):
-    """Decorates a CLI `main(argv)` so that `FerError` becomes a one-line message and exit code 2."""
+    """Decorates a CLI `main(argv)`: `FerError` becomes a one-line message and exit code 2, and the console shows
+    only what the command says (TensorFlow's load-time logging and known library warnings are hidden)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        for pattern in _LIBRARY_NOISE:
+            warnings.filterwarnings("ignore", message=pattern)
         try:
+            if not any(a in ("-h", "--help") for a in (args[0] if args and args[0] else sys.argv[1:])):
+                quiet_tensorflow_import()
             return fn(*args, **kwargs)
         except FerError as e:
             msg = str(e).replace("\n", " ")
             print(f"error: {msg}", file=sys.stderr)
+            raise SystemExit(EXIT_USAGE) from None
+        except (OSError, UnicodeError, csv.Error) as e:
+            # The system refused a file the user named (missing, a folder, read-only, full disk, not UTF-8 ...):
+            # its message names the file. Anything else is a bug in fer_keras and keeps its traceback.
+            if os.environ.get("FER_KERAS_DEBUG"):
+                raise
+            print(f"error: {describe_os_error(e)}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

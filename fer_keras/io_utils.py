@@ -46,7 +46,48 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "run"
+    """A file-name-safe form of a run name: letters (any script), digits, `_`, `.`, `-`; others become `-`.
+
+    Names made only of dots (`.`, `..`) would point at the runs folder or above it: they become `run`.
+    """
+    s = re.sub(r"[^\w.-]+", "-", str(text)).strip("-")
+    return "run" if not s or set(s) == {"."} else s
+
+
+@contextlib.contextmanager
+def run_lock(runs_dir: str, name: str):
+    """Holds an exclusive lock on the run `name` under `runs_dir` for the duration of the block.
+
+    A second process that tries to train the same named run at the same time gets a ConfigError at once (two
+    writers would interleave history.csv and checkpoints and corrupt the run for good). The lock is an OS file
+    lock (`flock`) on `runs_dir/.<name>.lock`, so it is released when the process ends, even when killed: no stale
+    locks. Where `fcntl` does not exist (Windows) no lock is taken.
+    """
+    from fer_keras.errors import ConfigError
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    os.makedirs(runs_dir, exist_ok=True)
+    path = os.path.join(runs_dir, f".{slug(name)}.lock")
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "another process"
+            raise ConfigError(f"run {os.path.join(runs_dir, slug(name))} is being trained right now by {owner}; "
+                              "wait for it to end or choose another --name") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def new_run_dir(runs_dir: str, name: str | None, default_stem: str) -> str:

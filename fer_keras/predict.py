@@ -98,7 +98,11 @@ def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[fl
     if name == "auto":
         from fer_keras.blazeface import model_dir
 
-        name = "blazeface" if model_dir() is not None else "haar"
+        if model_dir() is None:  # a plain `pip install` without requirements-nodeps.txt still predicts
+            return HaarDetector(min_size=min_face)
+        from fer_keras.detection.auto import AutoFaceDetector
+
+        return AutoFaceDetector(0.5 if min_score is None else min_score)
     if name in ("blazeface", "blazeface-back"):
         from fer_keras.blazeface import BlazeFaceDetector
 
@@ -111,6 +115,24 @@ def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[fl
 
         return RetinaNetFaceDetector(name, min_score)
     raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS)}) nor a run directory")
+
+
+def clip_boxes(boxes, width: int, height: int, min_side: int = 2) -> List[Tuple[int, int, int, int]]:
+    """Detector boxes `(x, y, w, h)` clipped to the image; boxes with less than `min_side` px inside are dropped.
+
+    Any detector (a trained RetinaNet above all) can return boxes partly or wholly outside the image or with
+    non-finite coordinates; an empty crop must be skipped here, never reach the resize in the classifier.
+    """
+    out = []
+    for box in boxes:
+        x, y, w, h = (float(v) for v in box)
+        if not np.all(np.isfinite([x, y, w, h])):
+            continue
+        x0, y0 = int(round(max(0.0, x))), int(round(max(0.0, y)))
+        x1, y1 = int(round(min(float(width), x + w))), int(round(min(float(height), y + h)))
+        if x1 - x0 >= min_side and y1 - y0 >= min_side:
+            out.append((x0, y0, x1 - x0, y1 - y0))
+    return out
 
 
 def pad_box(box, padding: float, width: int, height: int) -> Tuple[int, int, int, int]:
@@ -198,7 +220,8 @@ class FacePredictor:
 # === Inputs ===
 
 def expand_inputs(paths: Sequence[str]) -> List[Tuple[str, str]]:
-    """Turns CLI paths into (kind, path) with kind in image|video|webcam; folders are searched recursively."""
+    """Turns CLI paths into (kind, path) with kind in image|video|webcam|missing; folders are searched
+    recursively. A missing path is kept (kind `missing`) so the caller reports it and still processes the rest."""
     out = []
     for p in paths:
         if p.isdigit() and not os.path.exists(p):
@@ -215,13 +238,49 @@ def expand_inputs(paths: Sequence[str]) -> List[Tuple[str, str]]:
         elif os.path.isfile(p):
             out.append(("video" if os.path.splitext(p)[1].lower() in VIDEO_EXTS else "image", p))
         else:
-            raise DataError(f"{p}: no such file, folder or webcam index")
+            out.append(("missing", p))
     return out
 
 
+MAX_IMAGE_PIXELS = 50_000_000  # the training pipeline's decompression-bomb guard (data.max_image_pixels)
+
+
+def image_problem(path: str) -> Optional[str]:
+    """Why an image file must not be decoded (None when it may): more pixels than MAX_IMAGE_PIXELS declared in
+    its header (a 438 KB PNG can declare 20000x20000 and take 3 GB to decode)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                return f"image too large ({im.width}x{im.height} pixels; the limit is {MAX_IMAGE_PIXELS:,})"
+    except Exception:  # not a format PIL reads: OpenCV tries next, and fails cleanly if it cannot either
+        pass
+    return None
+
+
 def read_rgb(path: str) -> Optional[np.ndarray]:
+    """The image as RGB uint8, or None when it cannot be decoded or is too large (see `image_problem`)."""
+    if image_problem(path):
+        return None
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def output_stems(paths: Sequence[str]) -> Dict[str, str]:
+    """A file-name stem per input for annotated images and crops: the file's stem, made unique when two inputs
+    share it (`a/face.png`, `b/face.png` -> `face`, `face-<hash of the folder>`) so outputs never overwrite."""
+    import hashlib
+
+    stems, taken = {}, set()
+    for p in paths:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        if stem in taken:
+            digest = hashlib.sha1(os.path.abspath(os.path.dirname(p)).encode()).hexdigest()[:8]
+            stem = f"{stem}-{digest}"
+        taken.add(stem)
+        stems[p] = stem
+    return stems
 
 
 # === Annotation ===
@@ -271,10 +330,14 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
         and not save_crops
 
     def load_and_detect(path):  # OpenCV releases the GIL: decoding and detection run in parallel threads
+        problem = image_problem(path)
+        if problem:
+            return None, problem
         rgb = cv2.imread(path, cv2.IMREAD_GRAYSCALE) if gray else read_rgb(path)
-        return rgb, (detector(rgb) if rgb is not None else None)
+        return rgb, (detector(rgb) if rgb is not None else "unreadable image")
 
     crops, meta = [], []
+    stems = output_stems(paths)
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as ex:
         # Submit in windows so a huge folder never holds more than a few decoded images at once.
@@ -287,8 +350,9 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
             if k + window < len(paths):
                 pending.append(ex.submit(load_and_detect, paths[k + window]))
             if rgb is None:
-                results.errors.append((path, "unreadable image"))
+                results.errors.append((path, boxes))  # the problem
                 continue
+            boxes = clip_boxes(boxes, rgb.shape[1], rgb.shape[0])
             if not boxes:
                 results.errors.append((path, "no face found"))
                 continue
@@ -302,8 +366,7 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
                 if save_crops and out_dir:
                     d = os.path.join(out_dir, "crops")
                     os.makedirs(d, exist_ok=True)
-                    stem = os.path.splitext(os.path.basename(path))[0]
-                    cv2.imwrite(os.path.join(d, f"{stem}_face{i}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                    cv2.imwrite(os.path.join(d, f"{stems[path]}_face{i}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     out = predictor.predict(crops)
     per_image: Dict[str, list] = {}
     for (path, i, box, rgb), probs, va in zip(meta, out["probabilities"], out["valence_arousal"]):
@@ -316,7 +379,9 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
         for path, (rgb, rows) in per_image.items():
             img = annotate(rgb, [(r["x"], r["y"], r["w"], r["h"]) for r in rows], [r["label"] for r in rows],
                            [r["confidence"] for r in rows], [(r["valence"], r["arousal"]) for r in rows])
-            cv2.imwrite(os.path.join(d, os.path.basename(path)), img)
+            ext = os.path.splitext(path)[1].lower()
+            ext = ext if ext in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp") else ".png"  # e.g. .gif
+            cv2.imwrite(os.path.join(d, stems[path] + ext), img)
 
 
 def predict_video(predictor: FacePredictor, source: str, detector, padding: float, window: int,
@@ -340,7 +405,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
             if not ok:
                 break
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            boxes = detector(rgb)
+            boxes = clip_boxes(detector(rgb), rgb.shape[1], rgb.shape[0])
             if boxes:
                 b = pad_box(max(boxes, key=lambda bb: bb[2] * bb[3]), padding, rgb.shape[1], rgb.shape[0])
                 crop = rgb[b[1]:b[1] + b[3], b[0]:b[0] + b[2]]
@@ -477,7 +542,21 @@ def main(argv=None):
     model = a.model or default_model()
     if model is None:
         raise ConfigError("no --model given and no pretrained model is shipped in this install")
+    for flag, value, ok, what in (("--padding", a.padding, 0.0 <= a.padding <= 2.0, "a fraction in [0, 2]"),
+                                  ("--batch-size", a.batch_size, a.batch_size >= 1, "at least 1"),
+                                  ("--window", a.window, a.window >= 1, "at least 1 frame"),
+                                  ("--min-face", a.min_face, a.min_face >= 1, "at least 1 px"),
+                                  ("--max-frames", a.max_frames, a.max_frames is None or a.max_frames >= 1,
+                                   "at least 1 frame"),
+                                  ("--min-score", a.min_score, a.min_score is None or 0.0 <= a.min_score < 1.0,
+                                   "a score in [0, 1)")):
+        if not ok:
+            raise ConfigError(f"{flag} {value}: out of range (expected {what})")
     inputs = expand_inputs(a.paths)
+    missing = [path for kind, path in inputs if kind == "missing"]
+    if missing and len(missing) == len(inputs):
+        raise DataError(f"{missing[0]}: no such file, folder or webcam index" if len(missing) == 1 else
+                        f"none of the {len(missing)} inputs exists (first: {missing[0]})")
     predictor = FacePredictor(model, a.batch_size, safe_mode=not a.unsafe_load, tta=a.tta, labels=a.labels)
     if not predictor.va_trained:
         from fer_keras.model_info import VA_UNTRAINED_NOTE
@@ -486,6 +565,10 @@ def main(argv=None):
     detector = whole_image if a.no_detect else make_detector(a.detector, a.min_face, a.min_score)
     os.makedirs(a.out, exist_ok=True)
     results = Results()
+    for path in missing:
+        results.errors.append((path, "no such file, folder or webcam index"))
+        print(f"warning: {path}: no such file, folder or webcam index (skipped; listed in errors.csv)",
+              file=sys.stderr)
     images = [path for kind, path in inputs if kind == "image"]
     if images:
         predict_images(predictor, images, detector, a.padding, a.all_faces, results, a.out, a.annotate,

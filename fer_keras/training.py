@@ -13,11 +13,13 @@ The run directory is the contract with evaluate/visualize/export:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import platform
+import shutil
 import time
 from typing import Optional
 
@@ -28,7 +30,7 @@ import tensorflow as tf
 from fer_keras.config import Config, config_from_dict, read_yaml, save_config
 from fer_keras.data.pipeline import DataBundle, class_weights, epoch_size, load_data, make_dataset
 from fer_keras.errors import ConfigError
-from fer_keras.io_utils import atomic_path, atomic_write_text, new_run_dir, slug
+from fer_keras.io_utils import atomic_path, atomic_write_text, new_run_dir, run_lock, slug
 from fer_keras.keras_metrics import MacroRecall, MaskedVAMetric
 from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
 from fer_keras.models import MODELS, build_model
@@ -361,7 +363,8 @@ def train(cfg: Config, data: Optional[DataBundle] = None) -> str:
     runtime = resolve_runtime(t, cfg.model.name)
     keras.mixed_precision.set_global_policy(runtime["precision"])
     try:
-        return _train(cfg, data, runtime)
+        with run_lock(t.runs_dir, t.name) if t.name else contextlib.nullcontext():
+            return _train(cfg, data, runtime)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -399,12 +402,11 @@ def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None
 
 
 def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
-    t, d = cfg.train, cfg.data
+    d = cfg.data
     t_start = time.time()
     resuming = check_named_run(cfg)  # fail fast, before reading any data
     data = data or load_data(cfg)
     run_dir = create_run_dir(cfg)  # only once the data is known to be good
-    num_classes = len(data.class_names)
     if not resuming:
         save_config(cfg, os.path.join(run_dir, "config.yaml"))
         _write_json(os.path.join(run_dir, "labels.json"), {"preset": d.labels, "class_names": data.class_names,
@@ -416,7 +418,20 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
                 w.writerow(["source", "reason"])
                 w.writerows(data.bad.items)
     _write_json(os.path.join(run_dir, "state.json"), {"status": "running"})
+    try:
+        return _fit(cfg, data, runtime, run_dir, resuming, t_start)
+    except BaseException:
+        # A start that failed before the first epoch ended (e.g. ImageNet weights offline, a bad init_from) leaves
+        # nothing to resume: remove the run instead of leaving one marked running for later commands to trip on.
+        if not resuming and not os.path.exists(os.path.join(run_dir, "backup")) \
+                and not os.path.isfile(os.path.join(run_dir, "history.csv")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
+
+def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: bool, t_start: float) -> str:
+    t, d = cfg.train, cfg.data
+    num_classes = len(data.class_names)
     weights = None
     if d.balance == "class_weights":
         weights = class_weights(data.train.class_counts(num_classes), d.class_weight_smoothing).tolist()

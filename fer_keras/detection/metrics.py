@@ -8,7 +8,7 @@ the precision-recall curve with precision made monotone (all-point interpolation
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -28,13 +28,17 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def match(detections: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], iou_threshold: float = 0.5):
+def match(detections: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], iou_threshold: float = 0.5,
+          ignore: Optional[Sequence[np.ndarray]] = None):
     """Matches detections to ground truth over a dataset.
 
     Args:
         detections: per image, (N,5) `x1,y1,x2,y2,score`.
         ground_truth: per image, (M,4) boxes.
         iou_threshold: minimum IoU of a true positive.
+        ignore: per image, (K,4) boxes that are neither to be found nor false positives (e.g. faces below the
+            size being scored, as the WIDER FACE toolkit does): a detection that matches no ground truth but
+            overlaps one of them by `iou_threshold` is dropped.
 
     Returns:
         (scores, is_tp, image_index) over all detections sorted by descending score, and the number of
@@ -42,6 +46,8 @@ def match(detections: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], 
     """
     if len(detections) != len(ground_truth):
         raise ValueError(f"{len(detections)} detection lists for {len(ground_truth)} images")
+    if ignore is not None and len(ignore) != len(ground_truth):
+        raise ValueError(f"{len(ignore)} ignore lists for {len(ground_truth)} images")
     scores, tps, imgs = [], [], []
     for i, (det, gt) in enumerate(zip(detections, ground_truth)):
         det = np.asarray(det, np.float64).reshape(-1, 5)
@@ -49,6 +55,8 @@ def match(detections: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], 
         order = np.argsort(-det[:, 4], kind="stable")
         det = det[order]
         ious = iou_matrix(det[:, :4], gt)
+        ign = np.asarray(ignore[i], np.float64).reshape(-1, 4) if ignore is not None else np.zeros((0, 4))
+        ign_iou = iou_matrix(det[:, :4], ign).max(axis=1) if len(ign) else np.zeros(len(det))
         taken = np.zeros(len(gt), bool)
         for k in range(len(det)):
             tp = False
@@ -57,6 +65,8 @@ def match(detections: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], 
                 j = int(np.argmax(cand))
                 if cand[j] >= iou_threshold:
                     taken[j] = tp = True
+            if not tp and ign_iou[k] >= iou_threshold:
+                continue
             scores.append(det[k, 4])
             tps.append(tp)
             imgs.append(i)
@@ -66,9 +76,9 @@ def match(detections: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], 
     return scores[order], tps[order], imgs[order], n_gt
 
 
-def precision_recall(detections, ground_truth, iou_threshold: float = 0.5) -> Dict[str, np.ndarray]:
+def precision_recall(detections, ground_truth, iou_threshold: float = 0.5, ignore=None) -> Dict[str, np.ndarray]:
     """Precision and recall after each detection (by descending score), with the score thresholds."""
-    scores, tps, _, n_gt = match(detections, ground_truth, iou_threshold)
+    scores, tps, _, n_gt = match(detections, ground_truth, iou_threshold, ignore)
     tp = np.cumsum(tps)
     fp = np.cumsum(~tps)
     recall = tp / max(n_gt, 1)
@@ -76,9 +86,9 @@ def precision_recall(detections, ground_truth, iou_threshold: float = 0.5) -> Di
     return {"precision": precision, "recall": recall, "scores": scores, "n_gt": n_gt}
 
 
-def average_precision(detections, ground_truth, iou_threshold: float = 0.5) -> float:
+def average_precision(detections, ground_truth, iou_threshold: float = 0.5, ignore=None) -> float:
     """All-point interpolated AP: area under the precision-recall curve with monotone (upper envelope) precision."""
-    pr = precision_recall(detections, ground_truth, iou_threshold)
+    pr = precision_recall(detections, ground_truth, iou_threshold, ignore)
     if pr["n_gt"] == 0:
         return float("nan")
     rec = np.concatenate([[0.0], pr["recall"], [pr["recall"][-1] if len(pr["recall"]) else 0.0]])
@@ -93,9 +103,9 @@ def ap_range(detections, ground_truth, thresholds=np.arange(0.5, 0.96, 0.05)) ->
 
 
 def recall_at_fppi(detections, ground_truth, fppi: Sequence[float] = (0.1, 0.5, 1.0),
-                   iou_threshold: float = 0.5) -> Dict[str, float]:
+                   iou_threshold: float = 0.5, ignore=None) -> Dict[str, float]:
     """Recall at the lowest score threshold whose false positives per image stay within each budget."""
-    scores, tps, _, n_gt = match(detections, ground_truth, iou_threshold)
+    scores, tps, _, n_gt = match(detections, ground_truth, iou_threshold, ignore)
     n_img = max(len(ground_truth), 1)
     fp_per_image = np.cumsum(~tps) / n_img
     tp = np.cumsum(tps)

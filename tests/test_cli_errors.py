@@ -1,0 +1,107 @@
+"""User mistakes as a user sees them: each CLI runs as a subprocess (TensorFlow logging as a user gets it) and must
+exit 2 with exactly one stderr line that names the key/file, no traceback, and leave earlier outputs untouched."""
+
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_keras.io_utils import run_lock, slug
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--epochs", "1", "--image-size", "32", "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
+        "--set", "train.verbose=0", "--set", "train.tensorboard=false", "--set", "data.demo_per_class=4",
+        "--set", "data.demo_size=32"]
+
+
+def run_cli(args, cwd):
+    env = {k: v for k, v in os.environ.items() if k not in ("FER_KERAS_TF_LOGS", "FER_KERAS_DEBUG")}
+    return subprocess.run([sys.executable] + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def assert_one_line_error(proc, *expected):
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, err)
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for e in expected:
+        assert e in err, err
+
+
+@pytest.fixture(scope="module")
+def face_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("faces")
+    cv2.imwrite(str(d / "face.png"), np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8))
+    return str(d)
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--batch-size", "0"], "config key data.batch_size: 0 is out of range"),
+    (["--image-size", "0"], "config key data.image_size: 0 is out of range"),
+    (["--epochs", "0"], "config key train.epochs: 0 is out of range"),
+    (["--set", "data.val_fraction=1.5"], "config key data.val_fraction: 1.5 is out of range"),
+    (["--set", "data.val_fraction=0.6", "--set", "data.test_fraction=0.5"], "must be below 1"),
+    (["--set", "train.learning_rate=nan"], "train.learning_rate: nan is out of range"),
+    (["--data", "/nonexistent/faces"], "/nonexistent/faces"),
+])
+def test_training_range_and_path_errors(argv, expected, tmp_path):
+    # TINY first: the case's own flag (e.g. --epochs 0) comes later and wins.
+    proc = run_cli([os.path.join(ROOT, "train_model.py"), "--runs-dir", str(tmp_path / "runs")] + TINY + argv,
+                   tmp_path)
+    assert_one_line_error(proc, expected)
+    assert not os.path.isdir(tmp_path / "runs") or os.listdir(tmp_path / "runs") == []
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--padding", "-0.6"], "--padding -0.6: out of range"),
+    (["--batch-size", "0"], "--batch-size 0: out of range"),
+    (["--min-score", "1.5"], "--min-score 1.5: out of range"),
+])
+def test_predict_range_errors(argv, expected, face_dir, tmp_path):
+    proc = run_cli(["-m", "fer_keras.predict", face_dir, "--no-detect", "--out", str(tmp_path / "out")] + argv,
+                   ROOT)
+    assert_one_line_error(proc, expected)
+
+
+def test_predict_output_under_a_file_is_one_line(face_dir, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    proc = run_cli(["-m", "fer_keras.predict", face_dir, "--no-detect", "--out", str(tmp_path / "afile" / "out")],
+                   ROOT)
+    assert_one_line_error(proc, str(tmp_path / "afile" / "out"))
+
+
+def test_predict_missing_input_is_reported_and_the_rest_processed(face_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli(["-m", "fer_keras.predict", face_dir, str(tmp_path / "gone.png"), "--no-detect", "--out",
+                    str(out)], ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "gone.png: no such file" in proc.stderr and "Traceback" not in proc.stderr
+    assert "face.png" in (out / "predictions.csv").read_text()
+    assert 'gone.png,"no such file, folder or webcam index"' in (out / "errors.csv").read_text()
+    proc = run_cli(["-m", "fer_keras.predict", str(tmp_path / "gone.png"), "--no-detect"], tmp_path)
+    assert_one_line_error(proc, "gone.png: no such file, folder or webcam index")
+
+
+def test_same_named_run_cannot_be_trained_twice_at_once(tmp_path):
+    runs = str(tmp_path / "runs")
+    with run_lock(runs, "shared"):
+        proc = run_cli([os.path.join(ROOT, "train_model.py"), "--runs-dir", runs, "--name", "shared"] + TINY,
+                       tmp_path)
+    assert_one_line_error(proc, "is being trained right now by process", "choose another --name")
+    assert not os.path.exists(os.path.join(runs, "shared"))
+
+
+def test_a_failed_start_leaves_no_run(tmp_path):
+    runs = tmp_path / "runs"
+    proc = run_cli([os.path.join(ROOT, "train_model.py"), "--runs-dir", str(runs), "--name", "bad-init",
+                    "--set", f"model.init_from={tmp_path / 'missing.keras'}"] + TINY, tmp_path)
+    assert_one_line_error(proc, "missing.keras")
+    assert [f for f in os.listdir(runs) if not f.startswith(".")] == []
+
+
+def test_run_names_stay_distinct_and_inside_the_runs_folder():
+    assert slug(".") == slug("..") == "run"
+    assert slug("日本") == "日本" and slug("中文") == "中文"
+    assert slug("a/../b") == "a-..-b" and "/" not in slug("../../etc")
