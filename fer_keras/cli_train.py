@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any config key, e.g. --set train.learning_rate=3e-4 (repeatable)")
     p.add_argument("--model", help="VGG16 | ResNet50 | EfficientNetB0 | CustomCNN (case-insensitive)")
     p.add_argument("--epochs", type=int)
+    p.add_argument("--early-stopping", type=int, metavar="N",
+                   help="stop when the checkpoint metric has not improved for N epochs (default 10; 0 = off)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--data", help="dataset path (folder, CSV, npy folder, FER2013 CSV, AffectNet folder/CSV)")
     p.add_argument("--format", help="auto | folder | csv | npy | fer2013 | affectnet")
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 FLAG_KEYS = {
-    "model": "model.name", "epochs": "train.epochs", "batch_size": "data.batch_size", "data": "data.path",
+    "model": "model.name", "epochs": "train.epochs", "early_stopping": "train.early_stopping_patience", "batch_size": "data.batch_size", "data": "data.path",
     "format": "data.format", "labels": "data.labels", "image_size": "data.image_size", "fold": "data.fold",
     "weights": "model.weights",
     "freeze_backbone": "model.freeze_backbone", "fine_tune_last": "model.fine_tune_last", "xla": "train.xla",

@@ -148,7 +148,7 @@ class TrainConfig:
     va_loss_weight: float = 1.0
     monitor: str = "val_expression_uar"
     monitor_mode: str = "max"
-    early_stopping_patience: int = 0  # 0 = off
+    early_stopping_patience: int = 10  # stop when the monitor has not improved for this many epochs; 0 = off
     seed: int = 42
     deterministic: bool = False  # enable_op_determinism (GPU kernels), shards cached in file order; data seeded anyway
     precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16

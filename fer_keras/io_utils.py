@@ -87,6 +87,10 @@ def run_lock(runs_dir: str, name: str):
         try:
             yield
         finally:
+            # Removed while still held, so the runs folder keeps no lock files (a process that opened the old
+            # file in between fails its non-blocking lock now, or locks a file nobody else will use).
+            with contextlib.suppress(OSError):
+                os.remove(path)
             fcntl.flock(f, fcntl.LOCK_UN)
 
 

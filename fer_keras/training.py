@@ -179,6 +179,43 @@ class TimeLimit(keras.callbacks.Callback):
             self.stopped_at_epoch = self._epoch
 
 
+class StopReport(keras.callbacks.Callback):
+    """Says what a user needs to know about how training went, one line each: a model still at chance level
+    after `chance_epochs` epochs, and why training stopped early (early stopping, the time limit, NaN loss)."""
+
+    def __init__(self, monitor: str, num_classes: int, chance_epochs: int = 3, early=None, time_limit=None):
+        super().__init__()
+        self.monitor, self.num_classes, self.chance_epochs = monitor, num_classes, chance_epochs
+        self.early, self.time_limit = early, time_limit
+        self.last_epoch, self.epochs_planned = None, None
+
+    def on_train_begin(self, logs=None):
+        self.epochs_planned = self.params.get("epochs")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.last_epoch = epoch
+        logs = logs or {}
+        uar = logs.get("val_expression_uar", logs.get("expression_uar"))
+        if epoch + 1 == self.chance_epochs and uar is not None and uar <= 1.0 / self.num_classes + 0.02:
+            print(f"warning: after {epoch + 1} epochs the model is still at chance level (expression UAR "
+                  f"{uar:.3f}, chance = 1/{self.num_classes} = {1.0 / self.num_classes:.3f}); it has learned "
+                  "nothing yet: check the data and labels, the learning rate, or train longer", flush=True)
+
+    def on_train_end(self, logs=None):
+        if self.last_epoch is None:
+            return
+        if self.time_limit is not None and self.time_limit.stopped_at_epoch is not None:
+            print(f"stopped: the time limit (train.time_limit_minutes = {self.time_limit.seconds / 60:g}) was "
+                  f"reached during epoch {self.time_limit.stopped_at_epoch + 1} of {self.epochs_planned}; that "
+                  "epoch ended early (its remaining steps were skipped) and was still validated", flush=True)
+        elif self.early is not None and self.early.stopped_epoch > 0:
+            print(f"stopped: early stopping after epoch {self.early.stopped_epoch + 1} of {self.epochs_planned}: "
+                  f"{self.monitor} did not improve for {self.early.patience} epochs "
+                  "(train.early_stopping_patience / --early-stopping; 0 = off)", flush=True)
+        elif self.model.stop_training and self.last_epoch + 1 < (self.epochs_planned or 0):
+            print(f"stopped after epoch {self.last_epoch + 1}: the loss became NaN", flush=True)
+
+
 class EpochSeeder(keras.callbacks.Callback):
     """Keys all training randomness to (seed, epoch): sets the data pipeline's epoch variable and reseeds the
     model's own random layers (dropout) at each epoch start. A run resumed by BackupAndRestore at epoch k then
@@ -257,7 +294,7 @@ def trained_heads(data: DataBundle) -> dict:
 
 
 def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[tf.Variable], first=(),
-                   mode: Optional[str] = None):
+                   mode: Optional[str] = None, num_classes: Optional[int] = None):
     """The epoch callbacks of every run (expression and detection): `first` (metrics that the checkpoint reads),
     epoch seeding (when the data pipeline has an `epoch_var`), backup for resuming, best checkpoint (its best value
     restored from history.csv), history, NaN stop, schedule, early stopping, time limit, TensorBoard."""
@@ -281,11 +318,16 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
     elif t.schedule == "step":
         cbs.append(keras.callbacks.LearningRateScheduler(
             lambda epoch, lr: t.learning_rate * t.step_factor ** (epoch // max(t.step_every, 1))))
+    early = time_limit = None
     if t.early_stopping_patience > 0:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
-                                                 patience=t.early_stopping_patience, restore_best_weights=False))
+        early = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience,
+                                              restore_best_weights=False)
+        cbs.append(early)
     if t.time_limit_minutes:
-        cbs.append(TimeLimit(t.time_limit_minutes))
+        time_limit = TimeLimit(t.time_limit_minutes)
+        cbs.append(time_limit)
+    if num_classes:
+        cbs.append(StopReport(monitor, num_classes, early=early, time_limit=time_limit))
     if t.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False,
                                                profile_batch=0))
@@ -293,6 +335,24 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
 
 
 # === Run directory ===
+
+def describe_training(cfg: Config, data: DataBundle) -> str:
+    """One line saying what this run trains on and from what weights (printed at the start of every run)."""
+    d, m = cfg.data, cfg.model
+    if d.sources:
+        what = " + ".join(f"{s.name} ({s.path}, weight {s.weight:g})" for s in d.sources)
+    elif d.path is None:
+        what = ("the built-in synthetic demo data (generated cartoon faces, not real ones: pass --data for your "
+                "dataset)")
+    else:
+        what = f"{d.path} (format {d.format})"
+    sizes = f"train {len(data.train)}, val {len(data.val) if data.val is not None else 0}, " \
+            f"test {len(data.test) if data.test is not None else 0}"
+    start = f"weights from {m.init_from}" if m.init_from else \
+        "random weights" if (m.weights in (None, "none") or m.name.lower() == "customcnn") else f"{m.weights} weights"
+    return (f"training {m.name} on {what}: {sizes}; {len(data.class_names)} classes (preset {d.labels}), "
+            f"{d.image_size}x{d.image_size}x{d.channels}; starting from {start}")
+
 
 def _write_json(path: str, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
@@ -485,7 +545,8 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
         compile_model(model, cfg, num_classes, weights, schedule_steps=steps * t.epochs, jit_compile=runtime["xla"])
-    callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var, first_callbacks)
+    callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var, first_callbacks, num_classes=num_classes)
+    print(describe_training(cfg, data))
     print(f"run: {run_dir}{' (resuming)' if resuming else ''} | model {model.name} "
           f"{model.count_params():,} params | {runtime['device']} xla={runtime['xla']} {runtime['precision']} | "
           f"train {len(data.train)} val {len(data.val) if data.val is not None else 0}")

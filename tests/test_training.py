@@ -289,3 +289,34 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(demo_root, tmp_path
     for a, b in zip(w_ref, w_res):
         np.testing.assert_array_equal(a, b)
     assert _read_history(str(tmp_path / "ref"))[-1] == _read_history(str(tmp_path / "killed"))[-1]
+
+
+def test_stop_report_says_chance_level_and_why_training_stopped(capsys):
+    """The console lines of #20: a model at chance after 3 epochs, early stopping and the time limit firing."""
+    import types
+
+    from fer_keras.training import StopReport, TimeLimit
+
+    early = types.SimpleNamespace(stopped_epoch=4, patience=3)
+    rep = StopReport("val_expression_uar", 7, early=early)
+    rep.params = {"epochs": 30}
+    rep.set_model(types.SimpleNamespace(stop_training=True))
+    rep.on_train_begin()
+    for epoch, uar in enumerate([0.143, 0.143, 0.150, 0.3, 0.3]):
+        rep.on_epoch_end(epoch, {"val_expression_uar": uar})
+    rep.on_train_end()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("warning: after 3 epochs the model is still at chance level (expression UAR 0.150")
+    assert out[1].startswith("stopped: early stopping after epoch 5 of 30: val_expression_uar did not improve for 3")
+    limit = TimeLimit(0.5)
+    limit.stopped_at_epoch = 11
+    rep = StopReport("val_score", 8, early=types.SimpleNamespace(stopped_epoch=0, patience=3), time_limit=limit)
+    rep.params = {"epochs": 30}
+    rep.set_model(types.SimpleNamespace(stop_training=True))
+    rep.on_train_begin()
+    rep.on_epoch_end(0, {"val_expression_uar": 0.5})  # learning: no chance warning
+    rep.on_epoch_end(2, {"val_expression_uar": 0.5})
+    rep.on_train_end()
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("stopped: the time limit (train.time_limit_minutes = 0.5) was "
+                                               "reached during epoch 12 of 30")

@@ -19,8 +19,8 @@ from typing import List
 
 import numpy as np
 
-from fer_keras.data.readers import IMAGE_EXTS, READERS, BadLog, RawTable, _split_name
-from fer_keras.errors import DataError
+from fer_keras.data.readers import IMAGE_EXTS, READERS, BadLog, RawTable, _split_name, resolve_path
+from fer_keras.errors import DataError, reading
 from fer_keras.labels import DFEW_ORDER, normalize_name
 
 DFEW_CLIP_DIRS = ("clip_224x224_16f", "clip_224x224", "clip_16f")
@@ -69,7 +69,7 @@ def read_dfew(path: str, cfg, log: BadLog) -> RawTable:
         csv_path = dfew_split_csv(path, split, cfg.fold)
         if not os.path.isfile(csv_path):
             raise DataError(f"{csv_path}: split file not found (fold {cfg.fold})")
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        with reading(csv_path), open(csv_path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
         for row_no, row in enumerate(rows, start=1):
             where = f"{csv_path}:{row_no}"
@@ -88,7 +88,11 @@ def read_dfew(path: str, cfg, log: BadLog) -> RawTable:
                 log.bad(where, f"label {label} is out of range 1..7")
                 continue
             name = DFEW_ORDER[idx]
-            folder = os.path.join(clip_root, clip_id.zfill(5) if clip_id.isdigit() else clip_id)
+            # Clip ids are names under the clip root: `../x` or an absolute path must not reach other folders.
+            folder = resolve_path(clip_root, clip_id.zfill(5) if clip_id.isdigit() else clip_id, where,
+                                  cfg.allow_outside_root, log)
+            if folder is None:
+                continue
             if not os.path.isdir(folder):
                 folder = os.path.join(clip_root, clip_id)
             if not os.path.isdir(folder):

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from fer_keras.errors import DataError
+from fer_keras.errors import DataError, reading
 from fer_keras.labels import AFFECTNET_ORDER, CANONICAL, FER2013_ORDER, class_names_from_order, normalize_name
 from fer_keras.registry import Registry
 
@@ -137,6 +137,9 @@ def resolve_path(root: str, rel: str, where: str, allow_outside: bool, log: BadL
     if not rel:
         log.bad(where, "image path is empty")
         return None
+    if "\x00" in rel:
+        log.bad(where, "image path contains a NUL byte")
+        return None
     path = os.path.normpath(rel if os.path.isabs(rel) else os.path.join(root, rel))
     if not allow_outside:
         root_abs = os.path.realpath(root)
@@ -153,8 +156,9 @@ def _order_from_cfg(cfg, default: Sequence[str]) -> List[str]:
 
 # === Readers ===
 
-def _list_class_folders(root: str, log: BadLog, dropped: Dict[str, int]):
-    """Yields (path, canonical name) for `<root>/<class>/*` images."""
+def _list_class_folders(root: str, log: BadLog, dropped: Dict[str, int], allow_outside: bool = False):
+    """Yields (path, canonical name) for `<root>/<class>/*` images; class folders or files that are symlinks
+    leading out of `root` are bad input unless `allow_outside` (data.allow_outside_root)."""
     entries = sorted(e for e in os.listdir(root) if os.path.isdir(os.path.join(root, e)))
     if not entries:
         raise DataError(f"{root}: no class folders found (expected <root>/<class>/*.jpg)")
@@ -175,7 +179,16 @@ def _list_class_folders(root: str, log: BadLog, dropped: Dict[str, int]):
         if skipped:
             dropped["non-image files ignored"] = dropped.get("non-image files ignored", 0) + len(skipped)
         for f in files:
-            yield os.path.join(folder, f), name
+            p = os.path.join(folder, f)
+            if not allow_outside and _escapes(root, p):
+                log.bad(p, f"links out of the data root {root} (set data.allow_outside_root=true to allow)")
+                continue
+            yield p, name
+
+
+def _escapes(root: str, path: str) -> bool:
+    root_abs = os.path.realpath(root)
+    return os.path.commonpath([root_abs, os.path.realpath(path)]) != root_abs
 
 
 @READERS.register("folder")
@@ -188,10 +201,10 @@ def read_folder(path: str, cfg, log: BadLog) -> RawTable:
     sources, names, splits, dropped = [], [], [], {}
     if split_dirs:
         for d, split in sorted(split_dirs.items()):
-            for p, n in _list_class_folders(os.path.join(path, d), log, dropped):
+            for p, n in _list_class_folders(os.path.join(path, d), log, dropped, cfg.allow_outside_root):
                 sources.append(p), names.append(n), splits.append(split)
     else:
-        for p, n in _list_class_folders(path, log, dropped):
+        for p, n in _list_class_folders(path, log, dropped, cfg.allow_outside_root):
             sources.append(p), names.append(n)
     nan = np.full(len(names), np.nan, np.float32)
     return RawTable(sources, names, nan, nan.copy(), splits=splits or None, dropped=dropped, origin=path)
@@ -206,8 +219,7 @@ def read_csv(path: str, cfg, log: BadLog) -> RawTable:
     root = cfg.image_root or os.path.dirname(os.path.abspath(path))
     order = _order_from_cfg(cfg, CANONICAL)
     sources, names, val, aro, splits = [], [], [], [], []
-    with _open_csv(path) as f:
-        has_split = cfg.csv_split_col in (csv.DictReader(f).fieldnames or [])
+    has_split = cfg.csv_split_col in _read_header(path)
     hint = "set data.csv_path_col / data.csv_expression_col if yours are named differently"
     for where, row in _csv_rows(path, (cfg.csv_path_col, cfg.csv_expression_col), hint):
         name = parse_label(row.get(cfg.csv_expression_col), order, where, log)
@@ -235,14 +247,23 @@ def _open_csv(path: str):
     return open(path, newline="", encoding="utf-8-sig")
 
 
+def _read_header(path: str) -> List[str]:
+    with reading(path), _open_csv(path) as f:
+        return csv.DictReader(f).fieldnames or []
+
+
 def _csv_rows(path: str, required: Sequence[str], hint: str):
     """Yields `(where, row)` for each data row of a CSV after checking its required columns.
 
     `where` is `file:line` (the header is line 1), for error messages that point at the row.
     """
-    with _open_csv(path) as f:
+    with reading(path), _open_csv(path) as f:
         reader = csv.DictReader(f)
         cols = reader.fieldnames or []
+        dup = sorted({c for c in cols if cols.count(c) > 1})
+        if dup:
+            raise DataError(f"{path}: column {dup[0]!r} appears {cols.count(dup[0])} times in the header; "
+                            "which one holds the data is ambiguous")
         for need in required:
             if need not in cols:
                 raise DataError(f"{path}: missing column {need!r} ({hint}; columns: {', '.join(cols) or 'none'})")
@@ -283,17 +304,29 @@ def read_npy(path: str, cfg, log: BadLog) -> RawTable:
             images = images[..., None]
         if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
             raise DataError(f"{f_img}: expected (N,H,W) or (N,H,W,C) with C in 1/3/4, got shape {images.shape}")
+        if min(images.shape[1:3]) < cfg.min_image_side:
+            raise DataError(f"{f_img}: images are {images.shape[1]}x{images.shape[2]} pixels, smaller than "
+                            f"data.min_image_side={cfg.min_image_side} (placeholders, not faces)")
         if images.dtype != np.uint8:
-            if np.issubdtype(images.dtype, np.floating) and images.size and float(np.nanmax(images)) <= 1.0:
-                raise DataError(f"{f_img}: float images in [0,1]; fer_keras expects uint8 0-255 images")
-            images = np.clip(np.nan_to_num(images), 0, 255).astype(np.uint8)
+            if not (np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer)):
+                raise DataError(f"{f_img}: expected numeric pixels, got dtype {images.dtype}")
+            if np.issubdtype(images.dtype, np.floating):
+                finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
+                if not finite.all():
+                    raise DataError(f"{f_img}: image {int(np.argmin(finite))} has NaN or infinite pixels "
+                                    f"({int((~finite).sum())} images in all)")
+                if images.size and float(images.max()) <= 1.0:
+                    raise DataError(f"{f_img}: float images in [0,1]; fer_keras expects uint8 0-255 images")
+            if images.size and (images.min() < 0 or images.max() > 255):
+                raise DataError(f"{f_img}: pixel values outside 0..255 (min {images.min()}, max {images.max()})")
+            images = images.astype(np.uint8)
         if images.shape[-1] == 4:
             images = images[..., :3]
         if len(images) != n:
             raise DataError(f"{path}: images.npy has {len(images)} samples but expressions.npy has {n}")
         sources = [f"{f_img}:{i}" for i in range(n)]
     elif os.path.isfile(f_paths):
-        with open(f_paths, encoding="utf-8") as f:
+        with reading(f_paths), open(f_paths, encoding="utf-8") as f:
             lines = [ln.strip() for ln in f if ln.strip()]
         if len(lines) != n:
             raise DataError(f"{path}: paths.txt has {len(lines)} lines but expressions.npy has {n}")
@@ -306,7 +339,10 @@ def read_npy(path: str, cfg, log: BadLog) -> RawTable:
     for k in ("valence", "arousal"):
         fk = os.path.join(path, f"{k}.npy")
         if os.path.isfile(fk):
-            arr = _load_npy(fk, k).astype(np.float32).reshape(-1)
+            raw = _load_npy(fk, k)
+            if not (np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
+                raise DataError(f"{fk}: expected numbers, got dtype {raw.dtype}")
+            arr = raw.astype(np.float32).reshape(-1)
             if len(arr) != n:
                 raise DataError(f"{path}: {k}.npy has {len(arr)} values but expressions.npy has {n}")
             va[k] = arr
@@ -352,8 +388,8 @@ def read_fer2013(path: str, cfg, log: BadLog) -> RawTable:
         if px.size != 48 * 48:
             log.bad(where, f"expected 2304 pixels (48x48), got {px.size}")
             continue
-        if px.min() < 0 or px.max() > 255:
-            log.bad(where, "pixel values outside 0..255")
+        if not np.all(np.isfinite(px)) or px.min() < 0 or px.max() > 255 or np.any(px != np.round(px)):
+            log.bad(where, "pixel values must be integers 0..255 (found NaN, inf, a fraction or a value outside)")
             continue
         images.append(px.reshape(48, 48, 1).astype(np.uint8))
         names.append(name)
@@ -384,16 +420,29 @@ def read_affectnet(path: str, cfg, log: BadLog) -> RawTable:
     return _read_affectnet_npy(path, cfg, log)
 
 
+def _affectnet_label(raw, where: str, log: BadLog) -> Optional[int]:
+    """An AffectNet expression code 0-10 from a CSV cell or `_exp.npy` value (stored as a string or a number);
+    fractions (3.7), NaN/inf and text are bad input, never truncated to a class."""
+    s = str(raw).strip()
+    try:
+        f = float(s)
+    except ValueError:
+        log.bad(where, f"expression {s!r} is not an integer")
+        return None
+    if not math.isfinite(f) or not f.is_integer():
+        log.bad(where, f"expression {s!r} is not an integer")
+        return None
+    return int(f)
+
+
 def _read_affectnet_csv(csvs, root, cfg, log) -> RawTable:
     sources, names, val, aro, boxes, splits, dropped = [], [], [], [], [], [], {}
     drop_key = "AffectNet labels 8-10 (none/uncertain/no-face)"
     for csv_path, split in csvs:
         for where, row in _csv_rows(csv_path, ("subDirectory_filePath", "expression"),
                                     "not an AffectNet annotation CSV?"):
-            try:
-                lab = int(float(row["expression"]))
-            except ValueError:
-                log.bad(where, f"expression {row['expression']!r} is not an integer")
+            lab = _affectnet_label(row["expression"], where, log)
+            if lab is None:
                 continue
             if lab in (8, 9, 10):
                 dropped[drop_key] = dropped.get(drop_key, 0) + 1
@@ -440,10 +489,8 @@ def _read_affectnet_npy(path: str, cfg, log) -> RawTable:
             sid = os.path.basename(f_exp)[:-len("_exp.npy")]
             where = f_exp
             lab = _load_npy(f_exp, "expression")
-            try:
-                lab = int(float(str(lab.item() if lab.size == 1 else lab)))
-            except ValueError:
-                log.bad(where, f"expression {lab!r} is not an integer")
+            lab = _affectnet_label(lab.item() if lab.size == 1 else lab, where, log)
+            if lab is None:
                 continue
             if lab in (8, 9, 10):
                 dropped["AffectNet labels 8-10"] = dropped.get("AffectNet labels 8-10", 0) + 1
@@ -477,7 +524,7 @@ def detect_format(path: str) -> str:
     if os.path.isfile(path):
         if not path.lower().endswith(".csv"):
             raise DataError(f"{path}: cannot detect the format of this file (expected a .csv or a folder)")
-        with _open_csv(path) as f:
+        with reading(path), _open_csv(path) as f:
             header = [h.strip() for h in (f.readline().strip().split(","))]
         if "pixels" in header and "emotion" in header:
             return "fer2013"
