@@ -12,7 +12,8 @@ from fer_keras.errors import ConfigError, cli_main
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evaluate_model.py", description="Evaluate a trained model; writes "
-                                "metrics.json, metrics.md and predictions.csv.")
+                                "metrics.json, metrics.md and predictions.csv.", allow_abbrev=False)
+    p.add_argument("--model", help=argparse.SUPPRESS)  # a model *name* (as in train_model.py): explained below
     src = p.add_mutually_exclusive_group()
     src.add_argument("--run", help="run directory (default: the newest under --runs-dir)")
     src.add_argument("--model-path", help="a .keras file (its label preset is inferred from the output size)")
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--data", help="evaluate on other data (default: the run's own)")
     p.add_argument("--format", help="format of --data (default auto)")
-    p.add_argument("--split", default="test", choices=["test", "val", "train"],
+    p.add_argument("--split", default="test", choices=["test", "val", "train", "all"],
                    help="split to score (test falls back to val when the data has no test split)")
     p.add_argument("--labels", help="label preset to score in (default: the run's); mapping is by class name")
     p.add_argument("--fold", type=int, help="DFEW fold to score (default: the run's)")
@@ -46,7 +47,7 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
     import numpy as np
 
     from fer_keras.config import Config, config_from_dict, parse_overrides, read_yaml, set_key
-    from fer_keras.data.pipeline import load_data
+    from fer_keras.data.pipeline import load_all, load_data
     from fer_keras.errors import DataError, ModelError
     from fer_keras.evaluation import compute_metrics, load_keras_model, map_probabilities, predict_table, write_outputs
     from fer_keras.io_utils import slug
@@ -97,8 +98,10 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
         set_key(cfg, key, value)  # the same validation as --set in training
     cfg.data.labels = check_preset(cfg.data.labels)
     cfg.data.image_size, cfg.data.channels, cfg.data.skip_bad = int(h), int(c), skip_bad
-    bundle = load_data(cfg)
-    table, used_split, note = getattr(bundle, split), split, ""
+    bundle = load_all(cfg) if split == "all" else load_data(cfg, require_train=False)
+    table, used_split, note = getattr(bundle, "test" if split == "all" else split), split, ""
+    if split == "all":
+        note = "Every sample of the data was scored (--split all), whatever split it belongs to."
     if table is None and split == "test":
         table, used_split = bundle.val, "val"
         note = "The data has no test split; the validation split was scored."
@@ -216,13 +219,23 @@ def main(argv=None):
         print(md)
         print(f"wrote {out}/comparison.md, comparison.csv")
         return out
-    run = a.run
-    if not run and not a.model_path:
+    if a.model:
+        raise ConfigError(f"--model {a.model}: evaluate_model.py scores a trained model, not an architecture; "
+                          f"train one (python train_model.py --model {a.model}) and pass --run runs/<name>, or "
+                          "pass --model-path file.keras")
+    run, model_path = a.run, a.model_path
+    if not run and not model_path:
         from fer_keras.io_utils import newest_run
+        from fer_keras.predict import default_model
 
         run = newest_run(a.runs_dir)
         if run is None:
-            raise ConfigError(f"no run found under {a.runs_dir}; pass --run or --model-path")
+            model_path = default_model()
+            if model_path is None:
+                raise ConfigError(f"no run found under {a.runs_dir} and no shipped model; pass --run or "
+                                  "--model-path")
+            print(f"no run under {a.runs_dir}: scoring the shipped model {model_path}"
+                  + ("" if a.data else " on the built-in synthetic demo data (pass --data for yours)"))
     if run and run_task(run) == "detection":
         from fer_keras.detection.train import evaluate_detector_run
 
@@ -233,7 +246,7 @@ def main(argv=None):
               f"{m['images']} images, {m['faces']} faces")
         print(f"wrote {out}/metrics.json, pr_curve.csv, detections.csv")
         return out
-    out, result = evaluate(run=run, model_path=a.model_path, out=a.out, **common)
+    out, result = evaluate(run=run, model_path=model_path, out=a.out, **common)
     _print_result(out, result)
     return out
 

@@ -91,7 +91,8 @@ def test_errors(tmp_path, capsys):
     bad.write_bytes(b"not a zip")
     for argv, msg in [(["--model-path", str(bad), "--data", "."], "bad.keras: cannot load model"),
                       (["--run", str(tmp_path)], "not a run directory"),
-                      (["--runs-dir", str(tmp_path / "none")], "no run found")]:
+                      (["--model", "VGG16"], "--model VGG16: evaluate_model.py scores a trained model, not an "
+                                             "architecture; train one (python train_model.py --model VGG16)")]:
         with pytest.raises(SystemExit) as e:
             eval_main(argv)
         assert e.value.code == 2
@@ -133,3 +134,24 @@ def test_crops_tta_views_are_corner_and_centre_crops_with_mirrors():
     assert all(np.abs(outs[8] - outs[k]).mean() > 1.0 for k in (0, 2, 4, 6))
     with pytest.raises(ValueError, match="valid: none, flip, crops"):
         tta_views("rotate")
+
+
+def test_test_only_folder_split_all_and_the_shipped_model_default(demo_root, tmp_path, capsys):
+    """A labelled dataset with only a test/ split (no train to cut from) is scored with --split test and
+    --split all; with no run anywhere, the shipped model is scored and the console says so."""
+    import shutil
+
+    data = tmp_path / "testonly"
+    shutil.copytree(demo_root["folder"], data / "test")
+    n = sum(len(fs) for r, _, fs in os.walk(data) if os.path.basename(r) != "contempt")  # not in preset 7
+    out = eval_main(["--runs-dir", str(tmp_path / "no-runs"), "--data", str(data), "--labels", "7",
+                     "--out", str(tmp_path / "e1")])
+    assert "scoring the shipped model" in capsys.readouterr().out
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert m["info"]["split"] == "test" and m["expression"]["num_samples"] == n
+    # --split all also scores train/val samples of a dataset that has them
+    out = eval_main(["--runs-dir", str(tmp_path / "no-runs"), "--data", demo_root["folder"], "--labels", "7",
+                     "--split", "all", "--out", str(tmp_path / "e2")])
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert m["expression"]["num_samples"] == sum(len(fs) for r, _, fs in os.walk(demo_root["folder"])
+                                                 if os.path.basename(r) != "contempt")

@@ -343,7 +343,7 @@ def _check_clip_frames(table: SampleTable, cfg, log: BadLog) -> SampleTable:
 
 # === Loading a dataset ===
 
-def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
+def load_data(cfg, log: Optional[BadLog] = None, require_train: bool = True) -> DataBundle:
     """Reads, maps, splits and validates the dataset described by `cfg.data` (a `DataConfig`).
 
     Splits: the dataset's own train/val/test when it has them (folders, Usage column, AffectNet CSVs), explicit
@@ -353,14 +353,49 @@ def load_data(cfg, log: Optional[BadLog] = None) -> DataBundle:
     d = cfg.data if hasattr(cfg, "data") else cfg
     if getattr(d, "sources", None):
         return _load_sources(d, log)
-    bundle = read_splits(d, log)
+    bundle = read_splits(d, log, require_train=require_train)
     for s in ("train", "val", "test"):
         if getattr(bundle, s) is not None:
             setattr(bundle, s, load_images(getattr(bundle, s), d, bundle.bad))
-    if len(bundle.train) == 0:
+    if bundle.train is None:  # evaluation of test-only data (require_train=False)
+        return bundle
+    if len(bundle.train) == 0 and require_train:
         raise DataError(f"{bundle.source}: every training sample was bad or dropped")
     bundle.train = shuffled_train(bundle.train, d.split_seed)
     return bundle
+
+
+def load_all(cfg, log: Optional[BadLog] = None) -> DataBundle:
+    """Every sample of the dataset in `cfg.data`, whatever its splits, as one test split (train and val empty).
+
+    For scoring a whole dataset (`evaluate_model.py --split all`), e.g. a labelled test-only folder that has no
+    train split to cut anything from. Multi-source configs: all samples of every source.
+    """
+    d = cfg.data if hasattr(cfg, "data") else cfg
+    log = log or BadLog(skip=d.skip_bad)
+    if getattr(d, "sources", None):
+        bundle = _load_sources(d, log)
+        parts = [t for t in (bundle.train, bundle.val, bundle.test) if t is not None and len(t)]
+        table = concat_tables([(0, t) for t in parts], ["all"])
+        table.source_id = np.concatenate([t.source_id for t in parts])  # keep each sample's own source
+        return DataBundle(table.subset(np.zeros(0, np.int64)), None, table, bundle.class_names, log,
+                          bundle.dropped, bundle.source, bundle.format, source_names=bundle.source_names,
+                          source_weights=bundle.source_weights)
+    path, fmt = d.path, d.format
+    if path is None:
+        from fer_keras.data.demo import default_demo_path
+
+        path, fmt = default_demo_path(d.demo_per_class, d.demo_size), "csv"
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    raw = read_table(path, fmt, d, log)
+    dropped = dict(raw.dropped)
+    table = to_preset(raw, d.labels, dropped)
+    if len(table) == 0:
+        raise DataError(f"{path}: no samples after reading and label mapping (preset {d.labels}: "
+                        f"{', '.join(preset_classes(d.labels))})")
+    table = load_images(table, d, log)
+    return DataBundle(table.subset(np.zeros(0, np.int64)), None, table, preset_classes(d.labels), log, dropped,
+                      path, fmt)
 
 
 def source_data_config(d, s):
@@ -446,8 +481,8 @@ def shuffled_train(table: SampleTable, seed: int) -> SampleTable:
     return table.subset(np.random.default_rng(seed).permutation(len(table)))
 
 
-def read_splits(d, log: Optional[BadLog] = None, heldout_as_test: bool = False, heldout_test_fraction: float = 0.0
-                ) -> DataBundle:
+def read_splits(d, log: Optional[BadLog] = None, heldout_as_test: bool = False, heldout_test_fraction: float = 0.0,
+                require_train: bool = True) -> DataBundle:
     """`load_data` without touching the images: annotations read, labels mapped to the preset, splits made.
 
     Args:
@@ -497,6 +532,10 @@ def read_splits(d, log: Optional[BadLog] = None, heldout_as_test: bool = False, 
             for k, v in r.dropped.items():
                 dropped[f"{s}: {k}"] = v
             splits[s] = to_preset(r, d.labels, dropped)
+    if (splits["train"] is None or len(splits["train"]) == 0) and not require_train and any(
+            splits[s] is not None and len(splits[s]) for s in ("val", "test")):
+        # Held-out data only (e.g. a labelled test/ folder scored by evaluate_model.py): nothing to split.
+        return DataBundle(None, splits["val"], splits["test"], classes, log, dropped, path, fmt)
     if splits["train"] is None or len(splits["train"]) == 0:
         raise DataError(f"{path}: no training samples after reading and label mapping "
                         f"(preset {d.labels}: {', '.join(classes)})")
