@@ -8,11 +8,11 @@ import csv
 import html
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from fer_keras.errors import ConfigError, DataError, cli_main
+from fer_keras.errors import ConfigError, DataError, cli_main, reading
 from fer_keras.io_utils import atomic_path, atomic_write_text
 
 
@@ -190,18 +190,108 @@ def _save_figures(figures: Dict[str, tuple], out_dir: str) -> Dict[str, str]:
     return written
 
 
-def html_report(title: str, sections: Dict[str, str], tables_md: List[str] = ()) -> str:
-    """A self-contained HTML page: every PNG is embedded as base64."""
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1em 1.5em;color:#222}"
+        "h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}"
+        ".card{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}.kpi{background:#f4f6fa;border-radius:8px;"
+        "padding:.6em 1em;min-width:9em}.kpi b{display:block;font-size:1.5em}.kpi span{color:#555;font-size:.85em}"
+        ".meta{color:#555}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;"
+        "padding:.25em .6em;text-align:right}th{background:#f4f6fa}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%;border:1px solid #eee}")
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return html.escape(str(v))
+
+
+def _table(header: List[str], rows: List[List]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def headline(metrics: dict, run_name: str, model_name: str = "") -> str:
+    """The report's first block: what was evaluated and its main numbers (with 95% CIs when bootstrapped)."""
+    info, e = metrics["info"], metrics["expression"]
+    va = metrics.get("valence_arousal") or {}
+    ci = metrics.get("bootstrap_95ci") or {}
+
+    def kpi(label, value, key=None):
+        c = ci.get(key) if key else None
+        extra = f"<span>95% CI {c[0]:.3f}–{c[1]:.3f}</span>" if c else ""
+        return f"<div class='kpi'><span>{html.escape(label)}</span><b>{_fmt(value)}</b>{extra}</div>"
+
+    cards = [kpi("accuracy", e["accuracy"], "accuracy"), kpi("UAR (balanced accuracy)", e["uar"], "uar"),
+             kpi("macro F1", e["macro_f1"], "macro_f1")]
+    for d in ("valence", "arousal"):
+        v = va.get(d) if isinstance(va, dict) else None
+        why = "head not trained" if va == "unavailable" else "no labels"
+        cards.append(kpi(f"{d} CCC", v["ccc"], f"{d}_ccc") if v else
+                     f"<div class='kpi'><span>{d} CCC</span><b>–</b><span>{why}</span></div>")
+    data = " + ".join(os.path.basename(os.path.normpath(part)) for part in str(info.get("data") or "demo data")
+                      .split(" + "))  # dataset names, not machine paths
+    meta = (f"model <b>{html.escape(model_name or os.path.basename(str(info.get('model', ''))))}</b> · data "
+            f"<b>{html.escape(data)}</b> ({html.escape(str(info.get('format', '')))}), split "
+            f"<b>{html.escape(str(info.get('split')))}</b>, n = <b>{e['num_samples']:,}</b>, "
+            f"{len(info['class_names'])} classes (preset {html.escape(str(info.get('preset')))})"
+            + (f", TTA {html.escape(info['tta'])}" if info.get("tta") not in (None, "none") else ""))
+    note = f"<p class='meta'>{html.escape(info['note'])}</p>" if info.get("note") else ""
+    return f"<p class='meta'>{meta}</p><div class='card'>{''.join(cards)}</div>{note}"
+
+
+def metric_tables(metrics: dict) -> List[Tuple[str, str]]:
+    """(title, HTML table) for the overall metrics, each class and each source (multi-source runs)."""
+    e = metrics["expression"]
+    out = [("Metrics", _table(["metric", "value"], [[k, e[k]] for k in (
+        "accuracy", "uar", "macro_f1", "weighted_f1", "kappa", "top2_accuracy", "roc_auc_macro", "ap_macro")
+        if k in e]))]
+    pc = e.get("per_class") or {}
+    out.append(("Per class", _table(["class", "precision", "recall", "F1", "support", "ROC AUC"], [
+        [c, v.get("precision"), v.get("recall"), v.get("f1"), v.get("support"), v.get("roc_auc")]
+        for c, v in pc.items()])))
+    va = metrics.get("valence_arousal")
+    if isinstance(va, dict) and (va.get("valence") or va.get("arousal")):
+        out.append(("Valence and arousal", _table(["dimension", "CCC", "Pearson", "RMSE", "SAGR"], [
+            [d, v["ccc"], v.get("pearson"), v.get("rmse"), v.get("sagr")]
+            for d, v in ((d, va.get(d)) for d in ("valence", "arousal")) if v])))
+    ps = metrics.get("per_source") or {}
+    if ps:
+        rows = []
+        for name, m in ps.items():
+            pva = m.get("valence_arousal") or {}
+            rows.append([name, m["expression"]["num_samples"], m["expression"]["accuracy"], m["expression"]["uar"],
+                         (pva.get("valence") or {}).get("ccc") if isinstance(pva, dict) else None,
+                         (pva.get("arousal") or {}).get("ccc") if isinstance(pva, dict) else None])
+        out.append(("Per source", _table(["source", "n", "accuracy", "UAR", "valence CCC", "arousal CCC"], rows)))
+    return out
+
+
+# Plots in order of importance; anything else (class distributions) comes last.
+_PLOT_ORDER = ("Confusion matrix (row-normalized)", "Confusion matrix (counts)", "Per-class precision/recall/F1",
+               "Valence/arousal: predicted vs true", "Valence-arousal circumplex", "ROC and precision-recall",
+               "Learning curves", "Most confident correct predictions", "Most confident incorrect predictions")
+
+
+def html_report(title: str, sections: Dict[str, str], metrics: Optional[dict] = None, model_name: str = "") -> str:
+    """A self-contained HTML page: a headline card and metric tables (when `metrics`, the run's metrics.json, is
+    given), then the plots in order of importance, every PNG embedded as base64."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-             "img{max-width:100%;border:1px solid #ddd}pre{background:#f6f6f6;padding:1em;overflow:auto}"
-             "</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
-    for md in tables_md:
-        parts.append(f"<pre>{html.escape(md)}</pre>")
-    for name, path in sections.items():
-        with open(path, "rb") as f:
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    if metrics:
+        parts.append(headline(metrics, title, model_name))
+    order = [k for k in _PLOT_ORDER if k in sections] + [k for k in sections if k not in _PLOT_ORDER]
+    tables = metric_tables(metrics) if metrics else []
+    for i, name in enumerate(order):
+        if i == 2 and tables:  # the metric tables right after the confusion matrices
+            parts += [f"<h2>{html.escape(t)}</h2>{tab}" for t, tab in tables]
+            tables = []
+        with open(sections[name], "rb") as f:
             b64 = base64.b64encode(f.read()).decode()
         parts.append(f"<h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'>")
+    parts += [f"<h2>{html.escape(t)}</h2>{tab}" for t, tab in tables]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -244,12 +334,16 @@ def main(argv=None):
         run = newest_run(a.runs_dir)
         if run is None:
             raise ConfigError(f"no run found under {a.runs_dir}; pass --run")
-    sections, tables = {}, []
+    sections, metrics, model_name = {}, None, ""
     if run:
         sections.update(render_run(run))
-        md = os.path.join(run, "metrics.md")
-        if os.path.isfile(md):
-            tables.append(open(md).read())
+        mpath = os.path.join(run, "metrics.json")
+        if os.path.isfile(mpath):
+            with reading(mpath, "not a readable metrics.json (run evaluate_model.py again)"), open(mpath) as f:
+                metrics = json.load(f)
+            from fer_keras.config import config_from_dict, read_yaml
+
+            model_name = config_from_dict(read_yaml(os.path.join(run, "config.yaml"))).model.name
         else:
             print(f"note: {run} has no metrics.json yet; run evaluate_model.py --run {run} for evaluation plots")
     if a.compare:
@@ -258,7 +352,7 @@ def main(argv=None):
     target = run or a.out or a.compare[0]
     report = os.path.join(target, "report.html")
     atomic_write_text(report, html_report(f"fer_keras report: {os.path.basename(os.path.normpath(target))}",
-                                          sections, tables))
+                                          sections, metrics, model_name))
     for name, path in sections.items():
         print(f"{name}: {path}")
     print(f"report: {report}")

@@ -172,15 +172,16 @@ def sample_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: str,
     """A grid of face images with a caption each (e.g. 'true → pred (confidence)')."""
     n = max(len(images), 1)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = _fig(nrows, ncols, 1.8, 2.0)
+    fig, axes = _fig(nrows, ncols, 1.8, 2.3)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, img, t in zip(axes.ravel(), images, titles):
         img = np.asarray(img)
         ax.imshow(img.squeeze(), cmap="gray" if img.ndim == 2 or img.shape[-1] == 1 else None, vmin=0, vmax=255)
-        ax.set_title(t, fontsize=7)
+        ax.set_title(t, fontsize=7, wrap=True)
     fig.suptitle(title)
-    fig.tight_layout()
+    # Captions are two lines ('true → pred', confidence): leave room for them between rows.
+    fig.tight_layout(h_pad=1.6)
     return fig
 
 

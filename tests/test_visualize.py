@@ -78,7 +78,12 @@ def test_visualize_cli_on_tiny_run(demo_root, tmp_path):
         assert f"{stem}.png" in pngs, stem
     assert {"samples_correct.png", "samples_incorrect.png"} & pngs
     html = open(report).read()
-    assert html.count("data:image/png;base64,") == len(pngs) and "## Categorical" in html
+    assert html.count("data:image/png;base64,") == len(pngs)
+    # headline card first, real tables (no raw markdown), confusion before class distributions, no machine paths
+    assert html.index("class='kpi'") < html.index("<h2>Confusion matrix (row-normalized)</h2>") < \
+        html.index("<h2>Metrics</h2><table>") < html.index("<h2>Class distribution")
+    assert "<pre>" not in html and "|---|" not in html and str(tmp_path) not in html
+    assert "<h2>Per class</h2><table>" in html and "<h2>Valence and arousal</h2><table>" in html
 
 
 def test_visualize_errors(tmp_path, capsys):
