@@ -14,7 +14,7 @@ The first `--limit` images of each set, sorted by file name. A detection is corr
 detectors' boxes frame a face differently from the annotators', e.g. BlazeFace's are squared around brows-to-chin).
 Reported: recall at <= 1 false positive per image (the score threshold chosen per detector and set), AP@IoU, and
 images/s of each detector on 640x480 and 1080x720 photos (one thread, the call predict makes).
-Peers run when installed: `mediapipe` (full-range BlazeFace), `mtcnn`. Writes benchmarks/results/detection.json.
+Peers run when installed: `mediapipe` (full-range BlazeFace), `mtcnn`. Writes benchmarks/results/face_detectors.json.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main(argv=None) -> dict:
     p.add_argument("--iou", type=float, default=0.3)
     p.add_argument("--min-score", type=float, default=0.3, help="lowest score kept (recall@1fppi picks its own)")
     p.add_argument("--no-dark", action="store_true", help="skip the darkened copies")
-    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "detection.json"))
+    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "face_detectors.json"))
     a = p.parse_args(argv)
 
     from fer_keras.detection.lowlight import degrade_low_light

@@ -49,7 +49,8 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
     from fer_keras.config import Config, config_from_dict, parse_overrides, read_yaml, set_key
     from fer_keras.data.pipeline import load_all, load_data
     from fer_keras.errors import DataError, ModelError
-    from fer_keras.evaluation import compute_metrics, load_keras_model, map_probabilities, predict_table, write_outputs
+    from fer_keras.evaluation import (check_expression_model, compute_metrics, load_keras_model, map_probabilities,
+                                      predict_table, write_outputs)
     from fer_keras.io_utils import slug
     from fer_keras.labels import check_preset, preset_classes
 
@@ -68,15 +69,11 @@ def evaluate(run: Optional[str] = None, model_path: Optional[str] = None, data: 
         cfg, model_file = Config(), model_path
         info = read_model_info(model_path)
     model = load_keras_model(model_file, safe_mode=not unsafe_load)
-    shape = model.input_shape
-    temporal = len(shape) == 5  # (N, T, H, W, C): a clip model
+    shape, k = check_expression_model(model, model_file, info.class_names)
+    temporal = len(shape) == 4  # (T, H, W, C): a clip model
     if temporal:
-        cfg.model.frames = int(shape[1])
+        cfg.model.frames = int(shape[0])
     h, w, c = shape[-3:]
-    try:
-        k = int(model.get_layer("expression").output.shape[-1])
-    except ValueError:
-        raise ModelError(f"{model_file}: not a fer_keras model (no 'expression' output)") from None
     if not run and info.class_names and len(info.class_names) == k:
         model_classes = info.class_names
         cfg.data.labels = check_preset(str(k))

@@ -16,6 +16,12 @@ from fer_keras.errors import ConfigError, DataError, cli_main, reading
 from fer_keras.io_utils import atomic_path, atomic_write_text
 
 
+def _load_json(path: str):
+    """A run file's JSON; a truncated or hand-broken file is one error naming it."""
+    with reading(path, "not valid JSON (rerun the command that writes it)"), open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def _read_csv(path: str) -> List[dict]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -76,13 +82,13 @@ def render_run(run: str) -> Dict[str, str]:
     figures = {}
     hist_path = os.path.join(run, "history.csv")
     if os.path.isfile(hist_path):
-        rt = json.load(open(os.path.join(run, "runtime.json"))) if os.path.isfile(
+        rt = _load_json(os.path.join(run, "runtime.json")) if os.path.isfile(
             os.path.join(run, "runtime.json")) else {}
         figures["Learning curves"] = ("learning_curves", lambda: plots.learning_curves(
             _history(hist_path), rt.get("monitor"), "max"))
     summary_path = os.path.join(run, "data_summary.json")
     if os.path.isfile(summary_path):
-        summary = json.load(open(summary_path))
+        summary = _load_json(summary_path)
         counts = {s: v["class_counts"] for s, v in summary["splits"].items()}
         figures["Class distribution"] = ("class_distribution", lambda: plots.class_distribution(
             counts, f"Class distribution ({len(summary['class_names'])}-class preset)"))
@@ -101,7 +107,7 @@ def render_run(run: str) -> Dict[str, str]:
                         merged, f"Class distribution, merged to the {p}-class preset"))
     metrics_path, pred_path = os.path.join(run, "metrics.json"), os.path.join(run, "predictions.csv")
     if os.path.isfile(metrics_path) and os.path.isfile(pred_path):
-        m = json.load(open(metrics_path))
+        m = _load_json(metrics_path)
         names = m["info"]["class_names"]
         e = m["expression"]
         rows = _read_csv(pred_path)
@@ -146,7 +152,7 @@ def _detection_figures(run: str) -> Dict[str, tuple]:
         if not os.path.isfile(os.path.join(d, "pr_curve.csv")):
             continue
         pr = _read_csv(os.path.join(d, "pr_curve.csv"))
-        ap = json.load(open(os.path.join(d, "metrics.json")))["ap50"]
+        ap = _load_json(os.path.join(d, "metrics.json"))["ap50"]
         p_, r_ = (np.array([float(r[k]) for r in pr]) for k in ("precision", "recall"))
         figures[f"Precision-recall ({split})"] = (f"pr_curve_{split}", lambda p_=p_, r_=r_, ap=ap, s=split:
                                                   plots.detection_pr_curve(p_, r_, ap, f"Face detection ({s})"))
@@ -305,7 +311,7 @@ def render_comparison(runs: List[str], out: str) -> str:
         path = os.path.join(r, "metrics.json")
         if not os.path.isfile(path):
             raise DataError(f"{r}: no metrics.json; run evaluate_model.py --run {r} first")
-        m = json.load(open(path))
+        m = _load_json(path)
         for k in keys:
             metrics[k].append(m["expression"][k])
         for d in ("valence", "arousal"):
@@ -339,8 +345,7 @@ def main(argv=None):
         sections.update(render_run(run))
         mpath = os.path.join(run, "metrics.json")
         if os.path.isfile(mpath):
-            with reading(mpath, "not a readable metrics.json (run evaluate_model.py again)"), open(mpath) as f:
-                metrics = json.load(f)
+            metrics = _load_json(mpath)
             from fer_keras.config import config_from_dict, read_yaml
 
             model_name = config_from_dict(read_yaml(os.path.join(run, "config.yaml"))).model.name

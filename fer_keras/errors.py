@@ -113,6 +113,11 @@ def cli_main(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        # Line-buffered even into a file or pipe (`... > train.log`): a long run's log shows each epoch as it ends.
+        for stream in (sys.stdout, sys.stderr):
+            if hasattr(stream, "reconfigure"):
+                with contextlib.suppress(Exception):
+                    stream.reconfigure(line_buffering=True)
         for pattern in _LIBRARY_NOISE:
             warnings.filterwarnings("ignore", message=pattern)
         try:

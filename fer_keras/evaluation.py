@@ -228,7 +228,38 @@ def load_keras_model(path: str, safe_mode: bool = True):
         return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as e:  # corrupted zip, wrong format, unsafe Lambda
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "safe_mode" in msg or "Lambda" in msg:
+            raise ModelError(f"{path}: cannot load model: it contains a Lambda layer (Python code stored in the "
+                             "file), refused in safe mode; pass --unsafe-load only if you trust the file") from None
         raise ModelError(f"{path}: cannot load model ({msg})") from None
+
+
+def check_expression_model(model, path: str, class_names=None) -> tuple:
+    """Checks that `model` is a fer_keras expression model this package can feed and read.
+
+    Returns:
+        (input shape without the batch axis, number of expression classes).
+
+    Raises:
+        ModelError naming `path`: no `expression` output, an input without a fixed size, or a class count that is
+        no label preset while the file carries no class names.
+    """
+    from fer_keras.labels import PRESETS
+
+    names = [layer.name for layer in model.layers]
+    if "expression" not in names:
+        raise ModelError(f"{path}: not a fer_keras model (no output layer named 'expression'; layers end with "
+                         f"{', '.join(names[-3:])})")
+    shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if shape is None or len(shape) not in (3, 4) or any(d is None for d in shape):
+        raise ModelError(f"{path}: input shape {model.input_shape} is not a fixed-size image (H, W, C) or clip "
+                         "(T, H, W, C); fer_keras resizes faces to the model's input, so it must have one")
+    k = int(model.get_layer("expression").output.shape[-1])
+    if not class_names and str(k) not in PRESETS:
+        raise ModelError(f"{path}: the expression output has {k} classes, which is no label preset "
+                         f"({', '.join(PRESETS)}), and no class names come with the model (labels.json or a "
+                         "<model>.json beside it)")
+    return shape, k
 
 
 def comparison_table(rows: List[dict]) -> tuple:

@@ -151,7 +151,7 @@ class FacePredictor:
 
     def __init__(self, model: str, batch_size: int = 64, safe_mode: bool = True, tta: str = "none",
                  labels: Optional[str] = None):
-        from fer_keras.evaluation import load_keras_model, tta_views
+        from fer_keras.evaluation import check_expression_model, load_keras_model, tta_views
         from fer_keras.labels import preset_classes
         from fer_keras.model_info import read_model_info
 
@@ -159,11 +159,10 @@ class FacePredictor:
         path, names = info.model_file, info.class_names
         self.va_trained = info.va_trained
         self.model = load_keras_model(path, safe_mode=safe_mode)
-        if len(self.model.input_shape) != 4:
+        shape, k = check_expression_model(self.model, path, names)
+        if len(shape) != 3:
             raise ConfigError(f"{path}: a clip model (input {self.model.input_shape}); predict takes frame models")
-        self.size = int(self.model.input_shape[1])
-        self.channels = int(self.model.input_shape[-1])
-        k = int(self.model.get_layer("expression").output.shape[-1])
+        self.size, self.channels = int(shape[0]), int(shape[-1])
         self.model_class_names = names or preset_classes(str(k))
         # --labels P: the model's probabilities mapped by class name into preset P (as evaluate_model.py --labels)
         self.labels = labels

@@ -105,3 +105,32 @@ def test_run_names_stay_distinct_and_inside_the_runs_folder():
     assert slug(".") == slug("..") == "run"
     assert slug("日本") == "日本" and slug("中文") == "中文"
     assert slug("a/../b") == "a-..-b" and "/" not in slug("../../etc")
+
+
+def test_foreign_keras_models_are_refused_with_the_file_named(tmp_path, capsys):
+    """Models predict/evaluate cannot use: no `expression` output, no fixed input size, 3 classes without names."""
+    import keras
+
+    from fer_keras.predict import main as predict_main
+
+    def save(name, inp, heads):
+        x = keras.layers.GlobalAveragePooling2D()(inp)
+        outputs = {h: keras.layers.Dense(k, name=h)(x) for h, k in heads.items()}
+        path = str(tmp_path / name)
+        keras.Model(inp, outputs).save(path)
+        return path
+
+    cases = [
+        (save("noexpr.keras", keras.Input((32, 32, 3)), {"logits": 7}), "noexpr.keras: not a fer_keras model"),
+        (save("dynamic.keras", keras.Input((None, None, 3)), {"expression": 7}),
+         "dynamic.keras: input shape (None, None, None, 3) is not a fixed-size image"),
+        (save("three.keras", keras.Input((32, 32, 3)), {"expression": 3}),
+         "three.keras: the expression output has 3 classes, which is no label preset"),
+    ]
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), np.zeros((40, 40, 3), np.uint8))
+    for path, expected in cases:
+        with pytest.raises(SystemExit) as e:
+            predict_main([str(img), "--model", path, "--no-detect", "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and expected in err, err
