@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from fer_keras.config import Config, config_from_dict, read_yaml, save_config
 from fer_keras.data.pipeline import DataBundle, class_weights, epoch_size, load_data, make_dataset
-from fer_keras.errors import ConfigError
+from fer_keras.errors import ConfigError, DataError
 from fer_keras.io_utils import atomic_path, atomic_write_text, new_run_dir, run_lock, slug
 from fer_keras.keras_metrics import MacroRecall, MaskedVAMetric
 from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
@@ -484,7 +484,7 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
         # A start that failed before the first epoch ended (e.g. ImageNet weights offline, a bad init_from) leaves
         # nothing to resume: remove the run instead of leaving one marked running for later commands to trip on.
         if not resuming and not os.path.exists(os.path.join(run_dir, "backup")) \
-                and not os.path.isfile(os.path.join(run_dir, "history.csv")):
+                and not os.path.isfile(os.path.join(run_dir, "model.keras")):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
@@ -550,8 +550,17 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
     print(f"run: {run_dir}{' (resuming)' if resuming else ''} | model {model.name} "
           f"{model.count_params():,} params | {runtime['device']} xla={runtime['xla']} {runtime['precision']} | "
           f"train {len(data.train)} val {len(data.val) if data.val is not None else 0}")
-    model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
-              callbacks=callbacks, verbose=t.verbose)
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
+                  callbacks=callbacks, verbose=t.verbose)
+    except tf.errors.InvalidArgumentError as e:
+        # A file that passed the header check but fails to decode mid-epoch (data.validate_images=header, used
+        # for data too big to decode up front). Finished epochs are kept in backup/: the run resumes.
+        first = (e.message or str(e)).strip().splitlines()[0][:300]
+        raise DataError(f"training stopped: an input failed in the tf.data pipeline ({first}); find the file with "
+                        "--set data.validate_images=full (decodes every image before training), fix or remove it, "
+                        "and rerun (finished epochs are kept: the same command with --name "
+                        f"{os.path.basename(run_dir)} resumes)") from None
     model_path = os.path.join(run_dir, "model.keras")
     if not os.path.isfile(model_path):  # the monitor never produced a value: keep the final model
         with atomic_path(model_path) as tmp:

@@ -339,3 +339,21 @@ def test_lambda_model_refused_in_safe_mode_unless_opted_out(tmp_path, demo_root,
     err = capsys.readouterr().err
     assert e.value.code == 2 and "lambda.keras: cannot load model" in err and "safe" in err.lower()
     assert eval_main(argv + ["--unsafe-load"])  # the explicit opt-out loads it
+
+
+def test_image_that_fails_only_at_decode_time_is_one_line(tmp_path, earlier_run, capsys):
+    """With header-only validation (data too big to decode up front), a truncated JPEG reaches tf.data: training
+    stops with one line that says how to find the file, not a TensorFlow traceback."""
+    runs, _ = earlier_run
+    rows = _base(tmp_path)
+    jpeg = _jpeg_bytes()
+    (tmp_path / "img" / "cut.jpg").write_bytes(jpeg[:len(jpeg) // 2])
+    rows += [["img/cut.jpg", "1", "", ""]] * 20  # drawn in the first batch whatever the shuffle
+    data = _csv(tmp_path, rows)
+    with pytest.raises(SystemExit) as e:
+        train_main(["--data", data, "--runs-dir", runs, "--set", "data.validate_images=header",
+                    "--set", "data.cache=none"] + TINY)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1, err
+    assert "training stopped: an input failed in the tf.data pipeline" in err and "validate_images=full" in err
+    assert os.listdir(runs) == ["earlier"]  # failed in its first epoch: nothing to resume, no run left
