@@ -123,6 +123,8 @@ def main(argv=None) -> dict:
     p.add_argument("--min-score", type=float, default=0.3, help="lowest score kept (recall@1fppi picks its own)")
     p.add_argument("--no-dark", action="store_true", help="skip the darkened copies")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "face_detectors.json"))
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of detectors not run now from an existing --out file (same sets and limit)")
     a = p.parse_args(argv)
 
     from fer_keras.detection.lowlight import degrade_low_light
@@ -170,6 +172,12 @@ def main(argv=None) -> dict:
             row[f"images_per_s_{k}"] = round(images_per_second(det, ims), 1)
         print(f"{name:16s} images/s " + ", ".join(f"{k}: {row[f'images_per_s_{k}']}" for k in speed_imgs))
         results["detectors"][name] = row
+    if a.merge and os.path.isfile(a.out):
+        with open(a.out) as f:
+            old = json.load(f)
+        if (old.get("limit"), old.get("iou"), old.get("min_face")) == (a.limit, a.iou, a.min_face):
+            results["detectors"] = {**old["detectors"], **results["detectors"]}
+            results["command"] = f"{old.get('command')}; then {results['command']}"
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)

@@ -35,7 +35,7 @@ def run_demo(runs_dir: str) -> dict:
         rt = json.load(f)
     with open(os.path.join(run, "metrics.json")) as f:
         m = json.load(f)
-    return {"runtime": rt, "metrics": m}
+    return {"runtime": rt, "metrics": m, "load": os.getloadavg()[0], "cpus": os.cpu_count()}
 
 
 def rows(res: dict) -> str:
@@ -47,7 +47,8 @@ def rows(res: dict) -> str:
     vccc = f"{va['valence']['ccc']:.3f}" if isinstance(va, dict) and va.get("valence") else "–"
     accc = f"{va['arousal']['ccc']:.3f}" if isinstance(va, dict) and va.get("arousal") else "–"
     return (f"| demo training | `python train_model.py --config configs/demo.yaml` | {rt['epochs_run']} epochs, "
-            f"{rt['train_seconds']:.0f} s, {rt['train_images_per_second'] or 0:.0f} train img/s; best "
+            f"{rt['train_seconds']:.0f} s, {rt['train_images_per_second'] or 0:.0f} train img/s (load average "
+            f"{res.get('load', 0):.1f} on {res.get('cpus')} cores at the end); best "
             f"{rt['monitor']} {rt['best']:.3f} |\n"
             f"| demo evaluation | `python evaluate_model.py --bootstrap 1000` | test ({e['num_samples']} faces, "
             f"{len(m['info']['class_names'])} classes): accuracy {acc}, UAR {100 * e['uar']:.1f}%, macro F1 "
@@ -65,12 +66,12 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="compare instead of rewriting")
     a = p.parse_args(argv)
     readme = os.path.join(ROOT, "README.md")
-    with open(readme, encoding="utf-8") as f:
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = rows(run_demo(os.path.join(tmp, "runs")))
+    with open(readme, encoding="utf-8") as f:  # read after the run: README may have been edited meanwhile
         text = f.read()
     if START not in text or END not in text:
         raise SystemExit(f"README.md has no {START} ... {END} block")
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = rows(run_demo(os.path.join(tmp, "runs")))
     old = text.split(START, 1)[1].split(END, 1)[0].strip()
     if a.check:
         if _numbers(old) != _numbers(fresh):

@@ -3,10 +3,13 @@
 One BlazeFace model sees a fixed-size input (128 px short-range, 256 px back-camera), so the faces it can find are a
 fixed fraction of the image: the short-range model finds close-ups, the back model faces down to about 1/16 of the
 image side. Smaller faces (group photos, crowds) are found by running the back model on overlapping tiles of the
-photo at (close to) native resolution. Dark photos (measured mean brightness below `dark_below`) are brightened
-first (`lowlight.brighten`: gamma to a normal mean, then CLAHE). All candidate boxes are merged with MediaPipe's
-weighted NMS. Measured with `benchmarks/bench_detection.py` (see README): brightening helps BlazeFace little on
-noisy dark photos; the trained low-light detector is the answer there.
+photo at (close to) native resolution. All candidate boxes are merged with MediaPipe's weighted NMS.
+
+Dark photos (measured mean brightness below `dark_below`) can be brightened first (`lowlight.brighten`: gamma to a
+normal mean, then CLAHE), but this is off by default: on 60 WIDER and 60 mask photos darkened to DARK FACE's
+brightness (`lowlight.degrade_low_light`), recall at 1 false positive per image was 0.237 / 0.401 with gamma + CLAHE,
+0.213 / 0.331 with gamma alone and 0.231 / 0.419 without brightening: BlazeFace copes with the low mean itself, and
+brightening amplifies the sensor noise. Dark photos need a detector trained on them (issue 22, part 2).
 """
 
 from __future__ import annotations
@@ -43,11 +46,12 @@ class AutoFaceDetector:
         iou_threshold: NMS overlap that merges boxes of the same face.
         tile: side (px, in the original image) of the tiles the back model scans for small faces; 0 = no tiling.
         tile_above: images whose longer side is at most this are not tiled (their faces are large enough).
-        dark_below: mean brightness (0-255) under which the image is brightened before detection.
+        dark_below: mean brightness (0-255) under which the image is brightened before detection (0 = never; the
+            default, see the module docstring for the measurements).
     """
 
     def __init__(self, min_score: float = 0.5, iou_threshold: float = 0.3, tile: int = 384,
-                 tile_above: int = 512, dark_below: float = 60.0):
+                 tile_above: int = 512, dark_below: float = 0.0):
         self.short = BlazeFaceDetector("short", min_score, iou_threshold)
         self.back = BlazeFaceDetector("back", min_score, iou_threshold)
         self.iou_threshold, self.tile, self.tile_above, self.dark_below = iou_threshold, tile, tile_above, dark_below
