@@ -143,6 +143,10 @@ class TrainConfig:
     plateau_factor: float = 0.5
     min_learning_rate: float = 1e-6
     label_smoothing: float = 0.0
+    distill_from: Optional[str] = None  # teacher (.keras file or run): its probabilities join the expression target
+    distill_weight: float = 0.5  # share of the teacher in the target: (1 - w) * (smoothed) label + w * teacher
+    distill_tta: str = "crops"  # the teacher's views (none | flip | crops): a TTA teacher is a better teacher
+    distill_sources: List[str] = field(default_factory=list)  # sources taught by the teacher (empty = all)
     va_loss: str = "mse"  # mse | ccc | both
     expression_loss_weight: float = 1.0
     va_loss_weight: float = 1.0
@@ -208,6 +212,7 @@ _CHOICES = {
     "train.optimizer": ("sgd", "adam", "adamw"),
     "train.schedule": ("cosine", "plateau", "step", "constant"),
     "train.va_loss": ("mse", "ccc", "both"),
+    "train.distill_tta": ("none", "flip", "crops"),
     "train.monitor_mode": ("max", "min"),
     "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     "train.xla": ("auto", "on", "off"),
@@ -245,6 +250,7 @@ _RANGES = {
     "train.warmup_epochs": (0, _INF, "0 or more epochs"),
     "train.step_every": (1, _INF, "a positive number of epochs"),
     "train.label_smoothing": (0.0, 0.999999, "a fraction in [0, 1)"),
+    "train.distill_weight": (0.0, 1.0, "a fraction in [0, 1]"),
     "train.expression_loss_weight": (0.0, _INF, "0 or more"),
     "train.va_loss_weight": (0.0, _INF, "0 or more"),
     "train.early_stopping_patience": (0, _INF, "0 (off) or more epochs"),
@@ -441,6 +447,13 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (), flags
         raise ConfigError(f"data.val_fraction + data.test_fraction must be below 1 (nothing would be left to train "
                           f"on), got {cfg.data.val_fraction} + {cfg.data.test_fraction}")
     check_sources(cfg.data)
+    if cfg.train.distill_from and cfg.data.balance in ("oversample", "undersample"):
+        raise ConfigError(f"train.distill_from cannot be combined with data.balance={cfg.data.balance}; use "
+                          "data.balance=class_weights")
+    unknown = set(cfg.train.distill_sources) - {s.name for s in cfg.data.sources}
+    if unknown:
+        raise ConfigError(f"train.distill_sources: {sorted(unknown)[0]!r} is not a source of data.sources "
+                          f"({', '.join(s.name for s in cfg.data.sources) or 'none'})")
     if cfg.data.balance == "undersample" and not (cfg.data.max_per_class or 0) >= 1:
         raise ConfigError("data.balance=undersample needs data.max_per_class (a positive number of samples per "
                           f"class and epoch), got {cfg.data.max_per_class!r}")

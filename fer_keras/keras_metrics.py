@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from fer_keras.losses import va_mask
+from fer_keras.losses import expression_labels, va_mask
 
 
 @keras.saving.register_keras_serializable(package="fer_keras")
@@ -19,7 +19,7 @@ class MacroRecall(keras.metrics.Metric):
         self.cm = self.add_variable(shape=(self.num_classes, self.num_classes), initializer="zeros", name="cm")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        t = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        t = expression_labels(y_true)
         p = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
         # one_hot(t)^T @ one_hot(p) is the batch confusion matrix; unlike bincount it compiles under XLA.
         counts = ops.matmul(ops.transpose(ops.one_hot(t, self.num_classes)), ops.one_hot(p, self.num_classes))
@@ -36,6 +36,18 @@ class MacroRecall(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class ExpressionAccuracy(keras.metrics.MeanMetricWrapper):
+    """Accuracy of the `expression` head on plain or distillation targets (the label is their first column)."""
+
+    def __init__(self, name: str = "accuracy", dtype=None):
+        super().__init__(fn=lambda t, p: ops.cast(ops.equal(expression_labels(t), ops.cast(
+            ops.argmax(p, axis=-1), "int32")), "float32"), name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
 
 
 @keras.saving.register_keras_serializable(package="fer_keras")

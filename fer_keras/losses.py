@@ -78,22 +78,41 @@ class ValenceArousalLoss(keras.losses.Loss):
         return {**super().get_config(), "kind": self.kind}
 
 
+def expression_labels(y_true):
+    """Integer labels from `expression` targets: plain labels, or the first column of distillation targets
+    `[label, p_1 .. p_C]` (see `fer_keras.data.pipeline.expression_targets`)."""
+    if len(y_true.shape) == 2 and y_true.shape[-1] not in (None, 1):
+        y_true = y_true[:, 0]
+    return ops.cast(ops.reshape(y_true, (-1,)), "int32")
+
+
 @keras.saving.register_keras_serializable(package="fer_keras")
 class ExpressionLoss(keras.losses.Loss):
-    """Cross-entropy on integer labels with optional label smoothing and per-class weights (per-sample values)."""
+    """Cross-entropy on integer labels with optional label smoothing and per-class weights (per-sample values).
+
+    Distillation: when the targets are rows `[label, p_1 .. p_C]` (teacher probabilities, `p = -1` where a sample
+    has no teacher), the target distribution is `(1 - distill_weight) * smoothed one-hot + distill_weight * p`.
+    """
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0,
-                 class_weights: Optional[Sequence[float]] = None, name: str = "expression_loss", **kwargs):
+                 class_weights: Optional[Sequence[float]] = None, distill_weight: float = 0.0,
+                 name: str = "expression_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = int(num_classes)
         self.label_smoothing = float(label_smoothing)
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.distill_weight = float(distill_weight)
 
     def call(self, y_true, y_pred):
-        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        labels = expression_labels(y_true)
         onehot = ops.one_hot(labels, self.num_classes)
         if self.label_smoothing > 0:
             onehot = onehot * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        if len(y_true.shape) == 2 and y_true.shape[-1] == self.num_classes + 1:
+            soft = ops.cast(y_true[:, 1:], "float32")
+            has_teacher = soft[:, :1] >= 0.0
+            mixed = (1.0 - self.distill_weight) * onehot + self.distill_weight * soft
+            onehot = ops.where(has_teacher, mixed, onehot)
         probs = ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0)
         ce = -ops.sum(onehot * ops.log(probs), axis=-1)
         if self.class_weights is not None:
@@ -102,4 +121,4 @@ class ExpressionLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "label_smoothing": self.label_smoothing,
-                "class_weights": self.class_weights}
+                "class_weights": self.class_weights, "distill_weight": self.distill_weight}

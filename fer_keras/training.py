@@ -31,7 +31,7 @@ from fer_keras.config import Config, config_from_dict, read_yaml, save_config
 from fer_keras.data.pipeline import DataBundle, class_weights, epoch_size, load_data, make_dataset
 from fer_keras.errors import ConfigError, DataError
 from fer_keras.io_utils import atomic_path, atomic_write_text, new_run_dir, run_lock, slug
-from fer_keras.keras_metrics import MacroRecall, MaskedVAMetric
+from fer_keras.keras_metrics import ExpressionAccuracy, MacroRecall, MaskedVAMetric
 from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
 from fer_keras.models import MODELS, build_model
 
@@ -112,10 +112,11 @@ def compile_model(model: keras.Model, cfg: Config, num_classes: int, weights=Non
     t = cfg.train
     model.compile(
         optimizer=make_optimizer(t, schedule_steps),
-        loss={"expression": ExpressionLoss(num_classes, t.label_smoothing, weights),
+        loss={"expression": ExpressionLoss(num_classes, t.label_smoothing, weights,
+                                           distill_weight=t.distill_weight if t.distill_from else 0.0),
               "valence_arousal": ValenceArousalLoss(t.va_loss)},
         loss_weights={"expression": t.expression_loss_weight, "valence_arousal": t.va_loss_weight},
-        metrics={"expression": [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+        metrics={"expression": [ExpressionAccuracy(name="accuracy"),
                                 MacroRecall(num_classes, name="uar")],
                  "valence_arousal": [MaskedVAMetric("ccc", name="ccc"), MaskedVAMetric("rmse", name="rmse")]},
         jit_compile=jit_compile,
@@ -461,6 +462,50 @@ def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None
           + (f"; not copied: {'; '.join(report['skipped'])}" if report["skipped"] else ""))
 
 
+def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.ndarray:
+    """The teacher's (`train.distill_from`) probabilities for every training sample, in the run's classes.
+
+    The teacher sees each training image without augmentation through `train.distill_tta` views; its classes are
+    mapped by name (a 7-class teacher gives contempt 0). Rows are NaN (no teacher) for samples of sources not in
+    `train.distill_sources` and for samples whose class the teacher does not know. Writes `distill.json`.
+    """
+    from fer_keras.evaluation import load_keras_model, predict_table
+    from fer_keras.labels import preset_classes
+    from fer_keras.model_info import read_model_info
+
+    t, d = cfg.train, cfg.data
+    info = read_model_info(t.distill_from)
+    teacher = load_keras_model(info.model_file)
+    want = (d.image_size, d.image_size, d.channels)
+    if tuple(teacher.input_shape[1:]) != want:
+        raise ConfigError(f"train.distill_from {info.model_file}: the teacher reads {teacher.input_shape[1:]} "
+                          f"images, this run {want}; distil from a model with the run's input")
+    k = int(teacher.get_layer("expression").output.shape[-1])
+    names = info.class_names or preset_classes(str(k))
+    t0 = time.time()
+    probs = predict_table(teacher, data.train, cfg, 64, t.distill_tta)["expression"]
+    mapping = np.zeros((len(names), len(data.class_names)), np.float64)
+    for i, n in enumerate(names):
+        if n in data.class_names:
+            mapping[i, data.class_names.index(n)] = 1.0
+    soft = probs @ mapping
+    soft /= np.maximum(soft.sum(axis=1, keepdims=True), 1e-12)
+    taught = np.isin(np.array(data.class_names)[data.train.expression], names)
+    if t.distill_sources and data.train.source_id is not None:
+        ids = [data.source_names.index(n) for n in t.distill_sources]
+        taught &= np.isin(data.train.source_id, ids)
+    soft[~taught] = np.nan
+    agree = float(np.mean(np.argmax(probs @ mapping, 1)[taught] == data.train.expression[taught])) \
+        if taught.any() else None
+    _write_json(os.path.join(run_dir, "distill.json"), {
+        "teacher": info.model_file, "tta": t.distill_tta, "weight": t.distill_weight,
+        "sources": t.distill_sources or "all", "samples_taught": int(taught.sum()), "samples": len(taught),
+        "teacher_train_accuracy": agree, "seconds": round(time.time() - t0, 1)})
+    print(f"distillation: {info.model_file} ({t.distill_tta} views) teaches {int(taught.sum())} of {len(taught)} "
+          f"training samples (its accuracy on them {agree:.3f}), weight {t.distill_weight}")
+    return soft.astype(np.float32)
+
+
 def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     d = cfg.data
     t_start = time.time()
@@ -517,6 +562,8 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
             first_callbacks.append(SourceMetrics(data.val, data.source_names, cfg))
             if monitor == "val_expression_uar":  # the default: choose checkpoints by the mean per-source score
                 monitor = "val_score"
+        if t.distill_from:
+            data.train.soft = teacher_probabilities(cfg, data, run_dir)
         # Keras 3 under a multi-replica strategy fails on a batch that does not split evenly across the replicas:
         # drop the last partial batch there (evaluate_model.py still scores every sample, on one device).
         even = strategy.num_replicas_in_sync > 1

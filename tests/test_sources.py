@@ -276,3 +276,40 @@ def test_freeze_batchnorm_keeps_statistics(tiny_cfg, demo_root):
             np.testing.assert_array_equal(w0, w1)  # gamma, beta, moving mean and variance all unchanged
     k0, k1 = a.get_layer("expression").get_weights()[0], b.get_layer("expression").get_weights()[0]
     assert not np.array_equal(k0, k1)  # the rest still trains
+
+
+def test_distillation_targets_loss_and_run(tiny_cfg, demo_root):
+    """Teacher probabilities join the expression target of the sources they teach: the loss is the cross-entropy
+    with `(1 - w) * label + w * teacher`, plain where a sample has no teacher, and a run records what was taught."""
+    from fer_keras.data.pipeline import expression_targets
+    from fer_keras.losses import ExpressionLoss
+    from fer_keras.training import train
+
+    pred = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]], np.float32)
+    teacher = np.array([0.2, 0.5, 0.3], np.float32)
+    packed = np.array([[0, *teacher], [1, -1, -1, -1]], np.float32)
+    loss = ExpressionLoss(3, distill_weight=0.25)
+    per_sample = loss.call(tf.constant(packed), tf.constant(pred)).numpy()
+    target0 = 0.75 * np.eye(3)[0] + 0.25 * teacher
+    np.testing.assert_allclose(per_sample, [-(target0 * np.log(pred[0])).sum(), -np.log(pred[1, 1])], rtol=1e-5)
+    plain = loss.call(tf.constant([0, 1]), tf.constant(pred)).numpy()
+    np.testing.assert_allclose(plain, [-np.log(pred[0, 0]), -np.log(pred[1, 1])], rtol=1e-5)
+
+    cfg = tiny_cfg
+    cfg.data.path, cfg.data.labels = demo_root["folder"], "7"
+    teacher_run = train(cfg)
+    cfg2 = _two_sources(Config(), demo_root)
+    cfg2.data.image_size, cfg2.model, cfg2.train = cfg.data.image_size, cfg.model, cfg.train
+    cfg2.train.distill_from, cfg2.train.distill_tta, cfg2.train.distill_sources = teacher_run, "flip", ["novA"]
+    cfg2.train.name = "student"
+    data = load_data(cfg2)
+    run = train(cfg2, data)
+    info = json.load(open(os.path.join(run, "distill.json")))
+    novA = data.train.source_id == data.source_names.index("novA")
+    not_contempt = data.train.expression != data.class_names.index("contempt")
+    assert info["samples_taught"] == int((novA & not_contempt).sum()) and info["samples"] == len(data.train)
+    soft = data.train.soft
+    assert np.isnan(soft[~novA]).all() and np.allclose(soft[novA & not_contempt].sum(1), 1.0, atol=1e-4)
+    assert (soft[novA & not_contempt][:, data.class_names.index("contempt")] == 0).all()  # a 7-class teacher
+    targets = expression_targets(data.train)
+    assert targets.shape == (len(data.train), 9) and (targets[~novA, 1:] == -1).all()

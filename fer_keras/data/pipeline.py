@@ -44,6 +44,7 @@ class SampleTable:
     shards: Optional[List[str]] = None  # prepared TFRecords holding exactly this split's samples, in order
     shard_info: Optional[dict] = None  # their image_size, channels, encoding, class_names
     source_id: Optional[np.ndarray] = None  # multi-source runs: int32 index into DataBundle.source_names
+    soft: Optional[np.ndarray] = None  # distillation: (N, classes) teacher probabilities, NaN rows = no teacher
 
     def __len__(self) -> int:
         return len(self.expression)
@@ -59,7 +60,8 @@ class SampleTable:
                            None if self.boxes is None else self.boxes[idx],
                            frames=None if self.frames is None else [self.frames[i] for i in idx],
                            shard_info=self.shard_info,  # shards hold whole splits: a subset must re-attach them
-                           source_id=None if self.source_id is None else self.source_id[idx])
+                           source_id=None if self.source_id is None else self.source_id[idx],
+                           soft=None if self.soft is None else self.soft[idx])
 
     def class_counts(self, num_classes: int) -> List[int]:
         return np.bincount(self.expression, minlength=num_classes).astype(int).tolist()
@@ -573,9 +575,18 @@ def class_weights(counts: List[int], smoothing: float = 0.0) -> np.ndarray:
 DECODE_CHUNK = 64
 
 
+def expression_targets(table: SampleTable) -> np.ndarray:
+    """The `expression` targets of a split: int32 labels, or with teacher probabilities (`table.soft`) one float32
+    row per sample `[label, p_1 .. p_C]` with `p = -1` where the sample has no teacher (see `ExpressionLoss`)."""
+    if table.soft is None:
+        return table.expression.astype(np.int32)
+    soft = np.where(np.isfinite(table.soft), table.soft, -1.0)
+    return np.concatenate([table.expression[:, None], soft], axis=1).astype(np.float32)
+
+
 def _base_dataset(table: SampleTable, size: int, channels: int, preset: str = "7", shuffle_seed=None
                   ) -> tf.data.Dataset:
-    targets = {"expression": table.expression.astype(np.int32), "valence_arousal": table.va}
+    targets = {"expression": expression_targets(table), "valence_arousal": table.va}
     if table.images is not None:
         return tf.data.Dataset.from_tensor_slices((table.images, targets))
     if table.shards is not None:
