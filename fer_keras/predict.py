@@ -397,7 +397,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     hist_p: deque = deque(maxlen=max(1, window))
     hist_va: deque = deque(maxlen=max(1, window))
     frame_no = 0
-    show = show and bool(os.environ.get("DISPLAY"))  # a live window only where a display exists
+    show = show and can_show()
     try:
         while max_frames is None or frame_no < max_frames:
             ok, bgr = cap.read()
@@ -494,6 +494,15 @@ def _write_csv(path: str, rows: Sequence[dict], header: Optional[Sequence[str]] 
     atomic_write_text(path, buf.getvalue())
 
 
+def can_show() -> bool:
+    """Whether `--show` can open a window: a display exists and OpenCV was built with a GUI backend (the pinned
+    opencv-python-headless has none)."""
+    import re
+
+    gui = re.search(r"GUI:\s*(\S+)", cv2.getBuildInformation())
+    return bool(os.environ.get("DISPLAY")) and not (gui and gui.group(1).upper() == "NONE")
+
+
 def default_model() -> Optional[str]:
     """The model shipped with the package, if any (used when --model is not given)."""
     here = os.path.join(os.path.dirname(__file__), "pretrained")
@@ -551,6 +560,10 @@ def main(argv=None):
                                    "a score in [0, 1)")):
         if not ok:
             raise ConfigError(f"{flag} {value}: out of range (expected {what})")
+    if a.show and not can_show():
+        why = "no display (DISPLAY is not set)" if not os.environ.get("DISPLAY") else \
+            "this OpenCV has no GUI backend (opencv-python-headless; `pip install opencv-python` adds one)"
+        print(f"note: --show needs a window and {why}; continuing without it", file=sys.stderr)
     inputs = expand_inputs(a.paths)
     missing = [path for kind, path in inputs if kind == "missing"]
     if missing and len(missing) == len(inputs):

@@ -134,3 +134,11 @@ def test_foreign_keras_models_are_refused_with_the_file_named(tmp_path, capsys):
             predict_main([str(img), "--model", path, "--no-detect", "--out", str(tmp_path / "out")])
         err = capsys.readouterr().err.strip()
         assert e.value.code == 2 and len(err.splitlines()) == 1 and expected in err, err
+
+
+@pytest.mark.skipif(__import__("fer_keras.predict").predict.can_show(), reason="this machine can open windows")
+def test_show_without_a_gui_says_so(face_dir, tmp_path):
+    proc = run_cli(["-m", "fer_keras.predict", face_dir, "--no-detect", "--show", "--out", str(tmp_path / "o")],
+                   ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "note: --show needs a window and" in proc.stderr and "continuing without it" in proc.stderr
