@@ -157,6 +157,13 @@ def _folder_symlink(root):
     return data, extra
 
 
+def _npz_named_npy(root):
+    np.savez(root / "expressions.npz", a=np.zeros(3))
+    os.replace(root / "expressions.npz", root / "expressions.npy")
+    np.save(root / "images.npy", np.zeros((3, 16, 16), np.uint8))
+    return str(root), []
+
+
 def _csv_bytes(data: bytes):
     def make(root):
         _base(root)
@@ -225,6 +232,10 @@ CASES = [
                                           "expressions": np.zeros(5, np.int64),
                                           "valence": np.array(["0.1"] * 5)}),
      "valence.npy: expected numbers, got dtype <U3", False),
+    ("npz named .npy", _npz_named_npy, "expressions.npy: expressions is an .npz archive", False),
+    ("npy (N,0,0) images", _npy_case({"images": np.zeros((3, 0, 0), np.uint8), "expressions": np.zeros(3, np.int64)}),
+     "images.npy: images are 0x0 pixels", False),
+    ("200k-character CSV cell", _row_case(["img/0.png", "x" * 200_000, "", ""]), "labels.csv: cannot read it", False),
     ("DFEW clip id escapes root", _dfew_escape("../../../outside/clipX"), "escapes the data root", True),
     ("DFEW absolute clip path", _dfew_escape("/etc"), "escapes the data root", True),
     ("folder symlink out of root", _folder_symlink, "link.png: links out of the data root", True),

@@ -273,7 +273,11 @@ def _csv_rows(path: str, required: Sequence[str], hint: str):
 
 def _load_npy(path: str, what: str) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)  # never unpickle: a .npy must not run code
+        arr = np.load(path, allow_pickle=False)  # never unpickle: a .npy must not run code
+        if not isinstance(arr, np.ndarray):  # an .npz archive saved under a .npy name
+            arr.close()
+            raise DataError(f"{path}: {what} is an .npz archive, not a .npy array (save it with np.save)")
+        return arr
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise DataError(f"{path}: {what} holds pickled Python objects; refusing to load "
