@@ -368,3 +368,43 @@ def test_image_that_fails_only_at_decode_time_is_one_line(tmp_path, earlier_run,
     assert e.value.code == 2 and len(err.splitlines()) == 1, err
     assert "training stopped: an input failed in the tf.data pipeline" in err and "validate_images=full" in err
     assert os.listdir(runs) == ["earlier"]  # failed in its first epoch: nothing to resume, no run left
+
+
+# One case of each class, run as a user runs it: a subprocess with TensorFlow's own logging (the in-process tests
+# above read capsys, which does not see what TensorFlow writes to file descriptor 2).
+PER_CLASS = ["truncated jpeg", "10000x10000 image", "label out of range", "NaN valence", "path escapes root",
+             "CSV duplicated expression header", "unknown class folder", "npy NaN pixels", "FER2013 NaN pixels",
+             "AffectNet fractional expression", "DFEW clip id escapes root", "folder symlink out of root",
+             "UTF-16 CSV"]
+
+
+@pytest.mark.parametrize("name", PER_CLASS)
+def test_bad_input_class_as_the_user_sees_it(name, tmp_path, earlier_run):
+    import subprocess
+    import sys
+
+    runs, _ = earlier_run
+    _, make, expected, _ = next(c for c in CASES if c[0] == name)
+    data, extra = make(tmp_path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k not in ("FER_KERAS_TF_LOGS", "FER_KERAS_DEBUG")}
+    proc = subprocess.run([sys.executable, os.path.join(root, "train_model.py"), "--data", data, "--runs-dir", runs]
+                          + extra + TINY, capture_output=True, text=True, env=env, timeout=600)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and expected in err, err
+    assert os.listdir(runs) == ["earlier"]
+
+
+def test_predict_refuses_a_decompression_bomb_and_goes_on(tmp_path):
+    """A small PNG that declares 64 megapixels is reported in errors.csv, never decoded; the other image is."""
+    from fer_keras.predict import main as predict_main
+
+    Image.new("L", (8000, 8000)).save(tmp_path / "bomb.png", optimize=True)
+    assert os.path.getsize(tmp_path / "bomb.png") < 1 << 20
+    cv2.imwrite(str(tmp_path / "face.png"), _face())
+    out = tmp_path / "out"
+    predict_main([str(tmp_path / "bomb.png"), str(tmp_path / "face.png"), "--no-detect", "--out", str(out)])
+    errors = open(out / "errors.csv").read()
+    assert "bomb.png" in errors and "image too large (8000x8000 pixels" in errors
+    assert "face.png" in open(out / "predictions.csv").read()
