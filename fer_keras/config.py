@@ -163,7 +163,7 @@ class TrainConfig:
     time_limit_minutes: Optional[float] = None  # stop (after the current step, validating once more) past this
     runs_dir: str = "runs"
     name: Optional[str] = None  # run name; default <model>-<data>-<time>
-    verbose: int = 2
+    verbose: int = -1  # Keras fit verbosity; -1 = auto: progress bar with ETA on a terminal, a line per epoch in a log
 
 
 @dataclass
@@ -254,6 +254,7 @@ _RANGES = {
     "train.expression_loss_weight": (0.0, _INF, "0 or more"),
     "train.va_loss_weight": (0.0, _INF, "0 or more"),
     "train.early_stopping_patience": (0, _INF, "0 (off) or more epochs"),
+    "train.verbose": (-1, 2, "-1 (auto), 0, 1 or 2"),
     "train.steps_per_epoch": (1, _INF, "a positive number of steps"),
     "train.time_limit_minutes": (1e-9, _INF, "a positive number of minutes"),
     "augment.rotation": (0.0, 180.0, "degrees, 0-180"),

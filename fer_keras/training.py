@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import time
 from typing import Optional
 
@@ -337,6 +338,14 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
 
 # === Run directory ===
 
+def fit_verbosity(verbose: int) -> int:
+    """Keras `fit` verbosity: -1 (auto) is a progress bar with ETA on a terminal, one line per epoch otherwise (a
+    progress bar written to a log file is one endless line of carriage returns)."""
+    if verbose != -1:
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
 def describe_training(cfg: Config, data: DataBundle) -> str:
     """One line saying what this run trains on and from what weights (printed at the start of every run)."""
     d, m = cfg.data, cfg.model
@@ -599,7 +608,7 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
           f"train {len(data.train)} val {len(data.val) if data.val is not None else 0}")
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
-                  callbacks=callbacks, verbose=t.verbose)
+                  callbacks=callbacks, verbose=fit_verbosity(t.verbose))
     except tf.errors.InvalidArgumentError as e:
         # A file that passed the header check but fails to decode mid-epoch (data.validate_images=header, used
         # for data too big to decode up front). Finished epochs are kept in backup/: the run resumes.

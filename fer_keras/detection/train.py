@@ -163,7 +163,7 @@ def train_detector(cfg) -> str:
     from fer_keras.config import save_config
     from fer_keras.detection.retinanet import build_retinanet, compile_retinanet
     from fer_keras.io_utils import new_run_dir
-    from fer_keras.training import _best_so_far, _write_json, check_named_run, make_callbacks, make_optimizer
+    from fer_keras.training import _best_so_far, _write_json, check_named_run, fit_verbosity, make_callbacks, make_optimizer
 
     t, det = cfg.train, cfg.detection
     if t.monitor.startswith("val_expression") or t.monitor in ("val_loss",):
@@ -199,7 +199,7 @@ def train_detector(cfg) -> str:
           f"{det.image_width}x{det.image_height} | train {len(train)} images, val {len(val) if val else 0}"
           + (f" | resuming at epoch {start_epoch}" if resuming else ""))
     detector.fit(_train_dataset(train, cfg, start_epoch), steps_per_epoch=steps, epochs=t.epochs, callbacks=cbs,
-                 verbose=t.verbose)
+                 verbose=fit_verbosity(t.verbose))
     model_path = os.path.join(run_dir, "model.keras")
     if not os.path.isfile(model_path):
         with atomic_path(model_path) as tmp:
