@@ -346,6 +346,8 @@ def main(argv=None):
         mpath = os.path.join(run, "metrics.json")
         if os.path.isfile(mpath):
             metrics = _load_json(mpath)
+            if not isinstance(metrics, dict) or "expression" not in metrics:  # a detection run: AP, no card
+                metrics = None
             from fer_keras.config import config_from_dict, read_yaml
 
             model_name = config_from_dict(read_yaml(os.path.join(run, "config.yaml"))).model.name
