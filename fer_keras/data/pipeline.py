@@ -383,15 +383,7 @@ def load_all(cfg, log: Optional[BadLog] = None) -> DataBundle:
         return DataBundle(table.subset(np.zeros(0, np.int64)), None, table, bundle.class_names, log,
                           bundle.dropped, bundle.source, bundle.format, source_names=bundle.source_names,
                           source_weights=bundle.source_weights)
-    path, fmt = d.path, d.format
-    if path is None:
-        from fer_keras.data.demo import default_demo_path
-
-        path, fmt = default_demo_path(d.demo_per_class, d.demo_size), "csv"
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    raw = read_table(path, fmt, d, log)
-    dropped = dict(raw.dropped)
-    table = to_preset(raw, d.labels, dropped)
+    path, fmt, raw, table, dropped = _read_mapped(d, log)
     if len(table) == 0:
         raise DataError(f"{path}: no samples after reading and label mapping (preset {d.labels}: "
                         f"{', '.join(preset_classes(d.labels))})")
@@ -483,6 +475,23 @@ def shuffled_train(table: SampleTable, seed: int) -> SampleTable:
     return table.subset(np.random.default_rng(seed).permutation(len(table)))
 
 
+def _read_mapped(d, log: BadLog):
+    """Reads the dataset of `d` (the built-in demo data when `d.path` is unset) and maps it to the preset.
+
+    Returns:
+        (path, format, the reader's RawTable, the mapped SampleTable, counts of dropped samples by reason).
+    """
+    path, fmt = d.path, d.format
+    if path is None:
+        from fer_keras.data.demo import default_demo_path
+
+        path, fmt = default_demo_path(d.demo_per_class, d.demo_size), "csv"
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    raw = read_table(path, fmt, d, log)
+    dropped = dict(raw.dropped)
+    return path, fmt, raw, to_preset(raw, d.labels, dropped), dropped
+
+
 def read_splits(d, log: Optional[BadLog] = None, heldout_as_test: bool = False, heldout_test_fraction: float = 0.0,
                 require_train: bool = True) -> DataBundle:
     """`load_data` without touching the images: annotations read, labels mapped to the preset, splits made.
@@ -496,16 +505,8 @@ def read_splits(d, log: Optional[BadLog] = None, heldout_as_test: bool = False, 
             test split and the rest stays val: for a model that already trained on all of train.
     """
     log = log or BadLog(skip=d.skip_bad)
-    path, fmt = d.path, d.format
-    if path is None:
-        from fer_keras.data.demo import default_demo_path
-
-        path, fmt = default_demo_path(d.demo_per_class, d.demo_size), "csv"
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    raw = read_table(path, fmt, d, log)
-    dropped = dict(raw.dropped)
+    path, fmt, raw, table, dropped = _read_mapped(d, log)
     classes = preset_classes(d.labels)
-    table = to_preset(raw, d.labels, dropped)
     splits: Dict[str, Optional[SampleTable]] = {"train": None, "val": None, "test": None}
     if raw.splits is not None:
         arr = np.array([raw.splits[i] for i in table.raw_index])
