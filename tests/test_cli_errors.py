@@ -157,3 +157,30 @@ def test_a_training_console_is_quiet_and_says_what_it_trains_on(tmp_path):
     assert "training CustomCNN on the built-in synthetic demo data (generated cartoon faces, not real ones" in out
     assert out.count("Epoch ") == 2 and "\r" not in out  # one line per epoch in a log, no progress-bar redraws
     assert "done: " in out
+
+
+def test_same_file_names_in_two_folders_keep_both_outputs(tmp_path):
+    """--annotate / --save-crops of a/face.png and b/face.png used to overwrite each other."""
+    for d, seed in (("a", 1), ("b", 2)):
+        (tmp_path / d).mkdir()
+        cv2.imwrite(str(tmp_path / d / "face.png"),
+                    np.random.default_rng(seed).integers(0, 255, (48, 48, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    proc = run_cli(["-m", "fer_keras.predict", str(tmp_path / "a"), str(tmp_path / "b"), "--no-detect",
+                    "--annotate", "--save-crops", "--out", str(out)], ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert len(os.listdir(out / "annotated")) == 2 and len(os.listdir(out / "crops")) == 2
+
+
+def test_truncated_run_files_are_one_line(tmp_path):
+    """A run directory whose labels.json was cut short: evaluate names the file, no traceback."""
+    import shutil
+
+    src = os.path.join(ROOT, "fer_keras", "pretrained")
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(os.path.join(src, "multitask_customcnn.keras"), run / "model.keras")
+    (run / "config.yaml").write_text("data:\n  labels: '8'\n")
+    (run / "labels.json").write_text('{"preset": "8", "class_na')
+    proc = run_cli([os.path.join(ROOT, "evaluate_model.py"), "--run", str(run)], tmp_path)
+    assert_one_line_error(proc, "labels.json: cannot read model metadata")
