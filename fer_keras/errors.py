@@ -83,28 +83,23 @@ def describe_os_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
-class reading:
-    """Context manager: errors while reading `path` become one DataError naming it.
+@contextlib.contextmanager
+def reading(path: str, what: str = "cannot read it"):
+    """Errors while reading the user's file `path` inside this block become one DataError naming it.
 
-    Catches what a malformed user file raises in the standard library and NumPy (OS errors, undecodable text,
-    CSV and JSON syntax, bad values); errors that are already `FerError` pass through unchanged.
+    Catches what a malformed file raises in the standard library and NumPy (OS errors, undecodable text, CSV and
+    JSON syntax, bad values); errors that are already `FerError` pass through unchanged.
     """
-
-    def __init__(self, path: str, what: str = "cannot read it"):
-        self.path, self.what = path, what
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, tp, e, tb):
-        if e is None or isinstance(e, FerError) or not isinstance(e, (OSError, UnicodeError, ValueError, csv.Error,
-                                                                       EOFError, KeyError, TypeError)):
-            return False
+    try:
+        yield
+    except FerError:
+        raise
+    except (OSError, UnicodeError, ValueError, csv.Error, EOFError, KeyError, TypeError) as e:
         if isinstance(e, UnicodeDecodeError):
             detail = f"not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
         else:
             detail = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        raise DataError(f"{self.path}: {self.what} ({detail})") from None
+        raise DataError(f"{path}: {what} ({detail})") from None
 
 
 def cli_main(fn):
