@@ -313,3 +313,15 @@ def test_distillation_targets_loss_and_run(tiny_cfg, demo_root):
     assert (soft[novA & not_contempt][:, data.class_names.index("contempt")] == 0).all()  # a 7-class teacher
     targets = expression_targets(data.train)
     assert targets.shape == (len(data.train), 9) and (targets[~novA, 1:] == -1).all()
+
+
+def test_load_all_keeps_every_sample_and_its_source(tiny_cfg, demo_root):
+    from fer_keras.data.pipeline import load_all
+
+    cfg = _two_sources(tiny_cfg, demo_root)
+    split = load_data(cfg)
+    every = load_all(cfg)
+    n = sum(len(t) for t in (split.train, split.val, split.test) if t is not None)
+    assert len(every.train) == 0 and every.val is None and len(every.test) == n
+    assert {k: len(v) for k, v in every.source_tables("test").items()} == {
+        s: sum(len(split.source_tables(p).get(s, [])) for p in ("train", "val", "test")) for s in split.source_names}
