@@ -572,6 +572,9 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
             if monitor == "val_expression_uar":  # the default: choose checkpoints by the mean per-source score
                 monitor = "val_score"
         if t.distill_from:
+            if data.train.images is None and data.train.shards is not None:
+                raise ConfigError("train.distill_from needs the training images in memory or as files; streamed "
+                                  "TFRecord shards carry their own labels (raise data.cache_budget_mb)")
             data.train.soft = teacher_probabilities(cfg, data, run_dir)
         # Keras 3 under a multi-replica strategy fails on a batch that does not split evenly across the replicas:
         # drop the last partial batch there (evaluate_model.py still scores every sample, on one device).

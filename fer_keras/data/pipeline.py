@@ -587,12 +587,12 @@ def expression_targets(table: SampleTable) -> np.ndarray:
 
 def _base_dataset(table: SampleTable, size: int, channels: int, preset: str = "7", shuffle_seed=None
                   ) -> tf.data.Dataset:
+    if table.shards is not None:  # labels come from the shards (this is also called inside a traced function)
+        ds = _shards.shard_dataset(table.shards, table.shard_info, preset, shuffle_seed)
+        return ds.apply(tf.data.experimental.assert_cardinality(len(table)))
     targets = {"expression": expression_targets(table), "valence_arousal": table.va}
     if table.images is not None:
         return tf.data.Dataset.from_tensor_slices((table.images, targets))
-    if table.shards is not None:
-        ds = _shards.shard_dataset(table.shards, table.shard_info, preset, shuffle_seed)
-        return ds.apply(tf.data.experimental.assert_cardinality(len(table)))
     boxes = table.boxes if table.boxes is not None else np.full((len(table), 4), np.nan, np.float32)
     ds = tf.data.Dataset.from_tensor_slices((np.array(table.sources), boxes.astype(np.float32), targets))
 
