@@ -246,7 +246,8 @@ MAX_IMAGE_PIXELS = 50_000_000  # the training pipeline's decompression-bomb guar
 
 def image_problem(path: str) -> Optional[str]:
     """Why an image file must not be decoded (None when it may): more pixels than MAX_IMAGE_PIXELS declared in
-    its header (a 438 KB PNG can declare 20000x20000 and take 3 GB to decode)."""
+    its header (a 438 KB PNG can declare 20000x20000 and take 3 GB to decode). Training's `pipeline.check_header`
+    also limits the formats to what tf.data decodes; predict decodes with OpenCV, which reads more (WebP, TIFF)."""
     try:
         from PIL import Image
 
@@ -258,9 +259,10 @@ def image_problem(path: str) -> Optional[str]:
     return None
 
 
-def read_rgb(path: str) -> Optional[np.ndarray]:
-    """The image as RGB uint8, or None when it cannot be decoded or is too large (see `image_problem`)."""
-    if image_problem(path):
+def read_rgb(path: str, checked: bool = False) -> Optional[np.ndarray]:
+    """The image as RGB uint8, or None when it cannot be decoded or is too large (see `image_problem`; `checked`:
+    the caller already asked it)."""
+    if not checked and image_problem(path):
         return None
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -332,7 +334,7 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
         problem = image_problem(path)
         if problem:
             return None, problem
-        rgb = cv2.imread(path, cv2.IMREAD_GRAYSCALE) if gray else read_rgb(path)
+        rgb = cv2.imread(path, cv2.IMREAD_GRAYSCALE) if gray else read_rgb(path, checked=True)
         return rgb, (detector(rgb) if rgb is not None else "unreadable image")
 
     crops, meta = [], []
