@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from fer_keras.config import Config, config_from_dict, read_yaml, save_config
+from fer_keras.data.augment import EPOCH_SEED_STRIDE, epoch_seed
 from fer_keras.data.pipeline import DataBundle, class_weights, epoch_size, load_data, make_dataset
 from fer_keras.errors import ConfigError, DataError
 from fer_keras.io_utils import atomic_path, atomic_write_text, new_run_dir, run_lock, slug
@@ -234,7 +235,7 @@ class EpochSeeder(keras.callbacks.Callback):
         for layer in self.model._flatten_layers(include_self=False):
             for gen in vars(layer).values():
                 if isinstance(gen, keras.random.SeedGenerator):
-                    gen.state.assign(np.array([self.seed * 1_000_003 + epoch, i], np.int64))
+                    gen.state.assign(np.array([epoch_seed(self.seed, epoch), i], np.int64))
                     i += 1
 
 
@@ -427,7 +428,7 @@ def train(cfg: Config, data: Optional[DataBundle] = None) -> str:
         # TF compares its (global seed mod 2^31-1, op seed) pair with (0, 0) in Python; with a global 0 that reads
         # the tensor op seeds (seed, epoch) of our tf.data shuffles as a bool and fails: train.seed=0 crashed.
         # Any other fixed global seed keeps runs reproducible.
-        tf.random.set_seed(1_000_003)
+        tf.random.set_seed(EPOCH_SEED_STRIDE)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     runtime = resolve_runtime(t, cfg.model.name)

@@ -35,6 +35,16 @@ class _SeedStream(keras.random.SeedGenerator):
         return self._seed + tf.constant([0, 1 << 24], tf.int64) * self._draws
 
 
+EPOCH_SEED_STRIDE = 1_000_003  # a prime: (seed, epoch) pairs of different seeds never share an epoch seed
+
+
+def epoch_seed(seed, epoch):
+    """The seed of one epoch of a run: everything random in that epoch (shuffle, augmentation, dropout) is keyed
+    by it, so an epoch is the same whether or not the run was interrupted and resumed before it. Works on Python
+    ints, NumPy and int64 tensors alike."""
+    return seed * EPOCH_SEED_STRIDE + epoch
+
+
 def _per_sample_mask(batch: tf.Tensor, prob: float, seed) -> tf.Tensor:
     b = tf.shape(batch)[0]
     u = tf.random.stateless_uniform([b], seed=seed) if seed is not None else tf.random.uniform([b])

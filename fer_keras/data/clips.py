@@ -193,7 +193,7 @@ def clip_dataset(table, cfg, training: bool, temporal: bool, seed: int = 0, epoc
     """
     import tensorflow as tf
 
-    from fer_keras.data.augment import build_augmenter
+    from fer_keras.data.augment import build_augmenter, epoch_seed as _epoch_seed
     from fer_keras.data.pipeline import decode_resize
 
     d = cfg.data
@@ -211,7 +211,7 @@ def clip_dataset(table, cfg, training: bool, temporal: bool, seed: int = 0, epoc
 
     def one_epoch(_):
         e = epoch.read_value() if epoch is not None else tf.constant(0, tf.int64)
-        epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + e
+        epoch_seed = _epoch_seed(tf.cast(seed, tf.int64), e)
         ds = base.enumerate()
         if training:
             ds = ds.shuffle(max(len(table), 1), seed=epoch_seed, reshuffle_each_iteration=False)

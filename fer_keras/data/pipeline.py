@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from fer_keras.data.augment import build_augmenter
+from fer_keras.data.augment import build_augmenter, epoch_seed as _epoch_seed
 from fer_keras.data import clips as _clips  # noqa: F401  (registers the dfew and clips readers)
 from fer_keras.data import shards as _shards  # registers the tfrecord reader
 from fer_keras.data.readers import BadLog, RawTable, detect_format, read_table
@@ -688,7 +688,7 @@ def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[i
 
     def one_epoch(_):
         e = epoch.read_value() if epoch is not None else tf.constant(0, tf.int64)
-        epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + e
+        epoch_seed = _epoch_seed(tf.cast(seed, tf.int64), e)
         ds = _base_dataset(table, d.image_size, d.channels, d.labels, epoch_seed) if stream_shards else base
         if per_class is not None:
             ds = tf.data.Dataset.sample_from_datasets(per_class, weights=[1.0 / len(present)] * len(present),
