@@ -155,8 +155,17 @@ def train_detector(cfg) -> str:
     """Trains the RetinaNet face detector of `cfg.detection` on `cfg.data`; returns the run directory.
 
     A named run that exists and is unfinished resumes from its last finished epoch (same command, same config);
-    a finished one is never overwritten.
+    a finished one is never overwritten, and one being trained by another process is refused (`run_lock`).
     """
+    import contextlib
+
+    from fer_keras.io_utils import run_lock
+
+    with run_lock(cfg.train.runs_dir, cfg.train.name) if cfg.train.name else contextlib.nullcontext():
+        return _train_detector(cfg)
+
+
+def _train_detector(cfg) -> str:
     import keras
     import tensorflow as tf
 
