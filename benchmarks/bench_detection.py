@@ -97,7 +97,7 @@ def make(name: str, min_score: float):
         return MediaPipeFullRange()
     if name == "mtcnn":
         return MTCNNPeer()
-    from fer_keras.predict import make_detector
+    from fer_keras.detection.faces import make_detector
 
     return make_detector(name, min_face=16, min_score=min_score)
 

@@ -35,7 +35,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     import tensorflow as tf
 
-    from fer_keras.evaluation import load_keras_model
+    from fer_keras.run_dir import load_keras_model
     from fer_keras.export import export_run
 
     exp = os.path.join(a.run, "export")

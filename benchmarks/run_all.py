@@ -548,7 +548,7 @@ def bench_inference(a) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from fer_keras.evaluation import load_keras_model
+    from fer_keras.run_dir import load_keras_model
     from fer_keras.export import export_savedmodel, export_tflite
     from fer_keras.predict import default_model
 
@@ -654,7 +654,8 @@ def bench_detection(a) -> dict:
 
     from fer_keras.config import load_config
     from fer_keras.detection.data import read_darkface, write_dark_scenes
-    from fer_keras.detection.train import RetinaNetFaceDetector, evaluate_detector_run, train_detector
+    from fer_keras.detection.faces import RetinaNetFaceDetector
+    from fer_keras.detection.train import evaluate_detector_run, train_detector
     from fer_keras.export import export_run
 
     runs = tempfile.mkdtemp(prefix="fer-bench-det-")
@@ -681,7 +682,7 @@ def bench_detection(a) -> dict:
         t = time.perf_counter()
         serve(images=tf.constant(img[None]))
         sm.append(time.perf_counter() - t)
-    det = RetinaNetFaceDetector(run)
+    det = RetinaNetFaceDetector.from_run(run)
     det(imgs[0])
     py = []
     for img in imgs:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 from fer_keras.errors import cli_main
+from fer_keras.run_dir import RUNTIME, RunDir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,8 +70,7 @@ def main(argv=None) -> str:
         from fer_keras.training import train as train_fn
 
     run_dir = train_fn(cfg)
-    with open(os.path.join(run_dir, "runtime.json")) as f:
-        rt = json.load(f)
+    rt = RunDir(run_dir).read_json(RUNTIME)
     speed = f" | {rt['train_images_per_second'] or 0:.0f} img/s" if rt.get("train_images_per_second") else ""
     print(f"done: {run_dir} | best {rt['monitor']} = {rt['best']} | {rt['epochs_run']} epochs in "
           f"{rt['train_seconds']} s{speed}")

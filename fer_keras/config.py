@@ -184,6 +184,22 @@ class DetectionConfig:
     min_score: float = 0.5  # detections reported by predict / drawn by visualize
     scenes: int = 240  # synthetic dark scenes when data.path is unset (train; a fifth of that for val)
     weights: Optional[str] = None  # local .weights.h5 of the same detector to start from
+    # Anchors and pyramid (KerasHub's defaults: P3-P5, 4 * stride, 3 scales, ratios 0.5/1/2 = 32-406 px boxes).
+    min_level: int = 3
+    max_level: int = 5
+    anchor_size: float = 4.0  # base anchor side as a multiple of the level's stride
+    anchor_scales: int = 3  # anchor sizes per octave
+    anchor_ratios: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    positive_iou: float = 0.5  # anchor/face IoU for a positive anchor
+    negative_iou: float = 0.4  # below this an anchor is background (between the two: ignored)
+    force_match: bool = False  # every face gets its best anchor even below positive_iou (tiny faces)
+    # Training on real photos (a `boxes.csv` folder): random crops around a face rescaled to face_px.
+    train_crop: int = 0  # crop side in pixels (multiple of 32); 0 = letterbox whole images to image_width/height
+    face_px: List[float] = field(default_factory=lambda: [5.0, 100.0])  # log-uniform face size in the crops
+    low_light_prob: float = 0.0  # share of crops through lowlight.degrade_low_light
+    holdout_first: int = 0  # leave out the first N images (by name) of each boxes.csv folder: the benchmark's
+    val_low_light: bool = False  # score validation images darkened (seeded per image) as well as normal
+    test_scales: List[float] = field(default_factory=lambda: [1.0])  # predict: image pyramid, merged with NMS
 
 
 @dataclass
@@ -268,6 +284,15 @@ _RANGES = {
     "augment.low_light_prob": (0.0, 1.0, "a probability"),
     "augment.erasing_prob": (0.0, 1.0, "a probability"),
     "detection.max_boxes": (1, _INF, "a positive number of boxes"),
+    "detection.min_level": (2, 5, "a pyramid level in 2-5"),
+    "detection.max_level": (3, 7, "a pyramid level in 3-7"),
+    "detection.anchor_size": (0.25, 16.0, "a multiple of the stride in [0.25, 16]"),
+    "detection.anchor_scales": (1, 8, "1-8 anchor sizes per octave"),
+    "detection.positive_iou": (0.0, 1.0, "an IoU in [0, 1]"),
+    "detection.negative_iou": (0.0, 1.0, "an IoU in [0, 1]"),
+    "detection.train_crop": (0, 4096, "0 or a crop side in pixels"),
+    "detection.low_light_prob": (0.0, 1.0, "a probability in [0, 1]"),
+    "detection.holdout_first": (0, _INF, "a number of images"),
     "detection.min_score": (0.0, 1.0, "a score in [0, 1]"),
     "detection.score_threshold": (0.0, 1.0, "a score in [0, 1]"),
     "detection.iou_threshold": (0.0, 1.0, "an IoU in [0, 1]"),

@@ -1,4 +1,4 @@
-"""Evaluation: a trained model + a dataset split → metrics.json, metrics.md, predictions.csv.
+"""Evaluation: a trained model + a dataset split → metrics.json, metrics.md, predictions.csv (`evaluate_run`).
 
 Cross-dataset evaluation maps the model's classes into the test preset *by name* (an 8-class AffectNet model on
 7-class FER2013 data, a 7-class model scored on the 2-class preset): probabilities of model classes that merge into
@@ -8,17 +8,22 @@ one test class are summed, classes the test preset drops (contempt in 7) are rem
 from __future__ import annotations
 
 import csv
+import datetime as _dt
+import hashlib
 import io
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from fer_keras import metrics as M
-from fer_keras.errors import DataError, ModelError
-from fer_keras.io_utils import atomic_write_text
-from fer_keras.labels import map_name, normalize_name, preset_classes
+from fer_keras.config import Config, parse_overrides, set_key
+from fer_keras.errors import ConfigError, DataError, ModelError
+from fer_keras.io_utils import atomic_write_text, slug
+from fer_keras.labels import check_preset, map_name, normalize_name, preset_classes
+from fer_keras.model_info import VA_UNTRAINED_NOTE, ModelInfo, read_model_info
+from fer_keras.run_dir import RunDir, load_keras_model
 
 
 def class_mapping_matrix(model_classes: Sequence[str], test_preset: str) -> np.ndarray:
@@ -213,27 +218,6 @@ def write_outputs(out_dir: str, result: dict, sources, y_true, probs, va_true, v
                           class_names)
 
 
-def load_keras_model(path: str, safe_mode: bool = True):
-    """Loads a `.keras` file, by default in Keras safe mode (refuses Lambda layers, which would run arbitrary
-    code from the file); errors name the file. `safe_mode=False` is the user's explicit opt-out."""
-    import keras
-
-    import fer_keras.keras_metrics  # noqa: F401  (register custom objects)
-    import fer_keras.losses  # noqa: F401
-    import fer_keras.models  # noqa: F401
-
-    if not os.path.exists(path):
-        raise ModelError(f"model file not found: {path}")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
-    except Exception as e:  # corrupted zip, wrong format, unsafe Lambda
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "safe_mode" in msg or "Lambda" in msg:
-            raise ModelError(f"{path}: cannot load model: it contains a Lambda layer (Python code stored in the "
-                             "file), refused in safe mode; pass --unsafe-load only if you trust the file") from None
-        raise ModelError(f"{path}: cannot load model ({msg})") from None
-
-
 def check_expression_model(model, path: str, class_names=None) -> tuple:
     """Checks that `model` is a fer_keras expression model this package can feed and read.
 
@@ -280,3 +264,141 @@ def comparison_table(rows: List[dict]) -> tuple:
     w.writerow([c for c, _ in cols])
     w.writerows([[("" if v is None else v) for v in row] for row in table])
     return "\n".join(md) + "\n", buf.getvalue()
+
+
+# === evaluate_run: one model on one split, in steps ===
+
+def _open_model(run: Optional[str], model_path: Optional[str], unsafe_load: bool):
+    """(config, model info, model, model file, model class names or None) of a run directory or a `.keras` file."""
+    if run:
+        cfg = RunDir.open(run).config()
+        info = read_model_info(run)
+        if info.class_names is None:
+            raise ConfigError(f"{run}: no class names in labels.json (not a finished run directory?)")
+    else:
+        cfg, info = Config(), read_model_info(model_path)
+    model = load_keras_model(info.model_file if run else model_path, safe_mode=not unsafe_load)
+    return cfg, info, model, info.model_file if run else model_path
+
+
+def _model_classes(cfg: Config, info: ModelInfo, model_file: str, k: int, from_run: bool) -> List[str]:
+    """The model's class names in output order; for a bare `.keras` file also sets the data preset to match."""
+    if from_run:
+        return info.class_names
+    if info.class_names and len(info.class_names) == k:
+        cfg.data.labels = check_preset(str(k))
+        return info.class_names
+    if str(k) not in ("8", "7", "5", "4", "2"):
+        raise ModelError(f"{model_file}: expression output has {k} classes, not a known preset")
+    cfg.data.labels = str(k)
+    return preset_classes(str(k))
+
+
+def _point_at_data(cfg: Config, data: Optional[str], fmt: Optional[str], labels: Optional[str], overrides,
+                   shape, skip_bad: bool) -> None:
+    """Sets the data the model is scored on: other data and preset if given, `--set data.*` overrides, and the
+    model's input size."""
+    if data is not None:
+        cfg.data.path, cfg.data.format = data, fmt or "auto"
+        cfg.data.val_path = cfg.data.test_path = None
+        cfg.data.sources = []  # a multi-source run scored on other data: that data only
+    if labels is not None:
+        cfg.data.labels = labels
+    for key, value in parse_overrides(overrides).items():
+        if not key.startswith("data."):
+            raise ConfigError(f"evaluate --set only takes data.* keys, got {key!r}")
+        set_key(cfg, key, value)  # the same validation as --set in training
+    cfg.data.labels = check_preset(cfg.data.labels)
+    h, w, c = shape[-3:]
+    cfg.data.image_size, cfg.data.channels, cfg.data.skip_bad = int(h), int(c), skip_bad
+
+
+def _pick_split(cfg: Config, split: str):
+    """(bundle, table, split actually scored, note): `all` scores every sample; `test` falls back to val."""
+    from fer_keras.data.pipeline import load_all, load_data
+
+    bundle = load_all(cfg) if split == "all" else load_data(cfg, require_train=False)
+    table, used, note = getattr(bundle, "test" if split == "all" else split), split, ""
+    if split == "all":
+        note = "Every sample of the data was scored (--split all), whatever split it belongs to."
+    if table is None and split == "test":
+        table, used = bundle.val, "val"
+        note = "The data has no test split; the validation split was scored."
+    if table is None or len(table) == 0:
+        raise DataError(f"{cfg.data.path or 'demo data'}: no {split} split to evaluate")
+    return bundle, table, used, note
+
+
+def _predict(model, table, cfg: Config, temporal: bool, model_file: str, batch_size: int, tta: str
+             ) -> Tuple[Dict[str, np.ndarray], str]:
+    """Both heads' predictions for every sample (clips: one per clip) and a note on how they were made."""
+    if table.frames is not None:
+        from fer_keras.data.clips import clip_dataset, clip_probabilities
+
+        if temporal:
+            out = model.predict(clip_dataset(table, cfg, False, True, batch_size=batch_size).map(lambda x, y: x),
+                                verbose=0)
+            return {k: np.asarray(out[k], np.float64) for k in ("expression", "valence_arousal")}, ""
+        return (clip_probabilities(model, table, cfg, batch_size),
+                " Clip-level scores: frame predictions averaged over each clip.")
+    if temporal:
+        raise DataError(f"{model_file} is a clip model; evaluate it on clip data (format dfew or clips)")
+    return predict_table(model, table, cfg, batch_size, tta), ""
+
+
+def _default_out(run: Optional[str], model_file: str, cfg: Config, data: Optional[str], used_split: str,
+                 fmt: str, tta: str, own_default: bool) -> str:
+    """The run folder itself for its own default evaluation, else `<run or model folder>/eval/<data-split-preset>`.
+    Other data is named by its folder and a hash of its full path: A/test and B/test never share a folder."""
+    base = run or os.path.dirname(os.path.abspath(model_file))
+    if own_default:
+        return base
+    tag = "" if data is None else "-" + hashlib.sha1(os.path.abspath(data).encode()).hexdigest()[:6]
+    stem = os.path.basename(os.path.normpath(cfg.data.path or ("sources" if cfg.data.sources else "demo")))
+    return os.path.join(base, "eval", slug(f"{stem}{tag}-{used_split}-{cfg.data.labels}"
+                                           + (f"-fold{cfg.data.fold}" if fmt == "dfew" else "")
+                                           + ("" if tta == "none" else f"-tta_{tta}")))
+
+
+def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, data: Optional[str] = None,
+                 fmt: Optional[str] = None, split: str = "test", labels: Optional[str] = None, bootstrap: int = 0,
+                 seed: int = 0, batch_size: int = 64, skip_bad: bool = False, out: Optional[str] = None,
+                 overrides=(), tta: str = "none", unsafe_load: bool = False) -> tuple:
+    """Evaluates one model (a run directory or a `.keras` file) on one split; writes metrics.json, metrics.md and
+    predictions.csv and returns (output folder, result dict). The arguments are `evaluate_model.py`'s flags."""
+    cfg, info, model, model_file = _open_model(run, model_path, unsafe_load)
+    shape, k = check_expression_model(model, model_file, info.class_names)
+    temporal = len(shape) == 4  # (T, H, W, C): a clip model
+    if temporal:
+        cfg.model.frames = int(shape[0])
+    model_classes = _model_classes(cfg, info, model_file, k, bool(run))
+    own_default = bool(run) and data is None and labels is None and not overrides and split == "test" \
+        and tta == "none"
+    _point_at_data(cfg, data, fmt, labels, overrides, shape, skip_bad)
+    bundle, table, used_split, note = _pick_split(cfg, split)
+    pred, how = _predict(model, table, cfg, temporal, model_file, batch_size, tta)
+    note += how
+    probs = map_probabilities(pred["expression"], model_classes, cfg.data.labels)
+    if not info.va_trained:  # an untrained head's outputs are not results
+        pred["valence_arousal"] = np.full_like(pred["valence_arousal"], np.nan)
+    result = compute_metrics(table.expression, probs, table.va, pred["valence_arousal"], bundle.class_names,
+                             bootstrap, seed)
+    if not info.va_trained:
+        result["valence_arousal"].update(valence=None, arousal=None, unavailable=VA_UNTRAINED_NOTE)
+        note += f" {VA_UNTRAINED_NOTE}."
+    for name, sub in bundle.source_tables(used_split).items() if table.source_id is not None else ():
+        m = table.source_id == bundle.source_names.index(name)
+        result.setdefault("per_source", {})[name] = compute_metrics(
+            sub.expression, probs[m], sub.va, pred["valence_arousal"][m], bundle.class_names, bootstrap, seed)
+    if list(model_classes) != bundle.class_names:
+        note += f" Model classes ({', '.join(model_classes)}) were mapped by name to the {cfg.data.labels}-class " \
+                "preset."
+    result["info"] = {"model": os.path.abspath(model_file), "run": run, "data": bundle.source,
+                      "format": bundle.format, "split": used_split, "preset": cfg.data.labels,
+                      "class_names": bundle.class_names, "model_class_names": list(model_classes),
+                      "skipped_bad": len(bundle.bad), "note": note.strip(), "tta": tta,
+                      "evaluated_at": _dt.datetime.now().isoformat(timespec="seconds")}
+    out = out or _default_out(run, model_file, cfg, data, used_split, bundle.format, tta, own_default)
+    write_outputs(out, result, table.sources, table.expression, probs, table.va, pred["valence_arousal"],
+                  bundle.class_names)
+    return out, result

@@ -24,9 +24,14 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from fer_keras.detection import retinanet as R
 from fer_keras.errors import ConfigError, cli_main
+from fer_keras.io_utils import atomic_path, atomic_write_bytes
+from fer_keras.model_info import read_model_info, write_sidecar
+from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir, load_keras_model
 
 FORMATS = ("savedmodel", "keras", "tflite")
+DETECTION_FORMATS = ("savedmodel", "keras", "compact")
 
 
 def _serving_fn(model, size: int, channels: int, va_trained: bool = True):
@@ -134,7 +139,6 @@ def export_tflite(model, out_path: str, quantize: bool) -> str:
         if quantize:
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
         data = conv.convert()
-    from fer_keras.io_utils import atomic_write_bytes
 
     atomic_write_bytes(out_path, data)
     return out_path
@@ -155,32 +159,26 @@ def tflite_predict(path: str, images: np.ndarray) -> Dict[str, np.ndarray]:
 
 def export_run(run: str, formats: Sequence[str] = FORMATS) -> Dict[str, str]:
     """Exports `run/model.keras` into `run/export/`; returns {format: path}."""
-    from fer_keras.cli_evaluate import run_task
-    from fer_keras.evaluation import load_keras_model
-
-    if run_task(run) == "detection":
+    rd = RunDir(run)
+    if rd.task() == "detection":
         return _export_detection_run(run, formats)
-    from fer_keras.model_info import read_model_info, write_sidecar
-
-    if not os.path.isfile(os.path.join(run, "labels.json")):
-        raise ConfigError(f"{run}: not a finished run directory (no labels.json)")
+    if not os.path.isfile(rd.file(LABELS)):
+        raise ConfigError(f"{run}: not a finished run directory (no {LABELS})")
     info = read_model_info(run)
     if info.class_names is None:
         raise ConfigError(f"{run}: labels.json has no class_names")
     class_names = info.class_names
     model = float32_model(load_keras_model(info.model_file))
-    out = os.path.join(run, "export")
+    out = rd.file(EXPORT)
     os.makedirs(out, exist_ok=True)
     written = {}
     if "savedmodel" in formats:
         written["savedmodel"] = export_savedmodel(model, class_names, os.path.join(out, "savedmodel"),
                                                   info.trained_heads)
     if "keras" in formats:
-        from fer_keras.io_utils import atomic_path
-
-        with atomic_path(os.path.join(out, "model.keras")) as tmp:
+        with atomic_path(os.path.join(out, MODEL)) as tmp:
             model.save(tmp)
-        written["keras"] = os.path.join(out, "model.keras")
+        written["keras"] = os.path.join(out, MODEL)
         # Outside its run, the .keras file carries its class names and trained heads in model.json beside it.
         written["keras_info"] = write_sidecar(written["keras"], class_names, info.trained_heads,
                                               run=os.path.basename(os.path.normpath(run)))
@@ -191,16 +189,16 @@ def export_run(run: str, formats: Sequence[str] = FORMATS) -> Dict[str, str]:
 
 
 def _export_detection_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
-    """A detection run exports as a SavedModel with NMS-decoded boxes (and its `.keras` copy)."""
-    from fer_keras.config import config_from_dict, read_yaml
-    from fer_keras.detection import retinanet as R
-
-    bad = [f for f in formats if f not in ("savedmodel", "keras")]
+    """A detection run exports as a SavedModel with NMS-decoded boxes, its `.keras` copy, and `compact`: float16
+    weights with their build and inference settings in one `.npz` (`faces.RetinaNetFaceDetector.from_file`; the
+    shipped low-light detector is one)."""
+    bad = [f for f in formats if f not in DETECTION_FORMATS]
     if bad and len(formats) == 1:
-        raise ConfigError(f"{run}: a detection run exports as savedmodel or keras, not {bad[0]}")
-    cfg = config_from_dict(read_yaml(os.path.join(run, "config.yaml")), source=run)
-    detector = R.load_detector(os.path.join(run, "model.keras"))
-    out = os.path.join(run, "export")
+        raise ConfigError(f"{run}: a detection run exports as {', '.join(DETECTION_FORMATS)}, not {bad[0]}")
+    rd = RunDir.open(run)
+    cfg = rd.config()
+    detector = R.load_detector(rd.model_path)
+    out = rd.file(EXPORT)
     os.makedirs(out, exist_ok=True)
     written = {}
     if "savedmodel" in formats:
@@ -208,11 +206,15 @@ def _export_detection_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
         written["savedmodel"] = R.export_savedmodel(detector, d.image_width, d.image_height, d.enhancement,
                                                     os.path.join(out, "savedmodel"))
     if "keras" in formats:
-        from fer_keras.io_utils import atomic_path
-
-        with atomic_path(os.path.join(out, "model.keras")) as tmp:
+        with atomic_path(os.path.join(out, MODEL)) as tmp:
             detector.save(tmp)
-        written["keras"] = os.path.join(out, "model.keras")
+        written["keras"] = os.path.join(out, MODEL)
+    if "compact" in formats or set(formats) == set(FORMATS):
+        d = cfg.detection
+        inference = {"image_width": d.image_width, "image_height": d.image_height, "min_score": d.min_score,
+                     "test_scales": list(d.test_scales), "iou_threshold": d.iou_threshold,
+                     "enhancement": d.enhancement, "run": os.path.basename(os.path.normpath(run))}
+        written["compact"] = R.save_compact(detector, R.build_kwargs(d), inference, os.path.join(out, "detector.npz"))
     return written
 
 
@@ -220,7 +222,8 @@ def _export_detection_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fer_keras.export", description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True)
-    p.add_argument("--format", default="all", choices=FORMATS + ("all",))
+    p.add_argument("--format", default="all", choices=FORMATS + ("compact", "all"),
+                   help="all: every format of the run's kind (detection runs: savedmodel, keras, compact)")
     a = p.parse_args(argv)
     formats: List[str] = list(FORMATS) if a.format == "all" else [a.format]
     written = export_run(a.run, formats)

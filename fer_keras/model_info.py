@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from fer_keras.errors import ConfigError
+from fer_keras.io_utils import atomic_write_text
+from fer_keras.run_dir import DATA_SUMMARY, LABELS, RunDir
 
 VA_UNTRAINED_NOTE = ("valence/arousal unavailable: this model's valence_arousal head was never trained "
                      "(no VA labels in its training data)")
@@ -64,10 +66,9 @@ def _heads_from(meta: dict, summary: Optional[dict]) -> Dict[str, bool]:
 def read_model_info(model: str) -> ModelInfo:
     """Reads a run directory (`model.keras` + `labels.json`) or a `.keras` file (+ its sidecar `.json`, if any)."""
     if os.path.isdir(model):
-        model_file = os.path.join(model, "model.keras")
-        labels = os.path.join(model, "labels.json")
+        run = RunDir(model)
+        model_file, labels, summary_path = run.model_path, run.file(LABELS), run.file(DATA_SUMMARY)
         meta = _read_json(labels) if os.path.isfile(labels) else {}
-        summary_path = os.path.join(model, "data_summary.json")
         summary = _read_json(summary_path) if os.path.isfile(summary_path) else None
     else:
         model_file = model
@@ -82,8 +83,6 @@ def read_model_info(model: str) -> ModelInfo:
 
 def write_sidecar(model_file: str, class_names: List[str], trained_heads: Dict[str, bool], **extra) -> str:
     """Writes `<stem>.json` beside a standalone model (export, the shipped models)."""
-    from fer_keras.io_utils import atomic_write_text
-
     path = sidecar_path(model_file)
     atomic_write_text(path, json.dumps({"class_names": list(class_names), "trained_heads": dict(trained_heads),
                                         **extra}, indent=2) + "\n")

@@ -17,7 +17,6 @@ import io
 import json
 import os
 import sys
-import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,96 +25,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from fer_keras.detection.faces import DETECTORS, make_detector, whole_image
 from fer_keras.errors import ConfigError, DataError, cli_main
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
-# === Detection ===
-
-class HaarDetector:
-    """OpenCV's frontal-face Haar cascade (shipped with opencv-python(-headless) 4.x).
-
-    The cascade's window is 24 px, so faces of at least `min_size` px are found on the image downscaled by
-    24 / min_size (area interpolation) with a 24 px minimum: the same faces as `minSize=min_size` on the full image,
-    several times faster. No histogram equalization by default: on 640x480 photos it made detection 4.5x slower
-    and found fewer faces (textured backgrounds light up). Safe to call from several threads (one cascade each:
-    a shared `CascadeClassifier` returns wrong results under concurrent calls).
-    """
-
-    accepts_gray = True  # predict_images may decode straight to grayscale for it
-
-    def __init__(self, min_size: int = 48, scale_factor: float = 1.1, min_neighbors: int = 5,
-                 equalize: bool = False):
-        self.path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
-        if cv2.CascadeClassifier(self.path).empty():
-            raise ConfigError(f"OpenCV Haar cascade not found at {self.path} (opencv 5.x wheels ship none; "
-                              "install opencv-python-headless<5)")
-        if min_size < 1:
-            raise ConfigError(f"--min-face must be >= 1 px, got {min_size}")
-        self.min_size, self.scale_factor, self.min_neighbors = min_size, scale_factor, min_neighbors
-        self.equalize = equalize
-        self._local = threading.local()
-
-    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
-        cascade = getattr(self._local, "cascade", None)
-        if cascade is None:
-            cascade = self._local.cascade = cv2.CascadeClassifier(self.path)
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
-        f = min(1.0, 24.0 / self.min_size)
-        if f < 1.0:
-            gray = cv2.resize(gray, (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f))),
-                              interpolation=cv2.INTER_AREA)
-        if self.equalize:
-            gray = cv2.equalizeHist(gray)
-        min_win = max(1, min(24, self.min_size))
-        faces = cascade.detectMultiScale(gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                                         minSize=(min_win, min_win))
-        return [tuple(int(round(v / f)) for v in b) for b in faces]
-
-
-def whole_image(rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
-    """The 'detector' of --no-detect: the image is already a face crop."""
-    return [(0, 0, rgb.shape[1], rgb.shape[0])]
-
-
-whole_image.accepts_gray = True
-
-DETECTORS = ("auto", "blazeface", "blazeface-back", "haar")
-
-
-def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[float] = None):
-    """The face detector called `name` (see DETECTORS), or a detection run directory (a trained RetinaNet).
-
-    Args:
-        name: `blazeface` (MediaPipe's short-range model), `blazeface-back` (its 256 px model for smaller faces),
-            `haar` (OpenCV's frontal-face cascade), `auto` (BlazeFace when its model files are installed, else
-            Haar: a plain `pip install` without requirements-nodeps.txt still predicts), or a run directory.
-        min_face: smallest face in pixels the Haar cascade reports.
-        min_score: lowest detection score kept (BlazeFace default 0.5; RetinaNet: the run's threshold).
-    """
-    if name == "auto":
-        from fer_keras.blazeface import model_dir
-
-        if model_dir() is None:  # a plain `pip install` without requirements-nodeps.txt still predicts
-            return HaarDetector(min_size=min_face)
-        from fer_keras.detection.auto import AutoFaceDetector
-
-        return AutoFaceDetector(0.5 if min_score is None else min_score)
-    if name in ("blazeface", "blazeface-back"):
-        from fer_keras.blazeface import BlazeFaceDetector
-
-        return BlazeFaceDetector("short" if name == "blazeface" else "back",
-                                 0.5 if min_score is None else min_score)
-    if name == "haar":
-        return HaarDetector(min_size=min_face)
-    if os.path.isdir(name):
-        from fer_keras.detection.train import RetinaNetFaceDetector
-
-        return RetinaNetFaceDetector(name, min_score)
-    raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS)}) nor a run directory")
-
+# === Detection (the detectors live in fer_keras/detection/faces.py) ===
 
 def clip_boxes(boxes, width: int, height: int, min_side: int = 2) -> List[Tuple[int, int, int, int]]:
     """Detector boxes `(x, y, w, h)` clipped to the image; boxes with less than `min_side` px inside are dropped.
@@ -151,7 +68,8 @@ class FacePredictor:
 
     def __init__(self, model: str, batch_size: int = 64, safe_mode: bool = True, tta: str = "none",
                  labels: Optional[str] = None):
-        from fer_keras.evaluation import check_expression_model, load_keras_model, tta_views
+        from fer_keras.evaluation import check_expression_model, tta_views
+        from fer_keras.run_dir import load_keras_model
         from fer_keras.labels import preset_classes
         from fer_keras.model_info import read_model_info
 

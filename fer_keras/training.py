@@ -1,21 +1,13 @@
-"""Training: config → data → model → `fit` → a run directory.
+"""Training: config → data → model → `fit` → a run directory (its files: `fer_keras.run_dir`).
 
-The run directory is the contract with evaluate/visualize/export:
-    config.yaml          the resolved config (read back by the other CLIs)
-    labels.json          preset and class names, in output order
-    data_summary.json    samples and class counts per split, dropped/skipped samples
-    model.keras          the best model by `train.monitor`
-    history.csv          per-epoch logs (losses per head, accuracy, UAR, CCC, learning rate)
-    runtime.json         device, XLA/precision choices, versions, timings, images/s
-    state.json           running | finished (a run that is not finished resumes from backup/)
-    tensorboard/         TensorBoard logs
+An expression run also writes labels.json (preset and class names in output order), skipped.csv (inputs skipped
+with data.skip_bad), init.json / distill.json (what `model.init_from` / `train.distill_from` contributed) and
+tensorboard/ (with train.tensorboard).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import json
 import math
 import os
 import platform
@@ -28,14 +20,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fer_keras.config import Config, config_from_dict, read_yaml, save_config
+from fer_keras.config import Config, save_config
 from fer_keras.data.augment import EPOCH_SEED_STRIDE, epoch_seed
 from fer_keras.data.pipeline import DataBundle, class_weights, epoch_size, load_data, make_dataset
 from fer_keras.errors import ConfigError, DataError
-from fer_keras.io_utils import atomic_path, atomic_write_text, new_run_dir, run_lock, slug
+from fer_keras.io_utils import atomic_path
 from fer_keras.keras_metrics import ExpressionAccuracy, MacroRecall, MaskedVAMetric
 from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
 from fer_keras.models import MODELS, build_model
+from fer_keras.run_dir import (BACKUP, DATA_SUMMARY, LABELS, RUNTIME, STATE, RunDir, check_named_run, load_keras_model,
+                               named_run_lock, new_run_dir, write_json)
 
 
 # === Runtime choices ===
@@ -239,16 +233,6 @@ class EpochSeeder(keras.callbacks.Callback):
                     i += 1
 
 
-def _best_so_far(history_csv: str, monitor: str, mode: str) -> Optional[float]:
-    if not os.path.isfile(history_csv):
-        return None
-    with open(history_csv, newline="") as f:
-        vals = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor) not in (None, "", "nan")]
-    if not vals:
-        return None
-    return max(vals) if mode == "max" else min(vals)
-
-
 class ClipMetrics(keras.callbacks.Callback):
     """Clip-level validation for frame models on clip data: averages each clip's frame log-probabilities and adds
     `val_clip_war` (accuracy) and `val_clip_uar` to the epoch logs (before the checkpoint reads them)."""
@@ -304,16 +288,16 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
     t = cfg.train
     mode = mode or t.monitor_mode
     logger = RunLogger()
-    ckpt = AtomicModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode=mode,
-                                 save_best_only=True)
-    best = _best_so_far(os.path.join(run_dir, "history.csv"), monitor, mode)
+    run = RunDir(run_dir)
+    ckpt = AtomicModelCheckpoint(run.model_path, monitor=monitor, mode=mode, save_best_only=True)
+    best = run.best_so_far(monitor, mode)
     if best is not None:  # resuming: do not let the first resumed epoch overwrite a better model
         ckpt.best = best
     cbs = [logger, *first,
            *([EpochSeeder(epoch_var, t.seed)] if epoch_var is not None else []),
-           keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True),
+           keras.callbacks.BackupAndRestore(run.file(BACKUP), delete_checkpoint=True),
            ckpt,
-           keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+           keras.callbacks.CSVLogger(run.history_path, append=True),
            keras.callbacks.TerminateOnNaN()]
     if t.schedule == "plateau":
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=t.plateau_factor,
@@ -365,33 +349,6 @@ def describe_training(cfg: Config, data: DataBundle) -> str:
             f"{d.image_size}x{d.image_size}x{d.channels}; starting from {start}")
 
 
-def _write_json(path: str, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
-def check_named_run(cfg: Config) -> bool:
-    """For a named run that already exists: True (resume) if unfinished with the same config; raises if it finished
-    or was started differently. False when there is nothing to resume. Runs before any data is read."""
-    t = cfg.train
-    if not t.name:
-        return False
-    run_dir = os.path.join(t.runs_dir, slug(t.name))
-    if not (os.path.isdir(run_dir) and os.listdir(run_dir)):
-        return False
-    state_path = os.path.join(run_dir, "state.json")
-    if not os.path.isfile(state_path):
-        raise ConfigError(f"{run_dir} exists and is not a fer_keras run; choose another --name")
-    with open(state_path) as f:
-        state = json.load(f).get("status")
-    if state == "finished":
-        raise ConfigError(f"run {run_dir} already finished; choose another --name (runs are never overwritten)")
-    saved = config_from_dict(read_yaml(os.path.join(run_dir, "config.yaml")), source=run_dir)
-    if _comparable(saved) != _comparable(cfg):
-        raise ConfigError(f"{run_dir} was started with a different config; resume it with the same command "
-                          "or choose another --name")
-    return True
-
-
 def create_run_dir(cfg: Config) -> str:
     """Creates the run directory (a fresh, unique one for unnamed runs)."""
     t = cfg.train
@@ -401,12 +358,6 @@ def create_run_dir(cfg: Config) -> str:
     run_dir = new_run_dir(t.runs_dir, t.name, f"{MODELS.canonical(cfg.model.name)}-{data_stem}")
     os.makedirs(run_dir, exist_ok=True)
     return run_dir
-
-
-def _comparable(cfg: Config) -> dict:
-    d = cfg.to_dict()
-    d["train"].pop("verbose", None)
-    return d
 
 
 # === Train ===
@@ -434,7 +385,7 @@ def train(cfg: Config, data: Optional[DataBundle] = None) -> str:
     runtime = resolve_runtime(t, cfg.model.name)
     keras.mixed_precision.set_global_policy(runtime["precision"])
     try:
-        with run_lock(t.runs_dir, t.name) if t.name else contextlib.nullcontext():
+        with named_run_lock(cfg):
             return _train(cfg, data, runtime)
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -453,7 +404,6 @@ def all_layers(model: keras.Model):
 def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None:
     """Starts `model` from the weights of the model file or run directory `path` (see `transfer_weights`) and
     records what was copied in the run's init.json."""
-    from fer_keras.evaluation import load_keras_model
     from fer_keras.labels import preset_classes
     from fer_keras.model_info import read_model_info
     from fer_keras.models.transfer import transfer_weights
@@ -466,7 +416,7 @@ def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None
         names = preset_classes(str(k)) if str(k) in ("8", "7", "5", "4", "2") else None
     report = transfer_weights(source, model, names, class_names)
     model_file = info.model_file
-    _write_json(os.path.join(run_dir, "init.json"), {"init_from": model_file, **report})
+    write_json(os.path.join(run_dir, "init.json"), {"init_from": model_file, **report})
     print(f"init from {model_file}: {len(report['copied'])} layers copied"
           + (f", expression classes {', '.join(report['classes_copied'])}" if report["classes_copied"] else "")
           + (f"; not copied: {'; '.join(report['skipped'])}" if report["skipped"] else ""))
@@ -479,7 +429,7 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
     mapped by name (a 7-class teacher gives contempt 0). Rows are NaN (no teacher) for samples of sources not in
     `train.distill_sources` and for samples whose class the teacher does not know. Writes `distill.json`.
     """
-    from fer_keras.evaluation import load_keras_model, predict_table
+    from fer_keras.evaluation import predict_table
     from fer_keras.labels import preset_classes
     from fer_keras.model_info import read_model_info
 
@@ -507,7 +457,7 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
     soft[~taught] = np.nan
     agree = float(np.mean(np.argmax(probs @ mapping, 1)[taught] == data.train.expression[taught])) \
         if taught.any() else None
-    _write_json(os.path.join(run_dir, "distill.json"), {
+    write_json(os.path.join(run_dir, "distill.json"), {
         "teacher": info.model_file, "tta": t.distill_tta, "weight": t.distill_weight,
         "sources": t.distill_sources or "all", "samples_taught": int(taught.sum()), "samples": len(taught),
         "teacher_train_accuracy": agree, "seconds": round(time.time() - t0, 1)})
@@ -522,24 +472,24 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     resuming = check_named_run(cfg)  # fail fast, before reading any data
     data = data or load_data(cfg)
     run_dir = create_run_dir(cfg)  # only once the data is known to be good
+    run = RunDir(run_dir)
     if not resuming:
-        save_config(cfg, os.path.join(run_dir, "config.yaml"))
-        _write_json(os.path.join(run_dir, "labels.json"), {"preset": d.labels, "class_names": data.class_names,
-                                                           "trained_heads": trained_heads(data)})
-        _write_json(os.path.join(run_dir, "data_summary.json"), data.summary())
+        save_config(cfg, run.config_path)
+        run.write_json(LABELS, {"preset": d.labels, "class_names": data.class_names,
+                                "trained_heads": trained_heads(data)})
+        run.write_json(DATA_SUMMARY, data.summary())
         if len(data.bad):
             with atomic_path(os.path.join(run_dir, "skipped.csv")) as tmp, open(tmp, "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["source", "reason"])
                 w.writerows(data.bad.items)
-    _write_json(os.path.join(run_dir, "state.json"), {"status": "running"})
+    run.write_json(STATE, {"status": "running"})
     try:
         return _fit(cfg, data, runtime, run_dir, resuming, t_start)
     except BaseException:
         # A start that failed before the first epoch ended (e.g. ImageNet weights offline, a bad init_from) leaves
         # nothing to resume: remove the run instead of leaving one marked running for later commands to trip on.
-        if not resuming and not os.path.exists(os.path.join(run_dir, "backup")) \
-                and not os.path.isfile(os.path.join(run_dir, "model.keras")):
+        if not resuming and not os.path.exists(run.file(BACKUP)) and not os.path.isfile(run.model_path):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
@@ -621,21 +571,22 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
                         "--set data.validate_images=full (decodes every image before training), fix or remove it, "
                         "and rerun (finished epochs are kept: the same command with --name "
                         f"{os.path.basename(run_dir)} resumes)") from None
-    model_path = os.path.join(run_dir, "model.keras")
+    run = RunDir(run_dir)
+    model_path = run.model_path
     if not os.path.isfile(model_path):  # the monitor never produced a value: keep the final model
         with atomic_path(model_path) as tmp:
             model.save(tmp)
     times = logger.epoch_times[1:] or logger.epoch_times
     n_per_epoch = (t.steps_per_epoch * d.batch_size) if t.steps_per_epoch else per_epoch
-    _write_json(os.path.join(run_dir, "runtime.json"), {
+    run.write_json(RUNTIME, {
         **runtime, "strategy": t.strategy, "replicas": strategy.num_replicas_in_sync,
         "params": int(model.count_params()), "epochs_run": len(logger.epoch_times),
         "train_seconds": round(time.time() - t_start, 1),
         "median_epoch_seconds": float(np.median(times)) if times else None,
         "train_images_per_second": float(n_per_epoch / np.median(times)) if times else None,
-        "monitor": monitor, "best": _best_so_far(os.path.join(run_dir, "history.csv"), monitor, t.monitor_mode),
+        "monitor": monitor, "best": run.best_so_far(monitor, t.monitor_mode),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
     })
-    _write_json(os.path.join(run_dir, "state.json"), {"status": "finished"})
+    run.finish()
     return run_dir

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fer_keras import blazeface as B
-from fer_keras.detection import auto as A
+from fer_keras.detection import faces as A
 from fer_keras.detection.lowlight import brighten, brightness, degrade_low_light
 from fer_keras.detection.metrics import recall_at_fppi
 from fer_keras.predict import clip_boxes

@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_keras.io_utils import run_lock, slug
+from fer_keras.io_utils import slug
+from fer_keras.run_dir import run_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--epochs", "1", "--image-size", "32", "--set", "model.widths=[8]", "--set", "model.blocks=[1]",

@@ -104,15 +104,15 @@ def test_detection_run_through_the_clis(tmp_path, monkeypatch, capsys):
     out = served(images=tf.constant(scene[None]))
     assert out["boxes"].shape[-1] == 4 and out["scores"].shape[:2] == out["boxes"].shape[:2]
     # The SavedModel (letterboxing in the graph) and the Python detector agree on the boxes.
-    from fer_keras.detection.train import RetinaNetFaceDetector
+    from fer_keras.detection.faces import RetinaNetFaceDetector
 
-    py = RetinaNetFaceDetector(run, min_score=0.0)
+    py = RetinaNetFaceDetector.from_run(run, min_score=0.0)
     n = int(out["num_detections"][0])
     boxes = py(scene)
     assert len(boxes) == len([b for b in out["boxes"][0][:n].numpy() if b[2] - b[0] >= 2 and b[3] - b[1] >= 2])
 
     with pytest.raises(ConfigError, match="an expression run|not a run directory"):
-        RetinaNetFaceDetector(str(tmp_path))
+        RetinaNetFaceDetector.from_run(str(tmp_path))
     res = predict_main([os.path.join(tmp_path, "data", "dark-scenes-12", "val", "image"), "--detector", run,
                         "--min-score", "0.0", "--out", str(tmp_path / "pred"), "--model",
                         _tiny_expression_model(tmp_path)])
@@ -135,7 +135,7 @@ def test_interrupted_detection_run_resumes(tmp_path, monkeypatch):
 
     import keras
 
-    import fer_keras.detection.train as DT
+    from fer_keras.run_dir import RunDir
     import fer_keras.training as T
     from fer_keras.cli_train import main as train_main
 
@@ -160,7 +160,7 @@ def test_interrupted_detection_run_resumes(tmp_path, monkeypatch):
         train_main(args)
     run = str(tmp_path / "runs" / "det")
     assert json.load(open(os.path.join(run, "state.json")))["status"] == "running"
-    assert DT._resume_epoch(run) == 2
+    assert RunDir(run).resume_epoch() == 2
     monkeypatch.setattr(T, "make_callbacks", real)
     train_main(args)
     epochs = [int(r["epoch"]) for r in csv.DictReader(open(os.path.join(run, "history.csv")))]

@@ -102,7 +102,8 @@ def test_errors(tmp_path, capsys):
 def test_flip_tta_averages_both_views(two_runs):
     from fer_keras.config import config_from_dict, read_yaml
     from fer_keras.data.pipeline import load_data
-    from fer_keras.evaluation import load_keras_model, predict_table
+    from fer_keras.evaluation import predict_table
+    from fer_keras.run_dir import load_keras_model
 
     runs, a, _ = two_runs
     cfg = config_from_dict(read_yaml(os.path.join(a, "config.yaml")))

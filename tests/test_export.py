@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fer_keras.cli_train import main as train_main
-from fer_keras.evaluation import load_keras_model
+from fer_keras.run_dir import load_keras_model
 from fer_keras.export import export_run, main as export_main, tflite_predict
 
 

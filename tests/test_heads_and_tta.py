@@ -58,7 +58,7 @@ def test_shipped_fer2013_model_is_marked_without_va():
 
 
 def test_evaluate_marks_untrained_va_unavailable(runs, demo_root):
-    from fer_keras.cli_evaluate import evaluate
+    from fer_keras.evaluation import evaluate_run as evaluate
 
     out, result = evaluate(run=runs["no_va"], data=demo_root["csv"], labels="8")  # data with VA labels
     va = result["valence_arousal"]
@@ -111,7 +111,7 @@ def test_export_carries_the_untrained_mark(runs, demo_root, tmp_path):
 def test_predict_tta_matches_evaluate_tta(runs, demo_root, tmp_path, tta):
     """The same images through `predict --no-detect --tta` and `evaluate_model.py --tta` give the same
     probabilities (32 px demo faces, a 32 px model: no resizing on either path)."""
-    from fer_keras.cli_evaluate import evaluate
+    from fer_keras.evaluation import evaluate_run as evaluate
 
     out_eval, _ = evaluate(run=runs["va"], data=demo_root["folder"], labels="8", split="train", tta=tta,
                            out=str(tmp_path / "eval"))

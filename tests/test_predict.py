@@ -11,7 +11,8 @@ import pytest
 
 from fer_keras.cli_train import main as train_main
 from fer_keras.data.demo import generate
-from fer_keras.predict import FacePredictor, HaarDetector, folder_accuracy, main as predict_main, pad_box
+from fer_keras.detection.faces import HaarDetector
+from fer_keras.predict import FacePredictor, folder_accuracy, main as predict_main, pad_box
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ def test_errors_are_clear(run, tmp_path, capsys):
     assert _rows(tmp_path / "o2" / "errors.csv")[0]["problem"] == "cannot open video"
     with pytest.raises(SystemExit) as e:
         predict_main([str(bad_video), "--model", run, "--out", str(tmp_path / "o3"), "--detector", "yolo"])
-    assert e.value.code == 2 and ("--detector 'yolo': not a detector name (auto, blazeface, blazeface-back, haar) "
+    assert e.value.code == 2 and ("--detector 'yolo': not a detector name (auto, blazeface, blazeface-back, haar, lowlight) "
                                   "nor a run directory") in capsys.readouterr().err
 
 

@@ -131,7 +131,7 @@ def test_source_scores_match_sklearn():
 
 
 def test_train_and_evaluate_with_sources(tiny_cfg, demo_root):
-    from fer_keras.cli_evaluate import evaluate
+    from fer_keras.evaluation import evaluate_run as evaluate
     from fer_keras.training import train
 
     cfg = _two_sources(tiny_cfg, demo_root)
@@ -243,7 +243,7 @@ def test_evaluate_other_data_never_collides(tiny_cfg, demo_root, tmp_path):
     """A multi-source run scored on two folders with the same name writes two eval folders, each with its data."""
     import shutil
 
-    from fer_keras.cli_evaluate import evaluate
+    from fer_keras.evaluation import evaluate_run as evaluate
     from fer_keras.training import train
 
     run = train(_two_sources(tiny_cfg, demo_root))

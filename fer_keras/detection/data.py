@@ -146,13 +146,75 @@ def read_wider(annotation: str, image_root: Optional[str] = None, skip_bad: bool
     return DetTable(sources, boxes, dropped)
 
 
-def read_detection(path: str, skip_bad: bool = False, image_root: Optional[str] = None) -> DetTable:
-    """DARK FACE folder or WIDER FACE annotation file, detected from the path."""
+def read_boxes_csv(folder: str, skip_first: int = 0, skip_bad: bool = False,
+                   log: Optional[BadLog] = None) -> DetTable:
+    """Reads `<folder>/images/*` with `<folder>/boxes.csv` (`file,x,y,w,h` in pixels, one row per face; extra
+    columns are ignored). Images are sorted by name; the first `skip_first` are left out (held-out test images).
+    Boxes with no area are dropped and counted; a malformed row raises a DataError naming the file and line."""
+    import csv
+
+    log = log or BadLog(skip=skip_bad)
+    table = os.path.join(folder, "boxes.csv")
+    per_file: Dict[str, List[List[float]]] = {}
+    dropped: Dict[str, int] = {}
+    with open(table, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        header = next(rows, None) or []
+        missing = [c for c in ("file", "x", "y", "w", "h") if c not in header]
+        if missing:
+            raise DataError(f"{table}: missing column(s) {', '.join(missing)} (expected file,x,y,w,h)")
+        col = {c: header.index(c) for c in ("file", "x", "y", "w", "h")}
+        for line, row in enumerate(rows, start=2):
+            if not row:
+                continue
+            where = f"{table}:{line}"
+            if len(row) < len(header):
+                raise DataError(f"{where}: expected {len(header)} fields, got {len(row)}")
+            x, y, w, h = _numbers(" ".join(row[col[c]] for c in "xywh"), where, 4)
+            if not all(np.isfinite([x, y, w, h])):
+                raise DataError(f"{where}: box {[x, y, w, h]} is not finite")
+            boxes = per_file.setdefault(row[col["file"]], [])
+            if w <= 0 or h <= 0:
+                dropped["box with no area"] = dropped.get("box with no area", 0) + 1
+                continue
+            boxes.append([x, y, x + w, y + h])
+    sources, boxes = [], []
+    for name in sorted(per_file)[skip_first:]:
+        path = os.path.join(folder, "images", name)
+        if not os.path.isfile(path):
+            log.bad(path, f"image listed in {table} not found")
+            continue
+        sources.append(path)
+        boxes.append(np.array(per_file[name], np.float32).reshape(-1, 4))
+    if not sources:
+        raise DataError(f"{table}: no images found under {os.path.join(folder, 'images')}")
+    return DetTable(sources, boxes, dropped)
+
+
+def concat_tables(tables: Sequence[DetTable]) -> DetTable:
+    """One table from several (sources in order; dropped counts summed)."""
+    dropped: Dict[str, int] = {}
+    for t in tables:
+        for k, v in t.dropped.items():
+            dropped[k] = dropped.get(k, 0) + v
+    return DetTable([s for t in tables for s in t.sources], [b for t in tables for b in t.boxes], dropped)
+
+
+def read_detection(path: str, skip_bad: bool = False, image_root: Optional[str] = None,
+                   skip_first: int = 0) -> DetTable:
+    """DARK FACE folder, `boxes.csv` folder or WIDER FACE annotation file, detected from the path; several paths
+    separated by commas are read one after the other. `skip_first` applies to `boxes.csv` folders."""
+    if "," in path:
+        return concat_tables([read_detection(p.strip(), skip_bad, image_root, skip_first)
+                              for p in path.split(",") if p.strip()])
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "boxes.csv")):
+        return read_boxes_csv(path, skip_first, skip_bad)
     if os.path.isdir(path):
         return read_darkface(path, skip_bad)
     if os.path.isfile(path) and path.endswith(".txt"):
         return read_wider(path, image_root, skip_bad)
-    raise DataError(f"{path}: not a DARK FACE folder (image/ + label/) or a WIDER FACE annotation .txt")
+    raise DataError(f"{path}: not a DARK FACE folder (image/ + label/), a boxes.csv folder (images/ + boxes.csv) "
+                    "or a WIDER FACE annotation .txt")
 
 
 # === Synthetic low-light scenes ===
@@ -361,3 +423,67 @@ def detection_batches(table: DetTable, size: Tuple[int, int], batch_size: int, t
             boxes[k, :len(b)] = b
             classes[k, :len(b)] = 0
         yield imgs, {"boxes": boxes, "classes": classes}
+
+
+def crop_sample(rgb: np.ndarray, boxes: np.ndarray, side: int, rng: np.random.Generator,
+                face_px: Tuple[float, float] = (5.0, 100.0), low_light_prob: float = 0.0,
+                negative_prob: float = 0.1, min_visible: float = 0.5, min_face: float = 3.0
+                ) -> Tuple[np.ndarray, np.ndarray]:
+    """A `side` x `side` training crop of a real photo, rescaled so that one face has a size drawn log-uniformly
+    from `face_px` (as far as the photo allows: it is not shrunk below 3/4 of the crop), flipped at random, and with probability `low_light_prob` degraded to low light.
+
+    Rescaling real faces to the target sizes (rather than pasting faces on synthetic scenes) keeps the context a
+    detector needs (bodies, crowds, clutter) while covering small-face datasets' size range (DARK FACE: 5-37 px
+    for 5-95% of its faces). A share `negative_prob` of crops is centred anywhere, so some hold no face.
+
+    Returns:
+        (uint8 (side, side, 3) RGB, (N, 4) float32 boxes x1 y1 x2 y2; faces cut below `min_visible` of their area
+        or under `min_face` px are dropped).
+    """
+    from fer_keras.detection.lowlight import degrade_low_light
+
+    H, W = rgb.shape[:2]
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    sides = np.sqrt(np.prod(np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-3), axis=1))
+    target = float(np.exp(rng.uniform(np.log(face_px[0]), np.log(face_px[1]))))
+    if len(boxes) and rng.random() >= negative_prob:
+        k = int(rng.integers(len(boxes)))
+        s = target / max(float(sides[k]), 1.0)
+        cx, cy = (boxes[k, :2] + boxes[k, 2:]) / 2 * s + rng.uniform(-0.4, 0.4, 2) * side
+    else:
+        s = target / max(float(np.median(sides)), 1.0) if len(boxes) else float(rng.uniform(0.3, 1.0))
+        cx, cy = rng.uniform(0, W * s), rng.uniform(0, H * s)
+    # Never shrink the photo much below the crop: a small photo in a black field is not a scene a detector meets
+    # (small faces come from photos that have them, e.g. WIDER's crowds).
+    s = float(np.clip(s, 0.75 * side / min(H, W), 4.0))
+    x0, y0 = cx - side / 2, cy - side / 2  # crop origin in the rescaled image
+    # Resize only the source window the crop shows (whole 1,000 px photos would be resized per sample otherwise).
+    ix0, iy0 = max(0, int(np.floor(x0 / s))), max(0, int(np.floor(y0 / s)))
+    ix1, iy1 = min(W, int(np.ceil((x0 + side) / s))), min(H, int(np.ceil((y0 + side) / s)))
+    out = np.zeros((side, side, 3), np.uint8)
+    b = np.zeros((0, 4), np.float32)
+    if ix1 > ix0 and iy1 > iy0:
+        dx0, dy0 = int(round(ix0 * s - x0)), int(round(iy0 * s - y0))
+        dx1, dy1 = min(side, int(round(ix1 * s - x0))), min(side, int(round(iy1 * s - y0)))
+        dx0, dy0 = max(dx0, 0), max(dy0, 0)
+        if dx1 > dx0 and dy1 > dy0:
+            # Map the source window onto [dx0, dx1) x [dy0, dy1) exactly, and the boxes with the same transform.
+            fx, fy = (dx1 - dx0) / (ix1 - ix0), (dy1 - dy0) / (iy1 - iy0)
+            interp = cv2.INTER_AREA if fx < 1 else cv2.INTER_LINEAR
+            out[dy0:dy1, dx0:dx1] = cv2.resize(rgb[iy0:iy1, ix0:ix1], (dx1 - dx0, dy1 - dy0), interpolation=interp)
+            b = (boxes - [ix0, iy0, ix0, iy0]) * [fx, fy, fx, fy] + [dx0, dy0, dx0, dy0]
+    if len(b):
+        area = np.prod(np.maximum(b[:, 2:] - b[:, :2], 1e-6), axis=1)
+        c = np.clip(b, 0, side)
+        vis = np.prod(np.maximum(c[:, 2:] - c[:, :2], 0), axis=1) / area
+        keep = (vis >= min_visible) & (np.sqrt(np.prod(np.maximum(c[:, 2:] - c[:, :2], 0), axis=1)) >= min_face)
+        b = c[keep]
+    if rng.random() < 0.5:
+        out = np.ascontiguousarray(out[:, ::-1])
+        b = np.stack([side - b[:, 2], b[:, 1], side - b[:, 0], b[:, 3]], axis=1) if len(b) else b
+    if rng.random() < low_light_prob:
+        out = degrade_low_light(out, rng)
+    else:  # normal light: mild exposure/contrast jitter
+        x = out.astype(np.float32) * rng.uniform(0.75, 1.25) + rng.uniform(-20, 20)
+        out = np.clip(x, 0, 255).astype(np.uint8)
+    return out, b.astype(np.float32).reshape(-1, 4)

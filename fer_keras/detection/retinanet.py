@@ -15,7 +15,7 @@ import math
 import os
 import warnings
 import weakref
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -56,8 +56,15 @@ def init_head_layers(box_head, classification_head, prior_probability: float = 0
 
 def build_retinanet(backbone: str = "resnet10", num_classes: int = 1, head_convs: int = 2,
                     prior_probability: float = 0.01, score_threshold: float = 0.05, iou_threshold: float = 0.5,
-                    max_detections: int = 100, weights: Optional[str] = None, seed: int = 0):
-    """Builds a KerasHub RetinaNet (levels P3-P5, 9 anchors per location) with paper head initialisation.
+                    max_detections: int = 100, weights: Optional[str] = None, seed: int = 0, min_level: int = 3,
+                    max_level: int = 5, anchor_size: float = 4.0, anchor_scales: int = 3,
+                    anchor_ratios: Sequence[float] = (0.5, 1.0, 2.0), positive_iou: float = 0.5,
+                    negative_iou: float = 0.4, force_match: bool = False):
+    """Builds a KerasHub RetinaNet with paper head initialisation.
+
+    The defaults are KerasHub's (levels P3-P5, 9 anchors per location of 32-406 px). Tiny faces need smaller
+    anchors: `anchor_size=1` gives 8-50 px over P3-P5, and `force_match` gives every face its best anchor even when
+    their IoU is below `positive_iou` (a 5 px face overlaps an 8 px anchor at IoU 0.39 at best).
 
     Args:
         backbone: a key of `BACKBONES`.
@@ -67,22 +74,41 @@ def build_retinanet(backbone: str = "resnet10", num_classes: int = 1, head_convs
         score_threshold, iou_threshold, max_detections: the NMS decoder used by `predict`.
         weights: optional local `.weights.h5` file of the same architecture (nothing is downloaded).
         seed: head initialisation seed.
+        min_level, max_level: pyramid levels (stride 2**level).
+        anchor_size: base anchor side as a multiple of the stride.
+        anchor_scales: anchor sizes per octave.
+        anchor_ratios: anchor aspect ratios.
+        positive_iou, negative_iou: the label encoder's IoU thresholds (between them an anchor is ignored).
+        force_match: match every face to its best anchor.
     """
     if backbone not in BACKBONES:
         raise ConfigError(f"unknown detection backbone {backbone!r}; valid: {', '.join(BACKBONES)}")
+    if not 2 <= min_level <= max_level or max_level < 5:
+        raise ConfigError(f"detection levels P{min_level}-P{max_level}: need 2 <= min_level <= max_level and "
+                          "max_level >= 5 (the backbone's last stage is P5)")
+    if negative_iou > positive_iou:
+        raise ConfigError(f"detection.negative_iou {negative_iou} is above detection.positive_iou {positive_iou}")
     import keras_hub
+    from keras_hub.src.models.retinanet.retinanet_label_encoder import RetinaNetLabelEncoder
 
     encoder = keras_hub.models.ResNetBackbone(
         input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_strides=[1, 2, 2, 2],
         block_type="basic_block", use_pre_activation=False, image_shape=(None, None, 3), **BACKBONES[backbone])
-    pyramid = keras_hub.models.RetinaNetBackbone(image_encoder=encoder, min_level=3, max_level=5, use_p5=False,
-                                                 image_shape=(None, None, 3))
+    pyramid = keras_hub.models.RetinaNetBackbone(image_encoder=encoder, min_level=min_level, max_level=max_level,
+                                                 use_p5=False, image_shape=(None, None, 3))
+    anchors = keras_hub.layers.AnchorGenerator("xyxy", min_level=min_level, max_level=max_level,
+                                               num_scales=anchor_scales, aspect_ratios=list(anchor_ratios),
+                                               anchor_size=anchor_size)
+    encoder_kw = dict(positive_threshold=positive_iou, negative_threshold=negative_iou)
+    if force_match:  # not in the encoder's config: it only matters for training, which builds it here
+        encoder_kw["box_matcher_force_match_for_each_col"] = True
+    labels = RetinaNetLabelEncoder(anchors, bounding_box_format="xyxy", encoding_format="center_xywh", **encoder_kw)
     decoder = keras_hub.layers.NonMaxSuppression(bounding_box_format="xyxy", from_logits=True,
                                                  iou_threshold=iou_threshold, confidence_threshold=score_threshold,
                                                  max_detections=max_detections)
     detector = keras_hub.models.RetinaNetObjectDetector(
-        backbone=pyramid, num_classes=num_classes, bounding_box_format="xyxy",
-        pre_logits_num_conv_layers=head_convs, prediction_decoder=decoder)
+        backbone=pyramid, num_classes=num_classes, bounding_box_format="xyxy", anchor_generator=anchors,
+        label_encoder=labels, pre_logits_num_conv_layers=head_convs, prediction_decoder=decoder)
     init_heads(detector, prior_probability, seed=seed)
     if weights:
         try:
@@ -90,6 +116,52 @@ def build_retinanet(backbone: str = "resnet10", num_classes: int = 1, head_convs
         except (OSError, ValueError) as e:
             raise ConfigError(f"{weights}: cannot load detector weights ({str(e).splitlines()[0]})") from None
     return detector
+
+
+def build_kwargs(det) -> dict:
+    """`build_retinanet` arguments from a `DetectionConfig` (everything but `weights` and `seed`)."""
+    return dict(backbone=det.backbone, head_convs=det.head_convs, prior_probability=det.prior_probability,
+                score_threshold=det.score_threshold, iou_threshold=det.iou_threshold,
+                max_detections=det.max_detections, min_level=det.min_level, max_level=det.max_level,
+                anchor_size=det.anchor_size, anchor_scales=det.anchor_scales, anchor_ratios=list(det.anchor_ratios),
+                positive_iou=det.positive_iou, negative_iou=det.negative_iou, force_match=det.force_match)
+
+
+def save_compact(detector, build: dict, inference: dict, path: str) -> str:
+    """Writes the detector as float16 weights, its `build_retinanet` arguments and its inference settings
+    (`image_width`, `image_height`, `min_score`, `test_scales`, `iou_threshold`, `enhancement`) in one `.npz`:
+    half the size of `.keras`, which keeps the shipped detector small. Written atomically."""
+    import json
+
+    from fer_keras.io_utils import atomic_path
+
+    arrays = {f"w{i:04d}": np.asarray(v.numpy(), np.float16) for i, v in enumerate(detector.weights)}
+    meta = json.dumps({"build": build, "inference": inference})
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, meta=np.array(meta), **arrays)
+    return path
+
+
+def load_compact(path: str):
+    """Rebuilds a detector written by `save_compact`; returns (detector, inference settings). Errors name the file."""
+    import json
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            arrays = [z[k] for k in sorted(k for k in z.files if k.startswith("w"))]
+        build, inference = meta["build"], meta["inference"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: not a compact detector file ({str(e).splitlines()[0]})") from None
+    detector = build_retinanet(**build)
+    if len(arrays) != len(detector.weights):
+        raise ConfigError(f"{path}: {len(arrays)} weight arrays, the detector it describes has "
+                          f"{len(detector.weights)}")
+    for v, a in zip(detector.weights, arrays):
+        if tuple(v.shape) != a.shape:
+            raise ConfigError(f"{path}: weight {v.path} has shape {a.shape}, expected {tuple(v.shape)}")
+        v.assign(a.astype(np.float32))
+    return detector, inference
 
 
 def compile_retinanet(detector, optimizer) -> None:

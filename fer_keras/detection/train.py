@@ -17,23 +17,26 @@ import csv
 import json
 import math
 import os
-import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
+import cv2
 import numpy as np
 
 from fer_keras.detection import metrics as M
-from fer_keras.detection.data import (DetAugment, DetTable, detection_batches, enhance, letterbox, load_sample,
-                                      read_detection, write_dark_scenes)
+from fer_keras.detection.data import (DetAugment, DetTable, crop_sample, detection_batches, enhance, letterbox,
+                                      load_sample, read_detection, write_dark_scenes)
 from fer_keras.errors import ConfigError, DataError
 from fer_keras.io_utils import atomic_path, atomic_write_text
+from fer_keras.run_dir import METRICS, RUNTIME, RunDir, check_named_run, named_run_lock, new_run_dir
 
 
 def _size(cfg) -> Tuple[int, int]:
     from fer_keras.detection.retinanet import check_input_size
 
     check_input_size(cfg.detection.image_width, cfg.detection.image_height)
+    if cfg.detection.train_crop:
+        check_input_size(cfg.detection.train_crop, cfg.detection.train_crop)
     return cfg.detection.image_width, cfg.detection.image_height
 
 
@@ -51,7 +54,7 @@ def load_detection_data(cfg) -> Dict[str, Optional[DetTable]]:
     if d.path is None:
         tr, va = demo_scenes(cfg.detection.scenes)
         return {"train": read_detection(tr), "val": read_detection(va), "test": None, "source": os.path.dirname(tr)}
-    train = read_detection(d.path, d.skip_bad, d.image_root)
+    train = read_detection(d.path, d.skip_bad, d.image_root, cfg.detection.holdout_first)
     val = read_detection(d.val_path, d.skip_bad, d.image_root) if d.val_path else None
     if val is None and d.val_fraction > 0:
         order = np.random.default_rng(d.split_seed).permutation(len(train))
@@ -70,14 +73,24 @@ def _train_dataset(table: DetTable, cfg, start_epoch: int):
     w, h = _size(cfg)
     bs, det = cfg.data.batch_size, cfg.detection
     aug = DetAugment() if det.augment else None
+    if det.train_crop:
+        w = h = det.train_crop
 
-    def gen():
-        epoch = start_epoch
-        while True:
-            for x, y in detection_batches(table, (w, h), bs, True, aug, seed=cfg.train.seed, epoch=epoch,
-                                          max_boxes=det.max_boxes, enhancement=det.enhancement):
-                yield x / 255.0, {"boxes": y["boxes"], "labels": y["classes"]}
-            epoch += 1
+        def gen():  # noqa: F811  (crops of real photos instead of letterboxed whole images)
+            epoch = start_epoch
+            while True:
+                for x, y in crop_batches(table, det, bs, cfg.train.seed, epoch):
+                    yield x / 255.0, {"boxes": y["boxes"], "labels": y["classes"]}
+                epoch += 1
+
+    else:
+        def gen():
+            epoch = start_epoch
+            while True:
+                for x, y in detection_batches(table, (w, h), bs, True, aug, seed=cfg.train.seed, epoch=epoch,
+                                              max_boxes=det.max_boxes, enhancement=det.enhancement):
+                    yield x / 255.0, {"boxes": y["boxes"], "labels": y["classes"]}
+                epoch += 1
 
     spec = (tf.TensorSpec((bs, h, w, 3), tf.float32),
             {"boxes": tf.TensorSpec((bs, det.max_boxes, 4), tf.float32),
@@ -85,9 +98,42 @@ def _train_dataset(table: DetTable, cfg, start_epoch: int):
     return tf.data.Dataset.from_generator(gen, output_signature=spec).prefetch(2)
 
 
-def detect_table(detector, table: DetTable, cfg) -> Tuple[List[np.ndarray], List[np.ndarray], List[float]]:
+def crop_batches(table: DetTable, det, batch_size: int, seed: int, epoch: int):
+    """One epoch of `crop_sample` batches (order and crops depend only on seed and epoch), in the layout of
+    `detection_batches`."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(table))
+    side = det.train_crop
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        imgs = np.zeros((batch_size, side, side, 3), np.float32)
+        boxes = np.full((batch_size, det.max_boxes, 4), -1.0, np.float32)
+        classes = np.full((batch_size, det.max_boxes), -1.0, np.float32)
+        for k, i in enumerate(order[start:start + batch_size]):
+            bgr = cv2.imread(table.sources[i], cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise DataError(f"{table.sources[i]}: cannot read image")
+            img, b = crop_sample(enhance(bgr[..., ::-1], det.enhancement), table.boxes[i], side, rng,
+                                 tuple(det.face_px), det.low_light_prob)
+            b = b[:det.max_boxes]
+            imgs[k], boxes[k, :len(b)], classes[k, :len(b)] = img, b, 0
+        yield imgs, {"boxes": boxes, "classes": classes}
+
+
+def _dark_copy(path: str, index: int) -> np.ndarray:
+    """The low-light version of a validation image, seeded by its index (the same every epoch)."""
+    from fer_keras.detection.lowlight import degrade_low_light
+
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DataError(f"{path}: cannot read image")
+    return degrade_low_light(bgr[..., ::-1], np.random.default_rng([7, index]))
+
+
+def detect_table(detector, table: DetTable, cfg, dark: bool = False
+                 ) -> Tuple[List[np.ndarray], List[np.ndarray], List[float]]:
     """Detections and ground truth per image, both in the letterboxed frame (IoU is scale invariant), plus each
-    image's letterbox scale (divide by it for original coordinates)."""
+    image's letterbox scale (divide by it for original coordinates). With `dark`, each image is first degraded to
+    low light (seeded per image)."""
     from fer_keras.detection.retinanet import predict_boxes
 
     w, h = _size(cfg)
@@ -96,7 +142,11 @@ def detect_table(detector, table: DetTable, cfg) -> Tuple[List[np.ndarray], List
     for start in range(0, len(table), bs):
         imgs = []
         for i in range(start, min(start + bs, len(table))):
-            img, b, s = load_sample(table.sources[i], table.boxes[i], (w, h), cfg.detection.enhancement)
+            if dark:
+                img, b, s = letterbox(enhance(_dark_copy(table.sources[i], i), cfg.detection.enhancement),
+                                      np.asarray(table.boxes[i], np.float32).reshape(-1, 4), (w, h))
+            else:
+                img, b, s = load_sample(table.sources[i], table.boxes[i], (w, h), cfg.detection.enhancement)
             imgs.append(img)
             gts.append(b)
             scales.append(s)
@@ -119,6 +169,10 @@ class DetectionEval:
                 m = M.detection_metrics(dets, gts)
                 logs["val_ap50"], logs["val_ap50_95"] = m["ap50"], m["ap50_95"]
                 logs["val_recall_1fppi"] = m["recall@1fppi"]
+                if cfg.detection.val_low_light:
+                    d = M.detection_metrics(*detect_table(self.model, table, cfg, dark=True)[:2])
+                    logs["val_ap50_dark"], logs["val_recall_1fppi_dark"] = d["ap50"], d["recall@1fppi"]
+                    logs["val_ap50_mean"] = (m["ap50"] + d["ap50"]) / 2
 
         return _Eval()
 
@@ -128,7 +182,7 @@ def write_eval(out_dir: str, table: DetTable, dets, gts, scales) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     m = M.detection_metrics(dets, gts)
     pr = M.precision_recall(dets, gts, 0.5)
-    atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(m, indent=2))
+    atomic_write_text(os.path.join(out_dir, METRICS), json.dumps(m, indent=2))
     with atomic_path(os.path.join(out_dir, "pr_curve.csv")) as tmp, open(tmp, "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["score", "precision", "recall"])
@@ -142,26 +196,13 @@ def write_eval(out_dir: str, table: DetTable, dets, gts, scales) -> dict:
     return m
 
 
-def _resume_epoch(run_dir: str) -> int:
-    """The epoch BackupAndRestore will resume at (0 for a fresh run): the training stream must start there too."""
-    meta = os.path.join(run_dir, "backup", "training_metadata.json")
-    if not os.path.isfile(meta):
-        return 0
-    with open(meta) as f:
-        return int(json.load(f).get("epoch", 0))
-
-
 def train_detector(cfg) -> str:
     """Trains the RetinaNet face detector of `cfg.detection` on `cfg.data`; returns the run directory.
 
     A named run that exists and is unfinished resumes from its last finished epoch (same command, same config);
     a finished one is never overwritten, and one being trained by another process is refused (`run_lock`).
     """
-    import contextlib
-
-    from fer_keras.io_utils import run_lock
-
-    with run_lock(cfg.train.runs_dir, cfg.train.name) if cfg.train.name else contextlib.nullcontext():
+    with named_run_lock(cfg):
         return _train_detector(cfg)
 
 
@@ -169,10 +210,8 @@ def _train_detector(cfg) -> str:
     import keras
     import tensorflow as tf
 
-    from fer_keras.config import save_config
-    from fer_keras.detection.retinanet import build_retinanet, compile_retinanet
-    from fer_keras.io_utils import new_run_dir
-    from fer_keras.training import _best_so_far, _write_json, check_named_run, fit_verbosity, make_callbacks, make_optimizer
+    from fer_keras.detection.retinanet import build_kwargs, build_retinanet, compile_retinanet
+    from fer_keras.training import fit_verbosity, make_callbacks, make_optimizer
 
     t, det = cfg.train, cfg.detection
     if t.monitor.startswith("val_expression") or t.monitor in ("val_loss",):
@@ -188,14 +227,12 @@ def _train_detector(cfg) -> str:
     summary = {s: {"images": len(tb), "faces": tb.num_faces} for s, tb in data.items() if isinstance(tb, DetTable)}
     run_dir = new_run_dir(t.runs_dir, t.name, f"retinanet-{stem}")
     os.makedirs(run_dir, exist_ok=True)
+    run = RunDir(run_dir)
     if not resuming:
-        save_config(cfg, os.path.join(run_dir, "config.yaml"))
-        _write_json(os.path.join(run_dir, "data_summary.json"), {"source": data["source"], **summary})
-        _write_json(os.path.join(run_dir, "state.json"), {"status": "running"})
+        run.start(cfg, {"source": data["source"], **summary})
 
     steps = t.steps_per_epoch or math.ceil(len(train) / cfg.data.batch_size)
-    detector = build_retinanet(det.backbone, 1, det.head_convs, det.prior_probability, det.score_threshold,
-                               det.iou_threshold, det.max_detections, det.weights, seed=t.seed)
+    detector = build_retinanet(**build_kwargs(det), weights=det.weights, seed=t.seed)
     opt = make_optimizer(t, steps * t.epochs)
     opt.clipnorm = 10.0  # focal-loss spikes early in training from scratch
     compile_retinanet(detector, opt)
@@ -203,13 +240,13 @@ def _train_detector(cfg) -> str:
     mode = t.monitor_mode if monitor != "loss" else "min"
     first = [DetectionEval.make(val, cfg)] if val is not None and len(val) else []  # val AP before the checkpoint
     cbs, logger = make_callbacks(cfg, run_dir, monitor, None, first, mode)  # no epoch variable: the stream is keyed
-    start_epoch = _resume_epoch(run_dir)
+    start_epoch = run.resume_epoch()
     print(f"run: {run_dir} | RetinaNet {det.backbone} {detector.count_params():,} params | "
           f"{det.image_width}x{det.image_height} | train {len(train)} images, val {len(val) if val else 0}"
           + (f" | resuming at epoch {start_epoch}" if resuming else ""))
     detector.fit(_train_dataset(train, cfg, start_epoch), steps_per_epoch=steps, epochs=t.epochs, callbacks=cbs,
                  verbose=fit_verbosity(t.verbose))
-    model_path = os.path.join(run_dir, "model.keras")
+    model_path = run.model_path
     if not os.path.isfile(model_path):
         with atomic_path(model_path) as tmp:
             detector.save(tmp)
@@ -218,35 +255,38 @@ def _train_detector(cfg) -> str:
         from fer_keras.detection.retinanet import load_detector
 
         best = load_detector(model_path)
-        metrics = write_eval(os.path.join(run_dir, "eval", "val"), val, *detect_table(best, val, cfg))
-        _write_json(os.path.join(run_dir, "metrics.json"), {"val": metrics})
+        metrics = {"val": write_eval(os.path.join(run_dir, "eval", "val"), val, *detect_table(best, val, cfg))}
+        if det.val_low_light:
+            metrics["val-dark"] = write_eval(os.path.join(run_dir, "eval", "val-dark"), val,
+                                             *detect_table(best, val, cfg, dark=True))
+        run.write_json(METRICS, metrics)
     times = logger.epoch_times[1:] or logger.epoch_times
-    _write_json(os.path.join(run_dir, "runtime.json"), {
+    run.write_json(RUNTIME, {
         "task": "detection", "params": int(detector.count_params()), "epochs_run": len(logger.epoch_times),
         "resumed_at_epoch": start_epoch if resuming else None,
         "train_seconds": round(time.time() - t_start, 1),
         "median_epoch_seconds": float(np.median(times)) if times else None,
         "train_images_per_second": float(steps * cfg.data.batch_size / np.median(times)) if times else None,
-        "monitor": monitor, "best": _best_so_far(os.path.join(run_dir, "history.csv"), monitor, mode),
+        "monitor": monitor, "best": run.best_so_far(monitor, mode),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}})
-    _write_json(os.path.join(run_dir, "state.json"), {"status": "finished"})
+    run.finish()
     return run_dir
 
 
 def evaluate_detector_run(run_dir: str, split: str = "val", data: Optional[str] = None) -> dict:
     """Scores a detection run's best model on a split of its data (or on `data`, a DARK FACE folder / WIDER txt);
     writes `eval/<split or data name>/` and returns (that folder, metrics)."""
-    from fer_keras.config import config_from_dict, read_yaml
     from fer_keras.detection.retinanet import load_detector
 
-    cfg = config_from_dict(read_yaml(os.path.join(run_dir, "config.yaml")), source=run_dir)
+    run = RunDir.open(run_dir)
+    cfg = run.config()
     if data:
         table, name = read_detection(data, cfg.data.skip_bad, cfg.data.image_root), slug_name(data)
     else:
         table, name = load_detection_data(cfg).get(split), split
         if table is None or not len(table):
             raise ConfigError(f"{run_dir}: its data has no {split!r} split; pass --data")
-    detector = load_detector(os.path.join(run_dir, "model.keras"))
+    detector = load_detector(run.model_path)
     out = os.path.join(run_dir, "eval", name)
     return out, write_eval(out, table, *detect_table(detector, table, cfg))
 
@@ -255,32 +295,3 @@ def slug_name(path: str) -> str:
     from fer_keras.io_utils import slug
 
     return slug(os.path.splitext(os.path.basename(os.path.normpath(path)))[0])
-
-
-class RetinaNetFaceDetector:
-    """A trained detection run as a face detector for the predict CLI: `det(rgb) -> [(x, y, w, h), ...]`."""
-
-    def __init__(self, run_dir: str, min_score: Optional[float] = None):
-        from fer_keras.config import config_from_dict, read_yaml
-        from fer_keras.detection.retinanet import load_detector
-
-        cfg_path = os.path.join(run_dir, "config.yaml")
-        if not os.path.isfile(cfg_path):
-            raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
-        self.cfg = config_from_dict(read_yaml(cfg_path), source=run_dir)
-        if self.cfg.task != "detection":
-            raise ConfigError(f"{run_dir}: an expression run; --detector takes a detection run (task: detection)")
-        self.model = load_detector(os.path.join(run_dir, "model.keras"))
-        self.size = _size(self.cfg)
-        self.min_score = self.cfg.detection.min_score if min_score is None else min_score
-        self._lock = threading.Lock()  # predict may call it from several threads; Keras predict is not reentrant
-
-    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
-        from fer_keras.detection.retinanet import predict_boxes
-
-        img, _, s = letterbox(enhance(rgb, self.cfg.detection.enhancement), np.zeros((0, 4), np.float32), self.size)
-        with self._lock:
-            d = predict_boxes(self.model, img[None].astype(np.float32) / 255.0, 1)[0]
-        d = d[d[:, 4] >= self.min_score] / [s, s, s, s, 1]
-        return [(int(x1), int(y1), int(round(x2 - x1)), int(round(y2 - y1))) for x1, y1, x2, y2, _ in d
-                if x2 - x1 >= 2 and y2 - y1 >= 2]

@@ -1,0 +1,278 @@
+"""Every face detector behind one interface, and `make_detector` to pick one by name.
+
+The interface (what `predict`, the benchmarks and the visualizer call):
+
+    detector(rgb)        -> [(x, y, w, h), ...]   integer boxes in image pixels, best first
+    detector.detect(rgb) -> (boxes (M, 4) float32 x1 y1 x2 y2, scores (M,))   raw boxes, best first
+
+Detectors:
+    haar            OpenCV's frontal-face Haar cascade (opencv-python 4.x wheels ship it).
+    blazeface       MediaPipe's short-range BlazeFace (close-ups); `blazeface-back` its 256 px model.
+    lowlight        the shipped low-light tiny-face RetinaNet (`fer_keras/pretrained/lowlight_retinanet.npz`).
+    auto            the default: BlazeFace at several scales (whole image, tiles for small faces) merged by weighted
+                    NMS; photos darker than `dark_below` go to the low-light RetinaNet instead.
+    <run directory> a RetinaNet trained with `train_model.py --task detection`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from fer_keras.blazeface import BlazeFaceDetector, model_dir, square_boxes, weighted_nms
+from fer_keras.detection.data import enhance, letterbox
+from fer_keras.detection.retinanet import STRIDE, check_input_size, load_compact, load_detector, predict_boxes
+from fer_keras.detection.lowlight import brighten, brightness
+from fer_keras.detection.metrics import iou_matrix
+from fer_keras.errors import ConfigError
+from fer_keras.run_dir import RunDir
+
+DETECTORS = ("auto", "blazeface", "blazeface-back", "haar", "lowlight")
+LOWLIGHT_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained",
+                              "lowlight_retinanet.npz")
+# Mean brightness (0-255) under which `auto` hands a photo to the low-light RetinaNet. DARK FACE's images have means
+# of 19-41; ordinary photos 80-160. See AutoFaceDetector for the measurements behind the value.
+DARK_BELOW = 60.0
+
+
+def _xywh(boxes: np.ndarray) -> List[Tuple[int, int, int, int]]:
+    return [(int(round(x1)), int(round(y1)), int(round(x2 - x1)), int(round(y2 - y1)))
+            for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4) if x2 - x1 >= 2 and y2 - y1 >= 2]
+
+
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade (shipped with opencv-python(-headless) 4.x).
+
+    The cascade's window is 24 px, so faces of at least `min_size` px are found on the image downscaled by
+    24 / min_size (area interpolation) with a 24 px minimum: the same faces as `minSize=min_size` on the full image,
+    several times faster. No histogram equalization by default: on 640x480 photos it made detection 4.5x slower
+    and found fewer faces (textured backgrounds light up). Safe to call from several threads (one cascade each:
+    a shared `CascadeClassifier` returns wrong results under concurrent calls).
+    """
+
+    accepts_gray = True  # predict_images may decode straight to grayscale for it
+
+    def __init__(self, min_size: int = 48, scale_factor: float = 1.1, min_neighbors: int = 5,
+                 equalize: bool = False):
+        self.path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+        if cv2.CascadeClassifier(self.path).empty():
+            raise ConfigError(f"OpenCV Haar cascade not found at {self.path} (opencv 5.x wheels ship none; "
+                              "install opencv-python-headless<5)")
+        if min_size < 1:
+            raise ConfigError(f"--min-face must be >= 1 px, got {min_size}")
+        self.min_size, self.scale_factor, self.min_neighbors = min_size, scale_factor, min_neighbors
+        self.equalize = equalize
+        self._local = threading.local()
+
+    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = self._local.cascade = cv2.CascadeClassifier(self.path)
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+        f = min(1.0, 24.0 / self.min_size)
+        if f < 1.0:
+            gray = cv2.resize(gray, (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f))),
+                              interpolation=cv2.INTER_AREA)
+        if self.equalize:
+            gray = cv2.equalizeHist(gray)
+        min_win = max(1, min(24, self.min_size))
+        faces = cascade.detectMultiScale(gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                         minSize=(min_win, min_win))
+        return [tuple(int(round(v / f)) for v in b) for b in faces]
+
+    def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The cascade has no scores: every box scores 1."""
+        b = np.array([(x, y, x + w, y + h) for x, y, w, h in self(rgb)], np.float32).reshape(-1, 4)
+        return b, np.ones(len(b), np.float32)
+
+
+def whole_image(rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+    """The 'detector' of --no-detect: the image is already a face crop."""
+    return [(0, 0, rgb.shape[1], rgb.shape[0])]
+
+
+whole_image.accepts_gray = True
+
+
+class RetinaNetFaceDetector:
+    """A trained RetinaNet as a face detector: letterboxed to its input size at each of `test_scales` (an image
+    pyramid for faces larger than its anchors), decoded with NMS, merged across scales with weighted NMS.
+
+    Build it with `from_run` (a detection run directory) or `from_file` (a `save_compact` file, e.g. the shipped
+    low-light detector).
+    """
+
+    def __init__(self, model, size: Tuple[int, int], enhancement: str = "none", min_score: float = 0.5,
+                 test_scales: Sequence[float] = (1.0,), iou_threshold: float = 0.4):
+        self.model, self.size, self.enhancement = model, tuple(size), enhancement
+        self.min_score, self.test_scales, self.iou_threshold = min_score, tuple(test_scales), iou_threshold
+        self._lock = threading.Lock()  # predict may call it from several threads; one graph at a time
+
+    @classmethod
+    def from_run(cls, run_dir: str, min_score: Optional[float] = None) -> "RetinaNetFaceDetector":
+        """The best model of a detection run (`model.keras` + `config.yaml`)."""
+        run = RunDir.open(run_dir)
+        cfg = run.config()
+        if cfg.task != "detection":
+            raise ConfigError(f"{run_dir}: an expression run; --detector takes a detection run (task: detection)")
+        det = cfg.detection
+        check_input_size(det.image_width, det.image_height)
+        return cls(load_detector(run.model_path), (det.image_width, det.image_height),
+                   det.enhancement, det.min_score if min_score is None else min_score, det.test_scales,
+                   det.iou_threshold)
+
+    @classmethod
+    def from_file(cls, path: str, min_score: Optional[float] = None) -> "RetinaNetFaceDetector":
+        """A detector written by `retinanet.save_compact` (weights + build and inference settings)."""
+        model, inference = load_compact(path)
+        return cls(model, (inference["image_width"], inference["image_height"]), inference.get("enhancement", "none"),
+                   inference["min_score"] if min_score is None else min_score, inference.get("test_scales", [1.0]),
+                   inference.get("iou_threshold", 0.4))
+
+    def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        if rgb.ndim == 2:
+            rgb = cv2.cvtColor(rgb, cv2.COLOR_GRAY2RGB)
+        rgb = enhance(rgb, self.enhancement)
+        parts = []
+        for scale in self.test_scales:
+            size = tuple(max(STRIDE, int(round(v * scale / STRIDE)) * STRIDE) for v in self.size)
+            img, _, s = letterbox(rgb, np.zeros((0, 4), np.float32), size)
+            with self._lock:
+                d = predict_boxes(self.model, img[None].astype(np.float32) / 255.0, 1)[0]
+            d = d[d[:, 4] >= self.min_score]
+            parts.append((d[:, :4] / s, d[:, 4]))
+        if len(parts) == 1:  # one pass: the model's own NMS already ran (boxes best first)
+            return parts[0]
+        return merge(parts, self.iou_threshold)
+
+    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+        return _xywh(self.detect(rgb)[0])
+
+
+def lowlight_detector(min_score: Optional[float] = None) -> RetinaNetFaceDetector:
+    """The shipped low-light tiny-face detector (see fer_keras/pretrained/lowlight_retinanet.md)."""
+    if not os.path.isfile(LOWLIGHT_MODEL):
+        raise ConfigError(f"{LOWLIGHT_MODEL}: the low-light detector is not installed (train one with "
+                          "configs/lowlight_retinanet.yaml and pass its run directory to --detector)")
+    return RetinaNetFaceDetector.from_file(LOWLIGHT_MODEL, min_score)
+
+
+def tile_grid(height: int, width: int, tile: int, overlap: float = 0.25) -> List[Tuple[int, int, int, int]]:
+    """Overlapping square tiles `(x0, y0, x1, y1)` that cover an image; one tile when the image fits in one.
+
+    Neighbouring tiles overlap by `overlap` of a tile, so a face up to that size is whole in at least one tile.
+    """
+    def starts(n: int) -> List[int]:
+        if n <= tile:
+            return [0]
+        step = max(1, int(tile * (1.0 - overlap)))
+        k = int(np.ceil((n - tile) / step)) + 1
+        return [int(round(i * (n - tile) / (k - 1))) for i in range(k)]
+
+    return [(x, y, min(x + tile, width), min(y + tile, height)) for y in starts(height) for x in starts(width)]
+
+
+def merge(parts, iou_threshold: float = 0.3) -> Tuple[np.ndarray, np.ndarray]:
+    """Merges several detectors' `(boxes, scores)` into one list with weighted NMS (best first)."""
+    boxes = np.concatenate([np.asarray(b, np.float32).reshape(-1, 4) for b, _ in parts])
+    scores = np.concatenate([np.asarray(s, np.float32).reshape(-1) for _, s in parts])
+    if not len(boxes):
+        return boxes, scores
+    return weighted_nms(boxes, scores, iou_threshold)
+
+
+class AutoFaceDetector:
+    """The default detector: faces of every size in ordinary photos, and dark photos handed to a low-light model.
+
+    One BlazeFace model sees a fixed-size input (128 px short-range, 256 px back-camera), so the faces it can find
+    are a fixed fraction of the image: the short-range model finds close-ups, the back model faces down to about
+    1/16 of the image side. Smaller faces (group photos, crowds) are found by running the back model on overlapping
+    tiles of the photo at (close to) native resolution. All candidate boxes are merged with weighted NMS.
+
+    Photos whose measured mean brightness is under `dark_below` go to `dark_detector` (the shipped low-light
+    RetinaNet) when one is given. Brightening them for BlazeFace instead (gamma + CLAHE) did not help: on 60 WIDER
+    and 60 mask photos darkened to DARK FACE's brightness, recall at 1 false positive per image was 0.237 / 0.401
+    brightened and 0.231 / 0.419 not (BlazeFace copes with the low mean; brightening amplifies the sensor noise).
+
+    Args:
+        min_score: lowest BlazeFace score kept.
+        iou_threshold: NMS overlap that merges boxes of the same face.
+        tile: side (px, in the original image) of the tiles the back model scans for small faces; 0 = no tiling.
+        tile_above: images whose longer side is at most this are not tiled (their faces are large enough).
+        dark_below: mean brightness (0-255) under which a photo is dark.
+        dark_detector: the detector for dark photos (None: BlazeFace on the brightened photo, `brighten`).
+    """
+
+    def __init__(self, min_score: float = 0.5, iou_threshold: float = 0.3, tile: int = 384,
+                 tile_above: int = 512, dark_below: float = 0.0, dark_detector=None):
+        self.short = BlazeFaceDetector("short", min_score, iou_threshold)
+        self.back = BlazeFaceDetector("back", min_score, iou_threshold)
+        self.iou_threshold, self.tile, self.tile_above, self.dark_below = iou_threshold, tile, tile_above, dark_below
+        self.dark_detector = dark_detector
+
+    def is_dark(self, rgb: np.ndarray) -> bool:
+        """True when the photo's mean brightness is under `dark_below`."""
+        return brightness(rgb) < self.dark_below
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """The image BlazeFace sees: brightened when it is dark and no dark detector is set."""
+        return brighten(rgb) if self.dark_detector is None and self.is_dark(rgb) else rgb
+
+    def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(boxes (M, 4) x1, y1, x2, y2 in image pixels, scores (M,)), best first, after merging."""
+        if self.dark_detector is not None and self.is_dark(rgb):
+            return self.dark_detector.detect(rgb)
+        img = self.prepare(rgb)
+        h, w = img.shape[:2]
+        parts = [self.back.detect(img)]
+        # Close-ups the back model misses (3.5% of 224 px AffectNet face crops; the short-range model finds all).
+        # Its boxes that overlap a back-model face are dropped, not merged: they frame the same face differently
+        # (IoU below the NMS threshold), and counted as second faces they cost 4 points of recall at 1 FP/image on
+        # group photos.
+        boxes, scores = self.short.detect(img)
+        if len(boxes) and len(parts[0][0]):
+            alone = iou_matrix(boxes, parts[0][0]).max(axis=1) < 0.05
+            boxes, scores = boxes[alone], scores[alone]
+        parts.append((boxes, scores))
+        if self.tile and max(h, w) > self.tile_above:
+            for x0, y0, x1, y1 in tile_grid(h, w, self.tile):
+                boxes, scores = self.back.detect(img[y0:y1, x0:x1])
+                parts.append((boxes + np.array([x0, y0, x0, y0], np.float32), scores))
+        return merge(parts, self.iou_threshold)
+
+    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+        if self.dark_detector is not None and self.is_dark(rgb):
+            return self.dark_detector(rgb)
+        return square_boxes(self.detect(rgb)[0], rgb.shape[:2])
+
+
+def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[float] = None):
+    """The face detector called `name` (see DETECTORS), or a detection run directory (a trained RetinaNet).
+
+    Args:
+        name: `blazeface` (MediaPipe's short-range model), `blazeface-back` (its 256 px model for smaller faces),
+            `haar` (OpenCV's frontal-face cascade), `lowlight` (the shipped low-light RetinaNet), `auto` (BlazeFace
+            at several scales, dark photos to `lowlight`; Haar when the BlazeFace model files are not installed:
+            a plain `pip install` without requirements-nodeps.txt still predicts), or a run directory.
+        min_face: smallest face in pixels the Haar cascade reports.
+        min_score: lowest detection score kept (BlazeFace default 0.5; RetinaNet: its own threshold).
+    """
+    if name == "auto":
+        if model_dir() is None:
+            return HaarDetector(min_size=min_face)
+        dark = lowlight_detector() if os.path.isfile(LOWLIGHT_MODEL) else None
+        return AutoFaceDetector(0.5 if min_score is None else min_score, dark_below=DARK_BELOW if dark else 0.0,
+                                dark_detector=dark)
+    if name in ("blazeface", "blazeface-back"):
+        return BlazeFaceDetector("short" if name == "blazeface" else "back", 0.5 if min_score is None else min_score)
+    if name == "haar":
+        return HaarDetector(min_size=min_face)
+    if name == "lowlight":
+        return lowlight_detector(min_score)
+    if os.path.isdir(name):
+        return RetinaNetFaceDetector.from_run(name, min_score)
+    raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS)}) nor a run directory")

@@ -1,0 +1,353 @@
+"""The HTML report and the plots of run directories (`visualize_results.py` renders them; nothing is retrained).
+
+Each figure comes from a pure plotting function in `fer_keras.plots` (arrays in, figure out); this module reads
+a run's files, calls them, saves `run/plots/*.png` and gathers them with the metric tables in `report.html`.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from fer_keras import plots
+from fer_keras.detection.train import load_detection_data
+from fer_keras.errors import ConfigError, DataError, reading
+from fer_keras.io_utils import atomic_path, atomic_write_text
+from fer_keras.labels import map_name, preset_classes
+from fer_keras.run_dir import DATA_SUMMARY, METRICS, PLOTS, RUNTIME, RunDir, newest_run
+
+
+def _load_json(path: str):
+    """A run file's JSON; a truncated or hand-broken file is one error naming it."""
+    with reading(path, "not valid JSON (rerun the command that writes it)"), open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _read_csv(path: str) -> List[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _history(path: str) -> Dict[str, np.ndarray]:
+    rows = _read_csv(path)
+    if not rows:
+        return {}
+    out = {}
+    for k in rows[0]:
+        try:
+            out[k] = np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows])
+        except ValueError:
+            continue
+    return out
+
+
+def _load_image(path: str):
+    import cv2
+
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        return None
+    if img.ndim == 3:
+        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
+    return img
+
+
+def _grid_samples(rows: List[dict], correct: bool, n: int = 12):
+    sel = [r for r in rows if (r["true"] == r["pred"]) == correct]
+    sel.sort(key=lambda r: -float(r["confidence"]))
+    images, titles = [], []
+    for r in sel:
+        if len(images) >= n:
+            break
+        img = _load_image(r["source"]) if os.path.isfile(r["source"]) else None
+        if img is None:
+            continue
+        images.append(img)
+        titles.append(f"{r['true']} → {r['pred']}\n({float(r['confidence']):.2f})")
+    return images, titles
+
+
+def render_run(run: str) -> Dict[str, str]:
+    """Writes `run/plots/*.png` from the run's files and returns {title: png path}."""
+    rd = RunDir.open(run)
+    out_dir = rd.file(PLOTS)
+    os.makedirs(out_dir, exist_ok=True)
+    if rd.task() == "detection":
+        return _save_figures(_detection_figures(run), out_dir)
+    figures = {}
+    hist_path = rd.history_path
+    if os.path.isfile(hist_path):
+        rt = rd.read_json(RUNTIME, {})
+        figures["Learning curves"] = ("learning_curves", lambda: plots.learning_curves(
+            _history(hist_path), rt.get("monitor"), "max"))
+    summary_path = rd.file(DATA_SUMMARY)
+    if os.path.isfile(summary_path):
+        summary = _load_json(summary_path)
+        counts = {s: v["class_counts"] for s, v in summary["splits"].items()}
+        figures["Class distribution"] = ("class_distribution", lambda: plots.class_distribution(
+            counts, f"Class distribution ({len(summary['class_names'])}-class preset)"))
+        if len(summary["class_names"]) >= 7:  # the merged presets of 7/8-class data
+            for preset in ("5", "4", "2"):
+                merged = {}
+                for s, c in counts.items():
+                    m = {n: 0 for n in preset_classes(preset)}
+                    for name, k in c.items():
+                        j = map_name(name, preset)
+                        if j is not None:
+                            m[preset_classes(preset)[j]] += k
+                    merged[s] = m
+                figures[f"Class distribution ({preset}-class preset)"] = (
+                    f"class_distribution_{preset}", lambda merged=merged, p=preset: plots.class_distribution(
+                        merged, f"Class distribution, merged to the {p}-class preset"))
+    metrics_path, pred_path = rd.file(METRICS), rd.file("predictions.csv")
+    if os.path.isfile(metrics_path) and os.path.isfile(pred_path):
+        m = _load_json(metrics_path)
+        names = m["info"]["class_names"]
+        e = m["expression"]
+        rows = _read_csv(pred_path)
+        y = np.array([names.index(r["true"]) for r in rows])
+        probs = np.array([[float(r[f"p_{c}"]) for c in names] for r in rows])
+        va_t = np.array([[float(r[k]) if r[k] else np.nan for k in ("valence_true", "arousal_true")] for r in rows])
+        va_p = np.array([[float(r[k]) if r[k] else np.nan for k in ("valence_pred", "arousal_pred")] for r in rows])
+        cm = np.array(e["confusion_matrix"])
+        figures["Confusion matrix (counts)"] = ("confusion_counts", lambda: plots.confusion_matrix_figure(cm, names))
+        figures["Confusion matrix (row-normalized)"] = ("confusion_normalized",
+                                                        lambda: plots.confusion_matrix_figure(cm, names, True))
+        figures["Per-class precision/recall/F1"] = ("per_class", lambda: plots.per_class_bars(e["per_class"]))
+        figures["ROC and precision-recall"] = ("roc_pr", lambda: plots.roc_pr_curves(y, probs, names))
+        if (np.isfinite(va_t).all(axis=1) & np.isfinite(va_p).all(axis=1)).any():  # labels and a trained head
+            figures["Valence/arousal: predicted vs true"] = ("va_scatter", lambda: plots.va_scatter(va_t, va_p))
+            figures["Valence-arousal circumplex"] = ("circumplex", lambda: plots.circumplex(va_t, va_p, y, names))
+        for correct, title in ((True, "Most confident correct predictions"),
+                               (False, "Most confident incorrect predictions")):
+            imgs, titles = _grid_samples(rows, correct)
+            if imgs:
+                figures[title] = (f"samples_{'correct' if correct else 'incorrect'}",
+                                  lambda i=imgs, t=titles, tt=title: plots.sample_grid(i, t, tt))
+    return _save_figures(figures, out_dir)
+
+
+def _detection_figures(run: str) -> Dict[str, tuple]:
+    """Learning curves, the PR curve of each evaluated split and sample detections of a detection run."""
+
+    figures = {}
+    rd = RunDir.open(run)
+    hist_path = rd.history_path
+    if os.path.isfile(hist_path):
+        figures["Learning curves"] = ("learning_curves", lambda: plots.learning_curves(
+            _history(hist_path), "val_ap50", "max"))
+    eval_root = os.path.join(run, "eval")
+    cfg = rd.config()
+    tables = None
+    for split in sorted(os.listdir(eval_root)) if os.path.isdir(eval_root) else []:
+        d = os.path.join(eval_root, split)
+        if not os.path.isfile(os.path.join(d, "pr_curve.csv")):
+            continue
+        pr = _read_csv(os.path.join(d, "pr_curve.csv"))
+        ap = _load_json(os.path.join(d, METRICS))["ap50"]
+        p_, r_ = (np.array([float(r[k]) for r in pr]) for k in ("precision", "recall"))
+        figures[f"Precision-recall ({split})"] = (f"pr_curve_{split}", lambda p_=p_, r_=r_, ap=ap, s=split:
+                                                  plots.detection_pr_curve(p_, r_, ap, f"Face detection ({s})"))
+        if split not in ("train", "val", "test"):  # scored on other data: its boxes are not at hand here
+            continue
+        tables = tables or load_detection_data(cfg)
+        table = tables.get(split)
+        if table is None:
+            continue
+        rows = _read_csv(os.path.join(d, "detections.csv"))
+        gt = dict(zip(table.sources, table.boxes))
+        sources = list(dict.fromkeys(table.sources))[:6]
+        imgs, preds, truths = [], [], []
+        for src in sources:
+            img = _load_image(src)
+            if img is None:
+                continue
+            if img.ndim == 2:
+                img = np.stack([img] * 3, -1)
+            p = np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2", "score")] for r in rows
+                          if r["source"] == src], np.float32).reshape(-1, 5)
+            imgs.append(img), preds.append(p[p[:, 4] >= cfg.detection.min_score]), truths.append(gt[src])
+        if imgs:
+            figures[f"Sample detections ({split})"] = (
+                f"detections_{split}", lambda i=imgs, p=preds, t=truths, s=split: plots.detection_samples(
+                    i, p, t, f"Detections with score >= {cfg.detection.min_score} ({s}; green: ground truth)"))
+    return figures
+
+
+def _save_figures(figures: Dict[str, tuple], out_dir: str) -> Dict[str, str]:
+    written = {}
+    import matplotlib.pyplot as plt
+
+    for title, (stem, make) in figures.items():
+        fig = make()
+        path = os.path.join(out_dir, f"{stem}.png")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+        written[title] = path
+    return written
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1em 1.5em;color:#222}"
+        "h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}"
+        ".card{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}.kpi{background:#f4f6fa;border-radius:8px;"
+        "padding:.6em 1em;min-width:9em}.kpi b{display:block;font-size:1.5em}.kpi span{color:#555;font-size:.85em}"
+        ".meta{color:#555}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;"
+        "padding:.25em .6em;text-align:right}th{background:#f4f6fa}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%;border:1px solid #eee}")
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return html.escape(str(v))
+
+
+def _table(header: List[str], rows: List[List]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def headline(metrics: dict, run_name: str, model_name: str = "") -> str:
+    """The report's first block: what was evaluated and its main numbers (with 95% CIs when bootstrapped)."""
+    info, e = metrics["info"], metrics["expression"]
+    va = metrics.get("valence_arousal") or {}
+    ci = metrics.get("bootstrap_95ci") or {}
+
+    def kpi(label, value, key=None):
+        c = ci.get(key) if key else None
+        extra = f"<span>95% CI {c[0]:.3f}–{c[1]:.3f}</span>" if c else ""
+        return f"<div class='kpi'><span>{html.escape(label)}</span><b>{_fmt(value)}</b>{extra}</div>"
+
+    cards = [kpi("accuracy", e["accuracy"], "accuracy"), kpi("UAR (balanced accuracy)", e["uar"], "uar"),
+             kpi("macro F1", e["macro_f1"], "macro_f1")]
+    for d in ("valence", "arousal"):
+        v = va.get(d) if isinstance(va, dict) else None
+        why = "head not trained" if va == "unavailable" else "no labels"
+        cards.append(kpi(f"{d} CCC", v["ccc"], f"{d}_ccc") if v else
+                     f"<div class='kpi'><span>{d} CCC</span><b>–</b><span>{why}</span></div>")
+    data = " + ".join(os.path.basename(os.path.normpath(part)) for part in str(info.get("data") or "demo data")
+                      .split(" + "))  # dataset names, not machine paths
+    meta = (f"model <b>{html.escape(model_name or os.path.basename(str(info.get('model', ''))))}</b> · data "
+            f"<b>{html.escape(data)}</b> ({html.escape(str(info.get('format', '')))}), split "
+            f"<b>{html.escape(str(info.get('split')))}</b>, n = <b>{e['num_samples']:,}</b>, "
+            f"{len(info['class_names'])} classes (preset {html.escape(str(info.get('preset')))})"
+            + (f", TTA {html.escape(info['tta'])}" if info.get("tta") not in (None, "none") else ""))
+    note = f"<p class='meta'>{html.escape(info['note'])}</p>" if info.get("note") else ""
+    return f"<p class='meta'>{meta}</p><div class='card'>{''.join(cards)}</div>{note}"
+
+
+def metric_tables(metrics: dict) -> List[Tuple[str, str]]:
+    """(title, HTML table) for the overall metrics, each class and each source (multi-source runs)."""
+    e = metrics["expression"]
+    out = [("Metrics", _table(["metric", "value"], [[k, e[k]] for k in (
+        "accuracy", "uar", "macro_f1", "weighted_f1", "kappa", "top2_accuracy", "roc_auc_macro", "ap_macro")
+        if k in e]))]
+    pc = e.get("per_class") or {}
+    out.append(("Per class", _table(["class", "precision", "recall", "F1", "support", "ROC AUC"], [
+        [c, v.get("precision"), v.get("recall"), v.get("f1"), v.get("support"), v.get("roc_auc")]
+        for c, v in pc.items()])))
+    va = metrics.get("valence_arousal")
+    if isinstance(va, dict) and (va.get("valence") or va.get("arousal")):
+        out.append(("Valence and arousal", _table(["dimension", "CCC", "Pearson", "RMSE", "SAGR"], [
+            [d, v["ccc"], v.get("pearson"), v.get("rmse"), v.get("sagr")]
+            for d, v in ((d, va.get(d)) for d in ("valence", "arousal")) if v])))
+    ps = metrics.get("per_source") or {}
+    if ps:
+        rows = []
+        for name, m in ps.items():
+            pva = m.get("valence_arousal") or {}
+            rows.append([name, m["expression"]["num_samples"], m["expression"]["accuracy"], m["expression"]["uar"],
+                         (pva.get("valence") or {}).get("ccc") if isinstance(pva, dict) else None,
+                         (pva.get("arousal") or {}).get("ccc") if isinstance(pva, dict) else None])
+        out.append(("Per source", _table(["source", "n", "accuracy", "UAR", "valence CCC", "arousal CCC"], rows)))
+    return out
+
+
+# Plots in order of importance; anything else (class distributions) comes last.
+_PLOT_ORDER = ("Confusion matrix (row-normalized)", "Confusion matrix (counts)", "Per-class precision/recall/F1",
+               "Valence/arousal: predicted vs true", "Valence-arousal circumplex", "ROC and precision-recall",
+               "Learning curves", "Most confident correct predictions", "Most confident incorrect predictions")
+
+
+def html_report(title: str, sections: Dict[str, str], metrics: Optional[dict] = None, model_name: str = "") -> str:
+    """A self-contained HTML page: a headline card and metric tables (when `metrics`, the run's metrics.json, is
+    given), then the plots in order of importance, every PNG embedded as base64."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    if metrics:
+        parts.append(headline(metrics, title, model_name))
+    order = [k for k in _PLOT_ORDER if k in sections] + [k for k in sections if k not in _PLOT_ORDER]
+    tables = metric_tables(metrics) if metrics else []
+    for i, name in enumerate(order):
+        if i == 2 and tables:  # the metric tables right after the confusion matrices
+            parts += [f"<h2>{html.escape(t)}</h2>{tab}" for t, tab in tables]
+            tables = []
+        with open(sections[name], "rb") as f:
+            b64 = base64.b64encode(f.read()).decode()
+        parts.append(f"<h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'>")
+    parts += [f"<h2>{html.escape(t)}</h2>{tab}" for t, tab in tables]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render_comparison(runs: List[str], out: str) -> str:
+
+    keys = ("accuracy", "uar", "macro_f1", "kappa")
+    metrics = {k: [] for k in keys + ("valence_ccc", "arousal_ccc")}
+    for r in runs:
+        path = os.path.join(r, METRICS)
+        if not os.path.isfile(path):
+            raise DataError(f"{r}: no metrics.json; run evaluate_model.py --run {r} first")
+        m = _load_json(path)
+        for k in keys:
+            metrics[k].append(m["expression"][k])
+        for d in ("valence", "arousal"):
+            v = m["valence_arousal"].get(d)
+            metrics[f"{d}_ccc"].append(v["ccc"] if v else None)
+    os.makedirs(out, exist_ok=True)
+    fig = plots.compare_bars([os.path.basename(os.path.normpath(r)) for r in runs], metrics)
+    path = os.path.join(out, "compare.png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    return path
+
+
+
+
+def write_report(run: Optional[str] = None, compare: Sequence[str] = (), out: Optional[str] = None,
+                 runs_dir: str = "runs") -> Tuple[str, Dict[str, str]]:
+    """Plots of a run (default: the newest under `runs_dir`) and/or a comparison of runs, gathered in one
+    `report.html` in the run folder (or `out`); returns (report path, {section title: png path})."""
+    if run is None and not compare:
+        run = newest_run(runs_dir)
+        if run is None:
+            raise ConfigError(f"no run found under {runs_dir}; pass --run")
+    sections, metrics, model_name = {}, None, ""
+    if run:
+        sections.update(render_run(run))
+        rd = RunDir(run)
+        metrics = rd.read_json(METRICS)
+        if metrics is None:
+            print(f"note: {run} has no metrics.json yet; run evaluate_model.py --run {run} for evaluation plots")
+        else:
+            if not isinstance(metrics, dict) or "expression" not in metrics:  # a detection run: AP, no card
+                metrics = None
+            model_name = rd.config().model.name
+    if compare:
+        sections["Model comparison"] = render_comparison(list(compare), out or os.path.join(run or compare[0],
+                                                                                          PLOTS))
+    target = run or out or compare[0]
+    report = os.path.join(target, "report.html")
+    atomic_write_text(report, html_report(f"fer_keras report: {os.path.basename(os.path.normpath(target))}",
+                                          sections, metrics, model_name))
+    return report, sections

@@ -1,0 +1,264 @@
+"""The run directory: the contract between train → evaluate → visualize → export → predict.
+
+Every run (expression or detection) is one folder under `train.runs_dir`; this module owns its file names and how
+it is created, resumed, locked and finished. What is in it:
+
+    config.yaml        the resolved config (read back to evaluate, visualize, export and resume)
+    labels.json        label preset and class names in output order (expression runs)
+    state.json         {"status": "running" | "finished"}; a finished run is never overwritten
+    model.keras        the best model by the monitored validation metric (written atomically)
+    history.csv        per-epoch logs (appended across resumes)
+    metrics.json       test/val metrics of the best model
+    runtime.json       timings, device, precision, versions
+    data_summary.json  samples per split and class
+    backup/            Keras BackupAndRestore state of an unfinished run
+    eval/<split>/      evaluate_model.py output;  plots/  visualize_results.py output;  export/  exports
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
+from fer_keras.config import Config, config_from_dict, read_yaml
+from fer_keras.errors import ConfigError, ModelError, reading
+from fer_keras.io_utils import atomic_write_text, slug
+
+CONFIG = "config.yaml"
+LABELS = "labels.json"
+STATE = "state.json"
+MODEL = "model.keras"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+RUNTIME = "runtime.json"
+DATA_SUMMARY = "data_summary.json"
+BACKUP = "backup"
+EVAL = "eval"
+EXPORT = "export"
+PLOTS = "plots"
+
+
+def write_json(path: str, obj) -> None:
+    """Atomic, indented JSON; NumPy scalars become Python numbers, anything else unknown its `str`."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run directory (see the module docstring); `RunDir(path)` does not touch the disk."""
+
+    path: str
+
+    def file(self, name: str) -> str:
+        """Path of a file (or folder) of this run."""
+        return os.path.join(self.path, name)
+
+    @property
+    def config_path(self) -> str:
+        return self.file(CONFIG)
+
+    @property
+    def model_path(self) -> str:
+        return self.file(MODEL)
+
+    @property
+    def history_path(self) -> str:
+        return self.file(HISTORY)
+
+    def is_run(self) -> bool:
+        """True when the folder holds a run (it has a config.yaml)."""
+        return os.path.isfile(self.config_path)
+
+    @classmethod
+    def open(cls, path: str) -> "RunDir":
+        """An existing run; the error names the folder when it is not one."""
+        run = cls(path)
+        if not run.is_run():
+            raise ConfigError(f"{path}: not a run directory (no {CONFIG})")
+        return run
+
+    # --- reading ---
+
+    def config(self) -> Config:
+        """The run's resolved config."""
+        return config_from_dict(read_yaml(self.config_path), source=self.config_path)
+
+    def task(self) -> str:
+        """`expression` or `detection` (expression for a folder without a config)."""
+        return read_yaml(self.config_path).get("task", "expression") if self.is_run() else "expression"
+
+    def read_json(self, name: str, default: Any = None) -> Any:
+        """A JSON file of the run, or `default` when it does not exist."""
+        path = self.file(name)
+        if not os.path.isfile(path):
+            return default
+        with reading(path, "not valid JSON (rerun the command that writes it)"), open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def status(self) -> Optional[str]:
+        """`running`, `finished`, or None for a folder without state.json."""
+        state = self.read_json(STATE)
+        return state.get("status") if isinstance(state, dict) else None
+
+    def best_so_far(self, monitor: str, mode: str) -> Optional[float]:
+        """The best value of `monitor` in history.csv (None before the first epoch)."""
+        if not os.path.isfile(self.history_path):
+            return None
+        with open(self.history_path, newline="") as f:
+            vals = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor) not in (None, "", "nan")]
+        if not vals:
+            return None
+        return max(vals) if mode == "max" else min(vals)
+
+    def resume_epoch(self) -> int:
+        """The epoch Keras' BackupAndRestore resumes at (0 for a fresh run)."""
+        meta = self.read_json(os.path.join(BACKUP, "training_metadata.json"), {})
+        return int(meta.get("epoch", 0))
+
+    def load_model(self, safe_mode: bool = True):
+        """The run's best model (`model.keras`); see `load_keras_model`."""
+        return load_keras_model(self.model_path, safe_mode)
+
+    # --- writing ---
+
+    def write_json(self, name: str, obj) -> str:
+        write_json(self.file(name), obj)
+        return self.file(name)
+
+    def start(self, cfg: Config, data_summary: dict) -> None:
+        """Writes what a new run starts with: its config, its data summary and the `running` state."""
+        from fer_keras.config import save_config
+
+        save_config(cfg, self.config_path)
+        self.write_json(DATA_SUMMARY, data_summary)
+        self.write_json(STATE, {"status": "running"})
+
+    def finish(self) -> None:
+        self.write_json(STATE, {"status": "finished"})
+
+
+def check_named_run(cfg: Config) -> bool:
+    """For a named run that already exists: True (resume) if unfinished with the same config; raises if it finished
+    or was started differently. False when there is nothing to resume. Runs before any data is read."""
+    t = cfg.train
+    if not t.name:
+        return False
+    run = RunDir(os.path.join(t.runs_dir, slug(t.name)))
+    if not (os.path.isdir(run.path) and os.listdir(run.path)):
+        return False
+    if not os.path.isfile(run.file(STATE)):
+        raise ConfigError(f"{run.path} exists and is not a fer_keras run; choose another --name")
+    if run.status() == "finished":
+        raise ConfigError(f"run {run.path} already finished; choose another --name (runs are never overwritten)")
+    if _comparable(run.config()) != _comparable(cfg):
+        raise ConfigError(f"{run.path} was started with a different config; resume it with the same command "
+                          "or choose another --name")
+    return True
+
+
+def _comparable(cfg: Config) -> dict:
+    d = cfg.to_dict()
+    d["train"].pop("verbose", None)
+    return d
+
+
+def new_run_dir(runs_dir: str, name: str | None, default_stem: str) -> str:
+    """Creates and returns a fresh run directory; an existing one is never reused silently.
+
+    With an explicit `name`, the caller decides what an existing directory means (resume or error); without one,
+    a timestamped name is made unique with a numeric suffix.
+    """
+    os.makedirs(runs_dir, exist_ok=True)
+    if name:
+        return os.path.join(runs_dir, slug(name))
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stem = f"{slug(default_stem)}-{stamp}"
+    for i in range(1000):
+        path = os.path.join(runs_dir, stem if i == 0 else f"{stem}-{i}")
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a unique run directory under {runs_dir}")
+
+
+def newest_run(runs_dir: str = "runs") -> str | None:
+    """The most recently modified run directory that has a config.yaml, or None."""
+    if not os.path.isdir(runs_dir):
+        return None
+    cands = [os.path.join(runs_dir, d) for d in os.listdir(runs_dir)]
+    cands = [d for d in cands if RunDir(d).is_run()]
+    return max(cands, key=os.path.getmtime) if cands else None
+
+
+@contextlib.contextmanager
+def run_lock(runs_dir: str, name: str):
+    """Holds an exclusive lock on the run `name` under `runs_dir` for the duration of the block.
+
+    A second process that tries to train the same named run at the same time gets a ConfigError at once (two
+    writers would interleave history.csv and checkpoints and corrupt the run for good). The lock is an OS file
+    lock (`flock`) on `runs_dir/.<name>.lock`, so it is released when the process ends, even when killed: no stale
+    locks. Where `fcntl` does not exist (Windows) no lock is taken.
+    """
+    if fcntl is None:  # pragma: no cover - not POSIX
+        yield
+        return
+    os.makedirs(runs_dir, exist_ok=True)
+    path = os.path.join(runs_dir, f".{slug(name)}.lock")
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "another process"
+            raise ConfigError(f"run {os.path.join(runs_dir, slug(name))} is being trained right now by {owner}; "
+                              "wait for it to end or choose another --name") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            # Removed while still held, so the runs folder keeps no lock files (a process that opened the old
+            # file in between fails its non-blocking lock now, or locks a file nobody else will use).
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def named_run_lock(cfg: Config):
+    """`run_lock` for a named run, a no-op context for an unnamed (always fresh) one."""
+    return run_lock(cfg.train.runs_dir, cfg.train.name) if cfg.train.name else contextlib.nullcontext()
+
+
+def load_keras_model(path: str, safe_mode: bool = True):
+    """Loads a `.keras` file, by default in Keras safe mode (refuses Lambda layers, which would run arbitrary
+    code from the file); errors name the file. `safe_mode=False` is the user's explicit opt-out."""
+    import keras  # here, not at the top: reading a run's config must not wait for TensorFlow to import
+
+    import fer_keras.keras_metrics  # noqa: F401  (register custom objects)
+    import fer_keras.losses  # noqa: F401
+    import fer_keras.models  # noqa: F401
+
+    if not os.path.exists(path):
+        raise ModelError(f"model file not found: {path}")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+    except Exception as e:  # corrupted zip, wrong format, unsafe Lambda
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "safe_mode" in msg or "Lambda" in msg:
+            raise ModelError(f"{path}: cannot load model: it contains a Lambda layer (Python code stored in the "
+                             "file), refused in safe mode; pass --unsafe-load only if you trust the file") from None
+        raise ModelError(f"{path}: cannot load model ({msg})") from None
