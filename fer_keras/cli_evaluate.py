@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from fer_keras.detection.train import evaluate_detector_run
 from fer_keras.errors import ConfigError, cli_main
 from fer_keras.evaluation import comparison_table, evaluate_run
 from fer_keras.io_utils import atomic_write_text
+from fer_keras.predict import default_model
 from fer_keras.run_dir import RunDir, new_run_dir, newest_run
 
 
@@ -103,7 +105,6 @@ def main(argv=None):
                           "pass --model-path file.keras")
     run, model_path = a.run, a.model_path
     if not run and not model_path:
-        from fer_keras.predict import default_model
 
         run = newest_run(a.runs_dir)
         if run is None:
@@ -114,7 +115,6 @@ def main(argv=None):
             print(f"no run under {a.runs_dir}: scoring the shipped model {model_path}"
                   + ("" if a.data else " on the built-in synthetic demo data (pass --data for yours)"))
     if run and RunDir(run).task() == "detection":
-        from fer_keras.detection.train import evaluate_detector_run
 
         split = "val" if a.split == "test" and a.data is None else a.split
         out, m = evaluate_detector_run(run, split, a.data)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from fer_keras.config import load_config
 from fer_keras.errors import cli_main
+from fer_keras.export import FORMATS, export_run
 from fer_keras.run_dir import RUNTIME, RunDir
 
 
@@ -48,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 FLAG_KEYS = {
-    "model": "model.name", "epochs": "train.epochs", "early_stopping": "train.early_stopping_patience", "batch_size": "data.batch_size", "data": "data.path",
+    "model": "model.name", "epochs": "train.epochs", "early_stopping": "train.early_stopping_patience",
+    "batch_size": "data.batch_size", "data": "data.path",
     "format": "data.format", "labels": "data.labels", "image_size": "data.image_size", "fold": "data.fold",
     "weights": "model.weights",
     "freeze_backbone": "model.freeze_backbone", "fine_tune_last": "model.fine_tune_last", "xla": "train.xla",
@@ -60,7 +63,6 @@ FLAG_KEYS = {
 @cli_main
 def main(argv=None) -> str:
     args = build_parser().parse_args(argv)
-    from fer_keras.config import load_config
 
     flags = {key: getattr(args, attr) for attr, key in FLAG_KEYS.items()}
     cfg = load_config(args.config, args.set, flags)
@@ -75,7 +77,6 @@ def main(argv=None) -> str:
     print(f"done: {run_dir} | best {rt['monitor']} = {rt['best']} | {rt['epochs_run']} epochs in "
           f"{rt['train_seconds']} s{speed}")
     if args.export:
-        from fer_keras.export import FORMATS, export_run
 
         # A detection run exports as a SavedModel with NMS (and .keras); TFLite is for the expression models.
         formats = (["savedmodel", "keras"] if cfg.task == "detection" else list(FORMATS)) if args.export == "all" \

@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from fer_keras.errors import ConfigError
+from fer_keras.io_utils import atomic_write_text
+from fer_keras.labels import check_preset
 
 CONFIG_VERSION = 1
 
@@ -466,7 +468,6 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (), flags
     for key, value in (flags or {}).items():
         if value is not None:
             set_key(cfg, key, value)
-    from fer_keras.labels import check_preset
 
     cfg.data.labels = check_preset(cfg.data.labels)
     if cfg.data.val_fraction + cfg.data.test_fraction >= 1.0:
@@ -533,6 +534,5 @@ def config_from_dict(d: Dict[str, Any], source: str = "config") -> Config:
 
 def save_config(cfg: Config, path: str) -> None:
     """Writes the resolved config as YAML (atomically)."""
-    from fer_keras.io_utils import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -21,7 +21,7 @@ from fer_keras import metrics as M
 from fer_keras.config import Config, parse_overrides, set_key
 from fer_keras.errors import ConfigError, DataError, ModelError
 from fer_keras.io_utils import atomic_write_text, slug
-from fer_keras.labels import check_preset, map_name, normalize_name, preset_classes
+from fer_keras.labels import PRESETS, check_preset, map_name, normalize_name, preset_classes
 from fer_keras.model_info import VA_UNTRAINED_NOTE, ModelInfo, read_model_info
 from fer_keras.run_dir import RunDir, load_keras_model
 
@@ -228,7 +228,6 @@ def check_expression_model(model, path: str, class_names=None) -> tuple:
         ModelError naming `path`: no `expression` output, an input without a fixed size, or a class count that is
         no label preset while the file carries no class names.
     """
-    from fer_keras.labels import PRESETS
 
     names = [layer.name for layer in model.layers]
     if "expression" not in names:
@@ -333,7 +332,7 @@ def _predict(model, table, cfg: Config, temporal: bool, model_file: str, batch_s
              ) -> Tuple[Dict[str, np.ndarray], str]:
     """Both heads' predictions for every sample (clips: one per clip) and a note on how they were made."""
     if table.frames is not None:
-        from fer_keras.data.clips import clip_dataset, clip_probabilities
+        from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities
 
         if temporal:
             out = model.predict(clip_dataset(table, cfg, False, True, batch_size=batch_size).map(lambda x, y: x),

@@ -25,10 +25,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from fer_keras.data.images import IMAGE_EXTS, resize_array
 from fer_keras.detection.faces import DETECTORS, make_detector, whole_image
 from fer_keras.errors import ConfigError, DataError, cli_main
+from fer_keras.evaluation import check_expression_model, class_mapping_matrix, map_probabilities, tta_views
+from fer_keras.io_utils import atomic_write_text
+from fer_keras.labels import map_name, normalize_name, preset_classes
+from fer_keras.model_info import VA_UNTRAINED_NOTE, read_model_info
+from fer_keras.run_dir import load_keras_model
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
@@ -68,10 +73,6 @@ class FacePredictor:
 
     def __init__(self, model: str, batch_size: int = 64, safe_mode: bool = True, tta: str = "none",
                  labels: Optional[str] = None):
-        from fer_keras.evaluation import check_expression_model, tta_views
-        from fer_keras.run_dir import load_keras_model
-        from fer_keras.labels import preset_classes
-        from fer_keras.model_info import read_model_info
 
         info = read_model_info(model)
         path, names = info.model_file, info.class_names
@@ -86,7 +87,6 @@ class FacePredictor:
         self.labels = labels
         self.class_names = preset_classes(labels) if labels else self.model_class_names
         if labels:
-            from fer_keras.evaluation import class_mapping_matrix
 
             class_mapping_matrix(self.model_class_names, labels)  # a coarser model than the preset fails here
         self.batch_size = batch_size
@@ -109,7 +109,6 @@ class FacePredictor:
 
     def prepare(self, crop: np.ndarray) -> np.ndarray:
         """Resizes one RGB (H, W, 3) or grayscale (H, W) crop to the model's input (size, channels), uint8."""
-        from fer_keras.data.pipeline import resize_array
 
         return resize_array((crop[..., None] if crop.ndim == 2 else crop)[None], self.size, self.channels)[0]
 
@@ -126,7 +125,6 @@ class FacePredictor:
         va = np.concatenate(va)
         probs = np.concatenate(probs)
         if self.labels:
-            from fer_keras.evaluation import map_probabilities
 
             probs = map_probabilities(probs, self.model_class_names, self.labels).astype(np.float32)
         if not self.va_trained:  # an untrained head's numbers are noise: report them as missing
@@ -362,7 +360,6 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
 def folder_accuracy(rows: Sequence[dict], class_names: Sequence[str], preset: Optional[str] = None) -> List[dict]:
     """Per-folder accuracy for images whose parent folder is named like a class (aliases such as angry/anger,
     pos/positive), as in `<root>/<class>/*.jpg` test folders."""
-    from fer_keras.labels import map_name, normalize_name
 
     stats: Dict[str, List[int]] = {}
     for r in rows:
@@ -405,7 +402,6 @@ def overall_accuracy(per_folder: Sequence[dict]) -> Optional[dict]:
 
 
 def _write_csv(path: str, rows: Sequence[dict], header: Optional[Sequence[str]] = None) -> None:
-    from fer_keras.io_utils import atomic_write_text
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(header or (rows[0].keys() if rows else ["source"])))
@@ -491,7 +487,6 @@ def main(argv=None):
                         f"none of the {len(missing)} inputs exists (first: {missing[0]})")
     predictor = FacePredictor(model, a.batch_size, safe_mode=not a.unsafe_load, tta=a.tta, labels=a.labels)
     if not predictor.va_trained:
-        from fer_keras.model_info import VA_UNTRAINED_NOTE
 
         print(f"note: {VA_UNTRAINED_NOTE}; the valence/arousal columns are left empty")
     detector = whole_image if a.no_detect else make_detector(a.detector, a.min_face, a.min_score)
@@ -510,7 +505,6 @@ def main(argv=None):
             predict_video(predictor, path, detector, a.padding, a.window, results, a.out, a.annotate, a.show,
                           a.max_frames)
     _write_csv(os.path.join(a.out, "predictions.csv"), results.rows)
-    from fer_keras.io_utils import atomic_write_text
 
     atomic_write_text(os.path.join(a.out, "predictions.json"), json.dumps(results.rows, indent=1))
     _write_csv(os.path.join(a.out, "errors.csv"), [{"source": s, "problem": e} for s, e in results.errors],
@@ -521,7 +515,6 @@ def main(argv=None):
             print(f"{r['source']}{'' if r['frame'] == '' else '#' + str(r['frame'])} face {r['face']}: "
                   f"{r['label']} {r['confidence']:.2f}{va}")
     acc = folder_accuracy(results.rows, predictor.class_names, a.labels)
-    from fer_keras.labels import normalize_name
 
     class_named = {os.path.dirname(r["source"]) for r in results.rows if r["frame"] == ""
                    and normalize_name(os.path.basename(os.path.dirname(r["source"]))) is not None}
@@ -535,7 +528,6 @@ def main(argv=None):
         for r in acc:
             print(f"{r['folder']}: {r['class']} {r['correct']}/{r['total']} = {r['accuracy']:.3f}")
         total = overall_accuracy(acc)
-        from fer_keras.io_utils import atomic_write_text
 
         atomic_write_text(os.path.join(a.out, "accuracy.json"), json.dumps(
             {**total, "preset": a.labels or str(len(predictor.class_names))}, indent=1))

@@ -22,15 +22,16 @@ import csv
 import datetime as _dt
 import json
 import os
+import shutil
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
-from fer_keras.config import Config, config_from_dict, read_yaml
+from fer_keras.config import Config, config_from_dict, read_yaml, save_config
 from fer_keras.errors import ConfigError, ModelError, reading
 from fer_keras.io_utils import atomic_write_text, slug
 
@@ -135,14 +136,6 @@ class RunDir:
         write_json(self.file(name), obj)
         return self.file(name)
 
-    def start(self, cfg: Config, data_summary: dict) -> None:
-        """Writes what a new run starts with: its config, its data summary and the `running` state."""
-        from fer_keras.config import save_config
-
-        save_config(cfg, self.config_path)
-        self.write_json(DATA_SUMMARY, data_summary)
-        self.write_json(STATE, {"status": "running"})
-
     def finish(self) -> None:
         self.write_json(STATE, {"status": "finished"})
 
@@ -241,6 +234,43 @@ def run_lock(runs_dir: str, name: str):
 def named_run_lock(cfg: Config):
     """`run_lock` for a named run, a no-op context for an unnamed (always fresh) one."""
     return run_lock(cfg.train.runs_dir, cfg.train.name) if cfg.train.name else contextlib.nullcontext()
+
+
+def run_training(cfg: Config, default_stem: str, load: Callable[[], Any], start: Callable[[RunDir, Any], None],
+                 body: Callable[[RunDir, Any, bool], None]) -> str:
+    """The life of a training run, shared by expression and detection training; returns the run directory.
+
+    1. Lock a named run (`run_lock`) and decide whether it resumes (`check_named_run`), before reading any data.
+    2. `load()` the data, and only then create the folder (bad data leaves no half-made run behind).
+    3. A new run writes config.yaml and what `start(run, data)` adds; the state becomes `running`.
+    4. `body(run, data, resuming)` trains. If it fails before anything was saved (no backup/, no model.keras), a new
+       run is removed: it has nothing to resume, and a folder marked running would trip later commands.
+    5. The state becomes `finished` (a finished run is never overwritten).
+
+    Args:
+        cfg: the resolved config (`train.runs_dir`, `train.name`).
+        default_stem: the name stem of an unnamed run (a timestamp is appended).
+        load: reads the data.
+        start: writes a new run's first files besides config.yaml.
+        body: trains.
+    """
+    with named_run_lock(cfg):
+        resuming = check_named_run(cfg)
+        data = load()
+        run = RunDir(new_run_dir(cfg.train.runs_dir, cfg.train.name, default_stem))
+        os.makedirs(run.path, exist_ok=True)
+        if not resuming:
+            save_config(cfg, run.config_path)
+            start(run, data)
+        run.write_json(STATE, {"status": "running"})
+        try:
+            body(run, data, resuming)
+        except BaseException:
+            if not resuming and not os.path.exists(run.file(BACKUP)) and not os.path.isfile(run.model_path):
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
+        run.finish()
+        return run.path
 
 
 def load_keras_model(path: str, safe_mode: bool = True):

@@ -11,25 +11,32 @@ import csv
 import math
 import os
 import platform
-import shutil
 import sys
 import time
+import warnings
 from typing import Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from fer_keras.config import Config, save_config
+from fer_keras.config import Config
 from fer_keras.data.augment import EPOCH_SEED_STRIDE, epoch_seed
+from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities
 from fer_keras.data.pipeline import DataBundle, class_weights, epoch_size, load_data, make_dataset
 from fer_keras.errors import ConfigError, DataError
+from fer_keras.evaluation import predict_table
 from fer_keras.io_utils import atomic_path
+from fer_keras.keras_compat import flatten_layers, seed_generators
 from fer_keras.keras_metrics import ExpressionAccuracy, MacroRecall, MaskedVAMetric
+from fer_keras.labels import preset_classes
 from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
+from fer_keras.metrics import expression_metrics, source_scores
+from fer_keras.model_info import read_model_info
 from fer_keras.models import MODELS, build_model
-from fer_keras.run_dir import (BACKUP, DATA_SUMMARY, LABELS, RUNTIME, STATE, RunDir, check_named_run, load_keras_model,
-                               named_run_lock, new_run_dir, write_json)
+from fer_keras.models.transfer import transfer_weights
+from fer_keras.run_dir import (BACKUP, DATA_SUMMARY, LABELS, RUNTIME, RunDir, load_keras_model, run_training,
+                               write_json)
 
 
 # === Runtime choices ===
@@ -122,16 +129,32 @@ def compile_model(model: keras.Model, cfg: Config, num_classes: int, weights=Non
 
 # === Callbacks ===
 
-class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint whose writes go to a temp file renamed into place, so a kill never leaves a broken model."""
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Saves the model to `path` at the end of every epoch that improves `monitor` (as Keras' ModelCheckpoint with
+    save_best_only), written to a temp file renamed into place so a kill never leaves a broken model.
 
-    def _save_model(self, epoch, batch, logs):
-        filepath = self._get_file_path(epoch, batch, logs)
-        if self._should_save_model(epoch, batch, logs, filepath):
-            with atomic_path(filepath) as tmp:
+    Args:
+        path: the `.keras` file.
+        monitor: the epoch log to watch; an epoch without it is skipped with Keras' warning.
+        mode: `max` or `min`.
+        best: the best value so far (a resumed run's, so its first epoch cannot overwrite a better model).
+    """
+
+    def __init__(self, path: str, monitor: str, mode: str = "max", best: Optional[float] = None):
+        super().__init__()
+        self.path, self.monitor, self.mode = path, monitor, mode
+        self.best = best if best is not None else (-np.inf if mode == "max" else np.inf)
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            warnings.warn(f"Can save best model only with {self.monitor} available, skipping.", stacklevel=2)
+            return
+        current = float(current)
+        if current > self.best if self.mode == "max" else current < self.best:  # NaN never improves
+            self.best = current
+            with atomic_path(self.path) as tmp:
                 self.model.save(tmp, overwrite=True)
-            if self.verbose > 0:
-                print(f"Epoch {epoch + 1}: saved {filepath}")
 
 
 class RunLogger(keras.callbacks.Callback):
@@ -225,12 +248,8 @@ class EpochSeeder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_var.assign(epoch)
-        i = 0
-        for layer in self.model._flatten_layers(include_self=False):
-            for gen in vars(layer).values():
-                if isinstance(gen, keras.random.SeedGenerator):
-                    gen.state.assign(np.array([epoch_seed(self.seed, epoch), i], np.int64))
-                    i += 1
+        for i, gen in enumerate(seed_generators(self.model)):
+            gen.state.assign(np.array([epoch_seed(self.seed, epoch), i], np.int64))
 
 
 class ClipMetrics(keras.callbacks.Callback):
@@ -242,8 +261,6 @@ class ClipMetrics(keras.callbacks.Callback):
         self.table, self.cfg = table, cfg
 
     def on_epoch_end(self, epoch, logs=None):
-        from fer_keras.data.clips import clip_probabilities
-        from fer_keras.metrics import expression_metrics
 
         probs = clip_probabilities(self.model, self.table, self.cfg)["expression"]
         m = expression_metrics(self.table.expression, probs, [str(i) for i in range(probs.shape[1])])
@@ -261,8 +278,6 @@ class SourceMetrics(keras.callbacks.Callback):
         self.table, self.source_names, self.cfg = table, list(source_names), cfg
 
     def on_epoch_end(self, epoch, logs=None):
-        from fer_keras.evaluation import predict_table
-        from fer_keras.metrics import source_scores
 
         pred = predict_table(self.model, self.table, self.cfg, batch_size=256)
         scores = source_scores(self.table.expression, pred["expression"], self.table.va, pred["valence_arousal"],
@@ -289,10 +304,9 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
     mode = mode or t.monitor_mode
     logger = RunLogger()
     run = RunDir(run_dir)
-    ckpt = AtomicModelCheckpoint(run.model_path, monitor=monitor, mode=mode, save_best_only=True)
-    best = run.best_so_far(monitor, mode)
-    if best is not None:  # resuming: do not let the first resumed epoch overwrite a better model
-        ckpt.best = best
+    # Resuming: the best value so far comes from history.csv, so the first resumed epoch cannot overwrite a better
+    # model.
+    ckpt = BestModelCheckpoint(run.model_path, monitor, mode, run.best_so_far(monitor, mode))
     cbs = [logger, *first,
            *([EpochSeeder(epoch_var, t.seed)] if epoch_var is not None else []),
            keras.callbacks.BackupAndRestore(run.file(BACKUP), delete_checkpoint=True),
@@ -349,15 +363,12 @@ def describe_training(cfg: Config, data: DataBundle) -> str:
             f"{d.image_size}x{d.image_size}x{d.channels}; starting from {start}")
 
 
-def create_run_dir(cfg: Config) -> str:
-    """Creates the run directory (a fresh, unique one for unnamed runs)."""
-    t = cfg.train
+def run_stem(cfg: Config) -> str:
+    """`<model>-<data>`: the name stem of an unnamed expression run."""
     data_stem = "+".join(s.name for s in cfg.data.sources) if cfg.data.sources else \
         "demo" if cfg.data.path is None else os.path.splitext(os.path.basename(
         os.path.normpath(cfg.data.path)))[0]
-    run_dir = new_run_dir(t.runs_dir, t.name, f"{MODELS.canonical(cfg.model.name)}-{data_stem}")
-    os.makedirs(run_dir, exist_ok=True)
-    return run_dir
+    return f"{MODELS.canonical(cfg.model.name)}-{data_stem}"
 
 
 # === Train ===
@@ -385,8 +396,7 @@ def train(cfg: Config, data: Optional[DataBundle] = None) -> str:
     runtime = resolve_runtime(t, cfg.model.name)
     keras.mixed_precision.set_global_policy(runtime["precision"])
     try:
-        with named_run_lock(cfg):
-            return _train(cfg, data, runtime)
+        return _train(cfg, data, runtime)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -404,9 +414,6 @@ def all_layers(model: keras.Model):
 def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None:
     """Starts `model` from the weights of the model file or run directory `path` (see `transfer_weights`) and
     records what was copied in the run's init.json."""
-    from fer_keras.labels import preset_classes
-    from fer_keras.model_info import read_model_info
-    from fer_keras.models.transfer import transfer_weights
 
     info = read_model_info(path)
     source = load_keras_model(info.model_file)
@@ -429,9 +436,6 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
     mapped by name (a 7-class teacher gives contempt 0). Rows are NaN (no teacher) for samples of sources not in
     `train.distill_sources` and for samples whose class the teacher does not know. Writes `distill.json`.
     """
-    from fer_keras.evaluation import predict_table
-    from fer_keras.labels import preset_classes
-    from fer_keras.model_info import read_model_info
 
     t, d = cfg.train, cfg.data
     info = read_model_info(t.distill_from)
@@ -467,31 +471,21 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
 
 
 def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
-    d = cfg.data
     t_start = time.time()
-    resuming = check_named_run(cfg)  # fail fast, before reading any data
-    data = data or load_data(cfg)
-    run_dir = create_run_dir(cfg)  # only once the data is known to be good
-    run = RunDir(run_dir)
-    if not resuming:
-        save_config(cfg, run.config_path)
-        run.write_json(LABELS, {"preset": d.labels, "class_names": data.class_names,
+
+    def start(run: RunDir, data: DataBundle) -> None:
+        run.write_json(LABELS, {"preset": cfg.data.labels, "class_names": data.class_names,
                                 "trained_heads": trained_heads(data)})
         run.write_json(DATA_SUMMARY, data.summary())
         if len(data.bad):
-            with atomic_path(os.path.join(run_dir, "skipped.csv")) as tmp, open(tmp, "w", newline="") as f:
+            with atomic_path(run.file("skipped.csv")) as tmp, open(tmp, "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["source", "reason"])
                 w.writerows(data.bad.items)
-    run.write_json(STATE, {"status": "running"})
-    try:
-        return _fit(cfg, data, runtime, run_dir, resuming, t_start)
-    except BaseException:
-        # A start that failed before the first epoch ended (e.g. ImageNet weights offline, a bad init_from) leaves
-        # nothing to resume: remove the run instead of leaving one marked running for later commands to trip on.
-        if not resuming and not os.path.exists(run.file(BACKUP)) and not os.path.isfile(run.model_path):
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+
+    # A start that fails before the first epoch ends (ImageNet weights offline, a bad init_from) removes the run.
+    return run_training(cfg, run_stem(cfg), lambda: data or load_data(cfg), start,
+                        lambda run, data, resuming: _fit(cfg, data, runtime, run.path, resuming, t_start))
 
 
 def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: bool, t_start: float) -> str:
@@ -506,7 +500,6 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
     has_val = data.val is not None and len(data.val) > 0
     first_callbacks, monitor = [], t.monitor
     if data.train.frames is not None:  # clip data
-        from fer_keras.data.clips import clip_dataset
 
         train_ds = clip_dataset(data.train, cfg, True, temporal, t.seed, epoch_var)
         val_ds = clip_dataset(data.val, cfg, False, temporal) if has_val else None
@@ -545,7 +538,7 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
         if strategy.num_replicas_in_sync > 1:
             # BatchNorm statistics over the global batch, not each replica's share of it: the result then does not
             # depend on how many devices split the batch.
-            for layer in model._flatten_layers(include_self=False):
+            for layer in flatten_layers(model):
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.synchronized = True
         if cfg.model.init_from and not resuming:
@@ -588,5 +581,4 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
     })
-    run.finish()
     return run_dir

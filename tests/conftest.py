@@ -39,6 +39,16 @@ def demo_root(tmp_path_factory):
     return paths
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, demo_root):
+    """One trained tiny 7-class run (demo CSV data, `tiny_argv()`), shared by the tests that only read a run."""
+    from fer_keras.cli_train import main as train_main
+    from tiny import tiny_argv
+
+    runs = str(tmp_path_factory.mktemp("tiny-runs"))
+    return train_main(tiny_argv("--data", demo_root["csv"], "--labels", "7", "--runs-dir", runs, "--name", "tiny"))
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path):
     """A config for fast tests: 32 px, small CustomCNN, 1 epoch, runs under tmp_path."""

@@ -9,13 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from tiny import tiny_argv
 from fer_keras.io_utils import slug
 from fer_keras.run_dir import run_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--epochs", "1", "--image-size", "32", "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
-        "--set", "train.verbose=0", "--set", "train.tensorboard=false", "--set", "data.demo_per_class=4",
-        "--set", "data.demo_size=32"]
+TINY = tiny_argv("--set", "data.demo_per_class=4", "--set", "data.demo_size=32")
 
 
 def run_cli(args, cwd):

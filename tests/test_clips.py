@@ -13,11 +13,11 @@ import tensorflow as tf
 from fer_keras.cli_evaluate import main as eval_main
 from fer_keras.cli_train import main as train_main
 from fer_keras.config import Config, DataConfig
-from fer_keras.data.clips import clip_dataset, clip_probabilities, sample_indices
+from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities, sample_indices
 from fer_keras.data.counts import main as counts_main
 from fer_keras.data.demo import write_demo_clips
 from fer_keras.data.pipeline import load_data
-from fer_keras.data.readers import BadLog, detect_format, read_table
+from fer_keras.data.formats import BadLog, detect_format, read_table
 from fer_keras.errors import DataError
 from fer_keras.labels import DFEW_ORDER
 
@@ -108,7 +108,7 @@ def test_clip_probabilities_average_log_probs(clip_root):
     model = keras.Model(inp, {"expression": keras.layers.Dense(7, activation="softmax", name="expression")(pooled),
                               "valence_arousal": keras.layers.Dense(2, name="valence_arousal")(pooled)})
     out = clip_probabilities(model, b.val, cfg)
-    from fer_keras.data.pipeline import decode_resize
+    from fer_keras.data.images import decode_resize
 
     frames = [decode_resize(tf.io.read_file(f), tf.constant([np.nan] * 4), 32, 3).numpy()
               for f in b.val.frames[0]]
@@ -156,7 +156,7 @@ def test_temporal_augmentation_is_one_draw_per_clip(clip_root):
 
     from fer_keras.config import Config
     from fer_keras.data.augment import build_augmenter
-    from fer_keras.data.clips import augment_clips
+    from fer_keras.data.clip_pipeline import augment_clips
 
     cfg = Config()
     aug = build_augmenter(cfg.augment, seed=3)

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from fer_keras.config import Config, config_from_dict, load_config, read_yaml, save_config
@@ -52,3 +54,21 @@ def test_shipped_configs_load():
     assert files
     for f in files:
         load_config(f)
+
+
+def test_every_config_file_names_itself_states_an_expected_result_and_loads():
+    """A config's header is its documentation: the command that uses it, and what a user should expect."""
+    import glob
+
+    from fer_keras.config import load_config
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    files = sorted(glob.glob(os.path.join(root, "*.yaml")))
+    assert len(files) >= 10
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            header = "".join(line for line in f if line.startswith("#"))
+        name = f"configs/{os.path.basename(path)}"
+        assert name in header, f"{name}: its header does not name the file (a command using it)"
+        assert "expected" in header.lower(), f"{name}: its header states no expected result"
+        load_config(path)  # and it is a valid config

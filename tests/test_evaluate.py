@@ -7,14 +7,14 @@ import os
 import numpy as np
 import pytest
 
+from tiny import tiny_argv
 from fer_keras.cli_evaluate import main as eval_main
 from fer_keras.cli_train import main as train_main
 from fer_keras.errors import DataError
 from fer_keras.evaluation import class_mapping_matrix, map_probabilities
 from fer_keras.labels import preset_classes
 
-TINY = ["--epochs", "1", "--image-size", "32", "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
-        "--set", "model.head_units=8", "--set", "train.verbose=0", "--set", "train.tensorboard=false"]
+TINY = tiny_argv()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from tiny import tiny_argv
 from fer_keras.cli_train import main as train_main
 from fer_keras.run_dir import load_keras_model
 from fer_keras.export import export_run, main as export_main, tflite_predict
@@ -18,10 +19,8 @@ from fer_keras.export import export_run, main as export_main, tflite_predict
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, demo_root):
     runs = str(tmp_path_factory.mktemp("runs"))
-    run = train_main(["--data", demo_root["csv"], "--labels", "5", "--epochs", "1", "--image-size", "32",
-                      "--runs-dir", runs, "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
-                      "--set", "train.verbose=0", "--set", "train.tensorboard=false",
-                      "--precision", "float32"])  # exact comparisons below; bf16 runs: the float32 test at the end
+    run = train_main(tiny_argv("--data", demo_root["csv"], "--labels", "5", "--runs-dir", runs,
+                               "--precision", "float32"))  # exact comparisons below (bf16: the last test)
     return run, export_run(run)
 
 

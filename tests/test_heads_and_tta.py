@@ -8,12 +8,12 @@ import os
 import numpy as np
 import pytest
 
+from tiny import tiny_argv
 from fer_keras.cli_train import main as train_main
 from fer_keras.model_info import read_model_info
 from fer_keras.predict import FacePredictor, main as predict_main
 
-TINY = ["--image-size", "32", "--epochs", "1", "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
-        "--set", "model.head_units=8", "--set", "train.verbose=0", "--set", "train.tensorboard=false"]
+TINY = tiny_argv()
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,33 @@ def test_config_round_trip_and_save_load(name, tmp_path):
         np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", MODELS.names())
+def test_predict_on_a_tf_data_dataset_matches_arrays(name):
+    import tensorflow as tf
+
+    model = build_model(_cfg(name), 3, (32, 32, 1))
+    x = _x(name, 5, 32, 1, seed=2)
+    ref = model.predict(x, batch_size=2, verbose=0)
+    out = model.predict(tf.data.Dataset.from_tensor_slices(x).batch(2), verbose=0)  # a short last batch too
+    for k in ref:
+        np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_mixed_bfloat16_build_computes_in_bf16_and_outputs_float32(name):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_model(_cfg(name), 4, (32, 32, 3))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert any(layer.compute_dtype == "bfloat16" for layer in model.layers if layer.weights)
+    out = model(_x(name, 2, 32, 3), training=False)
+    # Outputs stay float32 (the heads are float32 layers): the losses and metrics never see bf16 rounding.
+    assert out["expression"].dtype == "float32" and out["valence_arousal"].dtype == "float32"
+    np.testing.assert_allclose(np.sum(np.asarray(out["expression"]), axis=-1), 1.0, rtol=1e-5)
+    assert np.all(np.abs(np.asarray(out["valence_arousal"])) <= 1.0)
+
+
 def test_unknown_model_lists_valid_names():
     with pytest.raises(ModelError, match="valid: ConvNeXtTiny, CustomCNN, EfficientNetB0, EfficientNetB1, "
                                          "EfficientNetB2, EfficientNetB3, EfficientNetV2B0, MobileNetV3Large, "

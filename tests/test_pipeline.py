@@ -129,9 +129,15 @@ def test_equalize_spreads_histogram():
     assert y.max() - y.min() > 200
 
 
-def test_low_light_darkens():
-    x = tf.fill([2, 8, 8, 1], 128.0)
-    assert float(tf.reduce_max(A.low_light(x, 3.0, (0, 1)))) <= 128.0
+def test_low_light_is_a_per_image_gamma_in_range():
+    x = tf.concat([tf.fill([8, 4, 4, 1], 128.0), tf.fill([8, 4, 4, 1], 255.0), tf.zeros([8, 4, 4, 1])], axis=2)
+    out = A.low_light(x, 3.0, (0, 1)).numpy()
+    mid = out[:, 0, 0, 0]
+    assert np.all(mid <= 128.0 + 1e-3) and np.all(mid >= 255.0 * (128.0 / 255.0) ** 3 - 1e-3)
+    assert mid.min() < 100.0 and np.ptp(mid) > 1.0  # darkened, by a different gamma per image
+    np.testing.assert_allclose(out[:, :, 4:8], 255.0, atol=1e-3)  # white stays white: a gamma, not a rescale
+    np.testing.assert_allclose(out[:, :, 8:], 0.0, atol=1e-3)
+    np.testing.assert_allclose(out[:, :, :4], mid[:, None, None, None] * np.ones((8, 4, 4, 1)), atol=1e-3)
 
 
 def test_augmenter_is_seeded_and_runs_in_tf_data():

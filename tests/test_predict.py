@@ -9,18 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_keras.cli_train import main as train_main
 from fer_keras.data.demo import generate
 from fer_keras.detection.faces import HaarDetector
 from fer_keras.predict import FacePredictor, folder_accuracy, main as predict_main, pad_box
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, demo_root):
-    runs = str(tmp_path_factory.mktemp("runs"))
-    return train_main(["--data", demo_root["csv"], "--labels", "7", "--epochs", "1", "--image-size", "32",
-                       "--runs-dir", runs, "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
-                       "--set", "train.verbose=0", "--set", "train.tensorboard=false"])
+def run(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +128,8 @@ def test_errors_are_clear(run, tmp_path, capsys):
     assert _rows(tmp_path / "o2" / "errors.csv")[0]["problem"] == "cannot open video"
     with pytest.raises(SystemExit) as e:
         predict_main([str(bad_video), "--model", run, "--out", str(tmp_path / "o3"), "--detector", "yolo"])
-    assert e.value.code == 2 and ("--detector 'yolo': not a detector name (auto, blazeface, blazeface-back, haar, lowlight) "
+    assert e.value.code == 2 and ("--detector 'yolo': not a detector name (auto, blazeface, blazeface-back, haar, "
+                                  "lowlight) "
                                   "nor a run directory") in capsys.readouterr().err
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from fer_keras.config import DataConfig
 from fer_keras.data.pipeline import load_data
-from fer_keras.data.readers import BadLog, detect_format, read_table
+from fer_keras.data.formats import BadLog, detect_format, read_table
 from fer_keras.errors import DataError
 from fer_keras.labels import CANONICAL
 

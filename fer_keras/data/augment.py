@@ -14,25 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fer_keras.keras_compat import StatelessSeedStream
+
 F32 = "float32"
-
-
-class _SeedStream(keras.random.SeedGenerator):
-    """Hands a Keras random layer a fresh stateless seed per draw, all derived from one [2] int64 tensor.
-
-    Keras layers otherwise draw from their own `SeedGenerator` variable. Reseeding that shared variable per batch is
-    a race when `tf.data` augments several batches in parallel (one batch can read another's seed), which made
-    augmentation, and so training, depend on thread timing. This object holds no variable: the same seed tensor
-    always gives the same draws, whatever runs beside it.
-    """
-
-    def __init__(self, seed: tf.Tensor):  # no super().__init__(): it would create the state variable
-        self._seed = tf.cast(seed, tf.int64)
-        self._draws = 0
-
-    def next(self, ordered=True):
-        self._draws += 1  # counted at trace time: each draw site of a layer gets its own stream
-        return self._seed + tf.constant([0, 1 << 24], tf.int64) * self._draws
 
 
 EPOCH_SEED_STRIDE = 1_000_003  # a prime: (seed, epoch) pairs of different seeds never share an epoch seed
@@ -157,7 +141,7 @@ def build_augmenter(aug, seed: int = 0) -> Optional[Callable[[tf.Tensor, tf.Tens
         seeds = tf.cast(seeds, tf.int64)
         x = tf.cast(batch, tf.float32)
         for i, layer in enumerate(layers):
-            draws = _SeedStream(tf.stack([seeds[0] * 7919 + seed + i, seeds[1]]))
+            draws = StatelessSeedStream(tf.stack([seeds[0] * 7919 + seed + i, seeds[1]]))
             transform = layer.get_random_transformation(x, training=True, seed=draws)
             x = layer.transform_images(x, transform, training=True)
         for i, (p, f) in enumerate(customs):

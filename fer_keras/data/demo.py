@@ -20,7 +20,7 @@ from typing import Dict, Optional, Tuple
 import cv2
 import numpy as np
 
-from fer_keras.labels import CANONICAL, FER2013_ORDER
+from fer_keras.labels import CANONICAL, DFEW_ORDER, FER2013_ORDER
 
 # Circumplex means (valence, arousal) per canonical class, roughly the AffectNet class centroids.
 VA_MEANS: Dict[str, Tuple[float, float]] = {
@@ -257,7 +257,6 @@ def write_demo_clips(out: str, layout: str = "dfew", per_class: int = 10, size: 
     `EmoLabel_DataSplit/{train,test}(single-labeled)/set_<fold>.csv`, labels 1-7 in DFEW order); `layout="clips"`
     writes `<out>/<class>/<clip_id>/*.jpg`. Returns the dataset root.
     """
-    from fer_keras.labels import DFEW_ORDER
 
     root = os.path.join(out, f"clips-{layout}")
     if os.path.isdir(root):

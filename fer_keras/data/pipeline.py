@@ -14,15 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-import cv2
 import numpy as np
 import tensorflow as tf
 
-from fer_keras.data.augment import build_augmenter, epoch_seed as _epoch_seed
-from fer_keras.data import clips as _clips  # noqa: F401  (registers the dfew and clips readers)
-from fer_keras.data import shards as _shards  # registers the tfrecord reader
-from fer_keras.data.readers import BadLog, RawTable, detect_format, read_table
 from fer_keras.config import check_sources
+from fer_keras.data import shards as _shards
+from fer_keras.data.augment import build_augmenter, epoch_seed as _epoch_seed
+from fer_keras.data.demo import default_demo_path
+from fer_keras.data.formats import BadLog, RawTable, detect_format, read_table
+from fer_keras.data.images import check_header, decode_checked, decode_resize, resize_array
 from fer_keras.errors import DataError
 from fer_keras.labels import map_name, preset_classes
 
@@ -151,102 +151,6 @@ def stratified_split(labels: np.ndarray, fractions: List[float], seed: int) -> L
         for i, h in enumerate(held):
             parts[i + 1].extend(h.tolist())
     return [np.sort(np.array(p, np.int64)) for p in parts]
-
-
-# === Images ===
-
-_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "MPO")  # what tf.io.decode_image reads (MPO: multi-picture JPEG)
-
-
-def check_header(path: str, min_side: int = 8, max_pixels: int = 50_000_000, box=None) -> Optional[str]:
-    """Cheap check from the file header (no decoding): the file exists, is a JPEG/PNG/BMP/GIF, its size is within
-    [min_side, max_pixels] (a guard against 1x1 placeholders and decompression bombs), and a face box, if any,
-    mostly lies inside it. Returns the problem, or None."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        if os.path.getsize(path) == 0:
-            return "empty file (0 bytes)"
-        Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, with a clearer message
-        with Image.open(path) as im:
-            fmt, (w, h) = im.format, im.size
-    except FileNotFoundError:
-        return "file not found"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return "not a JPEG/PNG/BMP/GIF image"
-    if fmt not in _FORMATS:
-        return f"unsupported image format {fmt} (use JPEG, PNG, BMP or GIF)"
-    if min(w, h) < min_side:
-        return f"image is {w}x{h}, smaller than {min_side} px on a side"
-    if w * h > max_pixels:
-        return f"image is {w}x{h} ({w * h / 1e6:.0f} MP), over data.max_image_pixels={max_pixels}"
-    if box is not None and not np.any(np.isnan(box)):
-        x, y, bw, bh = [float(v) for v in box]
-        inter = max(0.0, min(x + bw, w) - max(x, 0.0)) * max(0.0, min(y + bh, h) - max(y, 0.0))
-        if inter < 0.5 * bw * bh:
-            return f"face box (x={x:g}, y={y:g}, w={bw:g}, h={bh:g}) lies mostly outside the {w}x{h} image"
-    return None
-
-
-@tf.function(input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([4], tf.float32),
-                              tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)], reduce_retracing=True)
-def decode_resize(data, box, size, channels):
-    """Decodes JPEG/PNG/BMP/GIF bytes, crops `box` (x,y,w,h; NaN = none), resizes to size x size; uint8 out.
-
-    Grayscale, gray+alpha, RGB and RGBA inputs all give what decoding to RGB (alpha dropped) would give; channels=1
-    then converts to luminance. An image already in the wanted channels and size (e.g. FER2013's 48 px gray JPEGs)
-    is returned as decoded: bit-identical, without the float round trip.
-    """
-    img = tf.io.decode_image(data, channels=0, expand_animations=False, dtype=tf.uint8)  # native channels
-    h, w, k = tf.shape(img)[0], tf.shape(img)[1], tf.shape(img)[2]
-    if not tf.reduce_any(tf.math.is_nan(box)):
-        x0 = tf.clip_by_value(tf.cast(box[0], tf.int32), 0, w - 1)
-        y0 = tf.clip_by_value(tf.cast(box[1], tf.int32), 0, h - 1)
-        x1 = tf.clip_by_value(tf.cast(box[0] + box[2], tf.int32), x0 + 1, w)
-        y1 = tf.clip_by_value(tf.cast(box[1] + box[3], tf.int32), y0 + 1, h)
-        img = img[y0:y1, x0:x1]
-    if k == channels and tf.shape(img)[0] == size and tf.shape(img)[1] == size:
-        return img
-    rgb = img[..., :3] if k >= 3 else tf.tile(img[..., :1], [1, 1, 3])
-    out = tf.cast(rgb, tf.float32)
-    if tf.shape(img)[0] != size or tf.shape(img)[1] != size:
-        out = tf.image.resize(out, [size, size], method="area", antialias=True)
-    if channels == 1:
-        out = tf.image.rgb_to_grayscale(out)
-    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
-
-
-def decode_checked(path: str, box, cfg) -> tuple:
-    """Header check, then `decode_resize` of one file: returns (uint8 image, None) or (None, problem).
-
-    The one place that turns a file into a training crop, shared by `load_images` and `data.prepare`.
-    """
-    problem = check_header(path, cfg.min_image_side, cfg.max_image_pixels, box)
-    if problem:
-        return None, problem
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        img = decode_resize(tf.constant(data), tf.constant(box), tf.constant(cfg.image_size),
-                            tf.constant(cfg.channels)).numpy()
-        return img, None
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.OutOfRangeError):
-        return None, "cannot decode image (corrupt, truncated or unsupported)"
-
-
-def resize_array(images: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """Resizes/convert an in-memory uint8 batch (N,H,W,C) to (N,size,size,channels) with OpenCV."""
-    n, h, w, c = images.shape
-    if c == 1 and channels == 3:
-        images = np.repeat(images, 3, axis=-1)
-    elif c == 3 and channels == 1:
-        images = (images.astype(np.float32) @ np.array([0.2989, 0.587, 0.114], np.float32))[..., None]
-        images = np.clip(np.round(images), 0, 255).astype(np.uint8)
-    if (h, w) == (size, size):
-        return np.ascontiguousarray(images)
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-    out = np.stack([cv2.resize(im, (size, size), interpolation=interp) for im in images])
-    return out.reshape(n, size, size, channels)
 
 
 def _validation_mode(table: SampleTable, mode: str) -> str:
@@ -483,7 +387,6 @@ def _read_mapped(d, log: BadLog):
     """
     path, fmt = d.path, d.format
     if path is None:
-        from fer_keras.data.demo import default_demo_path
 
         path, fmt = default_demo_path(d.demo_per_class, d.demo_size), "csv"
     fmt = detect_format(path) if fmt == "auto" else fmt

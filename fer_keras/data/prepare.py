@@ -26,8 +26,10 @@ from typing import List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from fer_keras.config import load_config
 from fer_keras.data import shards as S
-from fer_keras.data.pipeline import SampleTable, decode_checked, read_splits, resize_array, shuffled_train
+from fer_keras.data.images import decode_checked, resize_array
+from fer_keras.data.pipeline import SampleTable, read_splits, shuffled_train
 from fer_keras.data.readers import BadLog
 from fer_keras.errors import DataError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_text
@@ -183,7 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main
 def main(argv: Optional[list] = None) -> dict:
     args = build_parser().parse_args(argv)
-    from fer_keras.config import load_config
 
     flags = {"data.path": args.data, "data.format": args.format, "data.labels": args.labels,
              "data.image_size": args.image_size, "data.channels": args.channels, "data.skip_bad": args.skip_bad}

@@ -17,11 +17,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from fer_keras.data.images import TF_IMAGE_EXTS as IMAGE_EXTS
 from fer_keras.errors import DataError, reading
 from fer_keras.labels import AFFECTNET_ORDER, CANONICAL, FER2013_ORDER, class_names_from_order, normalize_name
 from fer_keras.registry import Registry
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
     "val": "val", "valid": "val", "validation": "val", "publictest": "val", "dev": "val",
@@ -568,11 +568,3 @@ def _looks_like_clips(path: str) -> bool:
         return False
     clips = subdirs(class_dir)
     return bool(clips) and any(f.lower().endswith(IMAGE_EXTS) for f in os.listdir(os.path.join(class_dir, clips[0])))
-
-
-def read_table(path: str, fmt: str, cfg, log: BadLog) -> RawTable:
-    """Reads `path` with the named (or detected) format reader."""
-    fmt = detect_format(path) if fmt == "auto" else READERS.canonical(fmt)
-    table = READERS.get(fmt)(path, cfg, log)
-    table.origin = table.origin or path
-    return table

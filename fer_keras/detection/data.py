@@ -20,10 +20,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from fer_keras.data.demo import _FEATURES, draw_face
+from fer_keras.data.images import IMAGE_EXTS
 from fer_keras.data.readers import BadLog
+from fer_keras.detection.lowlight import degrade_low_light
 from fer_keras.errors import DataError
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 @dataclass
@@ -262,7 +263,6 @@ def make_scene(rng: np.random.Generator, size: Tuple[int, int] = (320, 240), fac
     Returns:
         (RGB uint8 image, (N,4) float32 boxes x1,y1,x2,y2 exactly covering the pasted faces).
     """
-    from fer_keras.data.demo import _FEATURES, draw_face
 
     w, h = size
     img = _background(rng, h, w)
@@ -430,7 +430,8 @@ def crop_sample(rgb: np.ndarray, boxes: np.ndarray, side: int, rng: np.random.Ge
                 negative_prob: float = 0.1, min_visible: float = 0.5, min_face: float = 3.0
                 ) -> Tuple[np.ndarray, np.ndarray]:
     """A `side` x `side` training crop of a real photo, rescaled so that one face has a size drawn log-uniformly
-    from `face_px` (as far as the photo allows: it is not shrunk below 3/4 of the crop), flipped at random, and with probability `low_light_prob` degraded to low light.
+    from `face_px` (as far as the photo allows: it is not shrunk below 3/4 of the crop), flipped at random, and
+    with probability `low_light_prob` degraded to low light.
 
     Rescaling real faces to the target sizes (rather than pasting faces on synthetic scenes) keeps the context a
     detector needs (bodies, crowds, clutter) while covering small-face datasets' size range (DARK FACE: 5-37 px
@@ -440,7 +441,6 @@ def crop_sample(rgb: np.ndarray, boxes: np.ndarray, side: int, rng: np.random.Ge
         (uint8 (side, side, 3) RGB, (N, 4) float32 boxes x1 y1 x2 y2; faces cut below `min_visible` of their area
         or under `min_face` px are dropped).
     """
-    from fer_keras.detection.lowlight import degrade_low_light
 
     H, W = rgb.shape[:2]
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)

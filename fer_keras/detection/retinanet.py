@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from fer_keras.errors import ConfigError
+from fer_keras.io_utils import atomic_path
 
 # Small ResNets (basic blocks) for CPU training; KerasHub requires 64 filters in the first stage.
 BACKBONES = {
@@ -133,7 +134,6 @@ def save_compact(detector, build: dict, inference: dict, path: str) -> str:
     half the size of `.keras`, which keeps the shipped detector small. Written atomically."""
     import json
 
-    from fer_keras.io_utils import atomic_path
 
     arrays = {f"w{i:04d}": np.asarray(v.numpy(), np.float16) for i, v in enumerate(detector.weights)}
     meta = json.dumps({"build": build, "inference": inference})

@@ -26,13 +26,15 @@ import numpy as np
 from fer_keras.detection import metrics as M
 from fer_keras.detection.data import (DetAugment, DetTable, crop_sample, detection_batches, enhance, letterbox,
                                       load_sample, read_detection, write_dark_scenes)
+from fer_keras.detection.lowlight import degrade_low_light
+from fer_keras.detection.retinanet import (build_kwargs, build_retinanet, check_input_size, compile_retinanet,
+                                           load_detector, predict_boxes)
 from fer_keras.errors import ConfigError, DataError
-from fer_keras.io_utils import atomic_path, atomic_write_text
-from fer_keras.run_dir import METRICS, RUNTIME, RunDir, check_named_run, named_run_lock, new_run_dir
+from fer_keras.io_utils import atomic_path, atomic_write_text, slug
+from fer_keras.run_dir import DATA_SUMMARY, METRICS, RUNTIME, RunDir, run_training
 
 
 def _size(cfg) -> Tuple[int, int]:
-    from fer_keras.detection.retinanet import check_input_size
 
     check_input_size(cfg.detection.image_width, cfg.detection.image_height)
     if cfg.detection.train_crop:
@@ -121,7 +123,6 @@ def crop_batches(table: DetTable, det, batch_size: int, seed: int, epoch: int):
 
 def _dark_copy(path: str, index: int) -> np.ndarray:
     """The low-light version of a validation image, seeded by its index (the same every epoch)."""
-    from fer_keras.detection.lowlight import degrade_low_light
 
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)
     if bgr is None:
@@ -134,7 +135,6 @@ def detect_table(detector, table: DetTable, cfg, dark: bool = False
     """Detections and ground truth per image, both in the letterboxed frame (IoU is scale invariant), plus each
     image's letterbox scale (divide by it for original coordinates). With `dark`, each image is first degraded to
     low light (seeded per image)."""
-    from fer_keras.detection.retinanet import predict_boxes
 
     w, h = _size(cfg)
     dets, gts, scales = [], [], []
@@ -199,38 +199,38 @@ def write_eval(out_dir: str, table: DetTable, dets, gts, scales) -> dict:
 def train_detector(cfg) -> str:
     """Trains the RetinaNet face detector of `cfg.detection` on `cfg.data`; returns the run directory.
 
-    A named run that exists and is unfinished resumes from its last finished epoch (same command, same config);
-    a finished one is never overwritten, and one being trained by another process is refused (`run_lock`).
+    The run's life (lock, resume, first files, removal of a failed start, finished state) is `run_dir.run_training`,
+    as for expression runs: a named run that exists and is unfinished resumes from its last finished epoch (same
+    command, same config); a finished one is never overwritten.
     """
-    with named_run_lock(cfg):
-        return _train_detector(cfg)
-
-
-def _train_detector(cfg) -> str:
     import keras
-    import tensorflow as tf
 
-    from fer_keras.detection.retinanet import build_kwargs, build_retinanet, compile_retinanet
-    from fer_keras.training import fit_verbosity, make_callbacks, make_optimizer
-
-    t, det = cfg.train, cfg.detection
+    t = cfg.train
     if t.monitor.startswith("val_expression") or t.monitor in ("val_loss",):
         t.monitor, t.monitor_mode = "val_ap50", "max"
     _size(cfg)
     keras.utils.set_random_seed(t.seed)
     t_start = time.time()
-    resuming = check_named_run(cfg)  # raises for a finished run or a changed config, before reading any data
-    data = load_detection_data(cfg)
-    train, val = data["train"], data["val"]
     stem = "dark-scenes" if cfg.data.path is None else os.path.splitext(os.path.basename(
-        os.path.normpath(cfg.data.path)))[0]
-    summary = {s: {"images": len(tb), "faces": tb.num_faces} for s, tb in data.items() if isinstance(tb, DetTable)}
-    run_dir = new_run_dir(t.runs_dir, t.name, f"retinanet-{stem}")
-    os.makedirs(run_dir, exist_ok=True)
-    run = RunDir(run_dir)
-    if not resuming:
-        run.start(cfg, {"source": data["source"], **summary})
+        os.path.normpath(cfg.data.path.split(",")[0])))[0]
 
+    def start(run: RunDir, data) -> None:
+        run.write_json(DATA_SUMMARY, {"source": data["source"], **{
+            s: {"images": len(tb), "faces": tb.num_faces} for s, tb in data.items() if isinstance(tb, DetTable)}})
+
+    return run_training(cfg, f"retinanet-{stem}", lambda: load_detection_data(cfg), start,
+                        lambda run, data, resuming: _fit_detector(cfg, run, data, resuming, t_start))
+
+
+def _fit_detector(cfg, run: RunDir, data: dict, resuming: bool, t_start: float) -> None:
+    import keras
+    import tensorflow as tf
+
+    from fer_keras.training import fit_verbosity, make_callbacks, make_optimizer
+
+    t, det = cfg.train, cfg.detection
+    train, val = data["train"], data["val"]
+    run_dir = run.path
     steps = t.steps_per_epoch or math.ceil(len(train) / cfg.data.batch_size)
     detector = build_retinanet(**build_kwargs(det), weights=det.weights, seed=t.seed)
     opt = make_optimizer(t, steps * t.epochs)
@@ -252,7 +252,6 @@ def _train_detector(cfg) -> str:
             detector.save(tmp)
     metrics = {}
     if val is not None and len(val):
-        from fer_keras.detection.retinanet import load_detector
 
         best = load_detector(model_path)
         metrics = {"val": write_eval(os.path.join(run_dir, "eval", "val"), val, *detect_table(best, val, cfg))}
@@ -269,14 +268,11 @@ def _train_detector(cfg) -> str:
         "train_images_per_second": float(steps * cfg.data.batch_size / np.median(times)) if times else None,
         "monitor": monitor, "best": run.best_so_far(monitor, mode),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}})
-    run.finish()
-    return run_dir
 
 
 def evaluate_detector_run(run_dir: str, split: str = "val", data: Optional[str] = None) -> dict:
     """Scores a detection run's best model on a split of its data (or on `data`, a DARK FACE folder / WIDER txt);
     writes `eval/<split or data name>/` and returns (that folder, metrics)."""
-    from fer_keras.detection.retinanet import load_detector
 
     run = RunDir.open(run_dir)
     cfg = run.config()
@@ -292,6 +288,5 @@ def evaluate_detector_run(run_dir: str, split: str = "val", data: Optional[str] 
 
 
 def slug_name(path: str) -> str:
-    from fer_keras.io_utils import slug
 
     return slug(os.path.splitext(os.path.basename(os.path.normpath(path)))[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from fer_keras.errors import ConfigError
 from fer_keras.models.heads import add_heads
 from fer_keras.models.layers import ChannelPool, ImagePreprocess
 from fer_keras.models.registry import MODELS
@@ -69,7 +70,6 @@ def multiscale_block(x, filters, dilations, attention, name):
 def custom_cnn_features(inputs, cfg):
     """The CustomCNN trunk: raw 0-255 images → pooled features (shared by CustomCNN and TemporalCNN)."""
     if len(cfg.widths) != len(cfg.blocks):
-        from fer_keras.errors import ConfigError
 
         raise ConfigError(f"model.widths {cfg.widths} and model.blocks {cfg.blocks} must have the same length")
     x = ImagePreprocess("unit", name="preprocess")(inputs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from fer_keras.errors import ConfigError
 from fer_keras.models.heads import add_heads
 from fer_keras.models.layers import ImagePreprocess
 from fer_keras.models.registry import MODELS
@@ -39,7 +40,6 @@ def r3d(cfg, num_classes, input_shape):
     """R3D with `cfg.widths` per stage and `cfg.blocks` basic blocks per stage. Input: (model.frames, H, W, C) raw
     0-255 frames; time is halved by every stage after the first (stride 2), as in R3D-18."""
     if len(cfg.widths) != len(cfg.blocks):
-        from fer_keras.errors import ConfigError
 
         raise ConfigError(f"model.widths {cfg.widths} and model.blocks {cfg.blocks} must have the same length")
     inputs = keras.Input((cfg.frames,) + tuple(input_shape), name="clip")
