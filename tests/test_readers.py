@@ -187,3 +187,14 @@ def test_split_image_folders_are_not_mistaken_for_clips(tmp_path, demo_root):
     shutil.copytree(demo_root["folder"], tmp_path / "d" / "train")
     shutil.copytree(demo_root["folder"], tmp_path / "d" / "val")
     assert detect_format(str(tmp_path / "d")) == "folder"
+
+
+def test_reader_registry_is_complete_on_import_in_a_fresh_process():
+    """`data.formats` registers every reader itself: no other module has to be imported first (it used to take
+    `data.pipeline`'s side-effect import for `read_table('dfew')` to work)."""
+    import subprocess
+    import sys
+
+    code = "from fer_keras.data.formats import READERS; print(','.join(sorted(READERS.names())))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out.split(",") == ["affectnet", "clips", "csv", "dfew", "fer2013", "folder", "npy", "tfrecord"]
