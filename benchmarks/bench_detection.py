@@ -14,7 +14,9 @@ The first `--limit` images of each set, sorted by file name. A detection is corr
 detectors' boxes frame a face differently from the annotators', e.g. BlazeFace's are squared around brows-to-chin).
 Reported: recall at <= 1 false positive per image (the score threshold chosen per detector and set), AP@IoU, and
 images/s of each detector on 640x480 and 1080x720 photos (one thread, the call predict makes).
-Peers run when installed: `mediapipe` (full-range BlazeFace), `mtcnn`. Writes benchmarks/results/face_detectors.json.
+Detectors: any `--detector` name of predict (`auto`, `lowlight`, `blazeface`, `blazeface-back`, `haar`, a run
+directory), `auto-blazeface` (auto without the low-light model), and the peers when installed: `mediapipe`
+(full-range BlazeFace), `mtcnn`. Writes benchmarks/results/face_detectors.json.
 """
 
 from __future__ import annotations
@@ -92,13 +94,32 @@ class MTCNNPeer:
         return np.array(boxes, np.float32).reshape(-1, 4), np.array([f["confidence"] for f in faces], np.float32)
 
 
+class MergedDark:
+    """`auto` variant: on dark photos, BlazeFace (whole + tiles) and the low-light RetinaNet merged by weighted NMS."""
+
+    def __init__(self, blaze, lowlight):
+        self.blaze, self.lowlight = blaze, lowlight
+
+    def detect(self, rgb):
+        from fer_keras.detection.faces import DARK_BELOW, merge
+        from fer_keras.detection.lowlight import brightness
+
+        if brightness(rgb) >= DARK_BELOW:
+            return self.blaze.detect(rgb)
+        return merge([self.blaze.detect(rgb), self.lowlight.detect(rgb)], self.blaze.iou_threshold)
+
+
 def make(name: str, min_score: float):
     if name == "mediapipe":
         return MediaPipeFullRange()
     if name == "mtcnn":
         return MTCNNPeer()
-    from fer_keras.detection.faces import make_detector
+    from fer_keras.detection.faces import AutoFaceDetector, make_detector
 
+    if name == "auto-blazeface":  # `auto` without the low-light model: BlazeFace on every photo, dark or not
+        return AutoFaceDetector(min_score)
+    if name == "auto-merge":  # dark photos: BlazeFace's boxes and the low-light model's, merged (an alternative)
+        return MergedDark(AutoFaceDetector(min_score), make_detector("lowlight", min_score=min_score))
     return make_detector(name, min_face=16, min_score=min_score)
 
 

@@ -43,6 +43,7 @@ class _Recorder:
 def _detector(**kw):
     det = A.AutoFaceDetector.__new__(A.AutoFaceDetector)
     det.iou_threshold, det.tile, det.tile_above, det.dark_below = 0.3, kw.get("tile", 384), 512, 60.0
+    det.dark_detector = None  # no low-light model: dark photos are brightened for BlazeFace
     det.back, det.short = _Recorder(), _Recorder((0, 0, 100, 100), 0.8)
     return det
 

@@ -245,9 +245,7 @@ class AutoFaceDetector:
         return merge(parts, self.iou_threshold)
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
-        if self.dark_detector is not None and self.is_dark(rgb):
-            return self.dark_detector(rgb)
-        return square_boxes(self.detect(rgb)[0], rgb.shape[:2])
+        return square_boxes(self.detect(rgb)[0], rgb.shape[:2])  # square crops, whichever model found the face
 
 
 def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[float] = None):
