@@ -189,3 +189,21 @@ def test_shipped_lowlight_detector_finds_a_real_face_in_a_generated_scene_normal
         boxes, scores = det.detect(img)
         assert len(boxes) >= 1
         assert iou_matrix(boxes[:3], face[None]).max() >= 0.3, (boxes[:3], scores[:3])
+
+
+def test_crowd_crops_leave_one_padding_row_for_forced_matching(tmp_path):
+    """KerasHub's label encoder with force_match indexes past the boxes of an image whose every row is a face (a
+    crowd crop crashed a training run): crops keep at most max_boxes - 1 faces, and the encoder accepts them."""
+    from fer_keras.detection.retinanet import build_kwargs, build_retinanet
+    from fer_keras.detection.train import crop_batches
+
+    os.makedirs(tmp_path / "images")
+    cv2.imwrite(str(tmp_path / "images" / "crowd.jpg"), _photo(np.random.default_rng(0), 400, 400))
+    rows = ["file,x,y,w,h"] + [f"crowd.jpg,{10 + 19 * (i % 20)},{10 + 19 * (i // 20)},12,12" for i in range(400)]
+    (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
+    det_cfg = config_from_dict(read_yaml(LOWLIGHT_CFG)).detection
+    det_cfg.max_boxes, det_cfg.train_crop, det_cfg.face_px = 16, 128, [12.0, 12.0]
+    x, y = next(crop_batches(read_boxes_csv(str(tmp_path)), det_cfg, 1, 0, 0))
+    assert (y["classes"][0] == 0).sum() == 15 and y["classes"][0, -1] == -1
+    encoder = build_retinanet(**build_kwargs(det_cfg)).label_encoder
+    encoder(images=x / 255.0, gt_boxes=y["boxes"], gt_classes=y["classes"])  # raised before the fix

@@ -91,6 +91,8 @@ def _train_dataset(table: DetTable, cfg, start_epoch: int):
             while True:
                 for x, y in detection_batches(table, (w, h), bs, True, aug, seed=cfg.train.seed, epoch=epoch,
                                               max_boxes=det.max_boxes, enhancement=det.enhancement):
+                    if det.force_match:  # one padding row always left (see crop_batches)
+                        y["boxes"][:, -1], y["classes"][:, -1] = -1.0, -1.0
                     yield x / 255.0, {"boxes": y["boxes"], "labels": y["classes"]}
                 epoch += 1
 
@@ -116,7 +118,9 @@ def crop_batches(table: DetTable, det, batch_size: int, seed: int, epoch: int):
                 raise DataError(f"{table.sources[i]}: cannot read image")
             img, b = crop_sample(enhance(bgr[..., ::-1], det.enhancement), table.boxes[i], side, rng,
                                  tuple(det.face_px), det.low_light_prob)
-            b = b[:det.max_boxes]
+            # Keep one padding row: KerasHub's label encoder with force_match indexes past the boxes of an image
+            # whose rows are all faces (a crowd crop with max_boxes faces crashed a training run).
+            b = b[:det.max_boxes - 1]
             imgs[k], boxes[k, :len(b)], classes[k, :len(b)] = img, b, 0
         yield imgs, {"boxes": boxes, "classes": classes}
 
