@@ -119,6 +119,13 @@ def test_compact_file_round_trips_and_names_a_bad_file(tmp_path):
     a, b = det(x, training=False), back(x, training=False)
     np.testing.assert_allclose(np.asarray(a["cls_logits"]), np.asarray(b["cls_logits"]), atol=0.05)
     assert os.path.getsize(path) < 0.6 * 4 * det.count_params()  # float16: about half of float32
+    # As a detector with an image pyramid: each scale is its own static input shape (a retrace generalised to
+    # unknown sizes broke KerasHub's anchor generator at the second scale), on photos of several sizes.
+    pyramid = F.RetinaNetFaceDetector.from_file(path, min_score=0.0)
+    pyramid.test_scales = (1.0, 0.5)
+    for shape in ((96, 128, 3), (200, 150, 3), (64, 64)):
+        boxes, scores = pyramid.detect(np.random.default_rng(1).integers(0, 255, shape).astype(np.uint8))
+        assert boxes.shape == (len(scores), 4)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ConfigError, match="bad.npz: not a compact detector file"):
         load_compact(str(tmp_path / "bad.npz"))

@@ -192,7 +192,7 @@ def _decoder(detector):
     if fn is None:
         import tensorflow as tf
 
-        @tf.function(reduce_retracing=True)
+        @tf.function  # one graph per input shape: KerasHub's anchor generator needs static sizes
         def fn(x):
             return detector.decode_predictions(detector(x, training=False), x)
 
