@@ -94,21 +94,6 @@ class MTCNNPeer:
         return np.array(boxes, np.float32).reshape(-1, 4), np.array([f["confidence"] for f in faces], np.float32)
 
 
-class MergedDark:
-    """`auto` variant: on dark photos, BlazeFace (whole + tiles) and the low-light RetinaNet merged by weighted NMS."""
-
-    def __init__(self, blaze, lowlight):
-        self.blaze, self.lowlight = blaze, lowlight
-
-    def detect(self, rgb):
-        from fer_keras.detection.faces import DARK_BELOW, merge
-        from fer_keras.detection.lowlight import brightness
-
-        if brightness(rgb) >= DARK_BELOW:
-            return self.blaze.detect(rgb)
-        return merge([self.blaze.detect(rgb), self.lowlight.detect(rgb)], self.blaze.iou_threshold)
-
-
 def make(name: str, min_score: float):
     if name == "mediapipe":
         return MediaPipeFullRange()
@@ -118,8 +103,6 @@ def make(name: str, min_score: float):
 
     if name == "auto-blazeface":  # `auto` without the low-light model: BlazeFace on every photo, dark or not
         return AutoFaceDetector(min_score)
-    if name == "auto-merge":  # dark photos: BlazeFace's boxes and the low-light model's, merged (an alternative)
-        return MergedDark(AutoFaceDetector(min_score), make_detector("lowlight", min_score=min_score))
     return make_detector(name, min_face=16, min_score=min_score)
 
 

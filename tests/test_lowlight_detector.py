@@ -144,24 +144,27 @@ class _Recorder:
         return [(1, 2, 30, 30)]
 
 
-def test_auto_routes_dark_photos_to_the_dark_detector_only():
+def test_auto_merges_the_dark_detectors_boxes_with_blazefaces_on_dark_photos_only():
     auto = F.AutoFaceDetector.__new__(F.AutoFaceDetector)
-    dark_det, bright_calls = _Recorder(), []
+    dark_det, blaze_calls = _Recorder(), []
     auto.dark_detector, auto.dark_below, auto.tile, auto.tile_above, auto.iou_threshold = dark_det, 60.0, 0, 512, 0.3
 
-    class _Blaze:
+    class _Blaze:  # BlazeFace finds one face (the dark detector finds it too, framed a little differently)
         def detect(self, rgb):
-            bright_calls.append(rgb.shape)
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+            blaze_calls.append(rgb.shape)
+            return np.array([[3, 2, 33, 32], [100, 50, 130, 80]], np.float32), np.array([0.8, 0.7], np.float32)
 
     auto.short = auto.back = _Blaze()
     dark = np.full((120, 160, 3), 25, np.uint8)
     bright = np.full((120, 160, 3), 140, np.uint8)
-    assert auto(dark) == [(1, 2, 30, 30)] and dark_det.calls == 1 and not bright_calls  # squared 30x30 box
-    boxes, _ = auto.detect(dark)
-    assert dark_det.calls == 2 and boxes.shape == (1, 4)
-    auto(bright)
-    assert dark_det.calls == 2 and len(bright_calls) == 2  # the back and short-range passes, no low-light model
+    boxes, scores = auto.detect(dark)
+    assert dark_det.calls == 1 and len(blaze_calls) == 2  # the back and short-range passes + the dark detector
+    # The shared face is one box (weighted between the two), best first; BlazeFace's other face stays.
+    assert boxes.shape == (2, 4) and scores[0] >= scores[1]
+    assert 1 < boxes[0, 0] < 3 and np.allclose(boxes[1], [100, 50, 130, 80])
+    assert all(w == h for _, _, w, h in auto(dark))  # predict's crops (x, y, w, h) are square
+    auto.detect(bright)
+    assert dark_det.calls == 2 and len(blaze_calls) == 6  # a bright photo: BlazeFace only
 
 
 def test_unknown_detector_lists_the_valid_names():
