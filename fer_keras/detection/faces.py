@@ -196,10 +196,11 @@ class AutoFaceDetector:
     On photos whose measured mean brightness is under `dark_below`, `dark_detector` (the shipped low-light
     RetinaNet) runs too and its boxes join BlazeFace's in the weighted NMS. Merging beat routing dark photos to it
     alone: on the low-light detector's own val photos (88, darkened; faces >= 16 px, recall at 1 false positive per
-    image) BlazeFace found 0.370, the RetinaNet 0.432, both merged 0.503 (scores taken as they are: scaling the
-    RetinaNet's by 0.75 or 1.25 was worse). Brightening dark photos for BlazeFace (gamma + CLAHE) did not help: on 60
-    WIDER and 60 mask photos darkened to DARK FACE's brightness, recall was 0.237 / 0.401 brightened and
-    0.231 / 0.419 not (BlazeFace copes with the low mean; brightening amplifies the sensor noise).
+    image; its lowlight-v2 checkpoint) BlazeFace found 0.370, the RetinaNet 0.432, both merged 0.503 (scores taken
+    as they are: scaling the RetinaNet's by 0.75 or 1.25 was worse). Brightening dark photos for BlazeFace
+    (gamma + CLAHE) did not help: on 60 WIDER and 60 mask photos darkened to DARK FACE's brightness, recall was
+    0.237 / 0.401 brightened and 0.231 / 0.419 not (BlazeFace copes with the low mean; brightening amplifies the
+    sensor noise).
 
     Args:
         min_score: lowest BlazeFace score kept.
