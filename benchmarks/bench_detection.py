@@ -14,8 +14,8 @@ The first `--limit` images of each set, sorted by file name. A detection is corr
 detectors' boxes frame a face differently from the annotators', e.g. BlazeFace's are squared around brows-to-chin).
 Reported: recall at <= 1 false positive per image (the score threshold chosen per detector and set), AP@IoU, and
 images/s of each detector on 640x480 and 1080x720 photos (one thread, the call predict makes).
-Detectors: any `--detector` name of predict (`auto`, `lowlight`, `blazeface`, `blazeface-back`, `haar`, a run
-directory), `auto-blazeface` (auto without the low-light model), and the peers when installed: `mediapipe`
+Detectors: any `--detector` name of predict (`auto`, `yunet`, `lowlight`, `blazeface`, `blazeface-back`,
+`blazeface-tiled`, `haar`, a run directory), `auto-blazeface` (the tiled BlazeFace without the low-light model), and the peers when installed: `mediapipe`
 (full-range BlazeFace), `mtcnn`. Writes benchmarks/results/face_detectors.json.
 """
 
@@ -48,7 +48,11 @@ def read_set(folder: str, limit: int):
 
 
 def scored_boxes(detector, rgb: np.ndarray) -> np.ndarray:
-    """(N, 5) x1 y1 x2 y2 score, boxes as `predict` crops them (BlazeFace's squared around their centre)."""
+    """(N, 5) x1 y1 x2 y2 score, boxes as `predict` crops them (BlazeFace's squared around their centre; YuNet's and
+    `auto`'s as they are: `square_crops = False`)."""
+    if hasattr(detector, "detect") and not getattr(detector, "square_crops", True):
+        boxes, scores = detector.detect(rgb)
+        return np.concatenate([boxes, scores[:, None]], axis=1).astype(np.float32).reshape(-1, 5)
     if hasattr(detector, "detect"):
         boxes, scores = detector.detect(rgb)
         out = []
@@ -99,10 +103,10 @@ def make(name: str, min_score: float):
         return MediaPipeFullRange()
     if name == "mtcnn":
         return MTCNNPeer()
-    from fer_keras.detection.faces import AutoFaceDetector, make_detector
+    from fer_keras.detection.faces import TiledBlazeFaceDetector, make_detector
 
-    if name == "auto-blazeface":  # `auto` without the low-light model: BlazeFace on every photo, dark or not
-        return AutoFaceDetector(min_score)
+    if name == "auto-blazeface":  # the BlazeFace default of earlier versions, without the low-light model
+        return TiledBlazeFaceDetector(min_score)
     return make_detector(name, min_face=16, min_score=min_score)
 
 

@@ -97,6 +97,7 @@ class DataConfig:
     csv_arousal_col: str = "arousal"
     csv_split_col: str = "split"
     image_root: Optional[str] = None  # where CSV/npy paths are relative to (default: the annotation's folder)
+    ferplus_unknown: str = "drop"  # FER+ rows without an emotion majority: drop | keep (labelled by top emotion vote)
     fold: int = 1  # DFEW: which of the 5 folds
     frames_per_clip: int = 1  # clip data + frame models: random frames sampled per clip per epoch
     demo_per_class: int = 160  # demo dataset size per class
@@ -149,6 +150,7 @@ class TrainConfig:
     distill_weight: float = 0.5  # share of the teacher in the target: (1 - w) * (smoothed) label + w * teacher
     distill_tta: str = "crops"  # the teacher's views (none | flip | crops): a TTA teacher is a better teacher
     distill_sources: List[str] = field(default_factory=list)  # sources taught by the teacher (empty = all)
+    soft_label_weight: float = 1.0  # data with soft labels (FER+ votes): target = (1 - w) * label + w * votes
     va_loss: str = "mse"  # mse | ccc | both
     expression_loss_weight: float = 1.0
     va_loss_weight: float = 1.0
@@ -221,7 +223,9 @@ class Config:
 
 
 _CHOICES = {
-    "data.format": ("auto", "folder", "csv", "npy", "fer2013", "affectnet", "dfew", "clips", "tfrecord"),
+    "data.format": ("auto", "folder", "csv", "npy", "fer2013", "ferplus", "affectnet", "expw", "dfew", "clips",
+                    "tfrecord"),
+    "data.ferplus_unknown": ("drop", "keep"),
     "data.balance": ("none", "class_weights", "oversample", "undersample"),
     "data.cache": ("auto", "memory", "none"),
     "data.validate_images": ("auto", "full", "header", "none"),
@@ -250,6 +254,7 @@ _RANGES = {
     "data.test_fraction": (0.0, 0.999999, "a fraction in [0, 1)"),
     "data.max_per_class": (1, _INF, "a positive number of samples"),
     "data.class_weight_smoothing": (0.0, 1.0, "in [0, 1]"),
+    "train.soft_label_weight": (0.0, 1.0, "in [0, 1]"),
     "data.cache_budget_mb": (0, _INF, "megabytes, 0 or more"),
     "data.shuffle_buffer": (1, _INF, "a positive number of samples"),
     "data.min_image_side": (1, _INF, "pixels, at least 1"),

@@ -40,7 +40,7 @@ _LIBRARY_NOISE = (
 
 
 @contextlib.contextmanager
-def _stderr_captured():
+def stderr_captured():
     """Redirects file descriptor 2 (where TensorFlow's C++ logging writes) to a temporary file; yields the file."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -64,7 +64,7 @@ def quiet_tensorflow_import() -> None:
     if "tensorflow" in sys.modules or os.environ.get("FER_KERAS_TF_LOGS"):
         return
     try:
-        with _stderr_captured() as tmp:
+        with stderr_captured() as tmp:
             import tensorflow  # noqa: F401  (imported for its side effect: loaded while fd 2 is captured)
     except BaseException:
         tmp.seek(0)
@@ -102,9 +102,15 @@ def reading(path: str, what: str = "cannot read it"):
         raise DataError(f"{path}: {what} ({detail})") from None
 
 
-def cli_main(fn):
+def cli_main(fn=None, *, tensorflow: bool = True):
     """Decorates a CLI `main(argv)`: `FerError` becomes a one-line message and exit code 2, and the console shows
-    only what the command says (TensorFlow's load-time logging and known library warnings are hidden)."""
+    only what the command says (TensorFlow's load-time logging and known library warnings are hidden).
+
+    `tensorflow=False` (`@cli_main(tensorflow=False)`): the CLI does not import TensorFlow up front (predict with
+    LiteRT starts in about a second); code that needs it later calls `quiet_tensorflow_import()` first.
+    """
+    if fn is None:
+        return functools.partial(cli_main, tensorflow=tensorflow)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -116,7 +122,7 @@ def cli_main(fn):
         for pattern in _LIBRARY_NOISE:
             warnings.filterwarnings("ignore", message=pattern)
         try:
-            if not any(a in ("-h", "--help") for a in (args[0] if args and args[0] else sys.argv[1:])):
+            if tensorflow and not any(a in ("-h", "--help") for a in (args[0] if args and args[0] else sys.argv[1:])):
                 quiet_tensorflow_import()
             return fn(*args, **kwargs)
         except FerError as e:

@@ -113,8 +113,9 @@ def export_savedmodel(model, class_names: Sequence[str], out_dir: str, trained_h
     return out_dir
 
 
-def export_tflite(model, out_path: str, quantize: bool) -> str:
-    """TFLite with a fixed (1,H,W,C) float32 0-255 input; `quantize` = dynamic-range (int8 weights)."""
+def export_tflite(model, out_path: str, quantize: bool, dynamic_batch: bool = False) -> str:
+    """TFLite with a (1,H,W,C) float32 0-255 input (`dynamic_batch`: any batch size, as predict's LiteRT backend
+    uses it); `quantize` = dynamic-range (int8 weights)."""
     import tensorflow as tf
 
     import tempfile
@@ -132,7 +133,8 @@ def export_tflite(model, out_path: str, quantize: bool) -> str:
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", infer,
-                         input_signature=[tf.TensorSpec([1, size, size, channels], tf.float32, name="image")])
+                         input_signature=[tf.TensorSpec([None if dynamic_batch else 1, size, size, channels], tf.float32,
+                                                         name="image")])
     with tempfile.TemporaryDirectory() as tmp:
         archive.write_out(tmp, verbose=False)
         conv = tf.lite.TFLiteConverter.from_saved_model(tmp)

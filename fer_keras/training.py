@@ -110,13 +110,17 @@ def make_optimizer(t, schedule_steps: int):
 
 
 def compile_model(model: keras.Model, cfg: Config, num_classes: int, weights=None, schedule_steps: int = 1,
-                  jit_compile: bool = False) -> keras.Model:
-    """Compiles with the two-head losses (VA masked), loss weights and the metrics that `fit` logs."""
+                  jit_compile: bool = False, soft_labels: bool = False) -> keras.Model:
+    """Compiles with the two-head losses (VA masked), loss weights and the metrics that `fit` logs.
+
+    `soft_labels`: the training data carries its own soft labels (FER+ votes), mixed in by
+    `train.soft_label_weight`; a teacher (`train.distill_from`) mixes in by `train.distill_weight`.
+    """
     t = cfg.train
+    mix = t.distill_weight if t.distill_from else t.soft_label_weight if soft_labels else 0.0
     model.compile(
         optimizer=make_optimizer(t, schedule_steps),
-        loss={"expression": ExpressionLoss(num_classes, t.label_smoothing, weights,
-                                           distill_weight=t.distill_weight if t.distill_from else 0.0),
+        loss={"expression": ExpressionLoss(num_classes, t.label_smoothing, weights, distill_weight=mix),
               "valence_arousal": ValenceArousalLoss(t.va_loss)},
         loss_weights={"expression": t.expression_loss_weight, "valence_arousal": t.va_loss_weight},
         metrics={"expression": [ExpressionAccuracy(name="accuracy"),
@@ -516,6 +520,9 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
             if monitor == "val_expression_uar":  # the default: choose checkpoints by the mean per-source score
                 monitor = "val_score"
         if t.distill_from:
+            if data.train.soft is not None:
+                raise ConfigError("train.distill_from: the training data has soft labels of its own (FER+ votes); "
+                                  "distil from a teacher or learn from the votes, not both in one run")
             if data.train.images is None and data.train.shards is not None:
                 raise ConfigError("train.distill_from needs the training images in memory or as files; streamed "
                                   "TFRecord shards carry their own labels (raise data.cache_budget_mb)")
@@ -547,7 +554,8 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
             for layer in all_layers(model):
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
-        compile_model(model, cfg, num_classes, weights, schedule_steps=steps * t.epochs, jit_compile=runtime["xla"])
+        compile_model(model, cfg, num_classes, weights, schedule_steps=steps * t.epochs, jit_compile=runtime["xla"],
+                      soft_labels=data.train.soft is not None)
     callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var, first_callbacks, num_classes=num_classes)
     print(describe_training(cfg, data))
     print(f"run: {run_dir}{' (resuming)' if resuming else ''} | model {model.name} "

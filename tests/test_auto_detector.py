@@ -41,7 +41,7 @@ class _Recorder:
 
 
 def _detector(**kw):
-    det = A.AutoFaceDetector.__new__(A.AutoFaceDetector)
+    det = A.TiledBlazeFaceDetector.__new__(A.TiledBlazeFaceDetector)
     det.iou_threshold, det.tile, det.tile_above, det.dark_below = 0.3, kw.get("tile", 384), 512, 60.0
     det.dark_detector = None  # no low-light model: dark photos are brightened for BlazeFace
     det.back, det.short = _Recorder(), _Recorder((0, 0, 100, 100), 0.8)
@@ -153,7 +153,7 @@ def test_auto_finds_small_real_faces_that_one_whole_image_pass_misses():
     # FER2013's tight 48 px crops are harder for BlazeFace than faces in photos (no hair, no context): 56 px faces
     # in a 1024 px scene are 14 px when the whole scene is squeezed into the back model's 256 px input.
     photo, gt = _group_photo(files, rng, 56)
-    auto, back = A.AutoFaceDetector(), B.BlazeFaceDetector("back")
+    auto, back = A.TiledBlazeFaceDetector(), B.BlazeFaceDetector("back")
 
     def recall(boxes):
         dets = np.array([[x1, y1, x2, y2, s] for (x1, y1, x2, y2), s in zip(*boxes)], np.float32).reshape(-1, 5)

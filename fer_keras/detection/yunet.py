@@ -1,0 +1,162 @@
+"""A Keras port of YuNet (libfacedetection), weights converted from its PyTorch state dict without torch.
+
+Architecture (as `../shared/models/yunet/reference` defines it; written here from that description):
+- `ConvDPUnit(in, out)`: 1x1 conv (bias) → 3x3 depthwise conv (bias) → BatchNorm → ReLU (the head's last units
+  have no BatchNorm/ReLU).
+- backbone: a stride-2 3x3 conv head (16 ch) + `ConvDPUnit(16, 16)`, then five `Conv4layerBlock`s (two
+  `ConvDPUnit`s each, 64 ch), 2x2 max pooling after stages 0, 2, 3, 4; stages 3, 4, 5 are the stride-8/16/32 levels.
+- neck (TFPN): top-down, each level's `ConvDPUnit` output upsampled (nearest) and added to the level below.
+- head, per level: a shared `ConvDPUnit(64, 64)`, then `ConvDPUnit`s to 1 class logit, 4 box values, 1 objectness
+  logit and 10 landmark values.
+Decoding (anchor-free, one point prior per cell at (col, row) * stride): centre = (col + dx, row + dy) * stride,
+size = exp(dw, dh) * stride, landmarks = (col + lx, row + ly) * stride; score = sqrt(sigmoid(cls) *
+sigmoid(obj)), as OpenCV's `FaceDetectorYN` computes it. Input: BGR 0-255, no normalisation, padded to a multiple
+of 32. The port equals the ONNX model run by OpenCV (tests/test_yunet_port.py states the tolerance).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Dict, List, Optional, Tuple
+
+import cv2
+import keras
+import numpy as np
+from keras import layers
+
+from fer_keras.models.torch_port import TorchPortBuilder, convert
+from fer_keras.torch_weights import load_state_dict
+
+STRIDES = (8, 16, 32)
+OUTPUTS = ("cls", "obj", "bbox", "kps")
+
+
+def _dp_unit(x, b: TorchPortBuilder, cin: int, cout: int, prefix: str, bn_relu: bool = True):
+    x = b.conv(x, cout, 1, 1, f"{prefix}.conv1", bias=True)
+    x = b.conv(x, cout, 3, 1, f"{prefix}.conv2", depthwise=True, bias=True)
+    if bn_relu:
+        x = b.bn(x, f"{prefix}.bn")
+        x = layers.ReLU(name=b._name(prefix) + "_relu")(x)
+    return x
+
+
+def build_yunet(input_shape=(None, None, 3), channels: int = 64) -> Tuple[keras.Model, List[Tuple[str, str, str]]]:
+    """The YuNet-n network (BGR 0-255 in, any size that is a multiple of 32) with raw outputs per level:
+    `cls_8`, `obj_8`, `bbox_8`, `kps_8`, ... (logits for cls/obj).
+
+    Returns:
+        (model, conversion): `conversion` maps Keras layers to the PyTorch state-dict prefixes (`load_yunet`).
+    """
+    b = TorchPortBuilder(bn_eps=1e-5)
+    inputs = keras.Input(input_shape, name="image")
+    x = b.conv(inputs, 16, 3, 2, "backbone.model0.conv1", bias=True)
+    x = layers.ReLU(name="backbone_model0_relu1")(b.bn(x, "backbone.model0.bn1"))
+    x = _dp_unit(x, b, 16, 16, "backbone.model0.conv2")
+    x = layers.MaxPooling2D(2, name="pool0")(x)
+    feats = []
+    cin = 16
+    for i in range(1, 6):
+        x = _dp_unit(x, b, cin, cin, f"backbone.model{i}.conv1")
+        x = _dp_unit(x, b, cin, channels, f"backbone.model{i}.conv2")
+        cin = channels
+        if i >= 3:
+            feats.append(x)
+        if i in (2, 3, 4):
+            x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    for i in range(len(feats) - 1, 0, -1):  # TFPN, top-down
+        feats[i] = _dp_unit(feats[i], b, channels, channels, f"neck.lateral_convs.{i}")
+        up = layers.UpSampling2D(2, interpolation="nearest", name=f"neck_up{i}")(feats[i])
+        feats[i - 1] = layers.Add(name=f"neck_add{i - 1}")([feats[i - 1], up])
+    feats[0] = _dp_unit(feats[0], b, channels, channels, "neck.lateral_convs.0")
+    outputs = {}
+    for i, (f, stride) in enumerate(zip(feats, STRIDES)):
+        h = _dp_unit(f, b, channels, channels, f"bbox_head.multi_level_share_convs.{i}.0")
+        for name, n in (("cls", 1), ("bbox", 4), ("obj", 1), ("kps", 10)):
+            y = _dp_unit(h, b, channels, n, f"bbox_head.multi_level_{name}.{i}", bn_relu=False)
+            outputs[f"{name}_{stride}"] = layers.Identity(name=f"{name}_{stride}")(y)
+    return keras.Model(inputs, outputs, name="yunet"), b.conversion
+
+
+def load_yunet(path: str, input_shape=(None, None, 3)) -> keras.Model:
+    """YuNet with the weights of a PyTorch `yunet_n.pth` state dict (read without torch)."""
+    model, conversion = build_yunet(input_shape)
+    convert(load_state_dict(path), model, conversion, path)
+    return model
+
+
+def decode(outputs: Dict[str, np.ndarray], score_threshold: float, nms_threshold: float = 0.3,
+           top_k: int = 750) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's raw outputs (batch axis removed) → (boxes x1 y1 x2 y2, scores, landmarks (M, 5, 2)), best
+    first, after score threshold and NMS — the decoding of OpenCV's FaceDetectorYN."""
+    boxes, scores, kps = [], [], []
+    for stride in STRIDES:
+        cls = 1.0 / (1.0 + np.exp(-outputs[f"cls_{stride}"][..., 0]))
+        obj = 1.0 / (1.0 + np.exp(-outputs[f"obj_{stride}"][..., 0]))
+        score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
+        rows, cols = np.nonzero(score >= score_threshold)
+        if not len(rows):
+            continue
+        bb = outputs[f"bbox_{stride}"][rows, cols]
+        cx, cy = (cols + bb[:, 0]) * stride, (rows + bb[:, 1]) * stride
+        w, h = np.exp(bb[:, 2]) * stride, np.exp(bb[:, 3]) * stride
+        boxes.append(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1))
+        k = outputs[f"kps_{stride}"][rows, cols].reshape(-1, 5, 2)
+        kps.append((k + np.stack([cols, rows], 1)[:, None, :]) * stride)
+        scores.append(score[rows, cols])
+    if not boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+    boxes, scores, kps = np.concatenate(boxes), np.concatenate(scores), np.concatenate(kps)
+    # NMS on integer rectangles, as FaceDetectorYN does (it matters for pairs overlapping near the threshold)
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).astype(np.int32)
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), score_threshold, nms_threshold, top_k=top_k)
+    keep = np.array(keep, np.int64).reshape(-1)
+    keep = keep[np.argsort(-scores[keep])]
+    return boxes[keep].astype(np.float32), scores[keep].astype(np.float32), kps[keep].astype(np.float32)
+
+
+class KerasYuNetDetector:
+    """YuNet as a Keras model (the port above), behind the detectors' interface; the trainable path to a low-light
+    YuNet. Same pre-processing as `YuNetDetector`: photos under `upscale_to` px are upscaled, over `max_side`
+    downscaled, and padded to a multiple of 32."""
+
+    square_crops = False
+
+    def __init__(self, weights: str, min_score: float = 0.5, nms_threshold: float = 0.3, max_side: int = 1280,
+                 upscale_to: int = 640, top_k: int = 750):
+        if not os.path.isfile(weights):
+            from fer_keras.errors import ConfigError
+
+            raise ConfigError(f"{weights}: YuNet weights not found")
+        import tensorflow as tf
+
+        self.model = load_yunet(weights)
+        self.min_score, self.nms_threshold, self.max_side, self.upscale_to, self.top_k = \
+            min_score, nms_threshold, max_side, upscale_to, top_k
+        self._fn = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        self._lock = threading.Lock()
+
+    def detect_landmarks(self, rgb: np.ndarray):
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        if self.upscale_to and max(h, w) < self.upscale_to:
+            scale = self.upscale_to / max(h, w)
+        img = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                  interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 else cv2.COLOR_RGB2BGR)
+        ph, pw = -(-bgr.shape[0] // 32) * 32, -(-bgr.shape[1] // 32) * 32
+        padded = np.zeros((ph, pw, 3), np.float32)
+        padded[:bgr.shape[0], :bgr.shape[1]] = bgr
+        with self._lock:
+            out = {k: np.asarray(v)[0] for k, v in self._fn(padded[None]).items()}
+        boxes, scores, kps = decode(out, self.min_score, self.nms_threshold, self.top_k)
+        return boxes / scale, scores, kps / scale
+
+    def detect(self, rgb: np.ndarray):
+        boxes, scores, _ = self.detect_landmarks(rgb)
+        return boxes, scores
+
+    def __call__(self, rgb: np.ndarray):
+        from fer_keras.detection.faces import _xywh
+
+        return _xywh(self.detect(rgb)[0])

@@ -1,0 +1,99 @@
+"""Face tracks across video frames: IoU association, per-track smoothing and label hysteresis.
+
+A video is not a pile of photos: the same face should keep one id, its expression should be smoothed over its own
+past frames only (never mixed with another face's), and its label should not flip on every small wobble of the
+probabilities. `FaceTracker` does the three with plain NumPy/SciPy, so it is cheap next to detection.
+
+Example:
+    >>> tracker = FaceTracker(window=5)
+    >>> ids = tracker.update(boxes)               # one id per box, new ids for new faces
+    >>> label, probs, va = tracker.smooth(ids[0], probs_of_face0, va_of_face0)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Deque, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from fer_keras.detection.metrics import iou_matrix
+
+
+@dataclass
+class Track:
+    """One face over time."""
+
+    id: int
+    box: np.ndarray  # x1 y1 x2 y2 of the last association
+    last_frame: int
+    probs: Deque[np.ndarray] = field(default_factory=deque)
+    vas: Deque[np.ndarray] = field(default_factory=deque)
+    label: Optional[int] = None  # the label shown (changes only past the hysteresis margin)
+
+
+class FaceTracker:
+    """Associates each frame's face boxes with tracks and smooths each track's predictions.
+
+    Args:
+        window: frames over which a track's probabilities and valence/arousal are averaged (1 = no smoothing).
+        iou_threshold: least IoU between a track's last box and a new box for them to be the same face.
+        max_age: frames a track survives without a matching box (a missed detection does not end a face).
+        margin: hysteresis: the shown label changes only when another class's smoothed probability exceeds the
+            shown one's by this much (0 = plain argmax).
+    """
+
+    def __init__(self, window: int = 5, iou_threshold: float = 0.3, max_age: int = 15, margin: float = 0.1):
+        self.window, self.iou_threshold, self.max_age, self.margin = max(1, window), iou_threshold, max_age, margin
+        self.tracks: Dict[int, Track] = {}
+        self.frame = -1
+        self._next_id = 0
+
+    def update(self, boxes_xywh: Sequence[Sequence[float]], frame: Optional[int] = None) -> List[int]:
+        """The track id of each box of a new frame (boxes as `(x, y, w, h)`); unmatched boxes start new tracks,
+        tracks unseen for more than `max_age` frames end."""
+        self.frame = self.frame + 1 if frame is None else frame
+        boxes = np.array([(x, y, x + w, y + h) for x, y, w, h in boxes_xywh], np.float64).reshape(-1, 4)
+        live = [t for t in self.tracks.values() if self.frame - t.last_frame <= self.max_age]
+        self.tracks = {t.id: t for t in live}
+        ids = [-1] * len(boxes)
+        if live and len(boxes):
+            iou = iou_matrix(boxes, np.stack([t.box for t in live]))
+            rows, cols = linear_sum_assignment(-iou)
+            for r, c in zip(rows, cols):
+                if iou[r, c] >= self.iou_threshold:
+                    ids[r] = live[c].id
+        for i, box in enumerate(boxes):
+            if ids[i] < 0:
+                ids[i] = self._next_id
+                self.tracks[self._next_id] = Track(self._next_id, box, self.frame, deque(maxlen=self.window),
+                                                   deque(maxlen=self.window))
+                self._next_id += 1
+            t = self.tracks[ids[i]]
+            t.box, t.last_frame = box, self.frame
+        return ids
+
+    def smooth(self, track_id: int, probs: np.ndarray, va: np.ndarray) -> Tuple[int, np.ndarray, np.ndarray]:
+        """Adds a frame's prediction to a track; returns (shown label, smoothed probabilities, smoothed VA)."""
+        t = self.tracks[track_id]
+        t.probs.append(np.asarray(probs, np.float64))
+        t.vas.append(np.asarray(va, np.float64))
+        p = np.mean(t.probs, axis=0)
+        v = np.mean(t.vas, axis=0) if np.all(np.isfinite(t.vas)) else np.full(2, np.nan)
+        t.label = hysteresis_label(p, t.label, self.margin)
+        return t.label, p, v
+
+
+def hysteresis_label(probs: np.ndarray, current: Optional[int], margin: float) -> int:
+    """The argmax of `probs`, except that the `current` label stays until another class beats it by `margin`."""
+    best = int(np.argmax(probs))
+    if current is None or best == current or probs[best] - probs[current] > margin:
+        return best
+    return current
+
+
+def label_changes(labels: Sequence) -> int:
+    """How many times a sequence of labels changes value (the flicker of a per-frame label)."""
+    return int(sum(a != b for a, b in zip(labels[:-1], labels[1:])))

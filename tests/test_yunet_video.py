@@ -1,0 +1,201 @@
+"""YuNet through OpenCV, its thresholds from the settings file, face tracks in a generated video, progress lines,
+--largest-face, bad videos, and the LiteRT backend against the Keras model."""
+
+import csv
+import io
+import json
+import os
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+
+from fer_keras.detection import faces as F
+from fer_keras.predict import FacePredictor, main as predict_main
+from fer_keras.progress import Progress, format_eta
+from fer_keras.tracking import FaceTracker, hysteresis_label, label_changes
+
+HOPPER = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data", "grace_hopper.jpg")
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def face():
+    """Grace Hopper's face (matplotlib's sample photo), 120 px wide, RGB."""
+    rgb = cv2.cvtColor(cv2.imread(HOPPER), cv2.COLOR_BGR2RGB)
+    return cv2.resize(rgb[60:420, 110:410], (120, 144), interpolation=cv2.INTER_AREA)
+
+
+def _scene(face, x, y, w=480, h=360, second=None):
+    img = np.full((h, w, 3), 90, np.uint8)
+    img[y:y + face.shape[0], x:x + face.shape[1]] = face
+    if second is not None:
+        img[10:10 + second.shape[0], w - 10 - second.shape[1]:w - 10] = second
+    return img
+
+
+def test_yunet_finds_the_face_with_landmarks(face):
+    det = F.make_detector("yunet")
+    boxes, scores, marks = det.detect_landmarks(_scene(face, 200, 120))
+    assert len(boxes) == 1 and scores[0] >= det.min_score
+    x1, y1, x2, y2 = boxes[0]
+    assert 190 <= x1 < x2 <= 330 and 110 <= y1 < y2 <= 275  # on the pasted face
+    assert marks.shape == (1, 5, 2) and np.all((marks[0, :, 0] > x1) & (marks[0, :, 0] < x2))
+    assert marks[0, 0, 1] < marks[0, 3, 1]  # eyes above the mouth corners
+    assert det(np.full((240, 320, 3), 90, np.uint8)) == []
+
+
+def test_yunet_thresholds_come_from_the_settings_file(tmp_path):
+    with open(F.YUNET_SETTINGS) as f:
+        shipped = json.load(f)
+    assert F.YuNetDetector().min_score == pytest.approx(shipped["score_threshold"])
+    assert "val_results" in shipped and shipped["val_photos"]  # chosen on val photos, with the measurements
+    own = tmp_path / "s.json"
+    own.write_text(json.dumps({"score_threshold": 0.77, "upscale_to": 0}))
+    det = F.YuNetDetector(settings=str(own))
+    assert det.min_score == 0.77 and det.upscale_to == 0
+    assert F.YuNetDetector(settings=str(own), min_score=0.2).min_score == 0.2
+
+
+def test_detector_registry_is_the_list_of_names():
+    assert {"auto", "yunet", "haar", "lowlight", "blazeface"} <= set(F.DETECTORS.names())
+    with pytest.raises(Exception, match="not a detector name \\(" + ", ".join(F.DETECTORS.names())):
+        F.make_detector("yolo")
+
+
+def test_auto_routes_dark_photos(face):
+    calls = []
+
+    class Stub:
+        def __init__(self, name):
+            self.name = name
+
+        def detect(self, rgb):
+            calls.append(self.name)
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+
+    auto = F.AutoFaceDetector(Stub("normal"), Stub("dark"), dark_below=60)
+    auto(_scene(face, 10, 10))
+    auto((_scene(face, 10, 10) * 0.1).astype(np.uint8))
+    assert calls == ["normal", "dark"]
+    assert F.AutoFaceDetector(Stub("normal"), None).is_dark(np.zeros((8, 8, 3), np.uint8)) is False
+
+
+def test_tracker_keeps_one_id_per_face_and_smooths_per_track():
+    tr = FaceTracker(window=3, margin=0.0)
+    ids = [tr.update([(10 + 5 * t, 10, 50, 50), (300 - 5 * t, 200, 40, 40)]) for t in range(10)]
+    assert all(i == ids[0] for i in ids) and ids[0][0] != ids[0][1]
+    assert tr.update([], 10) == [] and tr.update([(60, 10, 50, 50)], 11) == [ids[0][0]]  # a missed frame
+    a, b = ids[0]
+    _, p, _ = tr.smooth(a, np.array([1.0, 0.0]), np.array([0.5, 0.5]))
+    _, q, _ = tr.smooth(b, np.array([0.0, 1.0]), np.array([-0.5, 0.5]))
+    assert p.tolist() == [1.0, 0.0] and q.tolist() == [0.0, 1.0]  # never mixed across faces
+
+
+def test_hysteresis_stops_flicker():
+    rng = np.random.default_rng(0)
+    probs = [np.array([0.5 + d, 0.5 - d]) for d in rng.uniform(-0.04, 0.04, 200)]  # a steady, ambiguous face
+    plain = [int(np.argmax(p)) for p in probs]
+    held, cur = [], None
+    for p in probs:
+        cur = hysteresis_label(p, cur, 0.1)
+        held.append(cur)
+    assert label_changes(plain) > 50 and label_changes(held) == 0
+    assert hysteresis_label(np.array([0.2, 0.8]), 0, 0.1) == 1  # a clear change still goes through
+
+
+def test_progress_lines_in_a_log():
+    buf = io.StringIO()
+    p = Progress("clip.mp4", 250, "frames", every=100, stream=buf)
+    for _ in range(250):
+        p.update()
+    p.close()
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("clip.mp4: 100/250 frames (40%)") and "ETA" in lines[0]
+    assert lines[-1].startswith("clip.mp4: 250/250 frames (100%)")
+    assert format_eta(3725) == "1h02m" and format_eta(65) == "1m05s" and format_eta(4) == "4s"
+
+
+def _video(path, frames):
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (frames[0].shape[1], frames[0].shape[0]))
+    for f in frames:
+        w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    w.release()
+    return str(path)
+
+
+def test_video_tracks_progress_and_largest_face(tiny_run, face, tmp_path, capsys):
+    small = cv2.resize(face, (80, 96), interpolation=cv2.INTER_AREA)
+    frames = [_scene(face, 20 + 12 * t, 150, second=small) for t in range(24)]
+    path = _video(tmp_path / "walk.avi", frames)
+    predict_main([path, "--model", tiny_run, "--out", str(tmp_path / "o"), "--detect-every", "2"])
+    rows = _rows(tmp_path / "o" / "predictions.csv")
+    err = capsys.readouterr().err
+    assert "walk.avi: 24/24 frames (100%)" in err and "frames/s" in err
+    big = [r for r in rows if int(r["w"]) > 75]
+    assert len(big) == 24 and len({r["track"] for r in big}) == 1  # the moving face keeps one id
+    assert len({r["track"] for r in rows}) == 2 and {r["frame"] for r in rows} == {str(i) for i in range(24)}
+    predict_main([path, "--model", tiny_run, "--out", str(tmp_path / "l"), "--largest-face", "-q"])
+    largest = _rows(tmp_path / "l" / "predictions.csv")
+    assert len(largest) == 24 and all(int(r["w"]) > 75 for r in largest)
+    assert "frames/s" not in capsys.readouterr().err  # -q: no progress
+
+
+def test_images_report_every_face_by_default(tiny_run, face, tmp_path, capsys):
+    small = cv2.resize(face, (80, 96), interpolation=cv2.INTER_AREA)
+    d = tmp_path / "happy"
+    d.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(d / f"{i}.png"), cv2.cvtColor(_scene(face, 40 * i, 150, second=small), cv2.COLOR_RGB2BGR))
+    predict_main([str(d), "--model", tiny_run, "--out", str(tmp_path / "o")])
+    rows = _rows(tmp_path / "o" / "predictions.csv")
+    assert len(rows) == 6 and "images: 3/3 images (100%)" in capsys.readouterr().err
+    acc = _rows(tmp_path / "o" / "folder_accuracy.csv")
+    assert int(acc[0]["total"]) == 3  # a labelled folder is scored by each image's largest face
+    predict_main([str(d), "--model", tiny_run, "--out", str(tmp_path / "l"), "--largest-face"])
+    assert len(_rows(tmp_path / "l" / "predictions.csv")) == 3
+
+
+def test_bad_videos_are_one_line_each(tiny_run, face, tmp_path, capsys):
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120)).release()
+    full = _video(tmp_path / "full.avi", [_scene(face, 20, 20)] * 20)
+    data = open(full, "rb").read()
+    trunc = tmp_path / "trunc.avi"
+    trunc.write_bytes(data[:len(data) // 2])
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video")
+    out = tmp_path / "o"
+    predict_main([str(empty), str(trunc), str(garbage), "--model", tiny_run, "--out", str(out), "--annotate"])
+    errors = {os.path.basename(r["source"]): r["problem"] for r in _rows(out / "errors.csv")}
+    err = capsys.readouterr().err
+    assert errors["garbage.mp4"] == "cannot open video" and "garbage.mp4: cannot open video" in err
+    assert errors["empty.avi"].startswith("no frame could be decoded")
+    assert errors["trunc.avi"].startswith("truncated: decoded ") and "of the 20 frames" in errors["trunc.avi"]
+    rows = _rows(out / "predictions.csv")
+    assert not any(r["source"].endswith("empty.avi") for r in rows)
+    assert not os.path.exists(out / "annotated" / "empty.mp4")  # nothing written as if it succeeded
+
+
+def test_litert_backend_equals_keras_on_the_shipped_model():
+    from fer_keras.predict import default_model, tflite_sibling
+
+    model = default_model()
+    if model is None or tflite_sibling(model, model) is None:
+        pytest.skip("no shipped model with a TFLite export in this install")
+    pytest.importorskip("ai_edge_litert")
+    keras_p, lite_p = FacePredictor(model, backend="keras"), FacePredictor(model, backend="auto")
+    assert lite_p.backend == "litert" and lite_p.class_names == keras_p.class_names
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (keras_p.size, keras_p.size, keras_p.channels), dtype=np.uint8)
+             for _ in range(37)]
+    a, b = keras_p.predict(crops), lite_p.predict(crops)
+    np.testing.assert_allclose(b["probabilities"], a["probabilities"], atol=1e-4)
+    np.testing.assert_allclose(b["valence_arousal"], a["valence_arousal"], atol=1e-4)
+    with pytest.raises(Exception, match="--tta needs the Keras model"):
+        FacePredictor(model, backend="litert", tta="flip")
