@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 
 from fer_keras.config import load_config
-from fer_keras.errors import cli_main
+from fer_keras.errors import cli_main, quiet_tensorflow_import
 from fer_keras.export import FORMATS, export_run
 from fer_keras.run_dir import RUNTIME, RunDir
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The registries are the lists of names the help shows (models import Keras: quietly, see errors.py).
+    quiet_tensorflow_import()
+    from fer_keras.data.formats import READERS
+    from fer_keras.models import MODELS
+
     p = argparse.ArgumentParser(
         prog="train_model.py",
         description="Train a multi-task (expression + valence/arousal) model. With no --data it trains on the "
@@ -21,17 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config (configs/*.yaml); defaults come from fer_keras/config.py")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.learning_rate=3e-4 (repeatable)")
-    p.add_argument("--model", help="VGG16 | ResNet50 | EfficientNetB0 | CustomCNN (case-insensitive)")
+    p.add_argument("--model", help=f"{' | '.join(MODELS.names())} (case-insensitive)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--early-stopping", type=int, metavar="N",
                    help="stop when the checkpoint metric has not improved for N epochs (default 10; 0 = off)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--data", help="dataset path (folder, CSV, npy folder, FER2013 CSV, AffectNet folder/CSV)")
-    p.add_argument("--format", help="auto | folder | csv | npy | fer2013 | affectnet")
+    p.add_argument("--format", help=f"auto | {' | '.join(READERS.names())}")
     p.add_argument("--labels", help="label preset: 8 | 7 | 5 | 4 | 2")
     p.add_argument("--image-size", type=int)
     p.add_argument("--fold", type=int, help="DFEW fold 1..5")
-    p.add_argument("--weights", help="imagenet | none | path to a local .h5/.weights.h5 backbone file")
+    p.add_argument("--weights", help="imagenet | none | path to a local .h5/.weights.h5 backbone file (imagenet: "
+                                     "MobileNetV2 / EfficientNetLite0 from installed packages, keras.applications "
+                                     "models download)")
     p.add_argument("--freeze-backbone", action="store_true", default=None)
     p.add_argument("--fine-tune-last", type=int, help="with --freeze-backbone: train the last N backbone layers")
     p.add_argument("--xla", choices=["auto", "on", "off"])

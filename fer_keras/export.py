@@ -185,8 +185,11 @@ def export_run(run: str, formats: Sequence[str] = FORMATS) -> Dict[str, str]:
         written["keras_info"] = write_sidecar(written["keras"], class_names, info.trained_heads,
                                               run=os.path.basename(os.path.normpath(run)))
     if "tflite" in formats:
-        written["tflite"] = export_tflite(model, os.path.join(out, "model_float.tflite"), quantize=False)
-        written["tflite_dynamic"] = export_tflite(model, os.path.join(out, "model_dynamic.tflite"), quantize=True)
+        # any batch size: predict's LiteRT backend runs whole batches of faces through it
+        written["tflite"] = export_tflite(model, os.path.join(out, "model_float.tflite"), quantize=False,
+                                          dynamic_batch=True)
+        written["tflite_dynamic"] = export_tflite(model, os.path.join(out, "model_dynamic.tflite"), quantize=True,
+                                                  dynamic_batch=True)
     return written
 
 

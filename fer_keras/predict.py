@@ -261,12 +261,15 @@ def image_problem(path: str) -> Optional[str]:
     """Why an image file must not be decoded (None when it may): more pixels than MAX_IMAGE_PIXELS declared in
     its header (a 438 KB PNG can declare 20000x20000 and take 3 GB to decode). Training's `pipeline.check_header`
     also limits the formats to what tf.data decodes; predict decodes with OpenCV, which reads more (WebP, TIFF)."""
-    try:
-        from PIL import Image
+    from PIL import Image
 
-        with Image.open(path) as im:
+    try:
+        with Image.open(path) as im:  # reads the header only, never the pixels
             if im.width * im.height > MAX_IMAGE_PIXELS:
                 return f"image too large ({im.width}x{im.height} pixels; the limit is {MAX_IMAGE_PIXELS:,})"
+    except Image.DecompressionBombError:  # Pillow's own refusal, above ~179 MP by the header: far over our limit
+        return f"image too large (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels by its header; the limit is " \
+               f"{MAX_IMAGE_PIXELS:,})"
     except Exception:  # not a format PIL reads: OpenCV tries next, and fails cleanly if it cannot either
         pass
     return None
@@ -369,7 +372,8 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
             if rgb is None:
                 results.errors.append((path, boxes))  # the problem
                 continue
-            boxes = clip_boxes(boxes, rgb.shape[1], rgb.shape[0])
+            # --no-detect: the whole image is the face, however thin (a 1-px-wide crop is still the user's input)
+            boxes = clip_boxes(boxes, rgb.shape[1], rgb.shape[0], min_side=1 if detector is whole_image else 2)
             if not boxes:
                 results.errors.append((path, "no face found"))
                 continue
@@ -420,7 +424,9 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     webcam = source.isdigit() and not os.path.exists(source)
     cap = cv2.VideoCapture(int(source) if webcam else source)
     if not cap.isOpened():
-        what = "cannot open webcam" if webcam else "cannot open video"
+        if webcam:  # nothing else to do: a live input that is not there is the user's error, exit 2
+            raise DataError(f"webcam {source}: cannot open it (no camera at that index, or no permission)")
+        what = "cannot open video"
         results.errors.append((source, what))
         print(f"warning: {source}: {what} (skipped; listed in errors.csv)", file=sys.stderr)
         return

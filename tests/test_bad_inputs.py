@@ -409,3 +409,52 @@ def test_predict_refuses_a_decompression_bomb_and_goes_on(tmp_path):
     errors = open(out / "errors.csv").read()
     assert "bomb.png" in errors and "image too large (8000x8000 pixels" in errors
     assert "face.png" in open(out / "predictions.csv").read()
+
+
+def _png_header_only(path, width, height):
+    """A PNG of a few dozen bytes whose header declares `width` x `height` (no pixel data at all)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00")) +
+                     chunk(b"IEND", b""))
+
+
+def test_predict_refuses_a_400_megapixel_header_without_decoding(tmp_path):
+    """20000x20000 declared: above Pillow's own bomb limit (it raises instead of reporting the size), refused by
+    the header alone; the normal photo next to it is processed."""
+    import resource
+    import time
+
+    from fer_keras.predict import main as predict_main
+
+    _png_header_only(tmp_path / "huge.png", 20000, 20000)
+    cv2.imwrite(str(tmp_path / "face.png"), _face())
+    out = tmp_path / "out"
+    rss0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.time()
+    predict_main([str(tmp_path / "huge.png"), str(tmp_path / "face.png"), "--no-detect", "--out", str(out)])
+    errors = open(out / "errors.csv").read()
+    assert "huge.png" in errors and "image too large (" in errors  # by its header, whatever Pillow's own limit
+    assert "face.png" in open(out / "predictions.csv").read()
+    assert time.time() - t0 < 30 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 1 << 20  # KB
+
+
+def test_no_detect_keeps_a_one_pixel_wide_image(tmp_path):
+    from fer_keras.predict import main as predict_main
+
+    cv2.imwrite(str(tmp_path / "thin.png"), np.full((40, 1, 3), 120, np.uint8))
+    out = tmp_path / "out"
+    predict_main([str(tmp_path / "thin.png"), "--no-detect", "--out", str(out)])
+    assert "thin.png" in open(out / "predictions.csv").read()
+
+
+def test_missing_webcam_is_an_error(tmp_path, capsys):
+    from fer_keras.predict import main as predict_main
+
+    with pytest.raises(SystemExit) as e:
+        predict_main(["97", "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and "webcam 97: cannot open it" in capsys.readouterr().err
