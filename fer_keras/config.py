@@ -98,6 +98,7 @@ class DataConfig:
     csv_split_col: str = "split"
     image_root: Optional[str] = None  # where CSV/npy paths are relative to (default: the annotation's folder)
     ferplus_unknown: str = "drop"  # FER+ rows without an emotion majority: drop | keep (labelled by top emotion vote)
+    ferplus_labels: str = "majority"  # FER+ hard labels: majority (Microsoft's rule) | fer2013 (the original label)
     fold: int = 1  # DFEW: which of the 5 folds
     frames_per_clip: int = 1  # clip data + frame models: random frames sampled per clip per epoch
     demo_per_class: int = 160  # demo dataset size per class
@@ -226,6 +227,7 @@ _CHOICES = {
     "data.format": ("auto", "folder", "csv", "npy", "fer2013", "ferplus", "affectnet", "expw", "dfew", "clips",
                     "tfrecord"),
     "data.ferplus_unknown": ("drop", "keep"),
+    "data.ferplus_labels": ("majority", "fer2013"),
     "data.balance": ("none", "class_weights", "oversample", "undersample"),
     "data.cache": ("auto", "memory", "none"),
     "data.validate_images": ("auto", "full", "header", "none"),

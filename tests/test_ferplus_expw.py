@@ -38,7 +38,7 @@ def _ferplus(tmp_path, rows=ROWS, missing=False):
             rel = f"fer2013/train/x/{i}.jpg"
             if not (missing and i == 1):
                 cv2.imwrite(str(data / rel), np.full((48, 48), 40 * i, np.uint8))
-            w.writerow([rel, "x", f"fer{i:07d}.png", *votes, 1.2])
+            w.writerow([rel, ["neutral", "happy", "sad", "fear", "angry"][i % 5], f"fer{i:07d}.png", *votes, 1.2])
     return str(data / "ferplus")
 
 
@@ -56,6 +56,13 @@ def test_ferplus_reader_hard_and_soft_labels(tmp_path):
     assert sum(t.dropped.values()) == 2 and all(os.path.isfile(s) for s in t.sources)
     kept = read_table(path, "ferplus", DataConfig(path=path, ferplus_unknown="keep"), BadLog())
     assert kept.names == ["neutral", "surprise", "sad", "contempt"]
+
+
+def test_ferplus_with_the_original_fer2013_labels(tmp_path):
+    path = _ferplus(tmp_path)
+    t = read_table(path, "ferplus", DataConfig(path=path, ferplus_labels="fer2013"), BadLog())
+    assert t.names == ["neutral", "happy", "sad", "fear", "anger"]  # every row, its FER2013 label
+    assert np.isnan(t.soft[3]).all() and np.isfinite(t.soft[[0, 1, 2, 4]]).all()  # no emotion vote: no soft label
 
 
 def test_soft_labels_follow_the_preset(tmp_path):

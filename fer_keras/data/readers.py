@@ -561,6 +561,7 @@ def read_ferplus(path: str, cfg, log: BadLog) -> RawTable:
         base = os.path.dirname(os.path.abspath(path.rstrip("/\\")))
     root = cfg.image_root or base
     keep_unknown = getattr(cfg, "ferplus_unknown", "drop") == "keep"
+    fer2013_labels = getattr(cfg, "ferplus_labels", "majority") == "fer2013"
     cols = FERPLUS_EMOTIONS + FERPLUS_OTHER
     sources, names, splits, soft, dropped = [], [], [], [], {}
     emotion_names = [normalize_name(n) for n in FERPLUS_EMOTIONS]
@@ -576,6 +577,21 @@ def read_ferplus(path: str, cfg, log: BadLog) -> RawTable:
                         " must be non-negative counts with a positive sum")
                 continue
             emo = votes[:8]
+            if fer2013_labels:  # the face's original FER2013 label is the hard label; the votes the soft one
+                name = parse_label(row.get("fer2013_label") or "", FER2013_ORDER, where, log)
+                if name is None:
+                    continue
+                img = resolve_path(root, row["image"] or "", where, cfg.allow_outside_root, log)
+                if img is None:
+                    continue
+                if not os.path.isfile(img):
+                    log.bad(where, f"image {row['image']!r} not found under {root}")
+                    continue
+                sources.append(img)
+                names.append(name)
+                splits.append(split)
+                soft.append(emo / emo.sum() if emo.sum() > 0 else np.full(8, np.nan))
+                continue
             if emo.sum() <= 0:
                 dropped["FER+ rows without an emotion vote (all unknown / not a face)"] = \
                     dropped.get("FER+ rows without an emotion vote (all unknown / not a face)", 0) + 1
