@@ -314,7 +314,7 @@ def _check_range(key: str, value: Any) -> None:
         return
     lo, hi, what = _RANGES[key]
     if not lo <= value <= hi:  # also False for NaN
-        raise ConfigError(f"config key {key}: {value!r} is out of range (expected {what})")
+        raise ConfigError(f"config key {key}: {_short(value)} is out of range (expected {what})")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -330,7 +330,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if dataclasses.is_dataclass(value):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"config key {key}: expected a mapping of {tp.__name__} keys, got {value!r}")
+            raise ConfigError(f"config key {key}: expected a mapping of {tp.__name__} keys, got {_short(value)}")
         obj = tp()
         hints = typing.get_type_hints(tp)
         names = {f.name for f in dataclasses.fields(tp)}
@@ -344,7 +344,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key}: expected a list, got {value!r}")
+            raise ConfigError(f"config key {key}: expected a list, got {_short(value)}")
         return [_coerce(v, args[0], key) for v in value]
     try:
         if tp is bool:
@@ -368,7 +368,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 raise ValueError
             return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"config key {key}: cannot use {value!r} as {getattr(tp, '__name__', tp)}") from None
+        raise ConfigError(f"config key {key}: cannot use {_short(value)} as {getattr(tp, '__name__', tp)}") from None
     return value
 
 
@@ -381,20 +381,20 @@ def set_key(cfg: Config, key: str, value: Any) -> None:
         if part not in names:
             prefix = ".".join(parts[:i])
             valid = ", ".join(sorted((prefix + "." if prefix else "") + n for n in names))
-            raise ConfigError(f"unknown config key {key!r}; valid keys here: {valid}")
+            raise ConfigError(f"unknown config key {_short(key)}; valid keys here: {valid}")
         if i == len(parts) - 1:
             hints = typing.get_type_hints(type(obj))
             if dataclasses.is_dataclass(hints[part]):
-                raise ConfigError(f"config key {key!r} is a section; set one of its keys")
+                raise ConfigError(f"config key {_short(key)} is a section; set one of its keys")
             coerced = _coerce(value, hints[part], key)
             if key in _CHOICES and coerced not in _CHOICES[key]:
-                raise ConfigError(f"config key {key}: {coerced!r} is not one of {list(_CHOICES[key])}")
+                raise ConfigError(f"config key {key}: {_short(coerced)} is not one of {list(_CHOICES[key])}")
             _check_range(key, coerced)
             setattr(obj, part, coerced)
         else:
             obj = getattr(obj, part)
             if not dataclasses.is_dataclass(obj):
-                raise ConfigError(f"config key {key!r}: {'.'.join(parts[:i + 1])} is not a section")
+                raise ConfigError(f"config key {_short(key)}: {'.'.join(parts[:i + 1])} is not a section")
 
 
 _SECTIONS = ("data", "augment", "model", "train", "detection")
@@ -428,25 +428,55 @@ def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
     out = {}
     for item in overrides or ():
         if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
+            raise ConfigError(f"--set expects key=value, got {_short(item)}")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = yaml.load(raw, Loader=_YAML_LOADER) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
         out[key.strip()] = value
     return out
 
 
+# libyaml's C loader when PyYAML was built with it: the pure-Python loader takes minutes on a 50 MB value.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a larger file is a mistake (and would stall the loader)
+
+
+def _short(value, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters: an error line echoes what the user wrote, never 50 MB of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text):,} characters)"
+
+
+def _yaml_problem(e: yaml.YAMLError, text: str) -> str:
+    """`line L, column C: what` from a PyYAML error on `text` (its first line alone often lacks the place)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    if mark is not None:
+        lines = text.splitlines()
+        line = lines[mark.line] if 0 <= mark.line < len(lines) else ""
+        hint = " (a tab: YAML indents with spaces)" if line[mark.column:mark.column + 1] == "\t" else ""
+        return f"line {mark.line + 1}, column {mark.column + 1}: {what}{hint}"
+    return str(what)
+
+
 def read_yaml(path: str) -> Dict[str, Any]:
-    """Reads a YAML mapping; errors name the file."""
+    """Reads a YAML mapping; errors name the file, and the line and column where the YAML breaks."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
+    size = os.path.getsize(path)
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {size:,} bytes is not a config file (the limit is {MAX_CONFIG_BYTES:,})")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        data = yaml.load(text, Loader=_YAML_LOADER)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e, text)})") from None
     return data or {}
 
 
@@ -467,8 +497,9 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (), flags
         data = read_yaml(path)
         version = data.pop("version", CONFIG_VERSION) if isinstance(data, dict) else CONFIG_VERSION
         if version != CONFIG_VERSION:
-            raise ConfigError(f"{path}: config version {version} is not supported "
-                              f"(this fer_keras reads {CONFIG_VERSION})")
+            kind = f"the text {_short(version)}" if isinstance(version, str) else f"version {version}"
+            raise ConfigError(f"{path}: config version is {kind}; this fer_keras reads version: {CONFIG_VERSION} "
+                              "(a number)")
         apply_dict(cfg, data, source=path)
     for key, value in parse_overrides(overrides).items():
         set_key(cfg, key, value)
@@ -490,7 +521,7 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (), flags
                           f"({', '.join(s.name for s in cfg.data.sources) or 'none'})")
     if cfg.data.balance == "undersample" and not (cfg.data.max_per_class or 0) >= 1:
         raise ConfigError("data.balance=undersample needs data.max_per_class (a positive number of samples per "
-                          f"class and epoch), got {cfg.data.max_per_class!r}")
+                          f"class and epoch), got {_short(cfg.data.max_per_class)}")
     return cfg
 
 
@@ -510,15 +541,15 @@ def check_sources(d: DataConfig) -> None:
         if not s.path:
             raise ConfigError(f"{key}: path is missing")
         if s.format not in _CHOICES["data.format"]:
-            raise ConfigError(f"{key}.format: {s.format!r} is not one of {list(_CHOICES['data.format'])}")
+            raise ConfigError(f"{key}.format: {_short(s.format)} is not one of {list(_CHOICES['data.format'])}")
         if not s.weight > 0 or s.weight != s.weight or s.weight == float("inf"):
-            raise ConfigError(f"{key}.weight: must be a positive number, got {s.weight!r}")
+            raise ConfigError(f"{key}.weight: must be a positive number, got {_short(s.weight)}")
         for f in ("val_fraction", "test_fraction"):
             v = getattr(s, f)
             if not 0.0 <= v < 1.0:
-                raise ConfigError(f"{key}.{f}: must be in [0, 1), got {v!r}")
+                raise ConfigError(f"{key}.{f}: must be in [0, 1), got {_short(v)}")
         if not 0.0 <= s.heldout_test_fraction < 1.0:
-            raise ConfigError(f"{key}.heldout_test_fraction: must be in [0, 1), got {s.heldout_test_fraction!r}")
+            raise ConfigError(f"{key}.heldout_test_fraction: must be in [0, 1), got {_short(s.heldout_test_fraction)}")
         if s.heldout_as_test and s.heldout_test_fraction > 0:
             raise ConfigError(f"{key}: heldout_as_test and heldout_test_fraction exclude each other")
         if s.val_fraction + s.test_fraction >= 1.0:

@@ -166,6 +166,10 @@ def export_run(run: str, formats: Sequence[str] = FORMATS) -> Dict[str, str]:
         return _export_detection_run(run, formats)
     if not os.path.isfile(rd.file(LABELS)):
         raise ConfigError(f"{run}: not a finished run directory (no {LABELS})")
+    wrong = [f for f in formats if f not in FORMATS]
+    if wrong:  # e.g. compact, a detection format: checked before anything is written
+        raise ConfigError(f"--format {wrong[0]}: not a format of an expression run (valid: {', '.join(FORMATS)}, "
+                          "all)")
     info = read_model_info(run)
     if info.class_names is None:
         raise ConfigError(f"{run}: labels.json has no class_names")

@@ -72,3 +72,23 @@ def test_every_config_file_names_itself_states_an_expected_result_and_loads():
         assert name in header, f"{name}: its header does not name the file (a command using it)"
         assert "expected" in header.lower(), f"{name}: its header states no expected result"
         load_config(path)  # and it is a valid config
+
+
+def test_yaml_errors_name_line_and_column_and_values_are_capped(tmp_path):
+    from fer_keras.config import load_config
+
+    bad = tmp_path / "tab.yaml"
+    bad.write_text("train:\n\tepochs: 3\n")
+    with pytest.raises(ConfigError, match=r"tab.yaml: not valid YAML \(line 2, column 1: .*tab"):
+        load_config(str(bad))
+    big = tmp_path / "big.yaml"
+    big.write_text("train:\n  name: " + "x" * (2 << 20) + "\n")
+    with pytest.raises(ConfigError, match=r"big.yaml: [\d,]+ bytes is not a config file"):
+        load_config(str(big))
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["data.format=" + "y" * 100_000])
+    assert len(str(e.value)) < 300 and "100,002 characters" in str(e.value)
+    ver = tmp_path / "v.yaml"
+    ver.write_text('version: "1"\n')
+    with pytest.raises(ConfigError, match=r"config version is the text '1'; this fer_keras reads version: 1"):
+        load_config(str(ver))

@@ -106,3 +106,12 @@ def test_mixed_precision_models_export_in_float32():
     b = np.asarray(f32(x)["expression"])
     np.testing.assert_allclose(a, b, atol=0.02)  # bf16 rounding of the original; same weights
     assert float32_model(f32) is f32
+
+
+def test_compact_is_refused_for_an_expression_run(exported, capsys):
+    run, _ = exported
+    before = sorted(os.listdir(os.path.join(run, "export")))
+    with pytest.raises(SystemExit) as e:
+        export_main(["--run", run, "--format", "compact"])
+    assert e.value.code == 2 and "--format compact: not a format of an expression run" in capsys.readouterr().err
+    assert sorted(os.listdir(os.path.join(run, "export"))) == before

@@ -204,3 +204,15 @@ def test_reader_registry_is_complete_on_import_in_a_fresh_process():
     assert out.split(",") == sorted(READERS.names())
     assert {"affectnet", "clips", "csv", "dfew", "expw", "fer2013", "ferplus", "folder", "npy", "tfrecord"} <= set(
         READERS.names())
+
+
+def test_short_csv_row_is_bad_input_not_label_none(tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((16, 16, 3), np.uint8))
+    (tmp_path / "labels.csv").write_text("path,expression\na.png,happy\na.png\n")
+    path = str(tmp_path / "labels.csv")
+    with pytest.raises(DataError, match=r"labels.csv:3: the row has 1 fields, the header 2"):
+        read_table(path, "csv", _cfg(path), BadLog())
+    log = BadLog(skip=True)
+    assert read_table(path, "csv", _cfg(path), log).names == ["happy"] and len(log) == 1

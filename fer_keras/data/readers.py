@@ -226,7 +226,7 @@ def read_csv(path: str, cfg, log: BadLog) -> RawTable:
     sources, names, val, aro, splits = [], [], [], [], []
     has_split = cfg.csv_split_col in _read_header(path)
     hint = "set data.csv_path_col / data.csv_expression_col if yours are named differently"
-    for where, row in _csv_rows(path, (cfg.csv_path_col, cfg.csv_expression_col), hint):
+    for where, row in _csv_rows(path, (cfg.csv_path_col, cfg.csv_expression_col), hint, log):
         name = parse_label(row.get(cfg.csv_expression_col), order, where, log)
         if name is None:
             continue
@@ -257,10 +257,11 @@ def _read_header(path: str) -> List[str]:
         return csv.DictReader(f).fieldnames or []
 
 
-def _csv_rows(path: str, required: Sequence[str], hint: str):
+def _csv_rows(path: str, required: Sequence[str], hint: str, log: Optional[BadLog] = None):
     """Yields `(where, row)` for each data row of a CSV after checking its required columns.
 
-    `where` is `file:line` (the header is line 1), for error messages that point at the row.
+    `where` is `file:line` (the header is line 1), for error messages that point at the row. A row with fewer
+    fields than the header is bad input (csv would fill the missing ones with None, read later as the text "None").
     """
     with reading(path), _open_csv(path) as f:
         reader = csv.DictReader(f)
@@ -273,7 +274,15 @@ def _csv_rows(path: str, required: Sequence[str], hint: str):
             if need not in cols:
                 raise DataError(f"{path}: missing column {need!r} ({hint}; columns: {', '.join(cols) or 'none'})")
         for row_no, row in enumerate(reader, start=2):
-            yield f"{path}:{row_no}", row
+            where = f"{path}:{row_no}"
+            if any(row.get(c) is None for c in required):
+                n = sum(v is not None for k, v in row.items() if k is not None)
+                why = f"the row has {n} fields, the header {len(cols)}"
+                if log is None:
+                    raise DataError(f"{where}: {why}")
+                log.bad(where, why)
+                continue
+            yield where, row
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
@@ -385,7 +394,7 @@ def read_npy(path: str, cfg, log: BadLog) -> RawTable:
 def read_fer2013(path: str, cfg, log: BadLog) -> RawTable:
     """The Kaggle FER2013 CSV (`emotion,pixels,Usage`): 48x48 gray images; Usage gives train/val/test."""
     images, names, splits, sources = [], [], [], []
-    for where, row in _csv_rows(path, ("emotion", "pixels"), "FER2013 CSV needs emotion,pixels[,Usage]"):
+    for where, row in _csv_rows(path, ("emotion", "pixels"), "FER2013 CSV needs emotion,pixels[,Usage]", log):
         name = parse_label(row["emotion"], FER2013_ORDER, where, log)
         if name is None:
             continue
@@ -449,7 +458,7 @@ def _read_affectnet_csv(csvs, root, cfg, log) -> RawTable:
     drop_key = "AffectNet labels 8-10 (none/uncertain/no-face)"
     for csv_path, split in csvs:
         for where, row in _csv_rows(csv_path, ("subDirectory_filePath", "expression"),
-                                    "not an AffectNet annotation CSV?"):
+                                    "not an AffectNet annotation CSV?", log):
             lab = _affectnet_label(row["expression"], where, log)
             if lab is None:
                 continue
@@ -566,7 +575,7 @@ def read_ferplus(path: str, cfg, log: BadLog) -> RawTable:
     sources, names, splits, soft, dropped = [], [], [], [], {}
     emotion_names = [normalize_name(n) for n in FERPLUS_EMOTIONS]
     for f, split in files:
-        for where, row in _csv_rows(f, ["image"] + cols, "FER+ votes.csv needs image," + ",".join(cols)):
+        for where, row in _csv_rows(f, ["image"] + cols, "FER+ votes.csv needs image," + ",".join(cols), log):
             try:
                 votes = np.array([float(row[c]) for c in cols])
             except (TypeError, ValueError):
@@ -630,7 +639,7 @@ def read_expw(path: str, cfg, log: BadLog) -> RawTable:
     root = cfg.image_root or os.path.dirname(os.path.abspath(csv_path))
     sources, names = [], []
     order = [normalize_name(n) for n in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")]
-    for where, row in _csv_rows(csv_path, ("path", "label"), "ExpW labels.csv needs path,label"):
+    for where, row in _csv_rows(csv_path, ("path", "label"), "ExpW labels.csv needs path,label", log):
         name = parse_label(row["label"], order, where, log)
         if name is None:
             continue
