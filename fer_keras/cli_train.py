@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 
 from fer_keras.config import load_config
 from fer_keras.errors import cli_main, quiet_tensorflow_import
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "reproducible for a seed without it")
     p.add_argument("--skip-bad", action="store_true", default=None, help="skip bad samples and list them")
     p.add_argument("--name", help="run name under runs/; an unfinished run of that name resumes")
+    p.add_argument("--resume", metavar="RUN",
+                   help="continue the unfinished run folder RUN (named or not) with the config it was started with")
     p.add_argument("--runs-dir")
     p.add_argument("--export", choices=["savedmodel", "keras", "tflite", "all"],
                    help="export the best model when training ends (same as python -m fer_keras.export)")
@@ -67,12 +71,39 @@ FLAG_KEYS = {
 }
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def resume_config(run: str, args, flags) -> "Config":
+    """The config an unfinished run was started with, pointed at that run folder (`--resume RUN`)."""
+    from fer_keras.errors import ConfigError
+
+    rd = RunDir(run.rstrip("/\\"))
+    if not rd.is_run():
+        raise ConfigError(f"--resume {run}: not a run folder (no config.yaml)")
+    if rd.status() == "finished":
+        raise ConfigError(f"--resume {run}: the run already finished; nothing to resume")
+    given = [k for k, v in flags.items() if v is not None] + (["--config"] if args.config else []) + (
+        ["--set"] if args.set else [])
+    if given:
+        raise ConfigError(f"--resume takes the run's own config; drop {given[0]} (a changed run would not be the "
+                          "same run)")
+    cfg = rd.config()
+    cfg.train.runs_dir, cfg.train.name = os.path.dirname(os.path.abspath(rd.path)), os.path.basename(rd.path)
+    return cfg
+
+
 @cli_main
 def main(argv=None) -> str:
     args = build_parser().parse_args(argv)
-
+    # SIGTERM (a scheduler, `kill`) ends a training like Ctrl-C: the run says how to continue it.
+    signal.signal(signal.SIGTERM, _interrupt)
     flags = {key: getattr(args, attr) for attr, key in FLAG_KEYS.items()}
-    cfg = load_config(args.config, args.set, flags)
+    if args.resume:
+        cfg = resume_config(args.resume, args, flags)
+    else:
+        cfg = load_config(args.config, args.set, flags)
     if cfg.task == "detection":
         from fer_keras.detection.train import train_detector as train_fn
     else:

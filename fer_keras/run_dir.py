@@ -23,6 +23,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -161,7 +162,8 @@ def check_named_run(cfg: Config) -> bool:
 
 def _comparable(cfg: Config) -> dict:
     d = cfg.to_dict()
-    d["train"].pop("verbose", None)
+    for key in ("verbose", "name", "runs_dir"):  # the folder itself says which run it is
+        d["train"].pop(key, None)
     return d
 
 
@@ -187,12 +189,22 @@ def new_run_dir(runs_dir: str, name: str | None, default_stem: str) -> str:
 
 
 def newest_run(runs_dir: str = "runs") -> str | None:
-    """The most recently modified run directory that has a config.yaml, or None."""
+    """The most recently modified *finished* run directory, or None.
+
+    Runs that are still training or were interrupted are skipped (scoring half a training silently would mislead);
+    when the newest run is such a one, a note on stderr says which and how to continue it.
+    """
     if not os.path.isdir(runs_dir):
         return None
     cands = [os.path.join(runs_dir, d) for d in os.listdir(runs_dir)]
-    cands = [d for d in cands if RunDir(d).is_run()]
-    return max(cands, key=os.path.getmtime) if cands else None
+    cands = sorted((d for d in cands if RunDir(d).is_run()), key=os.path.getmtime, reverse=True)
+    done = [d for d in cands if RunDir(d).status() in ("finished", None)]  # None: runs from before state.json
+    if cands and (not done or cands[0] != done[0]):
+        newest = cands[0]
+        print(f"note: the newest run {newest} is unfinished ({RunDir(newest).status()}); "
+              + (f"using the newest finished run {done[0]}. " if done else "no finished run. ")
+              + f"continue it with: python train_model.py --resume {newest}", file=sys.stderr)
+    return done[0] if done else None
 
 
 @contextlib.contextmanager
@@ -265,9 +277,12 @@ def run_training(cfg: Config, default_stem: str, load: Callable[[], Any], start:
         run.write_json(STATE, {"status": "running"})
         try:
             body(run, data, resuming)
-        except BaseException:
+        except BaseException as e:
             if not resuming and not os.path.exists(run.file(BACKUP)) and not os.path.isfile(run.model_path):
                 shutil.rmtree(run.path, ignore_errors=True)
+            elif isinstance(e, KeyboardInterrupt):  # Ctrl-C or SIGTERM (cli_train turns it into one)
+                print(f"interrupted: {run.path} keeps its finished epochs; continue it with:\n"
+                      f"  python train_model.py --resume {run.path}", file=sys.stderr)
             raise
         run.finish()
         return run.path
@@ -284,6 +299,12 @@ def load_keras_model(path: str, safe_mode: bool = True):
 
     if not os.path.exists(path):
         raise ModelError(f"model file not found: {path}")
+    if os.path.isfile(path) and path.endswith(".keras"):
+        import zipfile
+
+        if not zipfile.is_zipfile(path):  # Keras would say "File not found" for a truncated or foreign file
+            raise ModelError(f"{path}: not a complete .keras file (a .keras file is a zip archive; this one is "
+                             "truncated or something else)")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as e:  # corrupted zip, wrong format, unsafe Lambda

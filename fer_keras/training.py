@@ -463,6 +463,11 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
         ids = [data.source_names.index(n) for n in t.distill_sources]
         taught &= np.isin(data.train.source_id, ids)
     soft[~taught] = np.nan
+    if not taught.any():
+        shared = sorted(set(names) & set(data.class_names))
+        raise ConfigError(f"train.distill_from {info.model_file}: the teacher teaches no training sample (its "
+                          f"classes {', '.join(names)}; shared with this run: {', '.join(shared) or 'none'}"
+                          + ("; check train.distill_sources" if shared else "") + ")")
     agree = float(np.mean(np.argmax(probs @ mapping, 1)[taught] == data.train.expression[taught])) \
         if taught.any() else None
     write_json(os.path.join(run_dir, "distill.json"), {

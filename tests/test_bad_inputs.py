@@ -458,3 +458,29 @@ def test_missing_webcam_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         predict_main(["97", "--out", str(tmp_path / "o")])
     assert e.value.code == 2 and "webcam 97: cannot open it" in capsys.readouterr().err
+
+
+def test_truncated_keras_file_is_named_as_truncated(tmp_path):
+    from fer_keras.errors import ModelError
+    from fer_keras.predict import default_model
+    from fer_keras.run_dir import load_keras_model
+
+    bad = tmp_path / "cut.keras"
+    bad.write_bytes(open(default_model(), "rb").read()[:3000])
+    with pytest.raises(ModelError, match=r"cut.keras: not a complete .keras file"):
+        load_keras_model(str(bad))
+
+
+def test_teacher_sharing_no_class_is_one_line(tiny_run, demo_root, tmp_path):
+    """A 7-class teacher for a 2-class (positive/negative) student names no class of the run."""
+    from fer_keras.errors import ConfigError
+    from fer_keras.config import load_config
+    from fer_keras.training import train
+
+    cfg = load_config(None, [f"data.path={demo_root['csv']}", "data.labels=2", "data.image_size=32",
+                             "model.widths=[8]", "model.blocks=[1]", "model.head_units=8", "train.epochs=1",
+                             "train.verbose=0", "train.tensorboard=false", f"train.runs_dir={tmp_path}",
+                             f"train.distill_from={tiny_run}"])
+    with pytest.raises(ConfigError, match=r"teaches no training sample .*shared with this run: none"):
+        train(cfg)
+    assert os.listdir(tmp_path) in ([], [f for f in os.listdir(tmp_path) if f.startswith(".")])  # no run left

@@ -320,3 +320,44 @@ def test_stop_report_says_chance_level_and_why_training_stopped(capsys):
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and out[0].startswith("stopped: the time limit (train.time_limit_minutes = 0.5) was "
                                                "reached during epoch 12 of 30")
+
+
+def test_interrupted_unnamed_run_resumes_with_the_printed_command(demo_root, tmp_path, monkeypatch, capsys):
+    """Ctrl-C after epoch 2 of an unnamed run prints `--resume <run>`; that command finishes the same folder with
+    one history row per epoch."""
+    import csv as _csv
+
+    import keras
+
+    from fer_keras import training
+    from fer_keras.cli_train import main as train_main
+    from tiny import tiny_argv
+
+    class StopAfter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    real = training.make_callbacks
+
+    def with_interrupt(*a, **k):
+        callbacks, logger = real(*a, **k)
+        return callbacks + [StopAfter()], logger
+
+    monkeypatch.setattr(training, "make_callbacks", with_interrupt)
+    argv = tiny_argv("--data", demo_root["csv"], "--labels", "7", "--runs-dir", str(tmp_path), "--epochs", "4")
+    with pytest.raises(SystemExit) as e:
+        train_main(argv)
+    assert e.value.code == 130
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if "train_model.py --resume" in ln)
+    run = line.split("--resume", 1)[1].strip()
+    assert os.path.isdir(run) and os.path.dirname(run) == str(tmp_path)
+    monkeypatch.setattr(training, "make_callbacks", real)
+    assert train_main(["--resume", run]) == run
+    with open(os.path.join(run, "history.csv")) as f:
+        epochs = [int(r["epoch"]) for r in _csv.DictReader(f)]
+    assert epochs == [0, 1, 2, 3]
+    with pytest.raises(SystemExit):
+        train_main(["--resume", run])  # finished: nothing to resume
+    assert "already finished" in capsys.readouterr().err

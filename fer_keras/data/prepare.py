@@ -24,7 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Tuple
 
 import numpy as np
-import tensorflow as tf
+
+from fer_keras.errors import quiet_tensorflow_import
+
+quiet_tensorflow_import()  # `python -m` imports this module before main: hide TensorFlow's load-time lines here
+import tensorflow as tf  # noqa: E402
 
 from fer_keras.config import load_config
 from fer_keras.data import shards as S
