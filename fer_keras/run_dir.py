@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - not POSIX
 
 from fer_keras.config import Config, config_from_dict, read_yaml, save_config
 from fer_keras.errors import ConfigError, ModelError, reading
-from fer_keras.io_utils import atomic_write_text, slug
+from fer_keras.io_utils import atomic_path, atomic_write_text, slug
 
 CONFIG = "config.yaml"
 LABELS = "labels.json"
@@ -126,6 +126,22 @@ class RunDir:
         """The epoch Keras' BackupAndRestore resumes at (0 for a fresh run)."""
         meta = self.read_json(os.path.join(BACKUP, "training_metadata.json"), {})
         return int(meta.get("epoch", 0))
+
+    def trim_history(self, epochs: int) -> int:
+        """Keeps the history.csv rows of the first `epochs` epochs (atomically); returns how many rows went."""
+        if not os.path.isfile(self.history_path):
+            return 0
+        with open(self.history_path, newline="") as f:
+            rows = list(csv.reader(f))
+        if len(rows) < 2 or "epoch" not in rows[0]:
+            return 0
+        col = rows[0].index("epoch")
+        keep = [r for r in rows[1:] if r and r[col].isdigit() and int(r[col]) < epochs]
+        dropped = len(rows) - 1 - len(keep)
+        if dropped:
+            with atomic_path(self.history_path) as tmp, open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows([rows[0], *keep])
+        return dropped
 
     def load_model(self, safe_mode: bool = True):
         """The run's best model (`model.keras`); see `load_keras_model`."""

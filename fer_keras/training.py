@@ -24,7 +24,7 @@ from fer_keras.config import Config
 from fer_keras.data.augment import EPOCH_SEED_STRIDE, epoch_seed
 from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities
 from fer_keras.data.pipeline import DataBundle, class_weights, epoch_size, load_data, make_dataset
-from fer_keras.errors import ConfigError, DataError
+from fer_keras.errors import ConfigError, DataError, describe_os_error
 from fer_keras.evaluation import predict_table
 from fer_keras.io_utils import atomic_path
 from fer_keras.keras_compat import flatten_layers, seed_generators
@@ -310,12 +310,17 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
     run = RunDir(run_dir)
     # Resuming: the best value so far comes from history.csv, so the first resumed epoch cannot overwrite a better
     # model.
+    # A resumed run restarts at the backup's epoch: rows of later epochs (written before a failure that stopped the
+    # backup) go, so each epoch has one history row.
+    run.trim_history(run.resume_epoch())
     ckpt = BestModelCheckpoint(run.model_path, monitor, mode, run.best_so_far(monitor, mode))
+    # The backup comes after the checkpoint and the history row: an epoch counts as done for resuming only once
+    # both are written (a failed write at an epoch end redoes that epoch instead of losing it).
     cbs = [logger, *first,
            *([EpochSeeder(epoch_var, t.seed)] if epoch_var is not None else []),
-           keras.callbacks.BackupAndRestore(run.file(BACKUP), delete_checkpoint=True),
            ckpt,
            keras.callbacks.CSVLogger(run.history_path, append=True),
+           keras.callbacks.BackupAndRestore(run.file(BACKUP), delete_checkpoint=True),
            keras.callbacks.TerminateOnNaN()]
     if t.schedule == "plateau":
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=t.plateau_factor,
@@ -573,10 +578,15 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
         # A file that passed the header check but fails to decode mid-epoch (data.validate_images=header, used
         # for data too big to decode up front). Finished epochs are kept in backup/: the run resumes.
         first = (e.message or str(e)).strip().splitlines()[0][:300]
+        kept = os.path.exists(os.path.join(run_dir, BACKUP))
         raise DataError(f"training stopped: an input failed in the tf.data pipeline ({first}); find the file with "
                         "--set data.validate_images=full (decodes every image before training), fix or remove it, "
-                        "and rerun (finished epochs are kept: the same command with --name "
-                        f"{os.path.basename(run_dir)} resumes)") from None
+                        + (f"and continue with: python train_model.py --resume {run_dir}" if kept else
+                           "and rerun the same command (no epoch had finished, nothing was kept)")) from None
+    except OSError as e:  # a checkpoint, history row or backup could not be written (disk full, permissions)
+        raise DataError(f"training stopped: cannot write into the run folder {run_dir} "
+                        f"({describe_os_error(e)}); fix that and continue with: python train_model.py --resume "
+                        f"{run_dir}") from None
     run = RunDir(run_dir)
     model_path = run.model_path
     if not os.path.isfile(model_path):  # the monitor never produced a value: keep the final model

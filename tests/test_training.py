@@ -361,3 +361,33 @@ def test_interrupted_unnamed_run_resumes_with_the_printed_command(demo_root, tmp
     with pytest.raises(SystemExit):
         train_main(["--resume", run])  # finished: nothing to resume
     assert "already finished" in capsys.readouterr().err
+
+
+def test_failed_write_at_an_epoch_end_redoes_that_epoch(demo_root, tmp_path, monkeypatch, capsys):
+    """The checkpoint write of epoch 2 fails (a full disk, a read-only folder): the error names the run folder and
+    the command that continues it; continuing redoes epoch 2, and history.csv has one row per epoch."""
+    import csv as _csv
+
+    from fer_keras import training
+    from fer_keras.cli_train import main as train_main
+    from tiny import tiny_argv
+
+    real = training.BestModelCheckpoint.on_epoch_end
+
+    def failing(self, epoch, logs=None):
+        if epoch == 1:
+            raise PermissionError(13, "Permission denied", os.path.join(os.path.dirname(self.path), "x.tmp"))
+        return real(self, epoch, logs)
+
+    monkeypatch.setattr(training.BestModelCheckpoint, "on_epoch_end", failing)
+    argv = tiny_argv("--data", demo_root["csv"], "--labels", "7", "--runs-dir", str(tmp_path), "--epochs", "3",
+                     "--name", "w")
+    with pytest.raises(SystemExit) as e:
+        train_main(argv)
+    run = os.path.join(str(tmp_path), "w")
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"cannot write into the run folder {run}" in err and f"--resume {run}" in err
+    monkeypatch.setattr(training.BestModelCheckpoint, "on_epoch_end", real)
+    train_main(["--resume", run])
+    with open(os.path.join(run, "history.csv")) as f:
+        assert [int(r["epoch"]) for r in _csv.DictReader(f)] == [0, 1, 2]
