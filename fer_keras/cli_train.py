@@ -112,7 +112,8 @@ def main(argv=None) -> str:
     run_dir = train_fn(cfg)
     rt = RunDir(run_dir).read_json(RUNTIME)
     speed = f" | {rt['train_images_per_second'] or 0:.0f} img/s" if rt.get("train_images_per_second") else ""
-    print(f"done: {run_dir} | best {rt['monitor']} = {rt['best']} | {rt['epochs_run']} epochs in "
+    best = f"{rt['best']:.4g}" if isinstance(rt.get("best"), (int, float)) else rt.get("best")
+    print(f"done: {run_dir} | best {rt['monitor']} = {best} | {rt['epochs_run']} epochs in "
           f"{rt['train_seconds']} s{speed}")
     if args.export:
 

@@ -182,6 +182,37 @@ class RunLogger(keras.callbacks.Callback):
         logs["epoch_seconds"] = dt
 
 
+class EpochLine(keras.callbacks.Callback):
+    """One short line per epoch for logs (non-terminal output): time, loss, the accuracy/UAR/CCC numbers that
+    matter and the checkpoint metric, rounded; every metric stays in history.csv and TensorBoard.
+
+    Keras' own epoch line lists every logged metric unrounded (17 of them, ~480 characters, for a multi-source run).
+    """
+
+    KEYS = (("loss", "loss"), ("expression_accuracy", "acc"), ("val_loss", "val loss"),
+            ("val_expression_accuracy", "val acc"), ("val_expression_uar", "val UAR"),
+            ("val_valence_arousal_ccc", "val VA CCC"), ("val_ap50", "val AP50"))
+
+    def __init__(self, monitor: str, epochs: int, mode: str = "max"):
+        super().__init__()
+        self.monitor, self.epochs, self.mode = monitor, epochs, mode
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = [f"epoch {epoch + 1}/{self.epochs}"]
+        if "epoch_seconds" in logs:
+            parts[0] += f" ({logs['epoch_seconds']:.0f} s)"
+        parts += [f"{label} {float(logs[k]):.4g}" for k, label in self.KEYS if k in logs and k != self.monitor]
+        value = logs.get(self.monitor)
+        if value is not None:
+            v = float(value)
+            better = self.best is None or (v > self.best if self.mode == "max" else v < self.best)
+            self.best = v if better else self.best
+            parts.append(f"{self.monitor} {v:.4g}" + (" (best)" if better else ""))
+        print(" | ".join(parts), flush=True)
+
+
 class TimeLimit(keras.callbacks.Callback):
     """Stops training once `minutes` of wall time have passed since `fit` began (checked after every step; the
     interrupted epoch still validates and checkpoints)."""
@@ -341,17 +372,20 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
     if t.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False,
                                                profile_batch=0))
+    if t.verbose == -1 and not sys.stdout.isatty():  # a log: our short epoch line instead of Keras' long one
+        cbs.append(EpochLine(monitor, t.epochs, mode))
     return cbs, logger
 
 
 # === Run directory ===
 
 def fit_verbosity(verbose: int) -> int:
-    """Keras `fit` verbosity: -1 (auto) is a progress bar with ETA on a terminal, one line per epoch otherwise (a
-    progress bar written to a log file is one endless line of carriage returns)."""
+    """Keras `fit` verbosity: -1 (auto) is a progress bar with ETA on a terminal; in a log Keras prints nothing and
+    `EpochLine` one short line per epoch (a progress bar written to a log file is one endless line of carriage
+    returns)."""
     if verbose != -1:
         return verbose
-    return 1 if sys.stdout.isatty() else 2
+    return 1 if sys.stdout.isatty() else 0  # in a log, EpochLine prints one short line per epoch
 
 
 def describe_training(cfg: Config, data: DataBundle) -> str:
