@@ -408,12 +408,12 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
 
 def predict_video(predictor: FacePredictor, source: str, detector, padding: float, window: int,
                   results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
-                  show: bool = False, max_frames: Optional[int] = None, detect_every: int = 3,
+                  show: bool = False, max_frames: Optional[int] = None, detect_every: int = 5,
                   largest_face: bool = False, margin: float = 0.1, progress: bool = True) -> None:
     """Predictions for every face of every frame, tracked: one `track` id per face across frames.
 
-    Faces are detected every `detect_every` frames and their boxes carried over the frames between (at 25-30 fps a
-    face moves a few pixels in that time; the crop's padding absorbs it). Each track's probabilities and
+    Faces are detected every `detect_every` frames; on the frames between, each face's box moves on at its track's
+    velocity (box centre shift per frame between its last two detections). Each track's probabilities and
     valence/arousal are averaged over its last `window` frames, and its label changes only when another class
     beats the shown one by `margin` (hysteresis), so a steady face does not flicker. A progress line goes to
     stderr. An unopenable, empty or truncated video is reported in `results.errors`; an empty one writes nothing.
@@ -450,7 +450,9 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
                 if largest_face and boxes:
                     boxes = [max(boxes, key=lambda bb: bb[2] * bb[3])]
                 boxes = [pad_box(b, padding, rgb.shape[1], rgb.shape[0]) for b in boxes]
-            ids = tracker.update(boxes, frame_no)
+                ids = tracker.update(boxes, frame_no)
+            else:  # between detections: each face's box moved on at its track's velocity
+                boxes, ids = tracker.predict(frame_no, rgb.shape[1], rgb.shape[0])
             drawn = bgr
             if boxes:
                 out = predictor.predict([predictor.prepare(rgb[y:y + h, x:x + w]) for x, y, w, h in boxes])
@@ -606,8 +608,9 @@ def main(argv=None):
                         "12%% of the faces/s without TTA, see the model card)")
     p.add_argument("--window", type=int, default=5,
                    help="video: average each face's predictions over its last N frames (its own track only)")
-    p.add_argument("--detect-every", type=int, default=3,
-                   help="video: detect faces every N frames and carry the boxes between (default 3)")
+    p.add_argument("--detect-every", type=int, default=5,
+                   help="video: detect faces every N frames; between, each face's box moves at its track's "
+                        "velocity (default 5: 0.2 s at 25 fps)")
     p.add_argument("--hysteresis", type=float, default=0.1,
                    help="video: a face's label changes only when another class's smoothed probability beats it "
                         "by this much (default 0.1; 0 = plain argmax)")

@@ -32,6 +32,7 @@ class Track:
     probs: Deque[np.ndarray] = field(default_factory=deque)
     vas: Deque[np.ndarray] = field(default_factory=deque)
     label: Optional[int] = None  # the label shown (changes only past the hysteresis margin)
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box shift per frame between detections
 
 
 class FaceTracker:
@@ -72,8 +73,26 @@ class FaceTracker:
                                                    deque(maxlen=self.window))
                 self._next_id += 1
             t = self.tracks[ids[i]]
+            if self.frame > t.last_frame:  # constant-velocity motion of the box centre, for the frames between
+                shift = (box[:2] + box[2:] - t.box[:2] - t.box[2:]) / 2.0
+                t.velocity = shift / (self.frame - t.last_frame)
             t.box, t.last_frame = box, self.frame
         return ids
+
+    def predict(self, frame: int, width: int, height: int) -> Tuple[List[Tuple[int, int, int, int]], List[int]]:
+        """The boxes `(x, y, w, h)` of the tracks seen at the last detection, moved on to `frame` at their
+        velocity and clipped to the image, with their ids: what a frame between two detections uses."""
+        boxes, ids = [], []
+        for t in self.tracks.values():
+            if t.last_frame != self.frame:  # only faces found by the last detection (none if it found none)
+                continue
+            dx, dy = t.velocity * (frame - t.last_frame)
+            x1, y1, x2, y2 = t.box + np.array([dx, dy, dx, dy])
+            x1, y1, x2, y2 = max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)
+            if x2 - x1 >= 2 and y2 - y1 >= 2:
+                boxes.append((int(round(x1)), int(round(y1)), int(round(x2 - x1)), int(round(y2 - y1))))
+                ids.append(t.id)
+        return boxes, ids
 
     def smooth(self, track_id: int, probs: np.ndarray, va: np.ndarray) -> Tuple[int, np.ndarray, np.ndarray]:
         """Adds a frame's prediction to a track; returns (shown label, smoothed probabilities, smoothed VA)."""

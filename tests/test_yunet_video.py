@@ -199,3 +199,14 @@ def test_litert_backend_equals_keras_on_the_shipped_model():
     np.testing.assert_allclose(b["valence_arousal"], a["valence_arousal"], atol=1e-4)
     with pytest.raises(Exception, match="--tta needs the Keras model"):
         FacePredictor(model, backend="litert", tta="flip")
+
+
+def test_boxes_move_on_between_detections_and_vanish_with_the_face():
+    tr = FaceTracker()
+    a = tr.update([(100, 100, 40, 40)], 0)[0]
+    assert tr.update([(110, 96, 40, 40)], 5) == [a]  # 2 px right, -0.8 px down per frame
+    boxes, ids = tr.predict(8, 640, 480)
+    assert ids == [a] and boxes == [(116, 94, 40, 40)]
+    assert tr.predict(8, 120, 480)[0] == [(116, 94, 4, 40)]  # clipped to the image
+    tr.update([], 10)  # the face left: nothing is carried to the frames after
+    assert tr.predict(12, 640, 480) == ([], [])
