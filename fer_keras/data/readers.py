@@ -590,28 +590,17 @@ def read_ferplus(path: str, cfg, log: BadLog) -> RawTable:
                 name = parse_label(row.get("fer2013_label") or "", FER2013_ORDER, where, log)
                 if name is None:
                     continue
-                img = resolve_path(root, row["image"] or "", where, cfg.allow_outside_root, log)
-                if img is None:
-                    continue
-                if not os.path.isfile(img):
-                    log.bad(where, f"image {row['image']!r} not found under {root}")
-                    continue
-                sources.append(img)
-                names.append(name)
-                splits.append(split)
-                soft.append(emo / emo.sum() if emo.sum() > 0 else np.full(8, np.nan))
-                continue
-            if emo.sum() <= 0:
-                dropped["FER+ rows without an emotion vote (all unknown / not a face)"] = \
-                    dropped.get("FER+ rows without an emotion vote (all unknown / not a face)", 0) + 1
-                continue
-            win = int(ferplus_majority(votes[None])[0])
-            if win < 0 or win >= 8:
-                if not keep_unknown:
+            else:
+                why = None
+                win = int(ferplus_majority(votes[None])[0]) if emo.sum() > 0 else -2
+                if win == -2:
+                    why = "FER+ rows without an emotion vote (all unknown / not a face)"
+                elif (win < 0 or win >= 8) and not keep_unknown:
                     why = "FER+ rows without a majority" if win < 0 else f"FER+ rows whose majority is {cols[win]}"
+                if why:
                     dropped[why] = dropped.get(why, 0) + 1
                     continue
-                win = int(np.argmax(emo))
+                name = emotion_names[win if 0 <= win < 8 else int(np.argmax(emo))]
             img = resolve_path(root, row["image"] or "", where, cfg.allow_outside_root, log)
             if img is None:
                 continue
@@ -619,9 +608,9 @@ def read_ferplus(path: str, cfg, log: BadLog) -> RawTable:
                 log.bad(where, f"image {row['image']!r} not found under {root}")
                 continue
             sources.append(img)
-            names.append(emotion_names[win])
+            names.append(name)
             splits.append(split)
-            soft.append(emo / emo.sum())
+            soft.append(emo / emo.sum() if emo.sum() > 0 else np.full(8, np.nan))
     n = len(names)
     nan = np.full(n, np.nan, np.float32)
     return RawTable(sources, names, nan, nan.copy(), splits=splits if any(splits) else None, dropped=dropped,

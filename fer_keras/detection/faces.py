@@ -98,6 +98,18 @@ class HaarDetector:
         return b, np.ones(len(b), np.float32)
 
 
+def yunet_input(rgb: np.ndarray, max_side: int, upscale_to: int) -> Tuple[np.ndarray, float]:
+    """The BGR image YuNet sees and its scale: photos over `max_side` px downscaled, under `upscale_to` upscaled
+    (both YuNet detectors, OpenCV's and the Keras port, prepare photos this way)."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if upscale_to and max(h, w) < upscale_to:
+        scale = upscale_to / max(h, w)
+    img = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 else cv2.COLOR_RGB2BGR), scale
+
+
 class YuNetDetector:
     """YuNet (libfacedetection's anchor-free detector, 75 K parameters, trained on WIDER FACE) run by OpenCV's
     `FaceDetectorYN` on the shipped ONNX file: boxes, scores and 5 landmarks (eyes, nose tip, mouth corners).
@@ -143,13 +155,7 @@ class YuNetDetector:
 
     def detect_landmarks(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(boxes (M, 4) x1 y1 x2 y2, scores (M,), landmarks (M, 5, 2) x y), in image pixels, best first."""
-        h, w = rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
-        if self.upscale_to and max(h, w) < self.upscale_to:
-            scale = self.upscale_to / max(h, w)
-        img = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                                  interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 else cv2.COLOR_RGB2BGR)
+        bgr, scale = yunet_input(rgb, self.max_side, self.upscale_to)
         net = self._net()
         net.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, faces = net.detect(bgr)

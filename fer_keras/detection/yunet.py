@@ -25,6 +25,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from fer_keras.detection.faces import _xywh, yunet_input
 from fer_keras.models.torch_port import TorchPortBuilder, convert
 from fer_keras.torch_weights import load_state_dict
 
@@ -137,13 +138,7 @@ class KerasYuNetDetector:
         self._lock = threading.Lock()
 
     def detect_landmarks(self, rgb: np.ndarray):
-        h, w = rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
-        if self.upscale_to and max(h, w) < self.upscale_to:
-            scale = self.upscale_to / max(h, w)
-        img = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                                  interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 else cv2.COLOR_RGB2BGR)
+        bgr, scale = yunet_input(rgb, self.max_side, self.upscale_to)
         ph, pw = -(-bgr.shape[0] // 32) * 32, -(-bgr.shape[1] // 32) * 32
         padded = np.zeros((ph, pw, 3), np.float32)
         padded[:bgr.shape[0], :bgr.shape[1]] = bgr
@@ -157,6 +152,4 @@ class KerasYuNetDetector:
         return boxes, scores
 
     def __call__(self, rgb: np.ndarray):
-        from fer_keras.detection.faces import _xywh
-
         return _xywh(self.detect(rgb)[0])
