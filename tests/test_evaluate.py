@@ -89,7 +89,7 @@ def test_model_path_infers_preset(two_runs, demo_root, tmp_path):
 def test_errors(tmp_path, capsys):
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip")
-    for argv, msg in [(["--model-path", str(bad), "--data", "."], "bad.keras: cannot load model"),
+    for argv, msg in [(["--model-path", str(bad), "--data", "."], "bad.keras: not a complete .keras file"),
                       (["--run", str(tmp_path)], "not a run directory"),
                       (["--model", "VGG16"], "--model VGG16: evaluate_model.py scores a trained model, not an "
                                              "architecture; train one (python train_model.py --model VGG16)")]:
