@@ -75,7 +75,7 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def resume_config(run: str, args, flags) -> "Config":
+def resume_config(run: str, args, flags):
     """The config an unfinished run was started with, pointed at that run folder (`--resume RUN`)."""
     from fer_keras.errors import ConfigError
 

@@ -18,7 +18,6 @@ import os
 from typing import List, Tuple
 
 import keras
-import numpy as np
 from keras import layers
 
 from fer_keras.errors import ModelError
