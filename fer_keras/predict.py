@@ -363,8 +363,8 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
         pending = [ex.submit(load_and_detect, p) for p in paths[:window]]
         prog = Progress("images", len(paths), "images", enabled=progress and len(paths) > 1)
         for k, path in enumerate(paths):
-            prog.update()
             rgb, boxes = pending[k].result()
+            prog.update()  # this image is decoded and searched (classification runs in batches after the loop)
             pending[k] = None
             if k + window < len(paths):
                 pending.append(ex.submit(load_and_detect, paths[k + window]))
