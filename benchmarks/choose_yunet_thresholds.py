@@ -1,13 +1,16 @@
 """Chooses the YuNet score threshold (and the dark-photo path of `auto`) on the project's own val photos.
 
-    python benchmarks/choose_yunet_thresholds.py [--first 150 --count 150] [--write]
+    python benchmarks/choose_yunet_thresholds.py [--first 150 --count 100] [--write] [--lowlight-model RUN]
 
 Val photos: files `first .. first+count` (sorted by name) of each set in ../shared/data/faces (`wider`, `facemask`),
 never the first 150 that `bench_detection.py` scores, each also darkened by `lowlight.degrade_low_light` (seeded
 per image, other seeds than the benchmark's). Scored as bench_detection.py does: IoU 0.3, WIDER faces under 16 px
 ignored. For each set the lowest threshold with <= 1 false positive per image is found; the default threshold is
 the highest of those over the normal sets and the dark sets on the path `auto` takes, so every set stays within
-1 FP/image. The dark path is the fastest of `--paths` within `--tolerance` of the best mean recall on the dark sets. `--write` stores it in fer_keras/pretrained/yunet/yunet_n.json, which YuNetDetector reads.
+1 FP/image. The dark path is the fastest of `--paths` within `--tolerance` of the best mean recall on the dark sets.
+`--write` stores it in fer_keras/pretrained/yunet/yunet_n.json, which YuNetDetector reads (and the low-light YuNet's
+threshold in yunet_lowlight.json). Files from first + count on train the low-light YuNet
+(configs/lowlight_yunet.yaml: holdout_first 150, val_first 100), so the count must stay 100 to keep val unseen.
 """
 
 from __future__ import annotations
@@ -51,17 +54,22 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--faces", default=os.path.join(ROOT, "..", "shared", "data", "faces"))
     p.add_argument("--first", type=int, default=150)
-    p.add_argument("--count", type=int, default=150)
+    p.add_argument("--count", type=int, default=100)
     p.add_argument("--min-face", type=float, default=16.0)
     p.add_argument("--iou", type=float, default=0.3)
-    p.add_argument("--paths", default="yunet,yunet-bright,yunet+lowlight,lowlight",
-                   help="dark-photo paths to compare")
+    p.add_argument("--paths", default="yunet,yunet-bright,yunet+retinanet,retinanet,yunet-lowlight",
+                   help="dark-photo paths to compare (yunet-lowlight: --lowlight-model)")
+    p.add_argument("--lowlight-model", default=None,
+                   help="the low-light YuNet to score: a detection run directory or a .keras file (default: the "
+                        "shipped one)")
     p.add_argument("--tolerance", type=float, default=0.03,
                    help="dark path: the fastest within this much mean recall of the best")
     p.add_argument("--write", action="store_true", help="store the chosen settings in the YuNet settings file")
     a = p.parse_args(argv)
 
-    from fer_keras.detection.faces import YUNET_SETTINGS, YuNetDetector, lowlight_detector, merge
+    from fer_keras.detection.faces import (YUNET_LOWLIGHT_SETTINGS, YUNET_SETTINGS, YuNetDetector, lowlight_detector,
+                                           make_detector, merge, yunet_lowlight_detector)
+    from fer_keras.detection.yunet import KerasYuNetDetector
     from fer_keras.detection.lowlight import brighten
     from fer_keras.detection.metrics import average_precision, threshold_at_fppi
 
@@ -69,16 +77,25 @@ def main(argv=None) -> dict:
     yunet = YuNetDetector(min_score=0.05)
     low = None
 
+    low_yunet = None
+
     def run(path, rgb):
-        nonlocal low
+        nonlocal low, low_yunet
         if path == "yunet":
             return yunet.detect(rgb)
         if path == "yunet-bright":
             return yunet.detect(brighten(rgb))
+        if path == "yunet-lowlight":
+            if low_yunet is None:
+                low_yunet = (make_detector(a.lowlight_model, min_score=0.05) if a.lowlight_model and
+                             os.path.isdir(a.lowlight_model) else
+                             KerasYuNetDetector(a.lowlight_model, 0.05) if a.lowlight_model else
+                             yunet_lowlight_detector(0.05))
+            return low_yunet.detect(rgb)
         low = low or lowlight_detector(0.3)
-        if path == "lowlight":
+        if path == "retinanet":
             return low.detect(rgb)
-        return merge([yunet.detect(rgb), low.detect(rgb)], 0.3)  # yunet+lowlight
+        return merge([yunet.detect(rgb), low.detect(rgb)], 0.3)  # yunet+retinanet
 
     out = {"command": "python benchmarks/choose_yunet_thresholds.py " + " ".join(argv or sys.argv[1:]),
            "val_photos": f"files {a.first}..{a.first + a.count - 1} of each set", "iou": a.iou,
@@ -106,8 +123,10 @@ def main(argv=None) -> dict:
     best = max(mean.values())
     dark_best = min((p for p in mean if mean[p] >= best - a.tolerance), key=lambda p: sec[p])
     out["dark_path"] = dark_best
+    # YuNet's own threshold must also hold on the dark photos when the dark path runs the stock YuNet on them.
+    stock_on_dark = dark_best in ("yunet", "yunet-bright", "yunet+retinanet")
     yunet_sets = ["wider/yunet", "facemask/yunet"] + ([f"{s}-dark/yunet" for s in ("wider", "facemask")]
-                                                    if dark_best.startswith("yunet") else [])
+                                                    if stock_on_dark else [])
     thr = max(res[k]["threshold"] for k in yunet_sets)
     out["score_threshold"] = round(thr, 3)
     print(f"chosen: score_threshold {thr:.3f} (max over {', '.join(yunet_sets)}); dark photos: {dark_best}")
@@ -119,6 +138,15 @@ def main(argv=None) -> dict:
         with open(YUNET_SETTINGS, "w") as f:
             json.dump(settings, f, indent=1)
         print(f"wrote {YUNET_SETTINGS}")
+        if "yunet-lowlight" in mean:
+            low_thr = max(res[f"{s}-dark/yunet-lowlight"]["threshold"] for s in ("wider", "facemask"))
+            low_settings = {"score_threshold": round(low_thr, 3), "nms_threshold": 0.3, "max_side": 1280,
+                            "upscale_to": 640, "top_k": 750, "chosen_by": out["command"],
+                            "val_photos": out["val_photos"],
+                            "val_results": {k: v for k, v in res.items() if k.endswith("/yunet-lowlight")}}
+            with open(YUNET_LOWLIGHT_SETTINGS, "w") as f:
+                json.dump(low_settings, f, indent=1)
+            print(f"wrote {YUNET_LOWLIGHT_SETTINGS} (score_threshold {low_thr:.3f}: max over the dark val sets)")
     return out
 
 

@@ -175,6 +175,8 @@ class TrainConfig:
 class DetectionConfig:
     """Face detection (`task: detection`): a RetinaNet on DARK FACE / WIDER FACE data (fer_keras/detection)."""
 
+    architecture: str = "retinanet"  # retinanet (KerasHub, from scratch) | yunet (fine-tunes YuNet from yunet_init)
+    yunet_init: Optional[str] = None  # yunet: weights to start from (.pth state dict or a run's .keras); None = shipped
     backbone: str = "resnet10"  # resnet10 | resnet18 (basic-block ResNets, built offline)
     head_convs: int = 2  # 3x3 convs per head before its prediction layer (the paper uses 4)
     image_width: int = 320  # network input (letterboxed); multiples of 32
@@ -203,6 +205,8 @@ class DetectionConfig:
     face_px: List[float] = field(default_factory=lambda: [5.0, 100.0])  # log-uniform face size in the crops
     low_light_prob: float = 0.0  # share of crops through lowlight.degrade_low_light
     holdout_first: int = 0  # leave out the first N images (by name) of each boxes.csv folder: the benchmark's
+    val_first: int = 0  # > 0: val = the next val_first images (by name) after holdout_first of each boxes.csv folder
+    val_min_face: float = 0.0  # val faces under this many px are ignored in scoring (neither found nor missed)
     val_low_light: bool = False  # score validation images darkened (seeded per image) as well as normal
     test_scales: List[float] = field(default_factory=lambda: [1.0])  # predict: image pyramid, merged with NMS
 
@@ -242,6 +246,7 @@ _CHOICES = {
     "train.xla": ("auto", "on", "off"),
     "train.strategy": ("default", "mirrored", "multiworker"),
     "task": ("expression", "detection"),
+    "detection.architecture": ("retinanet", "yunet"),
     "detection.backbone": ("resnet10", "resnet18"),
     "detection.enhancement": ("none", "gamma", "clahe"),
 }
@@ -302,6 +307,8 @@ _RANGES = {
     "detection.train_crop": (0, 4096, "0 or a crop side in pixels"),
     "detection.low_light_prob": (0.0, 1.0, "a probability in [0, 1]"),
     "detection.holdout_first": (0, _INF, "a number of images"),
+    "detection.val_first": (0, _INF, "a number of images"),
+    "detection.val_min_face": (0.0, _INF, "a face size in pixels"),
     "detection.min_score": (0.0, 1.0, "a score in [0, 1]"),
     "detection.score_threshold": (0.0, 1.0, "a score in [0, 1]"),
     "detection.iou_threshold": (0.0, 1.0, "an IoU in [0, 1]"),

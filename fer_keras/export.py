@@ -206,6 +206,8 @@ def _export_detection_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
         raise ConfigError(f"{run}: a detection run exports as {', '.join(DETECTION_FORMATS)}, not {bad[0]}")
     rd = RunDir.open(run)
     cfg = rd.config()
+    if cfg.detection.architecture == "yunet":
+        return _export_yunet_run(rd, formats)
     detector = R.load_detector(rd.model_path)
     out = rd.file(EXPORT)
     os.makedirs(out, exist_ok=True)
@@ -224,6 +226,38 @@ def _export_detection_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
                      "test_scales": list(d.test_scales), "iou_threshold": d.iou_threshold,
                      "enhancement": d.enhancement, "run": os.path.basename(os.path.normpath(run))}
         written["compact"] = R.save_compact(detector, R.build_kwargs(d), inference, os.path.join(out, "detector.npz"))
+    return written
+
+
+def _export_yunet_run(rd: RunDir, formats: Sequence[str]) -> Dict[str, str]:
+    """A YuNet run exports its inference model (per-level raw outputs, as `detection.yunet.decode` reads them):
+    `keras`, and `savedmodel` with a `serving_default` signature on BGR 0-255 images of any size (multiples of 32)."""
+    import tensorflow as tf
+
+    from fer_keras.detection.yunet_train import load_trained
+
+    if "compact" in formats and len(formats) == 1:
+        raise ConfigError(f"{rd.path}: a YuNet run exports as keras or savedmodel (compact is the RetinaNet's format)")
+    model = load_trained(rd.model_path)
+    out = rd.file(EXPORT)
+    os.makedirs(out, exist_ok=True)
+    written = {}
+    if "keras" in formats:
+        with atomic_path(os.path.join(out, MODEL)) as tmp:
+            model.save(tmp)
+        written["keras"] = os.path.join(out, MODEL)
+    if "savedmodel" in formats:
+        fn = tf.function(lambda images: model(images, training=False),
+                         input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32, name="images")])
+        path = os.path.join(out, "savedmodel")
+        tmp = path + ".tmp"  # written aside, then swapped in: an earlier export is never left half-replaced
+        shutil.rmtree(tmp, ignore_errors=True)
+        module = tf.Module()
+        module.model = model
+        tf.saved_model.save(module, tmp, signatures={"serving_default": fn})
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+        written["savedmodel"] = path
     return written
 
 

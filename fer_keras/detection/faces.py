@@ -13,8 +13,10 @@ Detectors are registered in `DETECTORS` (the only list of their names: `--detect
     blazeface       MediaPipe's short-range BlazeFace (close-ups); `blazeface-back` its 256 px model.
     blazeface-tiled BlazeFace at several scales with tiles for small faces (the default before YuNet).
     haar            OpenCV's frontal-face Haar cascade (opencv-python 4.x wheels ship it).
-    lowlight        the shipped low-light tiny-face RetinaNet (`fer_keras/pretrained/lowlight_retinanet.npz`).
-    <run directory> a RetinaNet trained with `train_model.py --task detection`.
+    yunet-lowlight  YuNet fine-tuned for low light in a detection run (`fer_keras/pretrained/yunet/yunet_lowlight.keras`).
+    retinanet       the shipped low-light tiny-face RetinaNet (`fer_keras/pretrained/lowlight_retinanet.npz`).
+    lowlight        the better of the two on the darkened val photos (the fine-tuned YuNet when it is shipped).
+    <run directory> a RetinaNet or YuNet trained with `train_model.py --task detection`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ LOWLIGHT_MODEL = os.path.join(_PRETRAINED, "lowlight_retinanet.npz")
 YUNET_MODEL = os.path.join(_PRETRAINED, "yunet", "yunet_n_640_640.onnx")
 # The thresholds chosen on the project's own val photos (benchmarks/choose_yunet_thresholds.py writes it).
 YUNET_SETTINGS = os.path.join(_PRETRAINED, "yunet", "yunet_n.json")
+# YuNet fine-tuned for low light by a detection run (configs/lowlight_yunet.yaml), shipped when it beats the RetinaNet
+# on the darkened val photos; its settings (score threshold chosen on val) sit next to it.
+YUNET_LOWLIGHT = os.path.join(_PRETRAINED, "yunet", "yunet_lowlight.keras")
+YUNET_LOWLIGHT_SETTINGS = os.path.join(_PRETRAINED, "yunet", "yunet_lowlight.json")
 # Mean brightness (0-255) under which `auto` hands a photo to the low-light RetinaNet. DARK FACE's images have means
 # of 19-41; ordinary photos 80-160. See AutoFaceDetector for the measurements behind the value.
 DARK_BELOW = 60.0
@@ -391,13 +397,34 @@ def _yunet_settings() -> dict:
     return {}
 
 
+def yunet_lowlight_detector(min_score: Optional[float] = None):
+    """The shipped low-light YuNet (Keras; see fer_keras/pretrained/yunet/README.md), its threshold from its
+    settings file."""
+    if not os.path.isfile(YUNET_LOWLIGHT):
+        raise ConfigError(f"{YUNET_LOWLIGHT}: the low-light YuNet is not installed (train one with "
+                          "configs/lowlight_yunet.yaml and pass its run directory to --detector)")
+    quiet_tensorflow_import()
+    from fer_keras.detection.yunet import KerasYuNetDetector
+
+    settings = {}
+    if os.path.isfile(YUNET_LOWLIGHT_SETTINGS):
+        with open(YUNET_LOWLIGHT_SETTINGS) as f:
+            settings = json.load(f)
+    return KerasYuNetDetector(YUNET_LOWLIGHT, settings.get("score_threshold", 0.5) if min_score is None else min_score,
+                              settings.get("nms_threshold", 0.3), settings.get("max_side", 1280),
+                              settings.get("upscale_to", 640))
+
+
 def dark_path(name: str, yunet: "YuNetDetector", min_score: Optional[float] = None):
     """The detector for dark photos called `name` (as chosen in the YuNet settings file): `yunet`, `yunet-bright`
-    (YuNet on the brightened photo), `yunet+lowlight` (merged with the low-light RetinaNet) or `lowlight`."""
+    (YuNet on the brightened photo), `yunet-lowlight` (the fine-tuned YuNet), `yunet+lowlight` (merged with the
+    low-light RetinaNet) or `lowlight`."""
     if name == "yunet":
         return None
     if name == "yunet-bright":
         return MergedDetector([yunet], bright=True)
+    if name == "yunet-lowlight":
+        return yunet_lowlight_detector(min_score) if os.path.isfile(YUNET_LOWLIGHT) else None
     if not os.path.isfile(LOWLIGHT_MODEL):
         return None
     low = lowlight_detector(min_score)
@@ -454,11 +481,23 @@ def _haar(min_face: int = 48, min_score: Optional[float] = None):
 
 @DETECTORS.register("lowlight")
 def _lowlight(min_face: int = 48, min_score: Optional[float] = None):
+    # The better of the two low-light detectors on the darkened val photos: the fine-tuned YuNet when shipped.
+    return yunet_lowlight_detector(min_score) if os.path.isfile(YUNET_LOWLIGHT) else lowlight_detector(min_score)
+
+
+@DETECTORS.register("yunet-lowlight")
+def _yunet_lowlight(min_face: int = 48, min_score: Optional[float] = None):
+    return yunet_lowlight_detector(min_score)
+
+
+@DETECTORS.register("retinanet")
+def _retinanet(min_face: int = 48, min_score: Optional[float] = None):
     return lowlight_detector(min_score)
 
 
 def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[float] = None):
-    """The face detector called `name` (a name in `DETECTORS`), or a detection run directory (a trained RetinaNet).
+    """The face detector called `name` (a name in `DETECTORS`), or a detection run directory (a trained RetinaNet or
+    YuNet).
 
     Args:
         name: a registered name (`auto`, `yunet`, `blazeface`, `blazeface-back`, `blazeface-tiled`, `haar`,
@@ -469,6 +508,13 @@ def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[fl
     if name in DETECTORS:
         return DETECTORS.get(name)(min_face, min_score)
     if os.path.isdir(name):
+        run = RunDir.open(name)
+        cfg = run.config()
+        if cfg.task == "detection" and cfg.detection.architecture == "yunet":
+            quiet_tensorflow_import()
+            from fer_keras.detection.yunet import KerasYuNetDetector
+
+            return KerasYuNetDetector(run.model_path, cfg.detection.min_score if min_score is None else min_score)
         return RetinaNetFaceDetector.from_run(name, min_score)
     raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS.names())}) nor a run "
                       "directory")

@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 from fer_keras.detection import metrics as M
-from fer_keras.detection.data import (DetAugment, DetTable, crop_sample, detection_batches, enhance, letterbox,
-                                      load_sample, read_detection, write_dark_scenes)
+from fer_keras.detection.data import (DetAugment, DetTable, concat_tables, crop_sample, detection_batches, enhance,
+                                      letterbox, load_sample, read_detection, write_dark_scenes)
 from fer_keras.detection.lowlight import degrade_low_light
 from fer_keras.detection.retinanet import (build_kwargs, build_retinanet, check_input_size, compile_retinanet,
                                            load_detector, predict_boxes)
@@ -56,8 +56,17 @@ def load_detection_data(cfg) -> Dict[str, Optional[DetTable]]:
     if d.path is None:
         tr, va = demo_scenes(cfg.detection.scenes)
         return {"train": read_detection(tr), "val": read_detection(va), "test": None, "source": os.path.dirname(tr)}
-    train = read_detection(d.path, d.skip_bad, d.image_root, cfg.detection.holdout_first)
-    val = read_detection(d.val_path, d.skip_bad, d.image_root) if d.val_path else None
+    det = cfg.detection
+    if det.val_first and not d.val_path:
+        # Val = the next val_first images of each folder after the held-out ones (fixed, so every run and the
+        # threshold chooser score the same val photos), train = the rest.
+        parts = [read_detection(p.strip(), d.skip_bad, d.image_root, det.holdout_first)
+                 for p in d.path.split(",") if p.strip()]
+        train = concat_tables([t.subset(range(min(det.val_first, len(t)), len(t))) for t in parts])
+        val = concat_tables([t.subset(range(min(det.val_first, len(t)))) for t in parts])
+    else:
+        train = read_detection(d.path, d.skip_bad, d.image_root, det.holdout_first)
+        val = read_detection(d.val_path, d.skip_bad, d.image_root) if d.val_path else None
     if val is None and d.val_fraction > 0:
         order = np.random.default_rng(d.split_seed).permutation(len(train))
         k = int(round(len(train) * d.val_fraction))
@@ -222,8 +231,16 @@ def train_detector(cfg) -> str:
         run.write_json(DATA_SUMMARY, {"source": data["source"], **{
             s: {"images": len(tb), "faces": tb.num_faces} for s, tb in data.items() if isinstance(tb, DetTable)}})
 
-    return run_training(cfg, f"retinanet-{stem}", lambda: load_detection_data(cfg), start,
-                        lambda run, data, resuming: _fit_detector(cfg, run, data, resuming, t_start))
+    if cfg.detection.architecture == "yunet":
+        from fer_keras.detection.yunet_train import fit_yunet
+
+        if not cfg.detection.train_crop:
+            raise ConfigError("detection.architecture yunet trains on crops: set detection.train_crop (e.g. 320)")
+        fit = fit_yunet
+    else:
+        fit = _fit_detector
+    return run_training(cfg, f"{cfg.detection.architecture}-{stem}", lambda: load_detection_data(cfg), start,
+                        lambda run, data, resuming: fit(cfg, run, data, resuming, t_start))
 
 
 def _fit_detector(cfg, run: RunDir, data: dict, resuming: bool, t_start: float) -> None:
@@ -286,8 +303,14 @@ def evaluate_detector_run(run_dir: str, split: str = "val", data: Optional[str] 
         table, name = load_detection_data(cfg).get(split), split
         if table is None or not len(table):
             raise ConfigError(f"{run_dir}: its data has no {split!r} split; pass --data")
-    detector = load_detector(run.model_path)
     out = os.path.join(run_dir, "eval", name)
+    if cfg.detection.architecture == "yunet":
+        from fer_keras.detection.yunet import KerasYuNetDetector
+        from fer_keras.detection.yunet_train import detect_photos
+
+        detector = KerasYuNetDetector(run.model_path, 0.05)
+        return out, write_eval(out, table, detect_photos(detector, table), table.boxes, [1.0] * len(table))
+    detector = load_detector(run.model_path)
     return out, write_eval(out, table, *detect_table(detector, table, cfg))
 
 

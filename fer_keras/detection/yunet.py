@@ -123,15 +123,24 @@ class KerasYuNetDetector:
 
     square_crops = False
 
-    def __init__(self, weights: str, min_score: float = 0.5, nms_threshold: float = 0.3, max_side: int = 1280,
+    def __init__(self, weights, min_score: float = 0.5, nms_threshold: float = 0.3, max_side: int = 1280,
                  upscale_to: int = 640, top_k: int = 750):
-        if not os.path.isfile(weights):
-            from fer_keras.errors import ConfigError
-
-            raise ConfigError(f"{weights}: YuNet weights not found")
+        """`weights`: a PyTorch state dict (`yunet_n.pth`), a YuNet saved by a detection run (`.keras`), or a
+        YuNet Keras model (its weights are used as they are when called, e.g. during training)."""
         import tensorflow as tf
 
-        self.model = load_yunet(weights)
+        if isinstance(weights, str):
+            if not os.path.isfile(weights):
+                from fer_keras.errors import ConfigError
+
+                raise ConfigError(f"{weights}: YuNet weights not found")
+            from fer_keras.detection.yunet_train import load_trained
+
+            self.model = load_trained(weights)
+        else:
+            from fer_keras.detection.yunet_train import inference_model
+
+            self.model = inference_model(weights)
         self.min_score, self.nms_threshold, self.max_side, self.upscale_to, self.top_k = \
             min_score, nms_threshold, max_side, upscale_to, top_k
         self._fn = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
