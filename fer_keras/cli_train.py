@@ -104,12 +104,23 @@ def main(argv=None) -> str:
         cfg = resume_config(args.resume, args, flags)
     else:
         cfg = load_config(args.config, args.set, flags)
+    worker = None
+    if cfg.train.strategy == "multiworker":  # before any TensorFlow op (collectives are set up at start-up)
+        from fer_keras.distributed import start_worker
+
+        worker = start_worker(cfg)
     if cfg.task == "detection":
         from fer_keras.detection.train import train_detector as train_fn
     else:
         from fer_keras.training import train as train_fn
 
     run_dir = train_fn(cfg)
+    if worker is not None and not worker.chief:
+        from fer_keras.distributed import finish_worker
+
+        finish_worker(worker, run_dir)
+        print(f"done: {worker.describe()}; the run is written by worker 0")
+        return run_dir
     rt = RunDir(run_dir).read_json(RUNTIME)
     speed = f" | {rt['train_images_per_second'] or 0:.0f} img/s" if rt.get("train_images_per_second") else ""
     best = f"{rt['best']:.4g}" if isinstance(rt.get("best"), (int, float)) else rt.get("best")

@@ -48,3 +48,60 @@ class StatelessSeedStream(keras.random.SeedGenerator):
     def next(self, ordered=True):
         self._draws += 1  # counted at trace time: each draw site of a layer gets its own stream
         return self._seed + tf.constant([0, 1 << 24], tf.int64) * self._draws
+
+
+_MULTIWORKER_PATCHED = False
+
+
+def patch_multiworker_fit() -> None:
+    """Makes Keras 3's TensorFlow `fit` run under `MultiWorkerMirroredStrategy` (keras-team/keras#20585,
+    tensorflow/tensorflow#72388: even the tf.distribute tutorial fails). Two private functions of the TensorFlow
+    trainer are wrapped; both changes apply only under a multi-worker strategy:
+
+    - `TensorFlowTrainer._maybe_symbolic_build` reduces a sample batch across workers only to learn its shapes, with
+      `strategy.reduce` in eager mode, which fails on the distributed batch ("Attempt to convert a value
+      (PerReplica...)"). The local replica's batch has the same shapes: it is used instead.
+    - `reduce_per_replica` reduces each step's logs with `strategy.reduce("MEAN", v, axis=0)`, which fails on scalar
+      losses and metrics ("Invalid reduction dimension 0"). Scalars are averaged over the replicas (`axis=None`),
+      so every worker logs the same numbers.
+
+    Idempotent. Private: `keras.src.backend.tensorflow.trainer` (tested in tests/test_keras_compat.py).
+    """
+    global _MULTIWORKER_PATCHED
+    if _MULTIWORKER_PATCHED:
+        return
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    multi_worker = tf_trainer._collective_all_reduce_multi_worker
+    build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+    reduce = tf_trainer.reduce_per_replica
+
+    def local(strategy, value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None or iterator is None or not multi_worker(self.distribute_strategy):
+            return build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            batch = tf.nest.map_structure(lambda v: local(self.distribute_strategy, v), next(it))
+            break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=batch)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not multi_worker(strategy):
+            return reduce(values, strategy, reduction)
+
+        def one(v):
+            if not isinstance(v, tf.distribute.DistributedValues) and not tf.is_tensor(v):
+                return v
+            rank = local(strategy, v).shape.rank
+            return strategy.reduce("MEAN", v, axis=None if rank == 0 else 0)
+
+        return tf.nest.map_structure(one, values)
+
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    _MULTIWORKER_PATCHED = True

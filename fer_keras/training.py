@@ -24,6 +24,7 @@ from fer_keras.config import Config
 from fer_keras.data.augment import EPOCH_SEED_STRIDE, epoch_seed
 from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities
 from fer_keras.data.pipeline import DataBundle, class_weights, epoch_size, load_data, make_dataset
+from fer_keras.distributed import follow_the_chief_callback
 from fer_keras.errors import ConfigError, DataError, describe_os_error
 from fer_keras.evaluation import predict_table
 from fer_keras.io_utils import atomic_path
@@ -84,10 +85,11 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
             return tf.distribute.MirroredStrategy(cpus if len(cpus) > 1 else None)
         return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise ConfigError("train.strategy=multiworker needs the TF_CONFIG environment variable")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "multiworker":  # created at start-up by distributed.start_worker (train_model.py does it)
+        from fer_keras.distributed import make_multiworker_strategy, parse_tf_config
+
+        parse_tf_config()
+        return make_multiworker_strategy()
     return tf.distribute.get_strategy()
 
 
@@ -352,6 +354,7 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
            ckpt,
            keras.callbacks.CSVLogger(run.history_path, append=True),
            keras.callbacks.BackupAndRestore(run.file(BACKUP), delete_checkpoint=True),
+           *([follow_the_chief_callback()] if t.strategy == "multiworker" else []),
            keras.callbacks.TerminateOnNaN()]
     if t.schedule == "plateau":
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=t.plateau_factor,
@@ -574,6 +577,10 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
         # Keras 3 under a multi-replica strategy fails on a batch that does not split evenly across the replicas:
         # drop the last partial batch there (evaluate_model.py still scores every sample, on one device).
         even = strategy.num_replicas_in_sync > 1
+        if even and has_val and len(data.val) < d.batch_size:
+            raise ConfigError(f"the val split has {len(data.val)} samples, fewer than one batch "
+                              f"({d.batch_size}): multi-replica training drops partial batches, so validation would "
+                              "be empty; lower data.batch_size or use more val data")
         train_ds = make_dataset(data.train, cfg, training=True, seed=t.seed, deterministic=t.deterministic,
                                 epoch=epoch_var, drop_remainder=even)
         val_ds = make_dataset(data.val, cfg, training=False, drop_remainder=even) if has_val else None
@@ -581,6 +588,13 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
     steps = t.steps_per_epoch or math.ceil(per_epoch / d.batch_size)
     if t.steps_per_epoch:
         train_ds = train_ds.repeat()
+    if t.strategy == "multiworker":  # explicit auto-shard policy (see fer_keras/distributed.py)
+        from fer_keras.distributed import shard_options
+
+        workers = strategy.cluster_resolver.cluster_spec().num_tasks("worker")
+        files = len(data.train.shards) if getattr(data.train, "shards", None) else 0
+        train_ds = train_ds.with_options(shard_options(files, workers))
+        val_ds = val_ds.with_options(shard_options()) if val_ds is not None else None
     if val_ds is None:
         monitor = monitor.replace("val_", "", 1)
 
@@ -617,10 +631,20 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
                         "--set data.validate_images=full (decodes every image before training), fix or remove it, "
                         + (f"and continue with: python train_model.py --resume {run_dir}" if kept else
                            "and rerun the same command (no epoch had finished, nothing was kept)")) from None
+    except tf.errors.OpError as e:
+        from fer_keras.distributed import LOST_WORKER_ERRORS, lost_worker_message
+
+        if t.strategy != "multiworker" or type(e).__name__ not in LOST_WORKER_ERRORS:
+            raise
+        raise DataError(lost_worker_message(run_dir, e)) from None
     except OSError as e:  # a checkpoint, history row or backup could not be written (disk full, permissions)
         raise DataError(f"training stopped: cannot write into the run folder {run_dir} "
                         f"({describe_os_error(e)}); fix that and continue with: python train_model.py --resume "
                         f"{run_dir}") from None
+    if t.strategy == "multiworker":
+        from fer_keras.distributed import weights_digest
+
+        print(f"final weights digest {weights_digest(model)} (equal on every worker when the replicas are in sync)")
     run = RunDir(run_dir)
     model_path = run.model_path
     if not os.path.isfile(model_path):  # the monitor never produced a value: keep the final model

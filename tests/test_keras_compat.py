@@ -84,3 +84,25 @@ def test_best_model_checkpoint_saves_only_improvements_atomically(tmp_path):
     low.set_model(model)
     low.on_epoch_end(0, {"val_loss": 3.0})
     assert low.best == 3.0 and os.path.exists(tmp_path / "low.keras")
+
+
+def test_multiworker_fit_patch_wraps_the_private_functions_it_names():
+    """The two private functions `patch_multiworker_fit` wraps still exist with the names and arguments it calls;
+    the patch is idempotent and leaves single-device training alone (tests/test_multiworker.py runs real workers)."""
+    import inspect
+
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    assert callable(tf_trainer._collective_all_reduce_multi_worker)
+    assert list(inspect.signature(tf_trainer.reduce_per_replica).parameters) == ["values", "strategy", "reduction"]
+    assert "iterator" in inspect.signature(tf_trainer.TensorFlowTrainer._maybe_symbolic_build).parameters
+    K.patch_multiworker_fit()
+    patched = tf_trainer.reduce_per_replica
+    K.patch_multiworker_fit()
+    assert tf_trainer.reduce_per_replica is patched
+    # Not multi-worker: the original reduction (a plain tensor passes through).
+    value = tf.constant([1.0, 3.0])
+    assert tf_trainer.reduce_per_replica(value, tf.distribute.get_strategy(), "auto") is value
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=1, verbose=0)

@@ -1,0 +1,133 @@
+"""Multi-worker training (`train.strategy=multiworker`) with real worker processes on loopback ports: two workers
+train together (the chief writes the run, the replicas end with equal weights), a killed worker stops the other with
+one line, and restarting both resumes from the last finished epoch with one history row per epoch."""
+
+import csv
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fer_keras.distributed import parse_tf_config, shard_options
+from fer_keras.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--epochs", "3", "--batch-size", "8", "--image-size", "32", "--model", "CustomCNN",
+        "--set", "train.strategy=multiworker", "--set", "data.demo_per_class=24", "--set", "data.demo_size=32",
+        "--set", "model.widths=[8]", "--set", "model.blocks=[1]", "--set", "train.tensorboard=false"]
+
+
+def _tf_config(ports, index):
+    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+def _free_ports(n=2):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _start(tmp_path, ports, index, name="mw"):
+    env = {**os.environ, "TF_CONFIG": _tf_config(ports, index), "FER_KERAS_DATA": str(tmp_path / f"data{index}"),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    log = open(tmp_path / f"worker{index}.log", "a")
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train_model.py"), "--name", name, "--runs-dir",
+                             str(tmp_path / "runs"), *TINY], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def _log(tmp_path, index):
+    return (tmp_path / f"worker{index}.log").read_text()
+
+
+def _epochs(run):
+    with open(os.path.join(run, "history.csv")) as f:
+        return [int(r["epoch"]) for r in csv.DictReader(f)]
+
+
+def test_tf_config_errors_are_one_line():
+    assert parse_tf_config(_tf_config([1, 2], 1)).index == 1
+    assert parse_tf_config(_tf_config([1, 2], 0)).chief
+    for text, msg in (("{bad", "not valid JSON"), ('{"cluster": {}, "task": {"type": "worker", "index": 0}}',
+                                                   "names no worker list"),
+                      (_tf_config([1, 2], 2), "index 2 is out of range: the cluster has 2 worker"),
+                      ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}', "task must be"),
+                      ("", "needs the TF_CONFIG environment variable")):
+        with pytest.raises(ConfigError, match=msg):
+            parse_tf_config(text)
+    import tensorflow as tf
+
+    policy = tf.data.experimental.AutoShardPolicy
+    assert shard_options(4, 2).experimental_distribute.auto_shard_policy == policy.FILE
+    assert shard_options(1, 2).experimental_distribute.auto_shard_policy == policy.DATA  # fewer files than workers
+    assert shard_options().experimental_distribute.auto_shard_policy == policy.DATA
+
+
+def test_bad_tf_config_exits_2_with_one_line(tmp_path):
+    env = {**os.environ, "TF_CONFIG": _tf_config([1, 2], 5), "FER_KERAS_DATA": str(tmp_path / "data")}
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "train_model.py"), "--name", "x", "--runs-dir",
+                        str(tmp_path / "runs"), *TINY], env=env, capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    assert p.returncode == 2
+    err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "index 5 is out of range" in err[0] and "Traceback" not in p.stderr
+    env["TF_CONFIG"] = _tf_config([1, 2], 0)
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "train_model.py"), "--runs-dir", str(tmp_path / "runs"),
+                        *TINY], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 2 and "needs --name" in p.stderr
+    assert not os.path.exists(tmp_path / "runs")
+
+
+@pytest.mark.timeout(400)
+def test_two_workers_train_together(tmp_path):
+    ports = _free_ports()
+    workers = [_start(tmp_path, ports, i) for i in (1, 0)]
+    codes = [w.wait(timeout=360) for w in workers]
+    assert codes == [0, 0], (_log(tmp_path, 0)[-2000:], _log(tmp_path, 1)[-2000:])
+    run = tmp_path / "runs" / "mw"
+    for f in ("config.yaml", "model.keras", "history.csv", "runtime.json"):
+        assert (run / f).is_file(), f
+    assert _epochs(run) == [0, 1, 2]
+    assert json.loads((run / "state.json").read_text())["status"] == "finished"
+    assert not (tmp_path / "runs" / ".workers").exists()  # worker 1 removed its folder
+    logs = [_log(tmp_path, i) for i in (0, 1)]
+    assert "worker 0 of 2 (chief" in logs[0] and "worker 1 of 2 |" in logs[1]
+    digests = [re.findall(r"final weights digest (\w+)", t) for t in logs]
+    assert len(digests[0]) == 1 and digests[0] == digests[1]  # the replicas ended with the same weights
+    # Validation numbers are the same on every worker (sharded, then averaged over the workers).
+    val = [re.findall(r"val loss ([\d.]+)", t) for t in logs]
+    assert len(val[0]) == 3 and val[0] == val[1]
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_worker_stops_the_other_and_a_restart_resumes(tmp_path):
+    ports = _free_ports()
+    w1, w0 = _start(tmp_path, ports, 1), _start(tmp_path, ports, 0)
+    run = tmp_path / "runs" / "mw"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run.joinpath("history.csv").is_file() and len(_epochs(run)) >= 1):
+        assert w0.poll() is None, _log(tmp_path, 0)[-2000:]
+        time.sleep(0.2)
+    assert _epochs(run) == [0]
+    w1.kill()  # mid-epoch 2
+    w1.wait()
+    assert w0.wait(timeout=240) == 2
+    err = [line for line in _log(tmp_path, 0).splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "a worker was lost (worker 1 stopped responding)" in err[0], err
+    done = _epochs(run)
+    assert done in ([0], [0, 1])  # the epoch under way when the worker died is not written
+    # The same two commands again: both resume from the last finished epoch.
+    workers = [_start(tmp_path, ports, i) for i in (1, 0)]
+    assert [w.wait(timeout=360) for w in workers] == [0, 0], _log(tmp_path, 0)[-2000:]
+    assert _epochs(run) == [0, 1, 2]  # no epoch lost or written twice
+    assert "resuming" in _log(tmp_path, 0)
+    assert not (tmp_path / "runs" / ".workers").exists()
