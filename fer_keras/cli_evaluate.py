@@ -50,12 +50,17 @@ def _print_result(out, result):
         print(open(os.path.join(out, "metrics.md")).read())
         return
     e, va = result["expression"], result["valence_arousal"]
-    t = Table(title=f"{result['info']['split']} split, preset {result['info']['preset']}, {e['num_samples']} samples")
+    from fer_keras.evaluation import display_path
+
+    info = result["info"]
+    t = Table(title=f"{display_path(info.get('model', ''))}: {info['split']} split, preset {info['preset']}, "
+                    f"{e['num_samples']} samples")
+    ci = result.get("bootstrap_95ci", {})
     for col in ("metric", "value"):
         t.add_column(col)
     for k in ("accuracy", "uar", "macro_f1", "weighted_f1", "kappa", "top2_accuracy", "roc_auc_macro", "ap_macro"):
-        v = e[k]
-        t.add_row(k, "–" if v is None else f"{v:.4f}")
+        v, c = e[k], ci.get(k)
+        t.add_row(k, "–" if v is None else f"{v:.4f}" + (f" [{c[0]:.4f}, {c[1]:.4f}]" if c else ""))
     for name in ("valence", "arousal"):
         if va.get(name):
             t.add_row(f"{name} CCC / RMSE", f"{va[name]['ccc']:.4f} / {va[name]['rmse']:.4f}")

@@ -148,11 +148,21 @@ def _fmt(v, pct=False):
     return f"{100 * v:.2f}" if pct else f"{v:.3f}"
 
 
+def display_path(path: str) -> str:
+    """A path as a report shows it: relative to the working directory when it lies under it (a report copied to
+    another machine should not start with this machine's home folder), else as given."""
+    if not path or not os.path.isabs(str(path)):
+        return path
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def metrics_markdown(result: dict) -> str:
     """Human tables in the style of the AffectNet paper: categorical (per class + overall) and continuous."""
     e, va, info = result["expression"], result["valence_arousal"], result.get("info", {})
-    lines = [f"# Evaluation: {info.get('model', '')}", "",
-             f"Data: `{info.get('data', '')}` split **{info.get('split', '')}**, preset {info.get('preset', '')}, "
+    lines = [f"# Evaluation: {display_path(info.get('model', ''))}", "",
+             f"Data: `{display_path(info.get('data', ''))}` split **{info.get('split', '')}**, preset "
+             f"{info.get('preset', '')}, "
              f"{e['num_samples']} samples.", ""]
     if info.get("note"):
         lines += [info["note"], ""]
@@ -392,11 +402,16 @@ def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, da
     if list(model_classes) != bundle.class_names:
         note += f" Model classes ({', '.join(model_classes)}) were mapped by name to the {cfg.data.labels}-class " \
                 "preset."
+    if data is None and cfg.data.path is None and not cfg.data.sources:  # the built-in demo data
+        note = ("Built-in synthetic demo data (generated cartoon faces, not real ones): these numbers show that the "
+                "pipeline runs and learns, not how well a model reads real faces. " + note)
     result["info"] = {"model": os.path.abspath(model_file), "run": run, "data": bundle.source,
                       "format": bundle.format, "split": used_split, "preset": cfg.data.labels,
                       "class_names": bundle.class_names, "model_class_names": list(model_classes),
                       "skipped_bad": len(bundle.bad), "note": note.strip(), "tta": tta,
                       "evaluated_at": _dt.datetime.now().isoformat(timespec="seconds")}
+    if note.startswith("Built-in synthetic demo data"):
+        result["info"]["data_name"] = "synthetic demo faces"
     out = out or _default_out(run, model_file, cfg, data, used_split, bundle.format, tta, own_default)
     write_outputs(out, result, table.sources, table.expression, probs, table.va, pred["valence_arousal"],
                   bundle.class_names)

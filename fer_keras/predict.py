@@ -502,9 +502,36 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
         results.errors.append((source, f"no face found in {no_face} of {frame_no} frames"))
 
 
-def folder_accuracy(rows: Sequence[dict], class_names: Sequence[str], preset: Optional[str] = None) -> List[dict]:
+LABEL_PATH_COLUMNS = ("path", "file", "filename", "image")
+LABEL_CLASS_COLUMNS = ("expression", "label", "emotion", "class")
+
+
+def read_folder_labels(folder: str) -> Dict[str, str]:
+    """The labels of a flat folder (JAFFE-style): `<folder>/labels.csv` with a path column (path/file/filename/
+    image, relative to the folder) and a label column (expression/label/emotion/class) → {absolute image path:
+    label}. Empty when there is no such file; a file without those columns raises a one-line DataError."""
+    table = os.path.join(folder, "labels.csv")
+    if not os.path.isfile(table):
+        return {}
+    with open(table, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip().lower() for c in reader.fieldnames or []]
+        path_col = next((c for c in LABEL_PATH_COLUMNS if c in cols), None)
+        label_col = next((c for c in LABEL_CLASS_COLUMNS if c in cols), None)
+        if path_col is None or label_col is None:
+            raise DataError(f"{table}: needs a path column ({'/'.join(LABEL_PATH_COLUMNS)}) and a label column "
+                            f"({'/'.join(LABEL_CLASS_COLUMNS)}); it has {', '.join(cols) or 'none'}")
+        names = dict(zip(cols, reader.fieldnames))
+        return {os.path.abspath(os.path.join(folder, (r.get(names[path_col]) or "").strip())):
+                (r.get(names[label_col]) or "").strip() for r in reader if (r.get(names[path_col]) or "").strip()}
+
+
+def folder_accuracy(rows: Sequence[dict], class_names: Sequence[str], preset: Optional[str] = None,
+                    labels: Optional[Dict[str, str]] = None) -> List[dict]:
     """Per-folder accuracy for images whose parent folder is named like a class (aliases such as angry/anger,
-    pos/positive), as in `<root>/<class>/*.jpg` test folders."""
+    pos/positive), as in `<root>/<class>/*.jpg` test folders, or whose label is in `labels` ({absolute path:
+    label}, from a flat folder's labels.csv: `read_folder_labels`; scored per folder and class)."""
+    labels = labels or {}
 
     stats: Dict[str, List[int]] = {}
     largest: Dict[str, dict] = {}  # a labelled image is scored by its largest face (the subject of the photo)
@@ -514,7 +541,8 @@ def folder_accuracy(rows: Sequence[dict], class_names: Sequence[str], preset: Op
             if best is None or r.get("w", 0) * r.get("h", 0) > best.get("w", 0) * best.get("h", 0):
                 largest[r["source"]] = r
     for r in largest.values():
-        folder = os.path.basename(os.path.dirname(r["source"]))
+        listed = labels.get(os.path.abspath(r["source"]))
+        folder = listed if listed is not None else os.path.basename(os.path.dirname(r["source"]))
         canon = normalize_name(folder)
         if canon is None:
             continue
@@ -528,7 +556,8 @@ def folder_accuracy(rows: Sequence[dict], class_names: Sequence[str], preset: Op
             if idx is None:
                 continue
             true = class_names[idx]
-        s = stats.setdefault(os.path.dirname(r["source"]), [0, 0, true])
+        key = os.path.dirname(r["source"]) + (f" (labels.csv: {true})" if listed is not None else "")
+        s = stats.setdefault(key, [0, 0, true])
         s[0] += int(r["label"] == true)
         s[1] += 1
     return [{"folder": k, "class": v[2], "correct": v[0], "total": v[1], "accuracy": v[0] / v[1]}
@@ -680,7 +709,13 @@ def main(argv=None):
             va = "" if r["valence"] is None else f" valence {r['valence']:+.2f} arousal {r['arousal']:+.2f}"
             print(f"{r['source']}{'' if r['frame'] == '' else '#' + str(r['frame'])} face {r['face']}: "
                   f"{r['label']} {r['confidence']:.2f}{va}")
-    acc = folder_accuracy(results.rows, predictor.class_names, a.labels)
+    listed: Dict[str, str] = {}
+    for folder in sorted({os.path.dirname(os.path.abspath(r["source"])) for r in results.rows if r["frame"] == ""}):
+        try:
+            listed.update(read_folder_labels(folder))
+        except DataError as e:  # the predictions stand; only the scoring is skipped
+            print(f"note: {e}; not scored")
+    acc = folder_accuracy(results.rows, predictor.class_names, a.labels, listed)
 
     class_named = {os.path.dirname(r["source"]) for r in results.rows if r["frame"] == ""
                    and normalize_name(os.path.basename(os.path.dirname(r["source"]))) is not None}

@@ -237,8 +237,8 @@ def headline(metrics: dict, run_name: str, model_name: str = "") -> str:
         why = "head not trained" if va == "unavailable" else "no labels"
         cards.append(kpi(f"{d} CCC", v["ccc"], f"{d}_ccc") if v else
                      f"<div class='kpi'><span>{d} CCC</span><b>–</b><span>{why}</span></div>")
-    data = " + ".join(os.path.basename(os.path.normpath(part)) for part in str(info.get("data") or "demo data")
-                      .split(" + "))  # dataset names, not machine paths
+    data = info.get("data_name") or " + ".join(  # dataset names, not machine paths
+        os.path.basename(os.path.normpath(part)) for part in str(info.get("data") or "demo data").split(" + "))
     meta = (f"model <b>{html.escape(model_name or os.path.basename(str(info.get('model', ''))))}</b> · data "
             f"<b>{html.escape(data)}</b> ({html.escape(str(info.get('format', '')))}), split "
             f"<b>{html.escape(str(info.get('split')))}</b>, n = <b>{e['num_samples']:,}</b>, "

@@ -143,10 +143,6 @@ class RunDir:
                 csv.writer(f).writerows([rows[0], *keep])
         return dropped
 
-    def load_model(self, safe_mode: bool = True):
-        """The run's best model (`model.keras`); see `load_keras_model`."""
-        return load_keras_model(self.model_path, safe_mode)
-
     # --- writing ---
 
     def write_json(self, name: str, obj) -> str:

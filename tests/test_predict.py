@@ -146,6 +146,25 @@ def test_pad_box_and_folder_accuracy_aliases():
     assert acc2[0]["accuracy"] == 1.0
 
 
+def test_flat_folder_with_labels_csv_is_scored(tmp_path):
+    """JAFFE-style: images in one folder, their labels in labels.csv (any of the usual column names)."""
+    from fer_keras.errors import DataError
+    from fer_keras.predict import read_folder_labels
+
+    (tmp_path / "labels.csv").write_text("File,Emotion\na.jpg,HAPPY\nb.jpg,sadness\nc.jpg,happy\n")
+    labels = read_folder_labels(str(tmp_path))
+    assert labels[os.path.abspath(tmp_path / "b.jpg")] == "sadness"
+    rows = [{"source": str(tmp_path / f), "frame": "", "label": lab}
+            for f, lab in (("a.jpg", "happy"), ("b.jpg", "happy"), ("c.jpg", "happy"), ("d.jpg", "sad"))]
+    acc = folder_accuracy(rows, ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"], None, labels)
+    by_class = {r["class"]: (r["correct"], r["total"]) for r in acc}
+    assert by_class == {"happy": (2, 2), "sad": (0, 1)}  # d.jpg has no label and its folder no class name
+    assert read_folder_labels(str(tmp_path / "nothing")) == {}
+    (tmp_path / "labels.csv").write_text("name,emotion\na.jpg,happy\n")
+    with pytest.raises(DataError, match="needs a path column"):
+        read_folder_labels(str(tmp_path))
+
+
 def test_gray_model_with_gray_detector_decodes_straight_to_gray(detectable_faces, tmp_path, monkeypatch):
     """The shipped 48x48x1 model with Haar reads images as grayscale (no colour decode); it finds the same face as
     the RGB path (annotating needs colour), up to the few pixels that a different gray conversion moves a box."""

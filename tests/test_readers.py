@@ -179,6 +179,14 @@ def test_empty_dataset_and_missing_path(tmp_path):
     path = _write_csv(tmp_path / "e.csv", [])
     with pytest.raises(DataError, match="no training samples"):
         load_data(_cfg(path))
+    # Evaluating data none of whose classes the preset has: says so, and what was dropped (not "training").
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "c.png"), np.zeros((32, 32, 3), np.uint8))
+    path = _write_csv(tmp_path / "contempt.csv", [["c.png", "contempt", "", ""]])
+    with pytest.raises(DataError, match=r"no samples of the preset's classes .*preset 7.*dropped .*contempt"):
+        load_data(_cfg(path, labels="7"), require_train=False)
 
 
 def test_split_image_folders_are_not_mistaken_for_clips(tmp_path, demo_root):

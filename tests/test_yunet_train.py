@@ -167,3 +167,26 @@ def test_tiny_yunet_run_trains_evaluates_and_detects(tmp_path, monkeypatch):
     np.testing.assert_allclose(got["bbox_16"].numpy(), np.asarray(ref["bbox_16"]), atol=1e-4)
     with pytest.raises(ConfigError, match="cannot load the YuNet model"):
         Y.load_trained(str(tmp_path / "missing.keras"))
+
+
+def test_low_light_yunet_dark_path_is_built_on_the_first_dark_photo(monkeypatch, tmp_path):
+    """`auto` with the fine-tuned YuNet as its dark path must not import TensorFlow for bright photos (start-up)."""
+    from fer_keras.detection import faces as F
+
+    calls = []
+
+    class Stub:
+        def detect(self, rgb):
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+
+    lazy = F.LazyDetector(lambda: calls.append(1) or Stub())
+    assert calls == []
+    for _ in range(2):
+        boxes, _ = lazy.detect(np.zeros((8, 8, 3), np.uint8))
+    assert calls == [1] and boxes.shape == (0, 4)
+    shipped = tmp_path / "yunet_lowlight.keras"
+    shipped.write_bytes(b"")
+    monkeypatch.setattr(F, "YUNET_LOWLIGHT", str(shipped))
+    assert isinstance(F.dark_path("yunet-lowlight", None), F.LazyDetector)
+    monkeypatch.setattr(F, "YUNET_LOWLIGHT", str(tmp_path / "missing.keras"))
+    assert F.dark_path("yunet-lowlight", None) is None  # not shipped: YuNet itself on dark photos

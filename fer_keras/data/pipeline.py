@@ -464,8 +464,10 @@ def read_splits(d, log: Optional[BadLog] = None, heldout_as_test: bool = False, 
         # Held-out data only (e.g. a labelled test/ folder scored by evaluate_model.py): nothing to split.
         return DataBundle(None, splits["val"], splits["test"], classes, log, dropped, path, fmt)
     if splits["train"] is None or len(splits["train"]) == 0:
-        raise DataError(f"{path}: no training samples after reading and label mapping "
-                        f"(preset {d.labels}: {', '.join(classes)})")
+        why = "; ".join(f"{k}: {v}" for k, v in list(dropped.items())[:3])
+        raise DataError(f"{path}: no {'training ' if require_train else ''}samples of the preset's classes after "
+                        f"reading and label mapping (preset {d.labels}: {', '.join(classes)})"
+                        + (f"; dropped {why}" if why else ""))
     need_val = splits["val"] is None
     need_test = splits["test"] is None and (raw.splits is None or heldout_as_test)
     fracs = [d.val_fraction if need_val else 0.0, d.test_fraction if need_test else 0.0]

@@ -17,7 +17,6 @@ into memory once (the same as image folders).
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from typing import Dict, List, Optional
@@ -33,7 +32,6 @@ MANIFEST = "manifest.json"
 PLAN = "plan.json"
 KIND = "fer_keras-tfrecord-shards"
 ENCODINGS = ("raw", "png")
-_SPLITS = ("train", "val", "test")
 
 
 # === Records ===
@@ -73,10 +71,6 @@ def read_manifest(path: str) -> dict:
     if manifest.get("kind") != KIND:
         raise DataError(f"{mpath}: kind is {manifest.get('kind')!r}, expected {KIND!r}")
     return manifest
-
-
-def is_shard_folder(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, MANIFEST))
 
 
 # === Reader (data format `tfrecord`) ===
@@ -169,17 +163,8 @@ def read_all_images(files: List[str], info: dict, preset: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, size, size, ch), np.uint8)
 
 
-def shard_files(path: str, split: str) -> List[str]:
-    """Complete shards of one split in a prepared folder, in order (temporary files never match)."""
-    return sorted(glob.glob(os.path.join(path, f"{split}-*-of-*.tfrecord")))
-
-
 def shard_name(split: str, i: int, n: int) -> str:
     return f"{split}-{i:05d}-of-{n:05d}.tfrecord"
-
-
-def split_counts(manifest: dict) -> Dict[str, int]:
-    return {s: sum(e["count"] for e in manifest["shards"] if e["split"] == s) for s in _SPLITS}
 
 
 def check_prepared_shape(info: Optional[dict], image_size: int, channels: int, path: str) -> None:

@@ -372,6 +372,28 @@ class AutoFaceDetector:
         return _xywh(self.detect(rgb)[0])
 
 
+class LazyDetector:
+    """A detector built by `factory` on its first call (one whose start-up cost only some inputs need)."""
+
+    square_crops = False
+
+    def __init__(self, factory):
+        self.factory, self._detector, self._lock = factory, None, threading.Lock()
+
+    @property
+    def detector(self):
+        with self._lock:
+            if self._detector is None:
+                self._detector = self.factory()
+            return self._detector
+
+    def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        return self.detector.detect(rgb)
+
+    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+        return _xywh(self.detect(rgb)[0])
+
+
 class MergedDetector:
     """Several detectors on the same photo, their boxes merged by weighted NMS (optionally on a brightened copy)."""
 
@@ -424,7 +446,8 @@ def dark_path(name: str, yunet: "YuNetDetector", min_score: Optional[float] = No
     if name == "yunet-bright":
         return MergedDetector([yunet], bright=True)
     if name == "yunet-lowlight":
-        return yunet_lowlight_detector(min_score) if os.path.isfile(YUNET_LOWLIGHT) else None
+        # Built on the first dark photo: it imports TensorFlow, which a run of bright photos never needs.
+        return LazyDetector(lambda: yunet_lowlight_detector(min_score)) if os.path.isfile(YUNET_LOWLIGHT) else None
     if not os.path.isfile(LOWLIGHT_MODEL):
         return None
     low = lowlight_detector(min_score)
