@@ -67,6 +67,9 @@ def read_model_info(model: str) -> ModelInfo:
     """Reads a run directory (`model.keras` + `labels.json`) or a `.keras` file (+ its sidecar `.json`, if any)."""
     if os.path.isdir(model):
         run = RunDir(model)
+        if run.is_run() and run.task() == "detection":
+            raise ConfigError(f"{model}: a face-detection run, not an expression model (give an expression run "
+                              "directory or a .keras file)")
         model_file, labels, summary_path = run.model_path, run.file(LABELS), run.file(DATA_SUMMARY)
         meta = _read_json(labels) if os.path.isfile(labels) else {}
         summary = _read_json(summary_path) if os.path.isfile(summary_path) else None

@@ -38,7 +38,8 @@ def _free_ports(n=2):
 
 
 def _start(tmp_path, ports, index, name="mw"):
-    env = {**os.environ, "TF_CONFIG": _tf_config(ports, index), "FER_KERAS_DATA": str(tmp_path / f"data{index}"),
+    # Both workers generate the demo data into the same folder at once, as two workers on one host would.
+    env = {**os.environ, "TF_CONFIG": _tf_config(ports, index), "FER_KERAS_DATA": str(tmp_path / "data"),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     log = open(tmp_path / f"worker{index}.log", "a")
     return subprocess.Popen([sys.executable, os.path.join(ROOT, "train_model.py"), "--name", name, "--runs-dir",

@@ -167,6 +167,11 @@ def test_tiny_yunet_run_trains_evaluates_and_detects(tmp_path, monkeypatch):
     np.testing.assert_allclose(got["bbox_16"].numpy(), np.asarray(ref["bbox_16"]), atol=1e-4)
     with pytest.raises(ConfigError, match="cannot load the YuNet model"):
         Y.load_trained(str(tmp_path / "missing.keras"))
+    # Where an expression model is expected (--model, model.init_from, train.distill_from): one clear line.
+    from fer_keras.model_info import read_model_info
+
+    with pytest.raises(ConfigError, match="a face-detection run, not an expression model"):
+        read_model_info(run)
 
 
 def test_low_light_yunet_dark_path_is_built_on_the_first_dark_photo(monkeypatch, tmp_path):

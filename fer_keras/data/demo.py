@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 from typing import Dict, Optional, Tuple
 
 import cv2
@@ -139,7 +140,11 @@ def generate(per_class: int = 160, size: int = 64, seed: int = 0, classes=CANONI
 
 
 def _save_png(path: str, rgb: np.ndarray) -> None:
-    cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    # Written aside and renamed: several processes (multi-worker training on one host) may generate the same
+    # (deterministic) demo data at once, and none may read another's half-written file.
+    tmp = f"{path}.{os.getpid()}.tmp.png"
+    cv2.imwrite(tmp, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    os.replace(tmp, path)
 
 
 def write_demo(out: str, fmt: str = "csv", per_class: int = 160, size: int = 64, seed: int = 0) -> str:
@@ -154,11 +159,14 @@ def write_demo(out: str, fmt: str = "csv", per_class: int = 160, size: int = 64,
     if fmt == "folder":
         root = os.path.join(out, "folder")
         if not os.path.isdir(root):
-            tmp = root + ".tmp"
+            tmp = f"{root}.{os.getpid()}.tmp"
             for i, (img, lab) in enumerate(zip(d["images"], d["labels"])):
                 os.makedirs(os.path.join(tmp, lab), exist_ok=True)
                 _save_png(os.path.join(tmp, lab, f"{i:05d}.png"), img)
-            os.replace(tmp, root)
+            try:
+                os.replace(tmp, root)
+            except OSError:  # another process finished the same folder first
+                shutil.rmtree(tmp, ignore_errors=True)
         return root
     if fmt == "csv":
         root = os.path.join(out, "csv")
@@ -170,7 +178,7 @@ def write_demo(out: str, fmt: str = "csv", per_class: int = 160, size: int = 64,
                 rel = f"images/{i:05d}.png"
                 _save_png(os.path.join(root, rel), img)
                 rows.append((rel, lab, f"{v:.4f}", f"{a:.4f}"))
-            tmp = path + ".tmp"
+            tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["path", "expression", "valence", "arousal"])
