@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
 
     from fer_keras.detection.lowlight import degrade_low_light
-    from fer_keras.detection.metrics import average_precision, recall_at_fppi
+    from fer_keras.detection.metrics import average_precision, recall_at_fppi, split_by_size
     from fer_keras.errors import FerError
 
     sets = {}
@@ -144,12 +144,7 @@ def main(argv=None) -> dict:
         items = read_set(os.path.join(a.faces, name), a.limit)
         imgs = [cv2.imread(f, cv2.IMREAD_COLOR)[..., ::-1].copy() for f, _ in items]
         gts = [b for _, b in items]
-        if name == "wider":
-            size = [np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])) for b in gts]
-            scored = [b[s >= a.min_face] for b, s in zip(gts, size)]
-            ignored = [b[s < a.min_face] for b, s in zip(gts, size)]
-        else:
-            scored, ignored = gts, [np.zeros((0, 4), np.float32) for _ in gts]
+        scored, ignored = split_by_size(gts, a.min_face if name == "wider" else 0.0)
         sets[name] = (imgs, scored, ignored)
         if not a.no_dark:
             dark = [degrade_low_light(im, np.random.default_rng(i)) for i, im in enumerate(imgs)]

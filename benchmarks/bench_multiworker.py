@@ -15,23 +15,15 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
-
-def _ports(n: int):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("localhost", 0))
-    out = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return out
+from fer_keras.distributed import local_cluster  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -56,14 +48,12 @@ def main(argv=None) -> dict:
     subprocess.run([sys.executable, os.path.join(ROOT, "train_model.py"), *common, "--name", "one"], env=env,
                    check=True, capture_output=True, cwd=ROOT)
     rows["1 worker"] = {"wall_seconds": round(time.perf_counter() - t0, 1), "run": "one"}
-    ports = _ports(2)
+    cluster = local_cluster(2)
     procs = []
     t0 = time.perf_counter()
     for i in (1, 0):
-        tf_config = json.dumps({"cluster": {"worker": [f"localhost:{q}" for q in ports]},
-                                "task": {"type": "worker", "index": i}})
         procs.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "train_model.py"), *common, "--name", "two",
-                                       "--set", "train.strategy=multiworker"], env={**env, "TF_CONFIG": tf_config},
+                                       "--set", "train.strategy=multiworker"], env={**env, "TF_CONFIG": cluster[i]},
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT))
     outs = [pr.communicate()[0] for pr in procs]
     if any(pr.returncode for pr in procs):

@@ -20,8 +20,8 @@ import json
 import os
 import sys
 import time
+from types import SimpleNamespace
 
-import cv2
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,21 +32,18 @@ from bench_detection import read_set  # noqa: E402
 
 
 def load_val(faces: str, first: int, count: int, min_face: float):
-    """{set name: (images, scored boxes, ignored boxes)} for the val photos, normal and darkened."""
-    from fer_keras.detection.lowlight import degrade_low_light
+    """{set name: (photos, face boxes, min face size scored)} for the val photos, normal and darkened (darkened as
+    the YuNet runs darken their val photos: `yunet_train.load_photos`)."""
+    from fer_keras.detection.data import DetTable
+    from fer_keras.detection.yunet_train import load_photos
 
     sets = {}
     for name in ("wider", "facemask"):
         items = read_set(os.path.join(faces, name), first + count)[first:]
-        imgs = [cv2.imread(f, cv2.IMREAD_COLOR)[..., ::-1].copy() for f, _ in items]
-        gts = [b for _, b in items]
-        size = [np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])) for b in gts]
+        table = DetTable([f for f, _ in items], [b for _, b in items])
         lim = min_face if name == "wider" else 0.0
-        scored = [b[s >= lim] for b, s in zip(gts, size)]
-        ignored = [b[s < lim] for b, s in zip(gts, size)]
-        sets[name] = (imgs, scored, ignored)
-        dark = [degrade_low_light(im, np.random.default_rng(100_000 + i)) for i, im in enumerate(imgs)]
-        sets[f"{name}-dark"] = (dark, scored, ignored)
+        sets[name] = (load_photos(table), table.boxes, lim)
+        sets[f"{name}-dark"] = (load_photos(table, dark=True), table.boxes, lim)
     return sets
 
 
@@ -70,8 +67,9 @@ def main(argv=None) -> dict:
     from fer_keras.detection.faces import (YUNET_LOWLIGHT_SETTINGS, YUNET_SETTINGS, YuNetDetector, lowlight_detector,
                                            make_detector, merge, yunet_lowlight_detector)
     from fer_keras.detection.yunet import KerasYuNetDetector
+    from fer_keras.detection.yunet_train import detect_photos
     from fer_keras.detection.lowlight import brighten
-    from fer_keras.detection.metrics import average_precision, threshold_at_fppi
+    from fer_keras.detection.metrics import scores_at_fppi
 
     sets = load_val(a.faces, a.first, a.count, a.min_face)
     yunet = YuNetDetector(min_score=0.05)
@@ -100,18 +98,13 @@ def main(argv=None) -> dict:
     out = {"command": "python benchmarks/choose_yunet_thresholds.py " + " ".join(argv or sys.argv[1:]),
            "val_photos": f"files {a.first}..{a.first + a.count - 1} of each set", "iou": a.iou,
            "min_face": a.min_face, "results": {}}
-    for set_name, (imgs, scored, ignored) in sets.items():
+    for set_name, (imgs, boxes, min_face) in sets.items():
         paths = ["yunet"] if not set_name.endswith("-dark") else a.paths.split(",")
         for path in paths:
             t0 = time.perf_counter()
-            dets = []
-            for im in imgs:
-                b, s = run(path, im)
-                dets.append(np.concatenate([b, s[:, None]], axis=1) if len(b) else np.zeros((0, 5), np.float32))
+            dets = detect_photos(SimpleNamespace(detect=lambda rgb, path=path: run(path, rgb)), photos=imgs)
             sec = (time.perf_counter() - t0) / len(imgs)
-            r = threshold_at_fppi(dets, scored, 1.0, a.iou, ignored)
-            r["ap"] = average_precision(dets, scored, a.iou, ignored)
-            r["seconds_per_image"] = sec
+            r = {**scores_at_fppi(dets, boxes, min_face, a.iou), "seconds_per_image": sec}
             out["results"][f"{set_name}/{path}"] = {k: round(float(v), 4) for k, v in r.items()}
             print(f"{set_name:14s} {path:16s} recall@1fppi {r['recall']:.3f} at score >= {r['threshold']:.3f} "
                   f"(AP {r['ap']:.3f}, {sec * 1000:.0f} ms/image)", flush=True)

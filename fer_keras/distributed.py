@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional, Sequence
 
 from fer_keras.errors import ConfigError
 
@@ -44,6 +44,24 @@ class Worker:
 
     def describe(self) -> str:
         return f"worker {self.index} of {self.count}" + (" (chief: writes the run)" if self.chief else "")
+
+
+def tf_config(hosts: Sequence[str], index: int) -> str:
+    """The `TF_CONFIG` of worker `index` in a cluster of `hosts` ("host:port" each)."""
+    return json.dumps({"cluster": {"worker": list(hosts)}, "task": {"type": "worker", "index": index}})
+
+
+def local_cluster(n: int = 2) -> List[str]:
+    """`TF_CONFIG` values for `n` workers on this host, on free loopback ports (tests, benchmarks, trying it out)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("localhost", 0))
+    hosts = [f"localhost:{s.getsockname()[1]}" for s in socks]
+    for s in socks:
+        s.close()
+    return [tf_config(hosts, i) for i in range(n)]
 
 
 def parse_tf_config(text: Optional[str] = None) -> Worker:
@@ -72,11 +90,6 @@ def parse_tf_config(text: Optional[str] = None) -> Worker:
         raise ConfigError(f"TF_CONFIG task index {index!r} is out of range: the cluster has {len(workers)} "
                           f"worker(s), indices 0..{len(workers) - 1}")
     return Worker(index, len(workers))
-
-
-def strategy():
-    """The multi-worker strategy of this process (created by `start_worker`), or None."""
-    return _STRATEGY
 
 
 def make_multiworker_strategy():
@@ -139,10 +152,6 @@ def shard_options(num_files: int = 0, num_workers: int = 1):
     options.experimental_distribute.auto_shard_policy = (
         policy.FILE if num_files and num_files >= num_workers else policy.DATA)
     return options
-
-
-LOST_WORKER_ERRORS = ("UnavailableError", "CancelledError", "DeadlineExceededError", "AbortedError",
-                      "InternalError")
 
 
 def lost_worker_message(run_dir: str, e: BaseException) -> str:

@@ -402,7 +402,8 @@ def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, da
     if list(model_classes) != bundle.class_names:
         note += f" Model classes ({', '.join(model_classes)}) were mapped by name to the {cfg.data.labels}-class " \
                 "preset."
-    if data is None and cfg.data.path is None and not cfg.data.sources:  # the built-in demo data
+    demo = data is None and cfg.data.path is None and not cfg.data.sources  # the built-in demo data
+    if demo:
         note = ("Built-in synthetic demo data (generated cartoon faces, not real ones): these numbers show that the "
                 "pipeline runs and learns, not how well a model reads real faces. " + note)
     result["info"] = {"model": os.path.abspath(model_file), "run": run, "data": bundle.source,
@@ -410,7 +411,7 @@ def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, da
                       "class_names": bundle.class_names, "model_class_names": list(model_classes),
                       "skipped_bad": len(bundle.bad), "note": note.strip(), "tta": tta,
                       "evaluated_at": _dt.datetime.now().isoformat(timespec="seconds")}
-    if note.startswith("Built-in synthetic demo data"):
+    if demo:
         result["info"]["data_name"] = "synthetic demo faces"
     out = out or _default_out(run, model_file, cfg, data, used_split, bundle.format, tta, own_default)
     write_outputs(out, result, table.sources, table.expression, probs, table.va, pred["valence_arousal"],

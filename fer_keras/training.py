@@ -24,7 +24,8 @@ from fer_keras.config import Config
 from fer_keras.data.augment import EPOCH_SEED_STRIDE, epoch_seed
 from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities
 from fer_keras.data.pipeline import DataBundle, class_weights, epoch_size, load_data, make_dataset
-from fer_keras.distributed import follow_the_chief_callback
+from fer_keras.distributed import (follow_the_chief_callback, lost_worker_message, make_multiworker_strategy,
+                                   parse_tf_config, shard_options, weights_digest)
 from fer_keras.errors import ConfigError, DataError, describe_os_error
 from fer_keras.evaluation import predict_table
 from fer_keras.io_utils import atomic_path
@@ -86,8 +87,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             return tf.distribute.MirroredStrategy(cpus if len(cpus) > 1 else None)
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":  # created at start-up by distributed.start_worker (train_model.py does it)
-        from fer_keras.distributed import make_multiworker_strategy, parse_tf_config
-
         parse_tf_config()
         return make_multiworker_strategy()
     return tf.distribute.get_strategy()
@@ -589,11 +588,8 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
     if t.steps_per_epoch:
         train_ds = train_ds.repeat()
     if t.strategy == "multiworker":  # explicit auto-shard policy (see fer_keras/distributed.py)
-        from fer_keras.distributed import shard_options
-
-        workers = strategy.cluster_resolver.cluster_spec().num_tasks("worker")
         files = len(data.train.shards) if getattr(data.train, "shards", None) else 0
-        train_ds = train_ds.with_options(shard_options(files, workers))
+        train_ds = train_ds.with_options(shard_options(files, parse_tf_config().count))
         val_ds = val_ds.with_options(shard_options()) if val_ds is not None else None
     if val_ds is None:
         monitor = monitor.replace("val_", "", 1)
@@ -631,10 +627,9 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
                         "--set data.validate_images=full (decodes every image before training), fix or remove it, "
                         + (f"and continue with: python train_model.py --resume {run_dir}" if kept else
                            "and rerun the same command (no epoch had finished, nothing was kept)")) from None
-    except tf.errors.OpError as e:
-        from fer_keras.distributed import LOST_WORKER_ERRORS, lost_worker_message
-
-        if t.strategy != "multiworker" or type(e).__name__ not in LOST_WORKER_ERRORS:
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError,
+            tf.errors.AbortedError, tf.errors.InternalError) as e:  # a collective op whose peer is gone
+        if t.strategy != "multiworker":
             raise
         raise DataError(lost_worker_message(run_dir, e)) from None
     except OSError as e:  # a checkpoint, history row or backup could not be written (disk full, permissions)
@@ -642,8 +637,6 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
                         f"({describe_os_error(e)}); fix that and continue with: python train_model.py --resume "
                         f"{run_dir}") from None
     if t.strategy == "multiworker":
-        from fer_keras.distributed import weights_digest
-
         print(f"final weights digest {weights_digest(model)} (equal on every worker when the replicas are in sync)")
     run = RunDir(run_dir)
     model_path = run.model_path

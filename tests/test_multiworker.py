@@ -6,14 +6,13 @@ import csv
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from fer_keras.distributed import parse_tf_config, shard_options
+from fer_keras.distributed import local_cluster, parse_tf_config, shard_options, tf_config
 from fer_keras.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,24 +21,12 @@ TINY = ["--epochs", "3", "--batch-size", "8", "--image-size", "32", "--model", "
         "--set", "model.widths=[8]", "--set", "model.blocks=[1]", "--set", "train.tensorboard=false"]
 
 
-def _tf_config(ports, index):
-    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
+HOSTS = ["localhost:1", "localhost:2"]
 
 
-def _free_ports(n=2):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _start(tmp_path, ports, index, name="mw"):
+def _start(tmp_path, cluster, index, name="mw"):
     # Both workers generate the demo data into the same folder at once, as two workers on one host would.
-    env = {**os.environ, "TF_CONFIG": _tf_config(ports, index), "FER_KERAS_DATA": str(tmp_path / "data"),
+    env = {**os.environ, "TF_CONFIG": cluster[index], "FER_KERAS_DATA": str(tmp_path / "data"),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     log = open(tmp_path / f"worker{index}.log", "a")
     return subprocess.Popen([sys.executable, os.path.join(ROOT, "train_model.py"), "--name", name, "--runs-dir",
@@ -56,11 +43,15 @@ def _epochs(run):
 
 
 def test_tf_config_errors_are_one_line():
-    assert parse_tf_config(_tf_config([1, 2], 1)).index == 1
-    assert parse_tf_config(_tf_config([1, 2], 0)).chief
+    assert parse_tf_config(tf_config(HOSTS, 1)).index == 1
+    assert parse_tf_config(tf_config(HOSTS, 0)).chief
+    cluster = local_cluster(3)  # free loopback ports, one TF_CONFIG per worker
+    assert [parse_tf_config(c).index for c in cluster] == [0, 1, 2]
+    hosts = json.loads(cluster[0])["cluster"]["worker"]
+    assert len(set(hosts)) == 3 and all(json.loads(c)["cluster"]["worker"] == hosts for c in cluster)
     for text, msg in (("{bad", "not valid JSON"), ('{"cluster": {}, "task": {"type": "worker", "index": 0}}',
                                                    "names no worker list"),
-                      (_tf_config([1, 2], 2), "index 2 is out of range: the cluster has 2 worker"),
+                      (tf_config(HOSTS, 2), "index 2 is out of range: the cluster has 2 worker"),
                       ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}', "task must be"),
                       ("", "needs the TF_CONFIG environment variable")):
         with pytest.raises(ConfigError, match=msg):
@@ -74,14 +65,14 @@ def test_tf_config_errors_are_one_line():
 
 
 def test_bad_tf_config_exits_2_with_one_line(tmp_path):
-    env = {**os.environ, "TF_CONFIG": _tf_config([1, 2], 5), "FER_KERAS_DATA": str(tmp_path / "data")}
+    env = {**os.environ, "TF_CONFIG": tf_config(HOSTS, 5), "FER_KERAS_DATA": str(tmp_path / "data")}
     p = subprocess.run([sys.executable, os.path.join(ROOT, "train_model.py"), "--name", "x", "--runs-dir",
                         str(tmp_path / "runs"), *TINY], env=env, capture_output=True, text=True, cwd=ROOT,
                        timeout=120)
     assert p.returncode == 2
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "index 5 is out of range" in err[0] and "Traceback" not in p.stderr
-    env["TF_CONFIG"] = _tf_config([1, 2], 0)
+    env["TF_CONFIG"] = tf_config(HOSTS, 0)
     p = subprocess.run([sys.executable, os.path.join(ROOT, "train_model.py"), "--runs-dir", str(tmp_path / "runs"),
                         *TINY], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 2 and "needs --name" in p.stderr
@@ -90,8 +81,8 @@ def test_bad_tf_config_exits_2_with_one_line(tmp_path):
 
 @pytest.mark.timeout(400)
 def test_two_workers_train_together(tmp_path):
-    ports = _free_ports()
-    workers = [_start(tmp_path, ports, i) for i in (1, 0)]
+    cluster = local_cluster(2)
+    workers = [_start(tmp_path, cluster, i) for i in (1, 0)]
     codes = [w.wait(timeout=360) for w in workers]
     assert codes == [0, 0], (_log(tmp_path, 0)[-2000:], _log(tmp_path, 1)[-2000:])
     run = tmp_path / "runs" / "mw"
@@ -111,8 +102,8 @@ def test_two_workers_train_together(tmp_path):
 
 @pytest.mark.timeout(600)
 def test_a_killed_worker_stops_the_other_and_a_restart_resumes(tmp_path):
-    ports = _free_ports()
-    w1, w0 = _start(tmp_path, ports, 1), _start(tmp_path, ports, 0)
+    cluster = local_cluster(2)
+    w1, w0 = _start(tmp_path, cluster, 1), _start(tmp_path, cluster, 0)
     run = tmp_path / "runs" / "mw"
     deadline = time.time() + 300
     while time.time() < deadline and not (run.joinpath("history.csv").is_file() and len(_epochs(run)) >= 1):
@@ -127,7 +118,7 @@ def test_a_killed_worker_stops_the_other_and_a_restart_resumes(tmp_path):
     done = _epochs(run)
     assert done in ([0], [0, 1])  # the epoch under way when the worker died is not written
     # The same two commands again: both resume from the last finished epoch.
-    workers = [_start(tmp_path, ports, i) for i in (1, 0)]
+    workers = [_start(tmp_path, cluster, i) for i in (1, 0)]
     assert [w.wait(timeout=360) for w in workers] == [0, 0], _log(tmp_path, 0)[-2000:]
     assert _epochs(run) == [0, 1, 2]  # no epoch lost or written twice
     assert "resuming" in _log(tmp_path, 0)

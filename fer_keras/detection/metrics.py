@@ -8,7 +8,7 @@ the precision-recall curve with precision made monotone (all-point interpolation
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -145,3 +145,28 @@ def threshold_at_fppi(detections, ground_truth, fppi: float = 1.0, iou_threshold
             return {"threshold": 1.0, "recall": 0.0, "fppi": 0.0}
     return {"threshold": float(scores[k]), "recall": float(np.cumsum(tps)[k] / max(n_gt, 1)),
             "fppi": float(fp_per_image[k])}
+
+
+def split_by_size(boxes: Sequence[np.ndarray], min_face: float) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """(scored, ignored) boxes per image: faces of at least `min_face` px (square root of the box area) are scored,
+    smaller ones ignored — neither found nor missed (WIDER FACE's rule for tiny faces)."""
+    scored, ignored = [], []
+    for b in boxes:
+        b = np.asarray(b, np.float32).reshape(-1, 4)
+        size = np.sqrt(np.prod(np.maximum(b[:, 2:] - b[:, :2], 0), axis=1))
+        scored.append(b[size >= min_face])
+        ignored.append(b[size < min_face])
+    return scored, ignored
+
+
+def scores_at_fppi(detections, boxes, min_face: float = 0.0, iou_threshold: float = 0.3, fppi: float = 1.0
+                   ) -> Dict[str, float]:
+    """The detection protocol of the benchmarks and YuNet runs: recall (and its score threshold) at `fppi` false
+    positives per image, and AP, at IoU `iou_threshold`, faces under `min_face` px ignored.
+
+    Returns:
+        {"threshold", "recall", "fppi", "ap"}.
+    """
+    scored, ignored = split_by_size(boxes, min_face)
+    return {**threshold_at_fppi(detections, scored, fppi, iou_threshold, ignored),
+            "ap": float(average_precision(detections, scored, iou_threshold, ignored))}

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from fer_keras.detection.metrics import iou_matrix
+from fer_keras.detection.metrics import iou_matrix, scores_at_fppi
 
 STRIDES = (8, 16, 32)
 FLAT = 16  # per prior: cls, obj, bbox (4), kps (10)
@@ -250,20 +250,6 @@ def detect_photos(detector, table=None, photos: Optional[List[np.ndarray]] = Non
     return out
 
 
-def val_scores(dets: List[np.ndarray], boxes: List[np.ndarray], min_face: float = 0.0, iou: float = 0.3
-               ) -> Dict[str, float]:
-    """Recall at 1 false positive per image and AP, at IoU `iou`, faces under `min_face` px ignored (the protocol of
-    `benchmarks/bench_detection.py`)."""
-    from fer_keras.detection.metrics import average_precision, threshold_at_fppi
-
-    size = [np.sqrt(np.prod(np.maximum(b[:, 2:] - b[:, :2], 0), axis=1)) for b in boxes]
-    scored = [b[s >= min_face] for b, s in zip(boxes, size)]
-    ignored = [b[s < min_face] for b, s in zip(boxes, size)]
-    r = threshold_at_fppi(dets, scored, 1.0, iou, ignored)
-    return {"recall_1fppi": float(r["recall"]), "threshold_1fppi": float(r["threshold"]),
-            "ap": float(average_precision(dets, scored, iou, ignored))}
-
-
 def _val_callback(table, det):
     """Keras callback: val recall at 1 FP/image and AP (IoU 0.3) of the model being trained, on the val photos as
     `predict` sees them (whole photos, upscaled to 640 px / padded as `KerasYuNetDetector` does), normal and, with
@@ -282,8 +268,8 @@ def _val_callback(table, det):
                 return
             detector = KerasYuNetDetector(self.model, min_score=0.05)
             for suffix, photos in sets.items():
-                r = val_scores(detect_photos(detector, photos=photos), table.boxes, det.val_min_face)
-                logs[f"val_recall_1fppi{suffix}"], logs[f"val_ap30{suffix}"] = r["recall_1fppi"], r["ap"]
+                r = scores_at_fppi(detect_photos(detector, photos=photos), table.boxes, det.val_min_face)
+                logs[f"val_recall_1fppi{suffix}"], logs[f"val_ap30{suffix}"] = r["recall"], r["ap"]
             logs["val_recall_1fppi_mean"] = float(np.mean([logs[f"val_recall_1fppi{k}"] for k in sets]))
 
     return _Eval()
@@ -360,7 +346,7 @@ def fit_yunet(cfg, run, data: dict, resuming: bool, t_start: float) -> None:
         for split, dark in (("val", False), ("val-dark", True)) if det.val_low_light else (("val", False),):
             dets = detect_photos(best, photos=load_photos(val, dark))
             write_eval(os.path.join(run.path, "eval", split), val, dets, val.boxes, [1.0] * len(val))
-            metrics[split] = val_scores(dets, val.boxes, det.val_min_face)
+            metrics[split] = scores_at_fppi(dets, val.boxes, det.val_min_face)
         run.write_json(METRICS, metrics)
     times = logger.epoch_times[1:] or logger.epoch_times
     run.write_json(RUNTIME, {
