@@ -4,14 +4,14 @@
 
 Every number is a whole process timed from outside (start-up, model load, detection, classification, output), the
 way a user waits for it, median of `--repeats`:
-- photos: `--photos` one-face 640x480 scenes (FER2013 val faces pasted on blurred noise, written by run_all's
+- photos: `--photos` one-face 640x480 scenes (FER2013 val faces pasted on blurred noise, written by suite/inference.py's
   `_photos`, with their truth), `python -m fer_keras.predict <folder>` vs a script that runs `fer`'s
   `FER().detect_emotions` on each photo; both scored on the face found (box centre in the pasted face) and its label.
 - video: a `--frames` 640x480 clip of one of those faces drifting across the frame, `predict <clip>` (tracks,
   detection every 3 frames) vs `fer` on the same frames as images.
 - start-up: `predict` on one photo (the shipped model through LiteRT, YuNet through OpenCV).
 - detector: YuNet (the default) images/s on 640x480 photos, one thread.
-`fer` (25.10.3, `pip install --no-deps fer==25.10.3 "setuptools<81"`) rows are skipped when it is not installed:
+`fer` (25.10.3, `pip install --no-deps -r requirements-bench.txt`) rows are skipped when it is not installed:
 this script never installs anything. Writes benchmarks/results/end_to_end.json.
 """
 
@@ -36,7 +36,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
 from bench_detection import images_per_second  # noqa: E402
-from run_all import _photos, score_photos  # noqa: E402
+from suite.inference import _photos, score_photos  # noqa: E402
 
 FER_SCRIPT = r"""
 import json, os, sys, time

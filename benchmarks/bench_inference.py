@@ -35,7 +35,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     import tensorflow as tf
 
-    from fer_keras.run_dir import load_keras_model
+    from fer_keras.model_info import load_keras_model
     from fer_keras.export import export_run
 
     exp = os.path.join(a.run, "export")
@@ -70,7 +70,7 @@ def main(argv=None):
     from fer_keras.export import tflite_predict
 
     cfg = config_from_dict(read_yaml(os.path.join(a.run, "config.yaml")))
-    data = load_data(cfg)
+    data = load_data(cfg.data)
     test = data.test if data.test is not None else data.val
     x_test = test.images.astype(np.float32)
     ref = model.predict(x_test, verbose=0)["expression"]

@@ -1,6 +1,7 @@
 """Real faces, side by side: the shipped models against the `fer` package on the held-out real-face splits.
 
-    python benchmarks/bench_real_faces.py [--config configs/multitask.yaml] [--bootstrap 1000]
+    python benchmarks/bench_real_faces.py [--config configs/multitask.yaml] [--bootstrap 1000] [--tta auto none crops]
+        [--candidates runs/mobilenet-v1]
 
 Evaluation sets (face crops, no detection, one pass: what `python -m fer_keras.predict --no-detect` does):
 - `fer2013-test`: the half of FER2013 PublicTest that configs/multitask.yaml holds out as its test split (the other
@@ -8,7 +9,8 @@ Evaluation sets (face crops, no detection, one pass: what `python -m fer_keras.p
 - `affectnet-test`: the 10% test split of the AffectNet subset in configs/multitask.yaml (seeded, stratified; part
   of AffectNet's validation set, so not "AffectNet validation accuracy"), 8 classes with valence/arousal, and the
   same faces without contempt for 7-class tools.
-Each tool reads the image files itself: fer_keras through `FacePredictor` (the predict CLI's path), `fer` (pip,
+Each tool reads the image files itself: fer_keras through `FacePredictor` (the predict CLI's path and default views,
+`--tta auto`; `--tta none flip crops` adds a row per view set), `fer` (pip,
 mini-Xception, 7 classes) through `FER().detect_emotions(image, face_rectangles=[whole crop])` in a subprocess. An
 8-class model is scored on 7-class sets by dropping contempt and renormalising (as evaluate_model.py does).
 Also measured: faces/s of the default model at batch 64 for `--tta none|flip|crops`.
@@ -48,18 +50,19 @@ def test_sets(config: str) -> dict:
     return sets
 
 
-def ours(model: str, paths, batch_size: int = 64, tta: str = "none") -> dict:
+def ours(model: str, paths, batch_size: int = 64, tta: str = "auto") -> dict:
     """Probabilities (by class name) and VA of a fer_keras model on face crops, as `predict --no-detect` makes
-    them, and the classification faces/s (decoding excluded)."""
+    them (`tta="auto"`: the model's own views, predict's default), and the classification faces/s (decoding
+    excluded)."""
     from fer_keras.predict import FacePredictor, read_rgb
 
-    p = FacePredictor(model, batch_size, tta=tta)
+    p = FacePredictor(model, batch_size, tta=tta)  # LiteRT when the model has a TFLite export, as predict
     crops = [p.prepare(read_rgb(f)) for f in paths]
     p.predict(crops[:batch_size])  # warm-up (tracing)
     t0 = time.perf_counter()
     out = p.predict(crops)
     dt = time.perf_counter() - t0
-    return {"class_names": p.class_names, "probs": out["probabilities"], "va": out["valence_arousal"],
+    return {"class_names": p.class_names, "probs": out["expression"], "va": out["valence_arousal"],
             "faces_per_s": len(paths) / dt, "va_trained": p.va_trained}
 
 
@@ -87,8 +90,8 @@ def fer_package(paths, offset: int) -> dict:
     try:
         import fer  # noqa: F401
     except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "fer==25.10.3", "setuptools<81"],
-                       check=True)
+        raise SystemExit("the `fer` package (the comparison baseline) is not installed: "
+                         "pip install --no-deps -r requirements-bench.txt") from None
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(list(paths), f)
     t0 = time.perf_counter()
@@ -107,7 +110,8 @@ def fer_package(paths, offset: int) -> dict:
 
 def score(pred: dict, labels, va_true, preset: str, bootstrap: int) -> dict:
     """Accuracy/UAR (95% bootstrap CIs) in `preset` over the samples whose class the preset has; VA CCC/RMSE/SAGR."""
-    from fer_keras.evaluation import compute_metrics, map_probabilities
+    from fer_keras.evaluation import compute_metrics
+    from fer_keras.labels import map_probabilities
     from fer_keras.labels import map_name, preset_classes
 
     idx = np.array([map_name(n, preset) is not None for n in labels])
@@ -132,6 +136,9 @@ def main(argv=None):
     p.add_argument("--model", help="fer_keras model (default: the shipped default)")
     p.add_argument("--baseline", default=os.path.join(ROOT, "fer_keras", "pretrained", "fer2013_customcnn.keras"),
                    help="a second fer_keras model to show beside it (default: the FER2013-only model)")
+    p.add_argument("--tta", nargs="+", default=["auto"], choices=["auto", "none", "flip", "crops"],
+                   help="the default model's test-time augmentation(s), one row each (auto: the model's own)")
+    p.add_argument("--candidates", nargs="*", default=[], help="more fer_keras models to score (one pass each)")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--no-fer", action="store_true", help="skip the fer package")
     p.add_argument("--out", default=os.path.join(HERE, "results", "real_faces.json"))
@@ -153,7 +160,10 @@ def main(argv=None):
                "model": os.path.relpath(model, ROOT), "baseline": os.path.relpath(a.baseline, ROOT),
                "config": os.path.relpath(a.config, ROOT), "date": time.strftime("%Y-%m-%d"), "sets": {}}
     for name, (paths, labels, va) in sets.items():
-        tools = {"fer_keras": ours(model, paths), "fer_keras FER2013-only": ours(a.baseline, paths)}
+        tools = {("fer_keras" if t == "auto" else f"fer_keras --tta {t}"): ours(model, paths, tta=t) for t in a.tta}
+        tools["fer_keras FER2013-only"] = ours(a.baseline, paths, tta="none")
+        for c in a.candidates:
+            tools[f"candidate {os.path.basename(os.path.normpath(c))}"] = ours(c, paths, tta="none")
         if not a.no_fer:
             tools["fer (pip)"] = fer_package(paths, a.fer_offset)
         presets = ["8", "7"] if any(n == "contempt" for n in labels) else ["7"]

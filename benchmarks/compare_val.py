@@ -2,7 +2,7 @@
 the shipping decision of the default model.
 
     python benchmarks/compare_val.py --models fer_keras/pretrained/multitask_customcnn.keras runs/mobilenet-v1 \
-        --configs configs/multitask.yaml configs/multitask_mobilenet.yaml
+        --configs configs/multitask.yaml configs/multitask_mobilenet.yaml [--tta none flip crops]
 
 For every source of every config: its val split (as that config splits it), scored with each model in the config's
 preset (accuracy, UAR, and valence/arousal CCC where the source has them). Each model saw one config's val split
@@ -45,18 +45,22 @@ def main(argv=None) -> dict:
     p.add_argument("--models", nargs="+", required=True)
     p.add_argument("--configs", nargs="+", required=True)
     p.add_argument("--bootstrap", type=int, default=500)
+    p.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flip", "crops"],
+                   help="score each model with each of these test-time augmentations")
     p.add_argument("--out", default=os.path.join(HERE, "results", "compare_val.json"))
     a = p.parse_args(argv)
     res = {"command": "python benchmarks/compare_val.py " + " ".join(argv or sys.argv[1:]), "rows": []}
     for config in a.configs:
         for source, (paths, labels, va, preset) in val_sets(config).items():
             for model in a.models:
-                r = score(ours(model, paths), labels, va, preset, a.bootstrap)
-                row = {"config": os.path.basename(config), "source": source, "model": model, **r}
-                res["rows"].append(row)
-                vac = f" valence {r['valence_ccc']:.3f} arousal {r['arousal_ccc']:.3f}" if "valence_ccc" in r else ""
-                print(f"{os.path.basename(config):28s} {source:10s} {model:50s} n {r['n']:5d} acc "
-                      f"{100 * r['accuracy']:.2f} UAR {100 * r['uar']:.2f}{vac}", flush=True)
+                for tta in a.tta:
+                    r = score(ours(model, paths, tta=tta), labels, va, preset, a.bootstrap)
+                    row = {"config": os.path.basename(config), "source": source, "model": model, "tta": tta, **r}
+                    res["rows"].append(row)
+                    vac = f" valence {r['valence_ccc']:.3f} arousal {r['arousal_ccc']:.3f}" \
+                        if "valence_ccc" in r else ""
+                    print(f"{os.path.basename(config):28s} {source:10s} {model:50s} tta {tta:5s} n {r['n']:5d} acc "
+                          f"{100 * r['accuracy']:.2f} UAR {100 * r['uar']:.2f}{vac}", flush=True)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(res, f, indent=2, default=float)

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 
+from fer_keras.metrics import summary_metrics
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 
@@ -42,17 +44,24 @@ def rows(res: dict) -> str:
     """The README table rows for one demo run (pure: numbers in, Markdown out)."""
     rt, m = res["runtime"], res["metrics"]
     e, va, ci = m["expression"], m["valence_arousal"], m.get("bootstrap_95ci", {})
-    acc_ci = ci.get("accuracy")
-    acc = f"{100 * e['accuracy']:.1f}%" + (f" [{100 * acc_ci[0]:.1f}, {100 * acc_ci[1]:.1f}]" if acc_ci else "")
-    vccc = f"{va['valence']['ccc']:.3f}" if isinstance(va, dict) and va.get("valence") else "–"
-    accc = f"{va['arousal']['ccc']:.3f}" if isinstance(va, dict) and va.get("arousal") else "–"
+
+    def value(spec, v, key):  # percentages with one decimal, other metrics with three; the CI where there is one
+        scale, fmt = (100, "{:.1f}") if spec.percent else (1, "{:.3f}")
+        c = ci.get(key) if key == "accuracy" else None  # README's row keeps to the one interval it always had
+        return "–" if v is None else (fmt.format(scale * v) + ("%" if spec.percent else "")
+                                      + (f" [{fmt.format(scale * c[0])}, {fmt.format(scale * c[1])}]" if c else ""))
+
+    expr = ", ".join(f"{s.short or s.label} {value(s, e.get(s.key), s.key)}"
+                     for s in summary_metrics("expression") if s.headline)
+    dims = ", ".join(f"{d} {s.short or s.label} " + (value(s, va[d][s.key], f"{d}_{s.key}")
+                                                      if isinstance(va, dict) and va.get(d) else "–")
+                     for s in summary_metrics("valence_arousal") if s.headline for d in ("valence", "arousal"))
     return (f"| demo training | `python train_model.py --config configs/demo.yaml` | {rt['epochs_run']} epochs, "
             f"{rt['train_seconds']:.0f} s, {rt['train_images_per_second'] or 0:.0f} train img/s (load average "
             f"{res.get('load', 0):.1f} on {res.get('cpus')} cores at the end); best "
             f"{rt['monitor']} {rt['best']:.3f} |\n"
             f"| demo evaluation | `python evaluate_model.py --bootstrap 1000` | test ({e['num_samples']} faces, "
-            f"{len(m['info']['class_names'])} classes): accuracy {acc}, UAR {100 * e['uar']:.1f}%, macro F1 "
-            f"{100 * e['macro_f1']:.1f}%, κ {e['kappa']:.3f}; valence CCC {vccc}, arousal CCC {accc} |")
+            f"{len(m['info']['class_names'])} classes): {expr}; {dims} |")
 
 
 def _numbers(text: str):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Optional
 
-from fer_keras.detection.train import evaluate_detector_run
 from fer_keras.errors import ConfigError, cli_main
 from fer_keras.evaluation import comparison_table, evaluate_run
 from fer_keras.io_utils import atomic_write_text
+from fer_keras.metrics import summary_metrics
 from fer_keras.predict import default_model
 from fer_keras.run_dir import RunDir, new_run_dir, newest_run
+from fer_keras.tasks import TASKS, task_of
+from fer_keras.tta import TTA
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap resamples for 95%% CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--tta", choices=["none", "flip", "crops"], default="none",
+    p.add_argument("--tta", choices=["auto", *TTA], default="auto",
                    help="test-time augmentation: flip = average with the horizontal mirror; crops = 4 corner + "
-                        "centre crops (90%%) and their mirrors (10 views)")
+                        "centre crops (90%%) and their mirrors (10 views); auto (default) = the model's own "
+                        "choice (the shipped default model: flip), none for a run that names none")
     p.add_argument("--skip-bad", action="store_true")
     p.add_argument("--unsafe-load", action="store_true",
                    help="load models outside Keras safe mode (allows Lambda layers: only for files you trust)")
@@ -58,9 +62,9 @@ def _print_result(out, result):
     ci = result.get("bootstrap_95ci", {})
     for col in ("metric", "value"):
         t.add_column(col)
-    for k in ("accuracy", "uar", "macro_f1", "weighted_f1", "kappa", "top2_accuracy", "roc_auc_macro", "ap_macro"):
-        v, c = e[k], ci.get(k)
-        t.add_row(k, "–" if v is None else f"{v:.4f}" + (f" [{c[0]:.4f}, {c[1]:.4f}]" if c else ""))
+    for m in summary_metrics("expression"):
+        v, c = e.get(m.key), ci.get(m.key)
+        t.add_row(m.key, "–" if v is None else f"{v:.4f}" + (f" [{c[0]:.4f}, {c[1]:.4f}]" if c else ""))
     for name in ("valence", "arousal"):
         if va.get(name):
             t.add_row(f"{name} CCC / RMSE", f"{va[name]['ccc']:.4f} / {va[name]['rmse']:.4f}")
@@ -119,15 +123,25 @@ def main(argv=None):
                                   "--model-path")
             print(f"no run under {a.runs_dir}: scoring the shipped model {model_path}"
                   + ("" if a.data else " on the built-in synthetic demo data (pass --data for yours)"))
-    if run and RunDir(run).task() == "detection":
+    # A .keras file without a run is an expression model; a run folder says its task.
+    return (task_of(run) if run else TASKS.get("expression")).fn("evaluate")(run, model_path, a, common)
 
-        split = "val" if a.split == "test" and a.data is None else a.split
-        out, m = evaluate_detector_run(run, split, a.data)
-        print(f"AP@0.5 {m['ap50']:.4f} | AP@0.5:0.95 {m['ap50_95']:.4f} | recall at 0.1/0.5/1 FP per image "
-              f"{m['recall@0.1fppi']:.3f}/{m['recall@0.5fppi']:.3f}/{m['recall@1fppi']:.3f} | "
-              f"{m['images']} images, {m['faces']} faces")
-        print(f"wrote {out}/metrics.json, pr_curve.csv, detections.csv")
-        return out
+
+def evaluate_expression_run(run: Optional[str], model_path: Optional[str], a, common: dict) -> str:
+    """Scores an expression run (or `.keras` file) and prints its table (the expression task's `evaluate`)."""
     out, result = evaluate_run(run=run, model_path=model_path, out=a.out, **common)
     _print_result(out, result)
+    return out
+
+
+def evaluate_detection_run(run: str, model_path: Optional[str], a, common: dict) -> str:
+    """Scores a face-detection run and prints AP and recall (the detection task's `evaluate`)."""
+    from fer_keras.detection.train import evaluate_detector_run
+
+    split = "val" if a.split == "test" and a.data is None else a.split
+    out, m = evaluate_detector_run(run, split, a.data)
+    print(f"AP@0.5 {m['ap50']:.4f} | AP@0.5:0.95 {m['ap50_95']:.4f} | recall at 0.1/0.5/1 FP per image "
+          f"{m['recall@0.1fppi']:.3f}/{m['recall@0.5fppi']:.3f}/{m['recall@1fppi']:.3f} | "
+          f"{m['images']} images, {m['faces']} faces")
+    print(f"wrote {out}/metrics.json, pr_curve.csv, detections.csv")
     return out

@@ -8,8 +8,9 @@ import signal
 
 from fer_keras.config import load_config
 from fer_keras.errors import cli_main, quiet_tensorflow_import
-from fer_keras.export import FORMATS, export_run
+from fer_keras.export import export_run
 from fer_keras.run_dir import RUNTIME, RunDir
+from fer_keras.tasks import TASKS, task_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,13 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train_model.py",
         description="Train a multi-task (expression + valence/arousal) model. With no --data it trains on the "
                     "built-in synthetic demo dataset.")
-    p.add_argument("--task", choices=["expression", "detection"],
-                   help="expression (default) or detection: a RetinaNet face detector "
-                        "(configs/darkface_retinanet.yaml)")
+    p.add_argument("--task", choices=TASKS.names(),
+                   help="expression (default) or detection: a face detector (configs/lowlight_yunet.yaml, "
+                        "configs/lowlight_retinanet.yaml)")
     p.add_argument("--config", help="YAML config (configs/*.yaml); defaults come from fer_keras/config.py")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.learning_rate=3e-4 (repeatable)")
-    p.add_argument("--model", help=f"{' | '.join(MODELS.names())} (case-insensitive)")
+    p.add_argument("--model", help=" | ".join(f"{n} ({MODELS.get(n).default_size} px; {MODELS.get(n).cpu_size} on CPU)"
+                                              for n in MODELS.names())
+                   + " (case-insensitive; sizes as registered, set with --image-size)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--early-stopping", type=int, metavar="N",
                    help="stop when the checkpoint metric has not improved for N epochs (default 10; 0 = off)")
@@ -55,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN",
                    help="continue the unfinished run folder RUN (named or not) with the config it was started with")
     p.add_argument("--runs-dir")
-    p.add_argument("--export", choices=["savedmodel", "keras", "tflite", "all"],
+    p.add_argument("--export", choices=sorted({f for n in TASKS.names() for f in TASKS.get(n).export_formats})
+                   + ["all"],
                    help="export the best model when training ends (same as python -m fer_keras.export)")
     return p
 
@@ -109,12 +113,7 @@ def main(argv=None) -> str:
         from fer_keras.distributed import start_worker
 
         worker = start_worker(cfg)
-    if cfg.task == "detection":
-        from fer_keras.detection.train import train_detector as train_fn
-    else:
-        from fer_keras.training import train as train_fn
-
-    run_dir = train_fn(cfg)
+    run_dir = task_of(cfg).fn("train")(cfg)
     if worker is not None and not worker.chief:
         from fer_keras.distributed import finish_worker
 
@@ -128,9 +127,7 @@ def main(argv=None) -> str:
           f"{rt['train_seconds']} s{speed}")
     if args.export:
 
-        # A detection run exports as a SavedModel with NMS (and .keras); TFLite is for the expression models.
-        formats = (["savedmodel", "keras"] if cfg.task == "detection" else list(FORMATS)) if args.export == "all" \
-            else [args.export]
+        formats = None if args.export == "all" else [args.export]  # all: every format of the run's task
         for fmt, path in export_run(run_dir, formats).items():
             print(f"exported {fmt}: {path}")
     return run_dir

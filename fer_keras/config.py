@@ -67,7 +67,7 @@ class DataConfig:
     """Where the data is and how it is read, split, balanced and fed."""
 
     path: Optional[str] = None  # None: the built-in synthetic demo dataset
-    format: str = "auto"  # auto | folder | csv | npy | fer2013 | affectnet | dfew | clips | tfrecord (prepared)
+    format: str = "auto"  # auto, or a name in data.formats.READERS (train_model.py --help lists them)
     labels: str = "7"  # label preset: 8 | 7 | 5 | 4 | 2
     class_names: Optional[List[str]] = None  # order of integer labels in csv/npy data (default: canonical order)
     image_size: int = 48
@@ -228,8 +228,6 @@ class Config:
 
 
 _CHOICES = {
-    "data.format": ("auto", "folder", "csv", "npy", "fer2013", "ferplus", "affectnet", "expw", "dfew", "clips",
-                    "tfrecord"),
     "data.ferplus_unknown": ("drop", "keep"),
     "data.ferplus_labels": ("majority", "fer2013"),
     "data.balance": ("none", "class_weights", "oversample", "undersample"),
@@ -245,11 +243,34 @@ _CHOICES = {
     "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     "train.xla": ("auto", "on", "off"),
     "train.strategy": ("default", "mirrored", "multiworker"),
-    "task": ("expression", "detection"),
     "detection.architecture": ("retinanet", "yunet"),
     "detection.backbone": ("resnet10", "resnet18"),
     "detection.enhancement": ("none", "gamma", "clahe"),
 }
+
+
+
+
+def _data_formats() -> tuple:
+    """`auto` and the names in the reader registry (imported here: the registry imports no TensorFlow)."""
+    from fer_keras.data.formats import READERS
+
+    return ("auto", *READERS.names())
+
+
+def _tasks() -> tuple:
+    from fer_keras.tasks import TASKS
+
+    return tuple(TASKS.names())
+
+
+# Keys whose valid values are a registry's names, read when a value is checked.
+_REGISTRY_CHOICES = {"data.format": _data_formats, "task": _tasks}
+
+
+def choices(key: str) -> Optional[tuple]:
+    """The valid values of config key `key`, or None when any value of its type is valid."""
+    return _REGISTRY_CHOICES[key]() if key in _REGISTRY_CHOICES else _CHOICES.get(key)
 
 
 # Numeric keys with a valid range: (low, high, what the error says). NaN fails every range.
@@ -394,8 +415,9 @@ def set_key(cfg: Config, key: str, value: Any) -> None:
             if dataclasses.is_dataclass(hints[part]):
                 raise ConfigError(f"config key {_short(key)} is a section; set one of its keys")
             coerced = _coerce(value, hints[part], key)
-            if key in _CHOICES and coerced not in _CHOICES[key]:
-                raise ConfigError(f"config key {key}: {_short(coerced)} is not one of {list(_CHOICES[key])}")
+            valid = choices(key)
+            if valid is not None and coerced not in valid:
+                raise ConfigError(f"config key {key}: {_short(coerced)} is not one of {list(valid)}")
             _check_range(key, coerced)
             setattr(obj, part, coerced)
         else:
@@ -547,8 +569,8 @@ def check_sources(d: DataConfig) -> None:
         key = f"data.sources[{i}]"
         if not s.path:
             raise ConfigError(f"{key}: path is missing")
-        if s.format not in _CHOICES["data.format"]:
-            raise ConfigError(f"{key}.format: {_short(s.format)} is not one of {list(_CHOICES['data.format'])}")
+        if s.format not in choices("data.format"):
+            raise ConfigError(f"{key}.format: {_short(s.format)} is not one of {list(choices('data.format'))}")
         if not s.weight > 0 or s.weight != s.weight or s.weight == float("inf"):
             raise ConfigError(f"{key}.weight: must be a positive number, got {_short(s.weight)}")
         for f in ("val_fraction", "test_fraction"):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 from fer_keras.errors import ConfigError
+from fer_keras.tasks import task_of, tasks_with
 
 WORKERS_DIR = ".workers"
 _STRATEGY = None
@@ -113,8 +114,9 @@ def start_worker(cfg) -> Worker:
     """Checks TF_CONFIG and the run name, creates the strategy, and points a non-chief worker's run folder under
     `<runs_dir>/.workers/`. Call it first thing in the training process."""
     worker = parse_tf_config()
-    if cfg.task != "expression":
-        raise ConfigError("train.strategy=multiworker trains expression models; detection runs train on one machine")
+    if not task_of(cfg).multiworker:
+        raise ConfigError(f"train.strategy=multiworker trains {' and '.join(tasks_with('multiworker'))} runs; "
+                          f"{cfg.task} runs train on one machine")
     if not cfg.train.name:
         raise ConfigError("train.strategy=multiworker needs --name: every worker, and a restart after a failure, "
                           "must agree on the run")

@@ -21,37 +21,10 @@ from fer_keras import metrics as M
 from fer_keras.config import Config, parse_overrides, set_key
 from fer_keras.errors import ConfigError, DataError, ModelError
 from fer_keras.io_utils import atomic_write_text, slug
-from fer_keras.labels import PRESETS, check_preset, map_name, normalize_name, preset_classes
-from fer_keras.model_info import VA_UNTRAINED_NOTE, ModelInfo, read_model_info
-from fer_keras.run_dir import RunDir, load_keras_model
-
-
-def class_mapping_matrix(model_classes: Sequence[str], test_preset: str) -> np.ndarray:
-    """(K_model, K_test) 0/1 matrix sending each model class to its test class (a zero row = dropped).
-
-    Raises:
-        DataError: when a model class is coarser than the test preset (e.g. a 2-class model on 7-class data).
-    """
-    test_classes = preset_classes(test_preset)
-    mat = np.zeros((len(model_classes), len(test_classes)), np.float64)
-    for i, name in enumerate(model_classes):
-        canon = normalize_name(name)
-        if canon in ("positive", "negative") and canon not in test_classes:
-            raise DataError(f"the model predicts merged class {name!r}; it cannot be scored on the "
-                            f"{test_preset}-class preset ({', '.join(test_classes)})")
-        j = map_name(name, test_preset)
-        if j is not None:
-            mat[i, j] = 1.0
-    return mat
-
-
-def map_probabilities(probs: np.ndarray, model_classes: Sequence[str], test_preset: str) -> np.ndarray:
-    """Maps (N, K_model) probabilities to the test preset and renormalizes rows."""
-    if list(model_classes) == preset_classes(test_preset):
-        return probs
-    out = probs @ class_mapping_matrix(model_classes, test_preset)
-    s = out.sum(axis=1, keepdims=True)
-    return np.divide(out, s, out=np.full_like(out, 1.0 / out.shape[1]), where=s > 0)
+from fer_keras.labels import PRESETS, check_preset, map_probabilities, preset_classes
+from fer_keras.model_info import VA_UNTRAINED_NOTE, ModelInfo, load_keras_model, read_model_info
+from fer_keras.run_dir import RunDir
+from fer_keras.tta import tta_views
 
 
 def compute_metrics(y_true: np.ndarray, probs: np.ndarray, va_true: np.ndarray, va_pred: np.ndarray,
@@ -60,54 +33,18 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, va_true: np.ndarray, 
     out = {"expression": M.expression_metrics(y_true, probs, class_names), "valence_arousal": M.va_metrics(
         va_true, va_pred)}
     if bootstrap > 0:
-        pred = probs.argmax(axis=1)
-        k = len(class_names)
-
-        def uar(t, p):
-            prf = M.per_class_prf(M.confusion_matrix(t, p, k))
-            present = prf["support"] > 0
-            return float(prf["recall"][present].mean())
-
-        ci = {"accuracy": M.bootstrap_ci(lambda t, p: float(np.mean(t == p)), [y_true, pred], bootstrap, seed),
-              "uar": M.bootstrap_ci(uar, [y_true, pred], bootstrap, seed)}
+        y_true, probs = np.asarray(y_true, np.int64), np.asarray(probs, np.float64)
+        ci = {m.key: M.bootstrap_ci(m.fn, [y_true, probs], bootstrap, seed)
+              for m in M.summary_metrics("expression") if m.ci}
         mask = np.isfinite(va_true).all(axis=1)
         for j, name in enumerate(("valence", "arousal")):
             if mask.sum() > 1:
-                ci[f"{name}_ccc"] = M.bootstrap_ci(M.ccc, [va_true[mask, j], va_pred[mask, j]], bootstrap, seed)
+                for m in M.summary_metrics("valence_arousal"):
+                    if m.ci:
+                        ci[f"{name}_{m.key}"] = M.bootstrap_ci(m.fn, [va_true[mask, j], va_pred[mask, j]],
+                                                               bootstrap, seed)
         out["bootstrap_95ci"] = {"n": bootstrap, "seed": seed, **ci}
     return out
-
-
-TTA_MODES = ("none", "flip", "crops")
-
-
-def tta_views(mode: str, crop: float = 0.9) -> list:
-    """Test-time augmentation views, each a function of a uint8/float batch (B,H,W,C) → same shape.
-
-    `none`: the image; `flip`: the image and its horizontal mirror; `crops`: ten views, the classic multi-crop
-    (four corner crops and the centre crop, `crop` of the side, resized back to the input size) and their mirrors.
-    """
-    import tensorflow as tf
-
-    if mode not in TTA_MODES:
-        raise ValueError(f"unknown tta {mode!r}; valid: {', '.join(TTA_MODES)}")
-    if mode == "none":
-        return [lambda x: x]
-    if mode == "flip":
-        return [lambda x: x, tf.image.flip_left_right]
-    lo, hi = 1.0 - crop, crop
-    boxes = [(0.0, 0.0, hi, hi), (0.0, lo, hi, 1.0), (lo, 0.0, 1.0, hi), (lo, lo, 1.0, 1.0),
-             ((1 - crop) / 2, (1 - crop) / 2, (1 + crop) / 2, (1 + crop) / 2)]
-
-    def cropper(box, flip):
-        def view(x):
-            n, size = tf.shape(x)[0], tf.shape(x)[1:3]
-            out = tf.image.crop_and_resize(tf.cast(x, tf.float32), tf.tile([list(box)], [n, 1]), tf.range(n),
-                                           size)
-            return tf.image.flip_left_right(out) if flip else out
-        return view
-
-    return [cropper(b, f) for b in boxes for f in (False, True)]
 
 
 def predict_table(model, table, cfg, batch_size: int = 64, tta: str = "none") -> Dict[str, np.ndarray]:
@@ -177,13 +114,10 @@ def metrics_markdown(result: dict) -> str:
         c = ci.get(key)
         return f"{_fmt(value, True)}" + (f" [{_fmt(c[0], True)}, {_fmt(c[1], True)}]" if c else "")
 
-    lines += ["", "| metric | value |", "|---|---|",
-              f"| accuracy (WAR) % | {with_ci('accuracy', e['accuracy'])} |",
-              f"| UAR % | {with_ci('uar', e['uar'])} |",
-              f"| macro F1 % | {_fmt(e['macro_f1'], True)} |", f"| weighted F1 % | {_fmt(e['weighted_f1'], True)} |",
-              f"| Cohen's kappa | {_fmt(e['kappa'])} |", f"| top-2 accuracy % | {_fmt(e['top2_accuracy'], True)} |",
-              f"| ROC-AUC (macro, one-vs-rest) | {_fmt(e['roc_auc_macro'])} |",
-              f"| AP (macro) | {_fmt(e['ap_macro'])} |"]
+    lines += ["", "| metric | value |", "|---|---|"]
+    lines += [f"| {m.label}{' %' if m.percent else ''} | "
+              + (with_ci(m.key, e[m.key]) if m.percent else _fmt(e[m.key])) + " |"
+              for m in M.summary_metrics("expression")]
     if e["classes_absent"]:
         lines += ["", f"Classes with no test samples (excluded from UAR and macro averages): "
                       f"{', '.join(e['classes_absent'])}."]
@@ -193,12 +127,14 @@ def metrics_markdown(result: dict) -> str:
     elif va["num_labelled"] == 0:
         lines.append(f"No valence/arousal labels in this split ({va['num_unlabelled']} samples unlabelled).")
     else:
-        lines += ["| | RMSE | Pearson | SAGR | CCC |", "|---|---|---|---|---|"]
+        specs = M.summary_metrics("valence_arousal")
+        lines += ["| | " + " | ".join(m.label for m in specs) + " |", "|---|" + "---|" * len(specs)]
         for name in ("valence", "arousal"):
-            m = va[name]
-            c = ci.get(f"{name}_ccc")
-            lines.append(f"| {name} | {_fmt(m['rmse'])} | {_fmt(m['pearson'])} | {_fmt(m['sagr'])} | "
-                         f"{_fmt(m['ccc'])}" + (f" [{_fmt(c[0])}, {_fmt(c[1])}]" if c else "") + " |")
+            cells = []
+            for m in specs:
+                c = ci.get(f"{name}_{m.key}")
+                cells.append(_fmt(va[name][m.key]) + (f" [{_fmt(c[0])}, {_fmt(c[1])}]" if c else ""))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append(f"\n{va['num_labelled']} labelled, {va['num_unlabelled']} without VA labels (excluded).")
     if result.get("per_source"):
         lines += ["", "## Per source", "", "| source | n | accuracy % | UAR % | valence CCC | arousal CCC |",
@@ -257,14 +193,15 @@ def check_expression_model(model, path: str, class_names=None) -> tuple:
 
 def comparison_table(rows: List[dict]) -> tuple:
     """Side-by-side table (Markdown, CSV text) of the main metrics of several evaluations."""
-    cols = [("run", None), ("model", None), ("accuracy", "accuracy"), ("uar", "uar"), ("macro_f1", "macro_f1"),
-            ("kappa", "kappa"), ("roc_auc_macro", "roc_auc_macro"), ("valence_ccc", None), ("arousal_ccc", None)]
+    expr = [m.key for m in M.summary_metrics("expression") if m.compare]
+    va_keys = [m.key for m in M.summary_metrics("valence_arousal") if m.compare]
+    cols = [("run", None), ("model", None), *[(k, k) for k in expr],
+            *[(f"{d}_{k}", None) for k in va_keys for d in ("valence", "arousal")]]
     table = []
     for r in rows:
         e, va = r["result"]["expression"], r["result"]["valence_arousal"]
-        table.append([r["run"], r["result"]["info"].get("model", ""), *[e[k] for _, k in cols[2:7]],
-                      va["valence"]["ccc"] if va.get("valence") else None,
-                      va["arousal"]["ccc"] if va.get("arousal") else None])
+        table.append([r["run"], r["result"]["info"].get("model", ""), *[e.get(k) for k in expr],
+                      *[va[d][k] if va.get(d) else None for k in va_keys for d in ("valence", "arousal")]])
     md = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
     for row in table:
         md.append("| " + " | ".join(str(v) if i < 2 else _fmt(v) for i, v in enumerate(row)) + " |")
@@ -326,7 +263,7 @@ def _pick_split(cfg: Config, split: str):
     """(bundle, table, split actually scored, note): `all` scores every sample; `test` falls back to val."""
     from fer_keras.data.pipeline import load_all, load_data
 
-    bundle = load_all(cfg) if split == "all" else load_data(cfg, require_train=False)
+    bundle = load_all(cfg.data) if split == "all" else load_data(cfg.data, require_train=False)
     table, used, note = getattr(bundle, "test" if split == "all" else split), split, ""
     if split == "all":
         note = "Every sample of the data was scored (--split all), whatever split it belongs to."
@@ -372,17 +309,19 @@ def _default_out(run: Optional[str], model_file: str, cfg: Config, data: Optiona
 def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, data: Optional[str] = None,
                  fmt: Optional[str] = None, split: str = "test", labels: Optional[str] = None, bootstrap: int = 0,
                  seed: int = 0, batch_size: int = 64, skip_bad: bool = False, out: Optional[str] = None,
-                 overrides=(), tta: str = "none", unsafe_load: bool = False) -> tuple:
+                 overrides=(), tta: str = "auto", unsafe_load: bool = False) -> tuple:
     """Evaluates one model (a run directory or a `.keras` file) on one split; writes metrics.json, metrics.md and
-    predictions.csv and returns (output folder, result dict). The arguments are `evaluate_model.py`'s flags."""
+    predictions.csv and returns (output folder, result dict). The arguments are `evaluate_model.py`'s flags;
+    `tta="auto"` uses the model's own default views (`ModelInfo.tta`)."""
     cfg, info, model, model_file = _open_model(run, model_path, unsafe_load)
+    tta = info.tta if tta == "auto" else tta
     shape, k = check_expression_model(model, model_file, info.class_names)
     temporal = len(shape) == 4  # (T, H, W, C): a clip model
     if temporal:
         cfg.model.frames = int(shape[0])
     model_classes = _model_classes(cfg, info, model_file, k, bool(run))
     own_default = bool(run) and data is None and labels is None and not overrides and split == "test" \
-        and tta == "none"
+        and tta == info.tta
     _point_at_data(cfg, data, fmt, labels, overrides, shape, skip_bad)
     bundle, table, used_split, note = _pick_split(cfg, split)
     pred, how = _predict(model, table, cfg, temporal, model_file, batch_size, tta)

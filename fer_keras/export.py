@@ -20,18 +20,19 @@ import argparse
 import json
 import os
 import shutil
-from typing import Dict, List, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
 from fer_keras.detection import retinanet as R
 from fer_keras.errors import ConfigError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
-from fer_keras.model_info import read_model_info, write_sidecar
-from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir, load_keras_model
+from fer_keras.model_info import load_keras_model, read_model_info, write_sidecar
+from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir
+from fer_keras.tasks import TASKS, task_of
 
-FORMATS = ("savedmodel", "keras", "tflite")
-DETECTION_FORMATS = ("savedmodel", "keras", "compact")
+FORMATS = TASKS.get("expression").export_formats
+DETECTION_FORMATS = TASKS.get("detection").export_formats
 
 
 def _serving_fn(model, size: int, channels: int, va_trained: bool = True):
@@ -159,11 +160,17 @@ def tflite_predict(path: str, images: np.ndarray) -> Dict[str, np.ndarray]:
     return {"expression": np.array(probs), "valence_arousal": np.array(va)}
 
 
-def export_run(run: str, formats: Sequence[str] = FORMATS) -> Dict[str, str]:
-    """Exports `run/model.keras` into `run/export/`; returns {format: path}."""
+def export_run(run: str, formats: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """Exports `run/model.keras` into `run/export/` in `formats` (default: every format of the run's task);
+    returns {format: path}."""
+    task = task_of(run)
+    return task.fn("export")(run, list(task.export_formats) if formats is None else list(formats))
+
+
+def export_expression_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
+    """An expression run exports as a SavedModel (serving signature with class names), `.keras` (+ model.json) and
+    TFLite (float and dynamic-range quantized, any batch size)."""
     rd = RunDir(run)
-    if rd.task() == "detection":
-        return _export_detection_run(run, formats)
     if not os.path.isfile(rd.file(LABELS)):
         raise ConfigError(f"{run}: not a finished run directory (no {LABELS})")
     wrong = [f for f in formats if f not in FORMATS]
@@ -197,12 +204,12 @@ def export_run(run: str, formats: Sequence[str] = FORMATS) -> Dict[str, str]:
     return written
 
 
-def _export_detection_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
+def export_detection_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
     """A detection run exports as a SavedModel with NMS-decoded boxes, its `.keras` copy, and `compact`: float16
     weights with their build and inference settings in one `.npz` (`faces.RetinaNetFaceDetector.from_file`; the
     shipped low-light detector is one)."""
     bad = [f for f in formats if f not in DETECTION_FORMATS]
-    if bad and len(formats) == 1:
+    if bad:  # checked before anything is written
         raise ConfigError(f"{run}: a detection run exports as {', '.join(DETECTION_FORMATS)}, not {bad[0]}")
     rd = RunDir.open(run)
     cfg = rd.config()
@@ -220,7 +227,7 @@ def _export_detection_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
         with atomic_path(os.path.join(out, MODEL)) as tmp:
             detector.save(tmp)
         written["keras"] = os.path.join(out, MODEL)
-    if "compact" in formats or set(formats) == set(FORMATS):
+    if "compact" in formats:
         d = cfg.detection
         inference = {"image_width": d.image_width, "image_height": d.image_height, "min_score": d.min_score,
                      "test_scales": list(d.test_scales), "iou_threshold": d.iou_threshold,
@@ -236,7 +243,7 @@ def _export_yunet_run(rd: RunDir, formats: Sequence[str]) -> Dict[str, str]:
 
     from fer_keras.detection.yunet_train import load_trained
 
-    if "compact" in formats and len(formats) == 1:
+    if list(formats) == ["compact"]:  # `all` skips it: compact is the RetinaNet's format
         raise ConfigError(f"{rd.path}: a YuNet run exports as keras or savedmodel (compact is the RetinaNet's format)")
     model = load_trained(rd.model_path)
     out = rd.file(EXPORT)
@@ -265,11 +272,10 @@ def _export_yunet_run(rd: RunDir, formats: Sequence[str]) -> Dict[str, str]:
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fer_keras.export", description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True)
-    p.add_argument("--format", default="all", choices=FORMATS + ("compact", "all"),
+    p.add_argument("--format", default="all", choices=sorted(set(FORMATS + DETECTION_FORMATS)) + ["all"],
                    help="all: every format of the run's kind (detection runs: savedmodel, keras, compact)")
     a = p.parse_args(argv)
-    formats: List[str] = list(FORMATS) if a.format == "all" else [a.format]
-    written = export_run(a.run, formats)
+    written = export_run(a.run, None if a.format == "all" else [a.format])
     for k, v in written.items():
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(v) for f in fs) \
             if os.path.isdir(v) else os.path.getsize(v)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
+
 from fer_keras.errors import ConfigError, DataError
 
 # AffectNet order; FER2013 and the other datasets map into it by name.
@@ -111,3 +113,33 @@ def class_names_from_order(order: Sequence[str]) -> List[str]:
             raise ConfigError(f"data.class_names: unknown class {n!r}")
         out.append(canon)
     return out
+
+
+# === Mapping a model's classes to a preset ===
+
+def class_mapping_matrix(model_classes: Sequence[str], test_preset: str) -> np.ndarray:
+    """(K_model, K_test) 0/1 matrix sending each model class to its test class (a zero row = dropped).
+
+    Raises:
+        DataError: when a model class is coarser than the test preset (e.g. a 2-class model on 7-class data).
+    """
+    test_classes = preset_classes(test_preset)
+    mat = np.zeros((len(model_classes), len(test_classes)), np.float64)
+    for i, name in enumerate(model_classes):
+        canon = normalize_name(name)
+        if canon in ("positive", "negative") and canon not in test_classes:
+            raise DataError(f"the model predicts merged class {name!r}; it cannot be scored on the "
+                            f"{test_preset}-class preset ({', '.join(test_classes)})")
+        j = map_name(name, test_preset)
+        if j is not None:
+            mat[i, j] = 1.0
+    return mat
+
+
+def map_probabilities(probs: np.ndarray, model_classes: Sequence[str], test_preset: str) -> np.ndarray:
+    """Maps (N, K_model) probabilities to the test preset and renormalizes rows."""
+    if list(model_classes) == preset_classes(test_preset):
+        return probs
+    out = probs @ class_mapping_matrix(model_classes, test_preset)
+    s = out.sum(axis=1, keepdims=True)
+    return np.divide(out, s, out=np.full_like(out, 1.0 / out.shape[1]), where=s > 0)

@@ -8,7 +8,8 @@ per-class precision/recall/F1, confusion matrix, top-k accuracy. Valence/arousal
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -93,37 +94,26 @@ def expression_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: Seque
         class_names: K names, for the per-class entries.
 
     Returns:
-        dict with accuracy, uar, macro_f1, weighted_f1, kappa, top2_accuracy, roc_auc_macro, ap_macro,
-        confusion_matrix (list of lists), per_class {name: {precision, recall, f1, support, roc_auc, ap}},
-        classes_absent (names with no test samples; excluded from UAR and the macro AUCs), num_samples.
+        dict with every expression metric of `SUMMARY_METRICS` (accuracy, uar, macro_f1, ...), confusion_matrix
+        (list of lists), per_class {name: {precision, recall, f1, support, roc_auc, ap}}, classes_absent (names with
+        no test samples; excluded from UAR and the macro averages), num_samples.
     """
     y_true = np.asarray(y_true, np.int64)
     probs = np.asarray(probs, np.float64)
     k = len(class_names)
-    y_pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
-    cm = confusion_matrix(y_true, y_pred, k)
+    cm = confusion_matrix(y_true, _argmax(probs), k)
     prf = per_class_prf(cm)
     present = prf["support"] > 0
     aucs = np.array([roc_auc_binary(y_true == c, probs[:, c]) for c in range(k)])
     aps = np.array([average_precision_binary(y_true == c, probs[:, c]) for c in range(k)])
-    n = len(y_true)
-    weights = prf["support"] / max(n, 1)
     per_class = {
         name: {"precision": float(prf["precision"][c]), "recall": float(prf["recall"][c]),
                "f1": float(prf["f1"][c]), "support": int(prf["support"][c]),
                "roc_auc": _nan_to_none(aucs[c]), "ap": _nan_to_none(aps[c])}
         for c, name in enumerate(class_names)}
-    # Macro averages over the classes present in the test set (as sklearn does with labels=present classes).
     return {
-        "num_samples": int(n),
-        "accuracy": float(np.trace(cm) / n) if n else float("nan"),
-        "uar": float(prf["recall"][present].mean()) if present.any() else float("nan"),
-        "macro_f1": float(prf["f1"][present].mean()) if present.any() else float("nan"),
-        "weighted_f1": float((prf["f1"] * weights).sum()),
-        "kappa": cohen_kappa(cm),
-        "top2_accuracy": top_k_accuracy(y_true, probs, 2) if k > 2 else None,
-        "roc_auc_macro": _nanmean(aucs),
-        "ap_macro": _nanmean(aps),
+        "num_samples": int(len(y_true)),
+        **{m.key: m.fn(y_true, probs) for m in summary_metrics("expression")},
         "confusion_matrix": cm.tolist(),
         "per_class": per_class,
         "classes_absent": [class_names[c] for c in range(k) if not present[c]],
@@ -180,9 +170,132 @@ def va_metrics(va_true: np.ndarray, va_pred: np.ndarray) -> dict:
     out = {"num_labelled": int(mask.sum()), "num_unlabelled": int((~mask).sum())}
     for j, name in enumerate(("valence", "arousal")):
         t, p = va_true[mask, j], va_pred[mask, j]
-        out[name] = {"rmse": rmse(t, p), "pearson": pearson(t, p), "sagr": sagr(t, p), "ccc": ccc(t, p)} \
-            if mask.any() else None
+        out[name] = {m.key: m.fn(t, p) for m in summary_metrics("valence_arousal")} if mask.any() else None
     return out
+
+
+# === The summary-metric table ===
+# The only list of the summary metrics: evaluation (metrics.json, metrics.md, bootstrap CIs), the console table, the
+# HTML report, comparison tables and bars all read it. Adding a metric is one `@summary_metric` row on its function.
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One summary metric and how every table shows it.
+
+    Attributes:
+        key: its key in metrics.json (`expression.<key>`, or `valence_arousal.<dimension>.<key>`).
+        label: its name in human tables.
+        fn: expression metrics take (y_true (N,), probs (N, K)); valence/arousal metrics take (true (N,), pred (N,))
+            of one dimension. Returns a float, or None where undefined.
+        task: "expression" or "valence_arousal".
+        percent: shown x100 with a % sign.
+        higher_is_better: for comparisons and plots.
+        ci: evaluate reports its bootstrap 95% interval.
+        compare: a column of comparison tables and bar charts.
+        headline: a card at the top of the HTML report and a part of README's one-line result.
+        short: its name in one-line summaries (README), when shorter than `label`.
+    """
+
+    key: str
+    label: str
+    fn: Callable
+    task: str = "expression"
+    percent: bool = False
+    higher_is_better: bool = True
+    ci: bool = False
+    compare: bool = False
+    headline: bool = False
+    short: str = ""
+
+
+SUMMARY_METRICS: Dict[str, MetricSpec] = {}
+
+
+def summary_metric(key: str, label: str, task: str = "expression", **options) -> Callable:
+    """Decorator that registers `fn` as a summary metric (see `MetricSpec` for the options)."""
+
+    def deco(fn: Callable) -> Callable:
+        name = f"{task}.{key}"
+        if name in SUMMARY_METRICS:
+            raise ValueError(f"summary metric {name!r} is already registered")
+        SUMMARY_METRICS[name] = MetricSpec(key, label, fn, task, **options)
+        return fn
+
+    return deco
+
+
+def summary_metrics(task: str) -> List[MetricSpec]:
+    """The summary metrics of `task` ("expression" or "valence_arousal"), in display order."""
+    return [m for m in SUMMARY_METRICS.values() if m.task == task]
+
+
+def _argmax(probs: np.ndarray) -> np.ndarray:
+    return probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
+
+
+def _prf(y_true, probs):
+    cm = confusion_matrix(y_true, _argmax(probs), probs.shape[1])
+    prf = per_class_prf(cm)
+    return cm, prf, prf["support"] > 0
+
+
+@summary_metric("accuracy", "accuracy (WAR)", percent=True, ci=True, compare=True, headline=True, short="accuracy")
+def _accuracy(y_true, probs):
+    return float(np.mean(y_true == _argmax(probs))) if len(y_true) else float("nan")
+
+
+@summary_metric("uar", "UAR", percent=True, ci=True, compare=True, headline=True)
+def _uar(y_true, probs):
+    # Macro averages are over the classes present in the test set (as sklearn does with labels=present classes).
+    _, prf, present = _prf(y_true, probs)
+    return float(prf["recall"][present].mean()) if present.any() else float("nan")
+
+
+@summary_metric("macro_f1", "macro F1", percent=True, compare=True, headline=True)
+def _macro_f1(y_true, probs):
+    _, prf, present = _prf(y_true, probs)
+    return float(prf["f1"][present].mean()) if present.any() else float("nan")
+
+
+@summary_metric("weighted_f1", "weighted F1", percent=True)
+def _weighted_f1(y_true, probs):
+    _, prf, _ = _prf(y_true, probs)
+    return float((prf["f1"] * prf["support"] / max(len(y_true), 1)).sum())
+
+
+@summary_metric("kappa", "Cohen's kappa", compare=True, headline=True, short="κ")
+def _kappa(y_true, probs):
+    return cohen_kappa(_prf(y_true, probs)[0])
+
+
+@summary_metric("mcc", "Matthews correlation (MCC)", compare=True)
+def matthews_corrcoef(y_true, probs) -> float:
+    """Multi-class Matthews correlation coefficient (Gorodkin's R_K, as sklearn); 0 when undefined."""
+    cm = _prf(y_true, probs)[0].astype(np.float64)
+    t, p, c, s = cm.sum(axis=1), cm.sum(axis=0), np.trace(cm), cm.sum()
+    denom = np.sqrt((s * s - p @ p) * (s * s - t @ t))
+    return float((c * s - t @ p) / denom) if denom > 0 else 0.0
+
+
+@summary_metric("top2_accuracy", "top-2 accuracy", percent=True)
+def _top2_accuracy(y_true, probs):
+    return top_k_accuracy(y_true, probs, 2) if probs.shape[1] > 2 else None
+
+
+@summary_metric("roc_auc_macro", "ROC-AUC (macro, one-vs-rest)", compare=True)
+def _roc_auc_macro(y_true, probs):
+    return _nanmean([roc_auc_binary(y_true == c, probs[:, c]) for c in range(probs.shape[1])])
+
+
+@summary_metric("ap_macro", "AP (macro)")
+def _ap_macro(y_true, probs):
+    return _nanmean([average_precision_binary(y_true == c, probs[:, c]) for c in range(probs.shape[1])])
+
+
+summary_metric("rmse", "RMSE", "valence_arousal", higher_is_better=False)(rmse)
+summary_metric("pearson", "Pearson", "valence_arousal")(pearson)
+summary_metric("sagr", "SAGR", "valence_arousal")(sagr)
+summary_metric("ccc", "CCC", "valence_arousal", ci=True, compare=True, headline=True)(ccc)
 
 
 # === Bootstrap ===

@@ -13,9 +13,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from fer_keras.errors import ConfigError
+from fer_keras.errors import ConfigError, ModelError
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.run_dir import DATA_SUMMARY, LABELS, RunDir
+from fer_keras.tasks import task_of
+from fer_keras.tta import TTA
 
 VA_UNTRAINED_NOTE = ("valence/arousal unavailable: this model's valence_arousal head was never trained "
                      "(no VA labels in its training data)")
@@ -24,11 +26,14 @@ VA_UNTRAINED_NOTE = ("valence/arousal unavailable: this model's valence_arousal 
 @dataclass
 class ModelInfo:
     """`model_file`: the .keras file; `class_names`: output order, or None when unknown (then the preset of the
-    output size is used); `trained_heads`: output name -> trained (missing = unknown, treated as trained)."""
+    output size is used); `trained_heads`: output name -> trained (missing = unknown, treated as trained); `tta`:
+    the views `--tta auto` (the CLIs' default) averages, chosen on val data for the model (`"tta"` in its
+    metadata; none when unset)."""
 
     model_file: str
     class_names: Optional[List[str]] = None
     trained_heads: Dict[str, bool] = field(default_factory=dict)
+    tta: str = "none"  # the test-time augmentation its predictions use by default (fer_keras/tta.py)
 
     @property
     def va_trained(self) -> bool:
@@ -67,8 +72,8 @@ def read_model_info(model: str) -> ModelInfo:
     """Reads a run directory (`model.keras` + `labels.json`) or a `.keras` file (+ its sidecar `.json`, if any)."""
     if os.path.isdir(model):
         run = RunDir(model)
-        if run.is_run() and run.task() == "detection":
-            raise ConfigError(f"{model}: a face-detection run, not an expression model (give an expression run "
+        if run.is_run() and not task_of(model).expression_model:
+            raise ConfigError(f"{model}: a face-{run.task()} run, not an expression model (give an expression run "
                               "directory or a .keras file)")
         model_file, labels, summary_path = run.model_path, run.file(LABELS), run.file(DATA_SUMMARY)
         meta = _read_json(labels) if os.path.isfile(labels) else {}
@@ -81,7 +86,11 @@ def read_model_info(model: str) -> ModelInfo:
     names = meta.get("class_names")
     if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise ConfigError(f"{model}: class_names in its metadata is not a list of names")
-    return ModelInfo(model_file, names, _heads_from(meta, summary))
+    tta = meta.get("tta", "none")
+    if tta not in TTA:
+        raise ConfigError(f"{model}: tta {tta!r} in its metadata is no test-time augmentation (valid: "
+                          f"{', '.join(TTA)})")
+    return ModelInfo(model_file, names, _heads_from(meta, summary), tta)
 
 
 def write_sidecar(model_file: str, class_names: List[str], trained_heads: Dict[str, bool], **extra) -> str:
@@ -90,3 +99,30 @@ def write_sidecar(model_file: str, class_names: List[str], trained_heads: Dict[s
     atomic_write_text(path, json.dumps({"class_names": list(class_names), "trained_heads": dict(trained_heads),
                                         **extra}, indent=2) + "\n")
     return path
+
+
+def load_keras_model(path: str, safe_mode: bool = True):
+    """Loads a `.keras` file, by default in Keras safe mode (refuses Lambda layers, which would run arbitrary
+    code from the file); errors name the file. `safe_mode=False` is the user's explicit opt-out."""
+    import keras  # here, not at the top: reading a run's config must not wait for TensorFlow to import
+
+    import fer_keras.keras_metrics  # noqa: F401  (register custom objects)
+    import fer_keras.losses  # noqa: F401
+    import fer_keras.models  # noqa: F401
+
+    if not os.path.exists(path):
+        raise ModelError(f"model file not found: {path}")
+    if os.path.isfile(path) and path.endswith(".keras"):
+        import zipfile
+
+        if not zipfile.is_zipfile(path):  # Keras would say "File not found" for a truncated or foreign file
+            raise ModelError(f"{path}: not a complete .keras file (a .keras file is a zip archive; this one is "
+                             "truncated or something else)")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+    except Exception as e:  # corrupted zip, wrong format, unsafe Lambda
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "safe_mode" in msg or "Lambda" in msg:
+            raise ModelError(f"{path}: cannot load model: it contains a Lambda layer (Python code stored in the "
+                             "file), refused in safe mode; pass --unsafe-load only if you trust the file") from None
+        raise ModelError(f"{path}: cannot load model ({msg})") from None

@@ -12,6 +12,7 @@ valence, arousal), `errors.csv` for unreadable inputs and images without a face 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import json
@@ -27,11 +28,11 @@ import numpy as np
 from fer_keras.data.images import IMAGE_EXTS, resize_array
 from fer_keras.detection.faces import DETECTORS, make_detector, whole_image
 from fer_keras.errors import ConfigError, DataError, ModelError, cli_main, quiet_tensorflow_import, stderr_captured
-from fer_keras.evaluation import check_expression_model, class_mapping_matrix, map_probabilities, tta_views
+from fer_keras.evaluation import check_expression_model
 from fer_keras.io_utils import atomic_write_text
-from fer_keras.labels import map_name, normalize_name, preset_classes
-from fer_keras.model_info import VA_UNTRAINED_NOTE, read_model_info
-from fer_keras.run_dir import load_keras_model
+from fer_keras.labels import class_mapping_matrix, map_name, map_probabilities, normalize_name, preset_classes
+from fer_keras.model_info import VA_UNTRAINED_NOTE, load_keras_model, read_model_info
+from fer_keras.tta import TTA, tta_views, tta_views_numpy
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -142,28 +143,27 @@ class FacePredictor:
 
     `backend`: `keras` runs the Keras model through TensorFlow; `litert` runs its float TFLite export through
     LiteRT (the shipped default model ships with one; a run has one after `export --format tflite`); `auto` takes
-    LiteRT when such an export exists and no test-time augmentation is asked for, else Keras.
+    LiteRT when such an export exists, else Keras. `tta`: the test-time augmentation views (fer_keras/tta.py),
+    made in the graph with Keras and in NumPy with LiteRT; `auto` = the model's own choice (`ModelInfo.tta`).
     """
 
-    def __init__(self, model: str, batch_size: int = 64, safe_mode: bool = True, tta: str = "none",
+    def __init__(self, model: str, batch_size: int = 64, safe_mode: bool = True, tta: str = "auto",
                  labels: Optional[str] = None, backend: str = "auto"):
         if backend not in BACKENDS:
             raise ConfigError(f"--backend {backend!r}: valid: {', '.join(BACKENDS)}")
         info = read_model_info(model)
         path, names = info.model_file, info.class_names
         self.va_trained = info.va_trained
+        tta = info.tta if tta == "auto" else tta
         lite = tflite_sibling(model, path) if backend != "keras" else None
         if backend == "litert" and lite is None:
             raise ConfigError(f"{model}: no TFLite export to run with --backend litert (python -m fer_keras.export "
                               "--run RUN --format tflite)")
-        if lite is not None and tta != "none":
-            if backend == "litert" or model.lower().endswith(".tflite"):
-                raise ConfigError("--tta needs the Keras model (--backend keras); a TFLite export has no TTA views")
-            lite = None
         self.batch_size, self.tta, self.labels = batch_size, tta, labels
         if lite is not None:
             self.backend = "litert"
             self._lite = _LiteRTModel(lite)
+            self._views = tta_views_numpy(tta)
             shape = self._lite.shape
             self.size, self.channels = int(shape[0]), int(shape[-1])
             if not names:
@@ -186,12 +186,15 @@ class FacePredictor:
             raise ConfigError(f"{path}: a clip model (input {self.model.input_shape}); predict takes frame models")
         self.size, self.channels = int(shape[0]), int(shape[-1])
         self.model_class_names = names or preset_classes(str(k))
+        self._serve = self._keras_serve(tta)
+
+    def _keras_serve(self, tta: str):
         import tensorflow as tf
 
         # One compiled function for every batch size (None batch dimension): traced once per process, where
         # Keras' predict_on_batch retraces for new batch shapes (0.8 s each here); eager calls run 2.7x slower.
         # With test-time augmentation the views are made and averaged inside the same graph (see
-        # evaluation.tta_views: the views evaluate_model.py --tta uses).
+        # fer_keras/tta.py: the views evaluate_model.py --tta uses).
         views = tta_views(tta)
 
         def serve(x):
@@ -199,8 +202,27 @@ class FacePredictor:
             return {k: tf.add_n([tf.cast(o[k], tf.float32) for o in outs]) / len(outs)
                     for k in ("expression", "valence_arousal")}
 
-        self._serve = tf.function(serve, input_signature=[
-            tf.TensorSpec([None, self.size, self.size, self.channels], tf.float32)])
+        return tf.function(serve, input_signature=[tf.TensorSpec([None, self.size, self.size, self.channels],
+                                                                 tf.float32)])
+
+    def with_tta(self, tta: str) -> "FacePredictor":
+        """The same loaded model with other test-time augmentation views (predict's videos use none by default)."""
+        if tta == self.tta:
+            return self
+        other = copy.copy(self)
+        other.tta = tta
+        if self.backend == "litert":
+            other._views = tta_views_numpy(tta)
+        else:
+            other._serve = self._keras_serve(tta)
+        return other
+
+    def _lite_views(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        """LiteRT over every TTA view of the batch in one call, averaged per face (as the Keras graph does)."""
+        if len(self._views) == 1:
+            return self._lite(batch)
+        out = self._lite(np.concatenate([v(batch) for v in self._views]))
+        return {k: v.reshape(len(self._views), len(batch), -1).mean(axis=0) for k, v in out.items()}
 
     def prepare(self, crop: np.ndarray) -> np.ndarray:
         """Resizes one RGB (H, W, 3) or grayscale (H, W) crop to the model's input (size, channels), uint8."""
@@ -208,14 +230,18 @@ class FacePredictor:
         return resize_array((crop[..., None] if crop.ndim == 2 else crop)[None], self.size, self.channels)[0]
 
     def predict(self, crops: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
-        """Classifies prepared crops in batches; returns `probabilities` (N,K) and `valence_arousal` (N,2)."""
+        """Classifies prepared crops in batches.
+
+        Returns:
+            {"expression": (N, K) class probabilities, "valence_arousal": (N, 2)}.
+        """
         if not len(crops):
-            return {"probabilities": np.zeros((0, len(self.class_names))), "valence_arousal": np.zeros((0, 2))}
+            return {"expression": np.zeros((0, len(self.class_names))), "valence_arousal": np.zeros((0, 2))}
         x = np.stack(crops).astype(np.float32)
         probs, va = [], []
         for i in range(0, len(x), self.batch_size):
             batch = x[i:i + self.batch_size]
-            out = self._lite(batch) if self.backend == "litert" else self._serve(batch)  # named (dict) outputs
+            out = self._lite_views(batch) if self.backend == "litert" else self._serve(batch)  # named outputs
             probs.append(np.asarray(out["expression"], np.float32))
             va.append(np.asarray(out["valence_arousal"], np.float32))
         va = np.concatenate(va)
@@ -225,7 +251,7 @@ class FacePredictor:
             probs = map_probabilities(probs, self.model_class_names, self.labels).astype(np.float32)
         if not self.va_trained:  # an untrained head's numbers are noise: report them as missing
             va = np.full_like(va, np.nan)
-        return {"probabilities": probs, "valence_arousal": va}
+        return {"expression": probs, "valence_arousal": va}
 
 
 # === Inputs ===
@@ -390,7 +416,7 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
         prog.close()
     out = predictor.predict(crops)
     per_image: Dict[str, list] = {}
-    for (path, i, box, rgb), probs, va in zip(meta, out["probabilities"], out["valence_arousal"]):
+    for (path, i, box, rgb), probs, va in zip(meta, out["expression"], out["valence_arousal"]):
         results.rows.append(_row(path, "", i, box, predictor.class_names, probs, va))
         if annotate_out:
             per_image.setdefault(path, [rgb, []])[1].append(results.rows[-1])
@@ -457,7 +483,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
                 out = predictor.predict([predictor.prepare(rgb[y:y + h, x:x + w]) for x, y, w, h in boxes])
                 rows = []
                 for i, (b, tid) in enumerate(zip(boxes, ids)):
-                    label, probs, va = tracker.smooth(tid, out["probabilities"][i], out["valence_arousal"][i])
+                    label, probs, va = tracker.smooth(tid, out["expression"][i], out["valence_arousal"][i])
                     rows.append(_row(source, frame_no, i, b, predictor.class_names, probs, va, label, tid))
                 results.rows.extend(rows)
                 if annotate_out or show:
@@ -630,10 +656,11 @@ def main(argv=None):
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="auto: the model's TFLite export through LiteRT when it has one (no TensorFlow import: "
                         "fast start), else Keras; keras / litert force one")
-    p.add_argument("--tta", choices=["none", "flip", "crops"], default="none",
+    p.add_argument("--tta", choices=["auto", *TTA], default="auto",
                    help="test-time augmentation, the views of evaluate_model.py --tta: flip = 2 views, crops = 4 "
-                        "corner + centre crops and their mirrors, 10 views (classification measured at 65%% and "
-                        "12%% of the faces/s without TTA, see the model card)")
+                        "corner + centre crops and their mirrors, 10 views; auto (default) = the model's own "
+                        "choice for images (see its model card) and none for videos (tracks are averaged over "
+                        "--window frames instead)")
     p.add_argument("--window", type=int, default=5,
                    help="video: average each face's predictions over its last N frames (its own track only)")
     p.add_argument("--detect-every", type=int, default=5,
@@ -695,9 +722,12 @@ def main(argv=None):
     if images:
         predict_images(predictor, images, detector, a.padding, not a.largest_face, results, a.out, a.annotate,
                        a.save_crops, progress=not a.quiet)
+    # Videos: `--tta auto` means no views. A face is seen in many frames and its track is averaged over --window
+    # frames, and the views would cost the frame rate (crops: 10 model calls per face and frame).
+    video_predictor = predictor.with_tta("none") if a.tta == "auto" else predictor
     for kind, path in inputs:
         if kind in ("video", "webcam"):
-            predict_video(predictor, path, detector, a.padding, a.window, results, a.out, a.annotate, a.show,
+            predict_video(video_predictor, path, detector, a.padding, a.window, results, a.out, a.annotate, a.show,
                           a.max_frames, a.detect_every, a.largest_face, a.hysteresis, progress=not a.quiet)
     _write_csv(os.path.join(a.out, "predictions.csv"), results.rows)
 

@@ -16,11 +16,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fer_keras import plots
-from fer_keras.detection.train import load_detection_data
 from fer_keras.errors import ConfigError, DataError, reading
 from fer_keras.io_utils import atomic_path, atomic_write_text
 from fer_keras.labels import map_name, preset_classes
+from fer_keras.metrics import summary_metrics
 from fer_keras.run_dir import DATA_SUMMARY, METRICS, PLOTS, RUNTIME, RunDir, newest_run
+from fer_keras.tasks import task_of
 
 
 def _load_json(path: str):
@@ -78,8 +79,13 @@ def render_run(run: str) -> Dict[str, str]:
     rd = RunDir.open(run)
     out_dir = rd.file(PLOTS)
     os.makedirs(out_dir, exist_ok=True)
-    if rd.task() == "detection":
-        return _save_figures(_detection_figures(run), out_dir)
+    return _save_figures(task_of(run).fn("figures")(run), out_dir)
+
+
+def expression_figures(run: str) -> Dict[str, tuple]:
+    """{title: (file stem, figure function)} of an expression run: learning curves, class distributions, confusion
+    matrices, per-class bars, ROC/PR, valence/arousal plots and sample grids (from the files the run has)."""
+    rd = RunDir.open(run)
     figures = {}
     hist_path = rd.history_path
     if os.path.isfile(hist_path):
@@ -130,11 +136,13 @@ def render_run(run: str) -> Dict[str, str]:
             if imgs:
                 figures[title] = (f"samples_{'correct' if correct else 'incorrect'}",
                                   lambda i=imgs, t=titles, tt=title: plots.sample_grid(i, t, tt))
-    return _save_figures(figures, out_dir)
+    return figures
 
 
-def _detection_figures(run: str) -> Dict[str, tuple]:
+def detection_figures(run: str) -> Dict[str, tuple]:
     """Learning curves, the PR curve of each evaluated split and sample detections of a detection run."""
+    from fer_keras.detection.train import load_detection_data
+
 
     figures = {}
     rd = RunDir.open(run)
@@ -230,13 +238,15 @@ def headline(metrics: dict, run_name: str, model_name: str = "") -> str:
         extra = f"<span>95% CI {c[0]:.3f}–{c[1]:.3f}</span>" if c else ""
         return f"<div class='kpi'><span>{html.escape(label)}</span><b>{_fmt(value)}</b>{extra}</div>"
 
-    cards = [kpi("accuracy", e["accuracy"], "accuracy"), kpi("UAR (balanced accuracy)", e["uar"], "uar"),
-             kpi("macro F1", e["macro_f1"], "macro_f1")]
-    for d in ("valence", "arousal"):
-        v = va.get(d) if isinstance(va, dict) else None
-        why = "head not trained" if va == "unavailable" else "no labels"
-        cards.append(kpi(f"{d} CCC", v["ccc"], f"{d}_ccc") if v else
-                     f"<div class='kpi'><span>{d} CCC</span><b>–</b><span>{why}</span></div>")
+    cards = [kpi(m.label, e.get(m.key), m.key) for m in summary_metrics("expression") if m.headline]
+    for m in summary_metrics("valence_arousal"):
+        if not m.headline:
+            continue
+        for d in ("valence", "arousal"):
+            v = va.get(d) if isinstance(va, dict) else None
+            why = "head not trained" if va == "unavailable" else "no labels"
+            cards.append(kpi(f"{d} {m.label}", v[m.key], f"{d}_{m.key}") if v else
+                         f"<div class='kpi'><span>{d} {m.label}</span><b>–</b><span>{why}</span></div>")
     data = info.get("data_name") or " + ".join(  # dataset names, not machine paths
         os.path.basename(os.path.normpath(part)) for part in str(info.get("data") or "demo data").split(" + "))
     meta = (f"model <b>{html.escape(model_name or os.path.basename(str(info.get('model', ''))))}</b> · data "
@@ -251,18 +261,17 @@ def headline(metrics: dict, run_name: str, model_name: str = "") -> str:
 def metric_tables(metrics: dict) -> List[Tuple[str, str]]:
     """(title, HTML table) for the overall metrics, each class and each source (multi-source runs)."""
     e = metrics["expression"]
-    out = [("Metrics", _table(["metric", "value"], [[k, e[k]] for k in (
-        "accuracy", "uar", "macro_f1", "weighted_f1", "kappa", "top2_accuracy", "roc_auc_macro", "ap_macro")
-        if k in e]))]
+    out = [("Metrics", _table(["metric", "value"], [[m.label, e[m.key]] for m in summary_metrics("expression")
+                                                     if m.key in e]))]
     pc = e.get("per_class") or {}
     out.append(("Per class", _table(["class", "precision", "recall", "F1", "support", "ROC AUC"], [
         [c, v.get("precision"), v.get("recall"), v.get("f1"), v.get("support"), v.get("roc_auc")]
         for c, v in pc.items()])))
     va = metrics.get("valence_arousal")
     if isinstance(va, dict) and (va.get("valence") or va.get("arousal")):
-        out.append(("Valence and arousal", _table(["dimension", "CCC", "Pearson", "RMSE", "SAGR"], [
-            [d, v["ccc"], v.get("pearson"), v.get("rmse"), v.get("sagr")]
-            for d, v in ((d, va.get(d)) for d in ("valence", "arousal")) if v])))
+        specs = summary_metrics("valence_arousal")
+        out.append(("Valence and arousal", _table(["dimension"] + [m.label for m in specs], [
+            [d] + [v.get(m.key) for m in specs] for d, v in ((d, va.get(d)) for d in ("valence", "arousal")) if v])))
     ps = metrics.get("per_source") or {}
     if ps:
         rows = []
@@ -304,18 +313,20 @@ def html_report(title: str, sections: Dict[str, str], metrics: Optional[dict] = 
 
 def render_comparison(runs: List[str], out: str) -> str:
 
-    keys = ("accuracy", "uar", "macro_f1", "kappa")
-    metrics = {k: [] for k in keys + ("valence_ccc", "arousal_ccc")}
+    keys = [m.key for m in summary_metrics("expression") if m.compare]
+    va_keys = [m.key for m in summary_metrics("valence_arousal") if m.compare]
+    metrics = {k: [] for k in keys + [f"{d}_{k}" for k in va_keys for d in ("valence", "arousal")]}
     for r in runs:
         path = os.path.join(r, METRICS)
         if not os.path.isfile(path):
             raise DataError(f"{r}: no metrics.json; run evaluate_model.py --run {r} first")
         m = _load_json(path)
         for k in keys:
-            metrics[k].append(m["expression"][k])
-        for d in ("valence", "arousal"):
-            v = m["valence_arousal"].get(d)
-            metrics[f"{d}_ccc"].append(v["ccc"] if v else None)
+            metrics[k].append(m["expression"].get(k))
+        for k in va_keys:
+            for d in ("valence", "arousal"):
+                v = m["valence_arousal"].get(d)
+                metrics[f"{d}_{k}"].append(v[k] if v else None)
     os.makedirs(out, exist_ok=True)
     fig = plots.compare_bars([os.path.basename(os.path.normpath(r)) for r in runs], metrics)
     path = os.path.join(out, "compare.png")

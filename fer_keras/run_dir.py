@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
 from fer_keras.config import Config, config_from_dict, read_yaml, save_config
-from fer_keras.errors import ConfigError, ModelError, reading
+from fer_keras.errors import ConfigError, reading
 from fer_keras.io_utils import atomic_path, atomic_write_text, slug
 
 CONFIG = "config.yaml"
@@ -298,30 +298,3 @@ def run_training(cfg: Config, default_stem: str, load: Callable[[], Any], start:
             raise
         run.finish()
         return run.path
-
-
-def load_keras_model(path: str, safe_mode: bool = True):
-    """Loads a `.keras` file, by default in Keras safe mode (refuses Lambda layers, which would run arbitrary
-    code from the file); errors name the file. `safe_mode=False` is the user's explicit opt-out."""
-    import keras  # here, not at the top: reading a run's config must not wait for TensorFlow to import
-
-    import fer_keras.keras_metrics  # noqa: F401  (register custom objects)
-    import fer_keras.losses  # noqa: F401
-    import fer_keras.models  # noqa: F401
-
-    if not os.path.exists(path):
-        raise ModelError(f"model file not found: {path}")
-    if os.path.isfile(path) and path.endswith(".keras"):
-        import zipfile
-
-        if not zipfile.is_zipfile(path):  # Keras would say "File not found" for a truncated or foreign file
-            raise ModelError(f"{path}: not a complete .keras file (a .keras file is a zip archive; this one is "
-                             "truncated or something else)")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
-    except Exception as e:  # corrupted zip, wrong format, unsafe Lambda
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "safe_mode" in msg or "Lambda" in msg:
-            raise ModelError(f"{path}: cannot load model: it contains a Lambda layer (Python code stored in the "
-                             "file), refused in safe mode; pass --unsafe-load only if you trust the file") from None
-        raise ModelError(f"{path}: cannot load model ({msg})") from None

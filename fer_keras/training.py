@@ -11,9 +11,7 @@ import csv
 import math
 import os
 import platform
-import sys
 import time
-import warnings
 from typing import Optional
 
 import keras
@@ -21,94 +19,27 @@ import numpy as np
 import tensorflow as tf
 
 from fer_keras.config import Config
-from fer_keras.data.augment import EPOCH_SEED_STRIDE, epoch_seed
+from fer_keras.data.augment import EPOCH_SEED_STRIDE
 from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities
-from fer_keras.data.pipeline import DataBundle, class_weights, epoch_size, load_data, make_dataset
-from fer_keras.distributed import (follow_the_chief_callback, lost_worker_message, make_multiworker_strategy,
-                                   parse_tf_config, shard_options, weights_digest)
+from fer_keras.data.pipeline import (DataBundle, class_weights, epoch_size, find_undecodable, load_data,
+                                     make_dataset)
+from fer_keras.distributed import lost_worker_message, parse_tf_config, shard_options, weights_digest
 from fer_keras.errors import ConfigError, DataError, describe_os_error
 from fer_keras.evaluation import predict_table
+from fer_keras.fitting import fit_verbosity, make_callbacks, make_optimizer, make_strategy, resolve_runtime
 from fer_keras.io_utils import atomic_path
-from fer_keras.keras_compat import flatten_layers, seed_generators
+from fer_keras.keras_compat import flatten_layers
 from fer_keras.keras_metrics import ExpressionAccuracy, MacroRecall, MaskedVAMetric
 from fer_keras.labels import preset_classes
 from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
 from fer_keras.metrics import expression_metrics, source_scores
-from fer_keras.model_info import read_model_info
+from fer_keras.model_info import load_keras_model, read_model_info
 from fer_keras.models import MODELS, build_model
 from fer_keras.models.transfer import transfer_weights
-from fer_keras.run_dir import (BACKUP, DATA_SUMMARY, LABELS, RUNTIME, RunDir, load_keras_model, run_training,
-                               write_json)
-
-
-# === Runtime choices ===
-
-def has_gpu() -> bool:
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU has native bfloat16 (AVX512_BF16 or AMX), where mixed_bfloat16 can pay off."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_runtime(train_cfg, model_name: str) -> dict:
-    """Chooses XLA and precision for this device and model.
-
-    XLA: `auto` = on with a GPU, off on CPU (measured 3-7x slower for training on this CPU, where oneDNN is faster).
-    Precision: `auto` = mixed_float16 on GPU; on CPU mixed_bfloat16 only for models registered with
-    `bf16_on_cpu=True` (VGG16, ResNet50, CustomCNN: measured faster, benchmarks/RESULTS.md) and only if the CPU
-    has native bf16, else float32.
-    """
-    gpu = has_gpu()
-    xla = {"on": True, "off": False}.get(train_cfg.xla, gpu)
-    precision = train_cfg.precision
-    if precision == "auto":
-        if gpu:
-            precision = "mixed_float16"
-        elif getattr(MODELS.get(model_name), "bf16_on_cpu", False) and cpu_has_bf16():
-            precision = "mixed_bfloat16"
-        else:
-            precision = "float32"
-    return {"device": "gpu" if gpu else "cpu", "xla": bool(xla), "precision": precision}
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """`default` (one device), `mirrored` (all local GPUs; without GPUs, all logical CPU devices), `multiworker`
-    (one replica per worker of the cluster in TF_CONFIG, each mirroring its local GPUs)."""
-    if name == "mirrored":
-        if not tf.config.list_logical_devices("GPU"):
-            cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-            return tf.distribute.MirroredStrategy(cpus if len(cpus) > 1 else None)
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":  # created at start-up by distributed.start_worker (train_model.py does it)
-        parse_tf_config()
-        return make_multiworker_strategy()
-    return tf.distribute.get_strategy()
+from fer_keras.run_dir import BACKUP, DATA_SUMMARY, LABELS, RUNTIME, RunDir, run_training, write_json
 
 
 # === Compile ===
-
-def make_optimizer(t, schedule_steps: int):
-    lr = t.learning_rate
-    if t.schedule == "cosine":
-        warm = t.warmup_epochs * schedule_steps // max(t.epochs, 1)
-        total = max(schedule_steps - warm, 1)
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=t.learning_rate if warm == 0 else t.learning_rate * 0.1, decay_steps=total,
-            alpha=min(t.min_learning_rate / t.learning_rate, 1.0),
-            warmup_target=t.learning_rate if warm else None, warmup_steps=warm)
-    if t.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=t.momentum, nesterov=True, weight_decay=t.weight_decay or None)
-    if t.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
-    return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
-
 
 def compile_model(model: keras.Model, cfg: Config, num_classes: int, weights=None, schedule_steps: int = 1,
                   jit_compile: bool = False, soft_labels: bool = False) -> keras.Model:
@@ -133,160 +64,6 @@ def compile_model(model: keras.Model, cfg: Config, num_classes: int, weights=Non
 
 
 # === Callbacks ===
-
-class BestModelCheckpoint(keras.callbacks.Callback):
-    """Saves the model to `path` at the end of every epoch that improves `monitor` (as Keras' ModelCheckpoint with
-    save_best_only), written to a temp file renamed into place so a kill never leaves a broken model.
-
-    Args:
-        path: the `.keras` file.
-        monitor: the epoch log to watch; an epoch without it is skipped with Keras' warning.
-        mode: `max` or `min`.
-        best: the best value so far (a resumed run's, so its first epoch cannot overwrite a better model).
-    """
-
-    def __init__(self, path: str, monitor: str, mode: str = "max", best: Optional[float] = None):
-        super().__init__()
-        self.path, self.monitor, self.mode = path, monitor, mode
-        self.best = best if best is not None else (-np.inf if mode == "max" else np.inf)
-
-    def on_epoch_end(self, epoch, logs=None):
-        current = (logs or {}).get(self.monitor)
-        if current is None:
-            warnings.warn(f"Can save best model only with {self.monitor} available, skipping.", stacklevel=2)
-            return
-        current = float(current)
-        if current > self.best if self.mode == "max" else current < self.best:  # NaN never improves
-            self.best = current
-            with atomic_path(self.path) as tmp:
-                self.model.save(tmp, overwrite=True)
-
-
-class RunLogger(keras.callbacks.Callback):
-    """Adds the learning rate and epoch time to the logs (so CSVLogger/TensorBoard record them)."""
-
-    def __init__(self):
-        super().__init__()
-        self.epoch_times = []
-        self._t0 = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        lr = self.model.optimizer.learning_rate
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
-        dt = time.perf_counter() - (self._t0 or time.perf_counter())
-        self.epoch_times.append(dt)
-        logs["epoch_seconds"] = dt
-
-
-class EpochLine(keras.callbacks.Callback):
-    """One short line per epoch for logs (non-terminal output): time, loss, the accuracy/UAR/CCC numbers that
-    matter and the checkpoint metric, rounded; every metric stays in history.csv and TensorBoard.
-
-    Keras' own epoch line lists every logged metric unrounded (17 of them, ~480 characters, for a multi-source run).
-    """
-
-    KEYS = (("loss", "loss"), ("expression_accuracy", "acc"), ("val_loss", "val loss"),
-            ("val_expression_accuracy", "val acc"), ("val_expression_uar", "val UAR"),
-            ("val_valence_arousal_ccc", "val VA CCC"), ("val_ap50", "val AP50"))
-
-    def __init__(self, monitor: str, epochs: int, mode: str = "max"):
-        super().__init__()
-        self.monitor, self.epochs, self.mode = monitor, epochs, mode
-        self.best = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        parts = [f"epoch {epoch + 1}/{self.epochs}"]
-        if "epoch_seconds" in logs:
-            parts[0] += f" ({logs['epoch_seconds']:.0f} s)"
-        parts += [f"{label} {float(logs[k]):.4g}" for k, label in self.KEYS if k in logs and k != self.monitor]
-        value = logs.get(self.monitor)
-        if value is not None:
-            v = float(value)
-            better = self.best is None or (v > self.best if self.mode == "max" else v < self.best)
-            self.best = v if better else self.best
-            parts.append(f"{self.monitor} {v:.4g}" + (" (best)" if better else ""))
-        print(" | ".join(parts), flush=True)
-
-
-class TimeLimit(keras.callbacks.Callback):
-    """Stops training once `minutes` of wall time have passed since `fit` began (checked after every step; the
-    interrupted epoch still validates and checkpoints)."""
-
-    def __init__(self, minutes: float):
-        super().__init__()
-        self.seconds = 60.0 * minutes
-        self.stopped_at_epoch = None
-
-    def on_train_begin(self, logs=None):
-        self._t0 = time.perf_counter()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.perf_counter() - self._t0 > self.seconds and not self.model.stop_training:
-            self.model.stop_training = True
-            self.stopped_at_epoch = self._epoch
-
-
-class StopReport(keras.callbacks.Callback):
-    """Says what a user needs to know about how training went, one line each: a model still at chance level
-    after `chance_epochs` epochs, and why training stopped early (early stopping, the time limit, NaN loss)."""
-
-    def __init__(self, monitor: str, num_classes: int, chance_epochs: int = 3, early=None, time_limit=None):
-        super().__init__()
-        self.monitor, self.num_classes, self.chance_epochs = monitor, num_classes, chance_epochs
-        self.early, self.time_limit = early, time_limit
-        self.last_epoch, self.epochs_planned = None, None
-
-    def on_train_begin(self, logs=None):
-        self.epochs_planned = self.params.get("epochs")
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.last_epoch = epoch
-        logs = logs or {}
-        uar = logs.get("val_expression_uar", logs.get("expression_uar"))
-        if epoch + 1 == self.chance_epochs and uar is not None and uar <= 1.0 / self.num_classes + 0.02:
-            print(f"warning: after {epoch + 1} epochs the model is still at chance level (expression UAR "
-                  f"{uar:.3f}, chance = 1/{self.num_classes} = {1.0 / self.num_classes:.3f}); it has learned "
-                  "nothing yet: check the data and labels, the learning rate, or train longer", flush=True)
-
-    def on_train_end(self, logs=None):
-        if self.last_epoch is None:
-            return
-        if self.time_limit is not None and self.time_limit.stopped_at_epoch is not None:
-            print(f"stopped: the time limit (train.time_limit_minutes = {self.time_limit.seconds / 60:g}) was "
-                  f"reached during epoch {self.time_limit.stopped_at_epoch + 1} of {self.epochs_planned}; that "
-                  "epoch ended early (its remaining steps were skipped) and was still validated", flush=True)
-        elif self.early is not None and self.early.stopped_epoch > 0:
-            print(f"stopped: early stopping after epoch {self.early.stopped_epoch + 1} of {self.epochs_planned}: "
-                  f"{self.monitor} did not improve for {self.early.patience} epochs "
-                  "(train.early_stopping_patience / --early-stopping; 0 = off)", flush=True)
-        elif self.model.stop_training and self.last_epoch + 1 < (self.epochs_planned or 0):
-            print(f"stopped after epoch {self.last_epoch + 1}: the loss became NaN", flush=True)
-
-
-class EpochSeeder(keras.callbacks.Callback):
-    """Keys all training randomness to (seed, epoch): sets the data pipeline's epoch variable and reseeds the
-    model's own random layers (dropout) at each epoch start. A run resumed by BackupAndRestore at epoch k then
-    sees the same data order, augmentation and dropout masks as an uninterrupted run."""
-
-    def __init__(self, epoch_var: tf.Variable, seed: int):
-        super().__init__()
-        self.epoch_var = epoch_var
-        self.seed = seed
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_var.assign(epoch)
-        for i, gen in enumerate(seed_generators(self.model)):
-            gen.state.assign(np.array([epoch_seed(self.seed, epoch), i], np.int64))
-
 
 class ClipMetrics(keras.callbacks.Callback):
     """Clip-level validation for frame models on clip data: averages each clip's frame log-probabilities and adds
@@ -331,65 +108,6 @@ def trained_heads(data: DataBundle) -> dict:
     return {"expression": len(t) > 0, "valence_arousal": n_va > 0, "train_samples_with_valence_arousal": n_va}
 
 
-def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[tf.Variable], first=(),
-                   mode: Optional[str] = None, num_classes: Optional[int] = None):
-    """The epoch callbacks of every run (expression and detection): `first` (metrics that the checkpoint reads),
-    epoch seeding (when the data pipeline has an `epoch_var`), backup for resuming, best checkpoint (its best value
-    restored from history.csv), history, NaN stop, schedule, early stopping, time limit, TensorBoard."""
-    t = cfg.train
-    mode = mode or t.monitor_mode
-    logger = RunLogger()
-    run = RunDir(run_dir)
-    # Resuming: the best value so far comes from history.csv, so the first resumed epoch cannot overwrite a better
-    # model.
-    # A resumed run restarts at the backup's epoch: rows of later epochs (written before a failure that stopped the
-    # backup) go, so each epoch has one history row.
-    run.trim_history(run.resume_epoch())
-    ckpt = BestModelCheckpoint(run.model_path, monitor, mode, run.best_so_far(monitor, mode))
-    # The backup comes after the checkpoint and the history row: an epoch counts as done for resuming only once
-    # both are written (a failed write at an epoch end redoes that epoch instead of losing it).
-    cbs = [logger, *first,
-           *([EpochSeeder(epoch_var, t.seed)] if epoch_var is not None else []),
-           ckpt,
-           keras.callbacks.CSVLogger(run.history_path, append=True),
-           keras.callbacks.BackupAndRestore(run.file(BACKUP), delete_checkpoint=True),
-           *([follow_the_chief_callback()] if t.strategy == "multiworker" else []),
-           keras.callbacks.TerminateOnNaN()]
-    if t.schedule == "plateau":
-        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=t.plateau_factor,
-                                                     patience=t.plateau_patience, min_lr=t.min_learning_rate))
-    elif t.schedule == "step":
-        cbs.append(keras.callbacks.LearningRateScheduler(
-            lambda epoch, lr: t.learning_rate * t.step_factor ** (epoch // max(t.step_every, 1))))
-    early = time_limit = None
-    if t.early_stopping_patience > 0:
-        early = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience,
-                                              restore_best_weights=False)
-        cbs.append(early)
-    if t.time_limit_minutes:
-        time_limit = TimeLimit(t.time_limit_minutes)
-        cbs.append(time_limit)
-    if num_classes:
-        cbs.append(StopReport(monitor, num_classes, early=early, time_limit=time_limit))
-    if t.tensorboard:
-        cbs.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False,
-                                               profile_batch=0))
-    if t.verbose == -1 and not sys.stdout.isatty():  # a log: our short epoch line instead of Keras' long one
-        cbs.append(EpochLine(monitor, t.epochs, mode))
-    return cbs, logger
-
-
-# === Run directory ===
-
-def fit_verbosity(verbose: int) -> int:
-    """Keras `fit` verbosity: -1 (auto) is a progress bar with ETA on a terminal; in a log Keras prints nothing and
-    `EpochLine` one short line per epoch (a progress bar written to a log file is one endless line of carriage
-    returns)."""
-    if verbose != -1:
-        return verbose
-    return 1 if sys.stdout.isatty() else 0  # in a log, EpochLine prints one short line per epoch
-
-
 def describe_training(cfg: Config, data: DataBundle) -> str:
     """One line saying what this run trains on and from what weights (printed at the start of every run)."""
     d, m = cfg.data, cfg.model
@@ -423,7 +141,7 @@ def train(cfg: Config, data: Optional[DataBundle] = None) -> str:
 
     Args:
         cfg: the resolved config.
-        data: already-loaded data (tests pass it to avoid re-reading); default: `load_data(cfg)`.
+        data: already-loaded data (tests pass it to avoid re-reading); default: `load_data(cfg.data)`.
 
     Returns:
         Path of the run directory (see the module docstring for its contents).
@@ -534,7 +252,7 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
                 w.writerows(data.bad.items)
 
     # A start that fails before the first epoch ends (ImageNet weights offline, a bad init_from) removes the run.
-    return run_training(cfg, run_stem(cfg), lambda: data or load_data(cfg), start,
+    return run_training(cfg, run_stem(cfg), lambda: data or load_data(cfg.data), start,
                         lambda run, data, resuming: _fit(cfg, data, runtime, run.path, resuming, t_start))
 
 
@@ -623,10 +341,15 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
         # for data too big to decode up front). Finished epochs are kept in backup/: the run resumes.
         first = (e.message or str(e)).strip().splitlines()[0][:300]
         kept = os.path.exists(os.path.join(run_dir, BACKUP))
+        then = (f"continue with: python train_model.py --resume {run_dir}" if kept else
+                "rerun the same command (no epoch had finished, nothing was kept)")
+        found = find_undecodable([data.train, data.val], d)  # tf.data's error does not say which file it was
+        if found:
+            raise DataError(f"training stopped: {found[0]}: {found[1]} (tf.data: {first}); fix or remove it (or "
+                            f"use --skip-bad with --set data.validate_images=full), then {then}") from None
         raise DataError(f"training stopped: an input failed in the tf.data pipeline ({first}); find the file with "
                         "--set data.validate_images=full (decodes every image before training), fix or remove it, "
-                        + (f"and continue with: python train_model.py --resume {run_dir}" if kept else
-                           "and rerun the same command (no epoch had finished, nothing was kept)")) from None
+                        f"and {then}") from None
     except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError,
             tf.errors.AbortedError, tf.errors.InternalError) as e:  # a collective op whose peer is gone
         if t.strategy != "multiworker":

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_keras import blazeface as B
+from fer_keras.detection import blazeface as B
 from fer_keras.detection import faces as A
 from fer_keras.detection.lowlight import brighten, brightness, degrade_low_light
 from fer_keras.detection.metrics import recall_at_fppi

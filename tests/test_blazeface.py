@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_keras import blazeface as B
+from fer_keras.detection import blazeface as B
 from fer_keras.errors import ConfigError
 
 FER2013_VAL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "fer2013", "val")

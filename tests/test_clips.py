@@ -88,7 +88,7 @@ def test_frame_sampling():
 def test_training_dataset_samples_frames_per_clip(clip_root):
     cfg = Config()
     cfg.data = _cfg(clip_root["clips"], frames_per_clip=3, batch_size=5)
-    b = load_data(cfg)
+    b = load_data(cfg.data)
     ds = clip_dataset(b.train, cfg, training=True, temporal=False, seed=1)
     n = sum(int(x.shape[0]) for x, _ in ds)
     assert n == 3 * len(b.train)
@@ -102,7 +102,7 @@ def test_clip_probabilities_average_log_probs(clip_root):
 
     cfg = Config()
     cfg.data = _cfg(clip_root["clips"], val_fraction=0.34)
-    b = load_data(cfg)
+    b = load_data(cfg.data)
     inp = keras.Input((32, 32, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inp))
     model = keras.Model(inp, {"expression": keras.layers.Dense(7, activation="softmax", name="expression")(pooled),

@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 
@@ -71,6 +72,8 @@ def test_every_config_file_names_itself_states_an_expected_result_and_loads():
         name = f"configs/{os.path.basename(path)}"
         assert name in header, f"{name}: its header does not name the file (a command using it)"
         assert "expected" in header.lower(), f"{name}: its header states no expected result"
+        said = header[header.lower().index("expected"):][:300]
+        assert re.search(r"\d", said), f"{name}: its expected result has no number ({said[:80]!r})"
         load_config(path)  # and it is a valid config
 
 
@@ -92,3 +95,25 @@ def test_yaml_errors_name_line_and_column_and_values_are_capped(tmp_path):
     ver.write_text('version: "1"\n')
     with pytest.raises(ConfigError, match=r"config version is the text '1'; this fer_keras reads version: 1"):
         load_config(str(ver))
+
+
+def test_data_format_choices_are_the_reader_registry(monkeypatch):
+    """A reader registered once is a valid data.format (and data.sources format) with no other edit; the check
+    starts no TensorFlow."""
+    import subprocess
+    import sys
+
+    from fer_keras.config import set_key
+    from fer_keras.data.readers import READERS
+
+    monkeypatch.setattr(READERS, "_items", dict(READERS._items))
+    monkeypatch.setattr(READERS, "_names", dict(READERS._names))
+    cfg = Config()
+    with pytest.raises(ConfigError, match="'myformat' is not one of"):
+        set_key(cfg, "data.format", "myformat")
+    READERS.register("myformat")(lambda path, cfg, log: None)
+    set_key(cfg, "data.format", "myformat")
+    assert cfg.data.format == "myformat"
+    code = ("import sys; from fer_keras.config import Config, set_key; set_key(Config(), 'data.format', 'ferplus'); "
+            "print('tensorflow' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -136,7 +136,7 @@ def test_interrupted_detection_run_resumes(tmp_path, monkeypatch):
     import keras
 
     from fer_keras.run_dir import RunDir
-    import fer_keras.training as T
+    import fer_keras.fitting as T
     from fer_keras.cli_train import main as train_main
 
     class Crash(keras.callbacks.Callback):
@@ -144,7 +144,7 @@ def test_interrupted_detection_run_resumes(tmp_path, monkeypatch):
             if epoch == 1:
                 raise RuntimeError("simulated crash")
 
-    real = T.make_callbacks  # shared with expression runs; detection imports it at call time
+    real = T.make_callbacks  # the shared fitting path; detection imports it at call time
 
     def with_crash(*a, **k):
         cbs, logger = real(*a, **k)

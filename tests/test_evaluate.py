@@ -11,7 +11,7 @@ from tiny import tiny_argv
 from fer_keras.cli_evaluate import main as eval_main
 from fer_keras.cli_train import main as train_main
 from fer_keras.errors import DataError
-from fer_keras.evaluation import class_mapping_matrix, map_probabilities
+from fer_keras.labels import class_mapping_matrix, map_probabilities
 from fer_keras.labels import preset_classes
 
 TINY = tiny_argv()
@@ -103,11 +103,11 @@ def test_flip_tta_averages_both_views(two_runs):
     from fer_keras.config import config_from_dict, read_yaml
     from fer_keras.data.pipeline import load_data
     from fer_keras.evaluation import predict_table
-    from fer_keras.run_dir import load_keras_model
+    from fer_keras.model_info import load_keras_model
 
     runs, a, _ = two_runs
     cfg = config_from_dict(read_yaml(os.path.join(a, "config.yaml")))
-    table = load_data(cfg).test
+    table = load_data(cfg.data).test
     model = load_keras_model(os.path.join(a, "model.keras"))
     plain = predict_table(model, table, cfg)
     tta = predict_table(model, table, cfg, tta="flip")
@@ -120,10 +120,10 @@ def test_flip_tta_averages_both_views(two_runs):
 def test_crops_tta_views_are_corner_and_centre_crops_with_mirrors():
     import cv2
 
-    from fer_keras.evaluation import tta_views
+    from fer_keras.tta import tta_views, tta_views_numpy
 
     x = np.random.default_rng(0).integers(0, 256, (2, 40, 40, 1)).astype(np.float32)
-    views = tta_views("crops", crop=0.9)
+    views = tta_views("crops")
     assert len(views) == 10 and len(tta_views("flip")) == 2 and len(tta_views("none")) == 1
     outs = [np.asarray(v(x)) for v in views]
     assert all(o.shape == x.shape for o in outs)
@@ -135,6 +135,11 @@ def test_crops_tta_views_are_corner_and_centre_crops_with_mirrors():
     assert all(np.abs(outs[8] - outs[k]).mean() > 1.0 for k in (0, 2, 4, 6))
     with pytest.raises(ValueError, match="valid: none, flip, crops"):
         tta_views("rotate")
+    # The NumPy views (predict's LiteRT backend) are the same images, to float rounding.
+    for mode in ("none", "flip", "crops"):
+        for tf_view, np_view in zip(tta_views(mode), tta_views_numpy(mode)):
+            np.testing.assert_allclose(np_view(x.astype(np.uint8)), np.asarray(tf_view(x.astype(np.uint8))),
+                                       atol=0.01)
 
 
 def test_test_only_folder_split_all_and_the_shipped_model_default(demo_root, tmp_path, capsys):

@@ -12,7 +12,7 @@ import pytest
 
 from tiny import tiny_argv
 from fer_keras.cli_train import main as train_main
-from fer_keras.run_dir import load_keras_model
+from fer_keras.model_info import load_keras_model
 from fer_keras.export import export_run, main as export_main, tflite_predict
 
 

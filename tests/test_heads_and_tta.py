@@ -134,13 +134,40 @@ def test_predict_tta_matches_evaluate_tta(runs, demo_root, tmp_path, tta):
     # and TTA changes the numbers (it is not a no-op)
     plain = FacePredictor(runs["va"]).predict([np.asarray(cv2_read(p)) for p in sorted(ev)[:8]])
     aug = FacePredictor(runs["va"], tta=tta).predict([np.asarray(cv2_read(p)) for p in sorted(ev)[:8]])
-    assert not np.allclose(plain["probabilities"], aug["probabilities"], atol=1e-6)
+    assert not np.allclose(plain["expression"], aug["expression"], atol=1e-6)
 
 
 def cv2_read(path):
     import cv2
 
     return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+
+
+def test_a_model_names_its_own_views_and_tta_auto_uses_them(runs, tmp_path, capsys):
+    """`"tta"` in a model's metadata is what `--tta auto` (the default) uses for images; videos use none; a wrong
+    value is one line naming the file."""
+    import shutil
+
+    from fer_keras.errors import ConfigError
+    from fer_keras.evaluation import evaluate_run
+
+    run = str(tmp_path / "run")
+    shutil.copytree(runs["va"], run)
+    assert FacePredictor(run).tta == "none"  # a run that names nothing
+    labels = json.load(open(os.path.join(run, "labels.json")))
+    json.dump({**labels, "tta": "flip"}, open(os.path.join(run, "labels.json"), "w"))
+    p = FacePredictor(run)
+    assert p.tta == "flip" and read_model_info(run).tta == "flip"
+    rng = np.random.default_rng(1)
+    crops = [rng.integers(0, 256, (p.size, p.size, p.channels), dtype=np.uint8) for _ in range(5)]
+    plain = FacePredictor(run, tta="none").predict(crops)
+    np.testing.assert_allclose(p.with_tta("none").predict(crops)["expression"], plain["expression"], atol=1e-6)
+    assert not np.allclose(p.predict(crops)["expression"], plain["expression"], atol=1e-6)
+    _, res = evaluate_run(run=run, split="test")
+    assert res["info"]["tta"] == "flip"
+    json.dump({**labels, "tta": "rotate"}, open(os.path.join(run, "labels.json"), "w"))
+    with pytest.raises(ConfigError, match="tta 'rotate' in its metadata is no test-time augmentation"):
+        FacePredictor(run)
 
 
 def test_predict_tta_rejects_unknown_view(runs, demo_root, capsys):
@@ -154,7 +181,7 @@ def test_predict_labels_maps_probabilities_like_evaluate(runs, demo_root, tmp_pa
     evaluate_model.py maps them) and scores pos/neg folders in that preset, with an overall accuracy/UAR line."""
     import shutil
 
-    from fer_keras.evaluation import map_probabilities
+    from fer_keras.labels import map_probabilities
     from fer_keras.labels import map_name, normalize_name, preset_classes
 
     root = tmp_path / "pn"
@@ -170,7 +197,7 @@ def test_predict_labels_maps_probabilities_like_evaluate(runs, demo_root, tmp_pa
     assert {k for k in rows[0] if k.startswith("p_")} == {"p_positive", "p_negative"}
     plain = FacePredictor(runs["va"])
     imgs = [cv2_read(r["source"]) for r in rows]
-    expect = map_probabilities(plain.predict([plain.prepare(i) for i in imgs])["probabilities"],
+    expect = map_probabilities(plain.predict([plain.prepare(i) for i in imgs])["expression"],
                                plain.class_names, "2")
     np.testing.assert_allclose([[float(r["p_positive"]), float(r["p_negative"])] for r in rows], expect, atol=1e-5)
     acc = {os.path.basename(r["folder"]): r for r in _rows(os.path.join(out, "folder_accuracy.csv"))}

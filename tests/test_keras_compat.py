@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from fer_keras import keras_compat as K
-from fer_keras.training import BestModelCheckpoint
+from fer_keras.fitting import BestModelCheckpoint
 
 
 class _Block(keras.layers.Layer):

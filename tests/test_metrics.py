@@ -32,6 +32,7 @@ def test_expression_metrics_match_sklearn(missing_pred):
     assert m["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
     assert m["weighted_f1"] == pytest.approx(skm.f1_score(y, pred, average="weighted", zero_division=0))
     assert m["kappa"] == pytest.approx(skm.cohen_kappa_score(y, pred))
+    assert m["mcc"] == pytest.approx(skm.matthews_corrcoef(y, pred))
     assert m["top2_accuracy"] == pytest.approx(skm.top_k_accuracy_score(y, p, k=2, labels=range(k)))
     assert m["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=range(k)).tolist()
     onehot = np.eye(k)[y]
@@ -62,6 +63,7 @@ def test_constant_predictions():
     p = np.tile([0.2, 0.5, 0.3], (50, 1))
     m = M.expression_metrics(y, p, ["a", "b", "c"])
     assert m["kappa"] == pytest.approx(skm.cohen_kappa_score(y, p.argmax(1)))
+    assert m["mcc"] == pytest.approx(skm.matthews_corrcoef(y, p.argmax(1)))  # 0: undefined
     assert m["roc_auc_macro"] == pytest.approx(0.5)
     assert m["uar"] == pytest.approx(1 / 3)
 
@@ -114,3 +116,25 @@ def test_bootstrap_ci_contains_estimate_and_is_seeded():
     assert ci[0] < acc(y, pred) < ci[1]
     assert ci == M.bootstrap_ci(acc, [y, pred], n=300, seed=1)
     assert M.bootstrap_ci(acc, [y, pred], n=0) is None
+
+
+def test_the_summary_metric_table_is_what_every_table_reads(monkeypatch, tmp_path):
+    """A metric added as one row shows up in metrics.json, metrics.md, its bootstrap CI, the comparison table and
+    the HTML report, with nothing else edited."""
+    from fer_keras import evaluation, report
+
+    monkeypatch.setattr(M, "SUMMARY_METRICS", dict(M.SUMMARY_METRICS))
+    M.summary_metric("error_rate", "error rate", percent=True, higher_is_better=False, ci=True, compare=True,
+                     headline=True)(lambda y, p: float(np.mean(y != p.argmax(1))))
+    y, p = _data(k=4)
+    va = rng.uniform(-1, 1, (len(y), 2))
+    result = evaluation.compute_metrics(y, p, va, va * 0.5, ["a", "b", "c", "d"], bootstrap=50)
+    result["info"] = {"model": "m.keras", "data": "d", "split": "test", "preset": "4",
+                      "class_names": ["a", "b", "c", "d"]}
+    assert result["expression"]["error_rate"] == pytest.approx(1 - result["expression"]["accuracy"])
+    lo, hi = result["bootstrap_95ci"]["error_rate"]
+    assert lo <= result["expression"]["error_rate"] <= hi
+    assert "| error rate % |" in evaluation.metrics_markdown(result)
+    md, csv_text = evaluation.comparison_table([{"run": "r", "result": result}])
+    assert "error_rate" in md.splitlines()[0] and "error_rate" in csv_text.splitlines()[0]
+    assert "error rate" in report.headline(result, "t") and "error rate" in str(report.metric_tables(result))

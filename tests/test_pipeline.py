@@ -23,7 +23,7 @@ def _cfg(path, **data):
 @pytest.mark.parametrize("cache", ["auto", "none"])
 def test_dataset_elements(demo_root, training, cache):
     cfg = _cfg(demo_root["csv"], cache=cache, channels=1)
-    b = load_data(cfg)
+    b = load_data(cfg.data)
     assert (b.train.images is None) == (cache == "none")  # streaming from files when not cached
     ds = make_dataset(b.train, cfg, training=training)
     x, y = next(iter(ds))
@@ -36,7 +36,7 @@ def test_dataset_elements(demo_root, training, cache):
 def test_streaming_and_cached_decode_identically(demo_root):
     cfg_mem = _cfg(demo_root["csv"])
     cfg_file = _cfg(demo_root["csv"], cache="none")
-    a, b = load_data(cfg_mem), load_data(cfg_file)
+    a, b = load_data(cfg_mem.data), load_data(cfg_file.data)
     xa = np.concatenate([x.numpy() for x, _ in make_dataset(a.val, cfg_mem, training=False)])
     xb = np.concatenate([x.numpy() for x, _ in make_dataset(b.val, cfg_file, training=False)])
     np.testing.assert_array_equal(xa, xb)
@@ -44,7 +44,7 @@ def test_streaming_and_cached_decode_identically(demo_root):
 
 def test_oversampling_balances_classes(demo_root):
     cfg = _cfg(demo_root["csv"], balance="oversample", labels="2")  # 2-class preset: 3 pos vs 5 neg classes
-    b = load_data(cfg)
+    b = load_data(cfg.data)
     counts = b.train.class_counts(2)
     assert counts[1] > 1.4 * counts[0]
     labels = np.concatenate([y["expression"].numpy() for _, y in make_dataset(b.train, cfg, training=True)])
@@ -60,7 +60,7 @@ def test_undersampling_caps_each_class_per_epoch(demo_root, cache):
 
     cfg = _cfg(demo_root["csv"], balance="undersample", max_per_class=9, labels="2", cache=cache)
     cfg.augment.flip = False
-    b = load_data(cfg)
+    b = load_data(cfg.data)
     counts = b.train.class_counts(2)
     assert min(counts) > 9  # both classes are capped
     epoch = tf.Variable(0, dtype=tf.int64)
@@ -177,7 +177,7 @@ def test_augmentation_does_not_depend_on_tf_data_parallelism():
 def test_training_epochs_are_keyed_by_epoch_variable(demo_root):
     """Epoch k's batches depend only on (seed, k): what a resumed run relies on."""
     cfg = _cfg(demo_root["csv"], balance="oversample")
-    b = load_data(cfg)
+    b = load_data(cfg.data)
     epoch = tf.Variable(0, dtype=tf.int64)
     ds = make_dataset(b.train, cfg, training=True, seed=5, deterministic=True, epoch=epoch)
 

@@ -34,8 +34,8 @@ def test_shipped_models_load_and_predict_on_generated_faces(path, classes):
     assert pred.class_names == preset_classes(str(classes)) and pred.size == 48 and pred.channels == 1
     faces = generate(2, 96, seed=5)["images"]  # RGB 96 px: the predictor converts to 48 px gray
     out = pred.predict([pred.prepare(f) for f in faces])
-    assert out["probabilities"].shape == (len(faces), classes) and out["valence_arousal"].shape == (len(faces), 2)
-    np.testing.assert_allclose(out["probabilities"].sum(1), 1.0, atol=1e-4)
+    assert out["expression"].shape == (len(faces), classes) and out["valence_arousal"].shape == (len(faces), 2)
+    np.testing.assert_allclose(out["expression"].sum(1), 1.0, atol=1e-4)
     # the FER2013-only model never learned VA: it reports none; the default model does
     assert np.isnan(out["valence_arousal"]).all() == (classes == 7)
 
@@ -61,7 +61,7 @@ def test_shipped_models_accuracy_on_fer2013_sample(path, floor):
     checkpoint, so this is a floor against regressions, not a test score (see the model card)."""
     pred = FacePredictor(path or default_model(), labels="7")
     x, y = _fer2013_sample()
-    acc = float(np.mean(pred.predict(x)["probabilities"].argmax(1) == y))
+    acc = float(np.mean(pred.predict(x)["expression"].argmax(1) == y))
     assert acc > floor, acc
 
 
@@ -82,6 +82,6 @@ def test_default_model_on_affectnet_test_split():
     test = read_source_splits(cfg.data, dataclasses.replace(src, path=AFFECTNET_DIR)).test
     pred = FacePredictor(default_model())
     out = pred.predict([pred.prepare(read_rgb(p)) for p in test.sources])
-    acc = float(np.mean(out["probabilities"].argmax(1) == test.expression))
+    acc = float(np.mean(out["expression"].argmax(1) == test.expression))
     v, a = ccc(test.valence, out["valence_arousal"][:, 0]), ccc(test.arousal, out["valence_arousal"][:, 1])
     assert acc > 0.38 and v > 0.55 and a > 0.42, (acc, v, a)

@@ -25,8 +25,8 @@ def _cfg(tiny_cfg, path, fmt="auto", labels="7"):
 def test_shards_hold_the_same_crops_and_labels_as_the_files(demo_root, tiny_cfg, tmp_path, fmt):
     cfg = _cfg(tiny_cfg, demo_root[fmt], fmt)
     manifest = prepare(cfg, str(tmp_path / "shards"), shard_size=25, log_fn=lambda *_: None)
-    orig = load_data(cfg)
-    prepared = load_data(_cfg(tiny_cfg, str(tmp_path / "shards")))
+    orig = load_data(cfg.data)
+    prepared = load_data(_cfg(tiny_cfg, str(tmp_path / "shards")).data)
     assert prepared.format == "tfrecord" and prepared.class_names == orig.class_names
     for s in ("train", "val", "test"):
         a, b = getattr(orig, s), getattr(prepared, s)
@@ -44,10 +44,10 @@ def test_shards_hold_the_same_crops_and_labels_as_the_files(demo_root, tiny_cfg,
 def test_streamed_shards_match_in_memory_batches(demo_root, tiny_cfg, tmp_path):
     cfg = _cfg(tiny_cfg, demo_root["csv"])
     prepare(cfg, str(tmp_path / "shards"), shard_size=30, log_fn=lambda *_: None)
-    orig = load_data(cfg)
+    orig = load_data(cfg.data)
     stream_cfg = _cfg(tiny_cfg, str(tmp_path / "shards"))
     stream_cfg.data.cache = "none"
-    streamed = load_data(stream_cfg)
+    streamed = load_data(stream_cfg.data)
     assert streamed.train.images is None and len(streamed.train.shards) == 3  # 77 train samples / 30
     # Evaluation order and deterministic training batches (same shuffle seed) are identical to in-memory data.
     for split, training in (("val", False), ("train", True)):
@@ -79,7 +79,7 @@ def test_prepare_resumes_and_never_mixes_settings(demo_root, tiny_cfg, tmp_path,
     assert "1 shards written" in capsys.readouterr().out
     again = json.load(open(os.path.join(out, S.MANIFEST)))
     assert again["shards"] == first["shards"]
-    assert len(load_data(_cfg(tiny_cfg, out)).train) == first["samples"]["train"]  # the temp file is not read
+    assert len(load_data(_cfg(tiny_cfg, out).data).train) == first["samples"]["train"]  # the temp file is not read
     with pytest.raises(SystemExit):
         prepare_main(args[:3] + ["48"] + args[4:])
     assert "image_size=32" in capsys.readouterr().err
@@ -91,14 +91,14 @@ def test_preset_mapping_and_shape_checks_when_reading_shards(demo_root, tiny_cfg
     assert m["counts"]["train"]["contempt"] > 0
     cfg7 = _cfg(tiny_cfg, out, labels="7")
     cfg7.data.cache = "none"
-    data = load_data(cfg7)
+    data = load_data(cfg7.data)
     assert "contempt" not in data.class_names and data.dropped  # dropped and counted, as with the files
     n = sum(1 for _ in make_dataset(data.val, cfg7, False).unbatch())
     assert n == len(data.val)
     bad = _cfg(tiny_cfg, out)
     bad.data.image_size = 48
     with pytest.raises(DataError, match="prepared at 32 px"):
-        load_data(bad)
+        load_data(bad.data)
 
 
 def test_prepare_bad_image_error_or_skip(demo_root, tiny_cfg, tmp_path):
@@ -116,7 +116,7 @@ def test_prepare_bad_image_error_or_skip(demo_root, tiny_cfg, tmp_path):
     cfg.data.skip_bad = True
     m = prepare(cfg, str(tmp_path / "b"), log_fn=lambda *_: None)
     assert m["skipped_bad"] == 1 and os.path.basename(victim) in m["skipped_examples"][0]
-    assert len(load_data(_cfg(tiny_cfg, str(tmp_path / "b"))).train) == m["samples"]["train"]
+    assert len(load_data(_cfg(tiny_cfg, str(tmp_path / "b")).data).train) == m["samples"]["train"]
 
 
 def test_train_from_streamed_shards(demo_root, tiny_cfg, tmp_path):

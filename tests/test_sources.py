@@ -26,7 +26,7 @@ def _two_sources(cfg, demo_root, weights=(0.5, 0.5)):
 
 def test_sources_load_split_and_summarise(tiny_cfg, demo_root):
     cfg = _two_sources(tiny_cfg, demo_root)
-    data = load_data(cfg)
+    data = load_data(cfg.data)
     assert data.source_names == ["novA", "withva"]
     tables = {s: data.source_tables(s) for s in ("train", "val", "test")}
     n = 12 * 8  # demo_root has 12 faces per class
@@ -56,9 +56,9 @@ def test_heldout_test_fraction_halves_the_datasets_own_val(tmp_path, demo_root):
     cfg.data.labels, cfg.data.image_size = "8", 32
     plain = Config()
     plain.data.path, plain.data.labels, plain.data.image_size = str(root), "8", 32
-    own = load_data(plain)
+    own = load_data(plain.data)
     assert own.test is None and len(own.val) == 8 * 4
-    data = load_data(cfg)
+    data = load_data(cfg.data)
     assert len(data.val) == len(data.test) == 8 * 2  # stratified halves of the own val split
     assert np.bincount(data.test.expression, minlength=8).tolist() == [2] * 8
     assert set(data.val.sources).isdisjoint(data.test.sources)
@@ -69,7 +69,7 @@ def test_heldout_test_fraction_halves_the_datasets_own_val(tmp_path, demo_root):
 def test_mix_draws_sources_by_weight(tiny_cfg, demo_root):
     cfg = _two_sources(tiny_cfg, demo_root, weights=(0.8, 0.2))
     cfg.augment.flip = False
-    data = load_data(cfg)
+    data = load_data(cfg.data)
     tf.random.set_seed(1)  # op seeds combine with the global seed, which earlier tests may have set
     epoch = tf.Variable(0, dtype=tf.int64)
     ds = make_dataset(data.train, cfg, training=True, seed=3, batch_size=8, epoch=epoch)
@@ -302,7 +302,7 @@ def test_distillation_targets_loss_and_run(tiny_cfg, demo_root):
     cfg2.data.image_size, cfg2.model, cfg2.train = cfg.data.image_size, cfg.model, cfg.train
     cfg2.train.distill_from, cfg2.train.distill_tta, cfg2.train.distill_sources = teacher_run, "flip", ["novA"]
     cfg2.train.name = "student"
-    data = load_data(cfg2)
+    data = load_data(cfg2.data)
     run = train(cfg2, data)
     info = json.load(open(os.path.join(run, "distill.json")))
     novA = data.train.source_id == data.source_names.index("novA")
@@ -319,8 +319,8 @@ def test_load_all_keeps_every_sample_and_its_source(tiny_cfg, demo_root):
     from fer_keras.data.pipeline import load_all
 
     cfg = _two_sources(tiny_cfg, demo_root)
-    split = load_data(cfg)
-    every = load_all(cfg)
+    split = load_data(cfg.data)
+    every = load_all(cfg.data)
     n = sum(len(t) for t in (split.train, split.val, split.test) if t is not None)
     assert len(every.train) == 0 and every.val is None and len(every.test) == n
     assert {k: len(v) for k, v in every.source_tables("test").items()} == {

@@ -10,7 +10,8 @@ import yaml
 from fer_keras.cli_train import main as train_main
 from fer_keras.data.pipeline import load_data, make_dataset
 from fer_keras.models import MODELS
-from fer_keras.training import resolve_runtime, train
+from fer_keras.fitting import resolve_runtime
+from fer_keras.training import train
 
 
 def test_overfit_demo_learns(tiny_cfg, demo_root):
@@ -27,7 +28,7 @@ def test_overfit_demo_learns(tiny_cfg, demo_root):
     cfg.train.epochs = 30
     cfg.train.learning_rate = 3e-3
     cfg.train.monitor = "expression_accuracy"
-    data = load_data(cfg)
+    data = load_data(cfg.data)
     run = train(cfg, data)
     import csv
 
@@ -93,11 +94,11 @@ def test_cli_bad_input_one_line_exit_2(argv, msg, capsys, tmp_path):
 @pytest.mark.parametrize("bf16_cpu", [True, False])
 def test_runtime_defaults_on_cpu(monkeypatch, bf16_cpu):
     """The device is mocked, so the test means the same on a CPU and on a GPU machine."""
-    from fer_keras import training
+    from fer_keras import fitting
     from fer_keras.config import TrainConfig
 
-    monkeypatch.setattr(training, "has_gpu", lambda: False)
-    monkeypatch.setattr(training, "cpu_has_bf16", lambda: bf16_cpu)
+    monkeypatch.setattr(fitting, "has_gpu", lambda: False)
+    monkeypatch.setattr(fitting, "cpu_has_bf16", lambda: bf16_cpu)
     t = TrainConfig()
     # bf16 on CPU only where it was measured faster (registered bf16_on_cpu) and the CPU has native bf16.
     bf16 = "mixed_bfloat16" if bf16_cpu else "float32"
@@ -115,10 +116,10 @@ def test_runtime_defaults_on_cpu(monkeypatch, bf16_cpu):
 
 def test_runtime_defaults_on_gpu(monkeypatch):
     """A GPU machine gets XLA and mixed_float16 by default, for every model; both can be forced off."""
-    from fer_keras import training
+    from fer_keras import fitting
     from fer_keras.config import TrainConfig
 
-    monkeypatch.setattr(training, "has_gpu", lambda: True)
+    monkeypatch.setattr(fitting, "has_gpu", lambda: True)
     t = TrainConfig()
     for name in ("CustomCNN", "EfficientNetB0", "VGG16"):
         assert resolve_runtime(t, name) == {"device": "gpu", "xla": True, "precision": "mixed_float16"}
@@ -216,7 +217,7 @@ def test_skip_bad_lists_skipped_samples(demo_root, tmp_path):
 
 def test_cosine_schedule_warmup_and_decay():
     from fer_keras.config import TrainConfig
-    from fer_keras.training import make_optimizer
+    from fer_keras.fitting import make_optimizer
 
     t = TrainConfig(epochs=10, warmup_epochs=1, learning_rate=1e-2, min_learning_rate=1e-4)
     lr = make_optimizer(t, schedule_steps=100)._learning_rate  # the schedule object
@@ -294,7 +295,7 @@ def test_stop_report_says_chance_level_and_why_training_stopped(capsys):
     """The console lines of #20: a model at chance after 3 epochs, early stopping and the time limit firing."""
     import types
 
-    from fer_keras.training import StopReport, TimeLimit
+    from fer_keras.fitting import StopReport, TimeLimit
 
     early = types.SimpleNamespace(stopped_epoch=4, patience=3)
     rep = StopReport("val_expression_uar", 7, early=early)
@@ -367,18 +368,18 @@ def test_failed_write_at_an_epoch_end_redoes_that_epoch(demo_root, tmp_path, mon
     the command that continues it; continuing redoes epoch 2, and history.csv has one row per epoch."""
     import csv as _csv
 
-    from fer_keras import training
+    from fer_keras import fitting
     from fer_keras.cli_train import main as train_main
     from tiny import tiny_argv
 
-    real = training.BestModelCheckpoint.on_epoch_end
+    real = fitting.BestModelCheckpoint.on_epoch_end
 
     def failing(self, epoch, logs=None):
         if epoch == 1:
             raise PermissionError(13, "Permission denied", os.path.join(os.path.dirname(self.path), "x.tmp"))
         return real(self, epoch, logs)
 
-    monkeypatch.setattr(training.BestModelCheckpoint, "on_epoch_end", failing)
+    monkeypatch.setattr(fitting.BestModelCheckpoint, "on_epoch_end", failing)
     argv = tiny_argv("--data", demo_root["csv"], "--labels", "7", "--runs-dir", str(tmp_path), "--epochs", "3",
                      "--name", "w")
     with pytest.raises(SystemExit) as e:
@@ -386,7 +387,7 @@ def test_failed_write_at_an_epoch_end_redoes_that_epoch(demo_root, tmp_path, mon
     run = os.path.join(str(tmp_path), "w")
     err = capsys.readouterr().err
     assert e.value.code == 2 and f"cannot write into the run folder {run}" in err and f"--resume {run}" in err
-    monkeypatch.setattr(training.BestModelCheckpoint, "on_epoch_end", real)
+    monkeypatch.setattr(fitting.BestModelCheckpoint, "on_epoch_end", real)
     train_main(["--resume", run])
     with open(os.path.join(run, "history.csv")) as f:
         assert [int(r["epoch"]) for r in _csv.DictReader(f)] == [0, 1, 2]

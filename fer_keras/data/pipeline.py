@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -17,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from fer_keras.config import check_sources
+from fer_keras.config import DataConfig, check_sources
 from fer_keras.data import shards as _shards
 from fer_keras.data.augment import build_augmenter, epoch_seed as _epoch_seed
 from fer_keras.data.demo import default_demo_path
@@ -227,6 +228,30 @@ def load_images(table: SampleTable, cfg, log: BadLog) -> SampleTable:
     return table
 
 
+def find_undecodable(tables: Sequence[Optional[SampleTable]], cfg, budget_seconds: float = 120.0
+                     ) -> Optional[tuple]:
+    """Finds a file that fails to decode, after tf.data stopped on one (its error does not name the file).
+
+    Decodes the files of `tables` in order, as `validate_images=full` would, until one fails or `budget_seconds`
+    have passed. Returns (path, problem), or None when no file failed within the budget.
+    """
+    deadline = time.monotonic() + budget_seconds
+    for table in tables:
+        if table is None or table.images is not None or table.frames is not None or table.shards is not None:
+            continue  # decoded already, or frames/shards that are checked their own way
+        boxes = table.boxes if table.boxes is not None else np.full((len(table), 4), np.nan, np.float32)
+        with ThreadPoolExecutor(max_workers=4) as ex:
+            for start in range(0, len(table), 256):
+                if time.monotonic() > deadline:
+                    return None
+                idx = range(start, min(start + 256, len(table)))
+                for i, (_, problem) in zip(idx, ex.map(lambda i: decode_checked(table.sources[i], boxes[i], cfg),
+                                                       idx)):
+                    if problem:
+                        return table.sources[i], problem
+    return None
+
+
 def _load_shard_images(table: SampleTable, cfg) -> SampleTable:
     """Prepared shards were validated when written; decode them into memory only when the split fits the budget."""
     _shards.check_prepared_shape(table.shard_info, cfg.image_size, cfg.channels, table.shards[0] if table.shards
@@ -265,14 +290,13 @@ def _check_clip_frames(table: SampleTable, cfg, log: BadLog) -> SampleTable:
 
 # === Loading a dataset ===
 
-def load_data(cfg, log: Optional[BadLog] = None, require_train: bool = True) -> DataBundle:
-    """Reads, maps, splits and validates the dataset described by `cfg.data` (a `DataConfig`).
+def load_data(d: DataConfig, log: Optional[BadLog] = None, require_train: bool = True) -> DataBundle:
+    """Reads, maps, splits and validates the dataset described by `d` (a config's `data` section).
 
     Splits: the dataset's own train/val/test when it has them (folders, Usage column, AffectNet CSVs), explicit
     `val_path`/`test_path` when given, otherwise a stratified split with `val_fraction`/`test_fraction`.
     Images are then validated and, where a split fits `data.cache_budget_mb`, decoded into memory.
     """
-    d = cfg.data if hasattr(cfg, "data") else cfg
     if getattr(d, "sources", None):
         return _load_sources(d, log)
     bundle = read_splits(d, log, require_train=require_train)
@@ -287,13 +311,12 @@ def load_data(cfg, log: Optional[BadLog] = None, require_train: bool = True) -> 
     return bundle
 
 
-def load_all(cfg, log: Optional[BadLog] = None) -> DataBundle:
-    """Every sample of the dataset in `cfg.data`, whatever its splits, as one test split (train and val empty).
+def load_all(d: DataConfig, log: Optional[BadLog] = None) -> DataBundle:
+    """Every sample of the dataset `d` describes, whatever its splits, as one test split (train and val empty).
 
     For scoring a whole dataset (`evaluate_model.py --split all`), e.g. a labelled test-only folder that has no
     train split to cut anything from. Multi-source configs: all samples of every source.
     """
-    d = cfg.data if hasattr(cfg, "data") else cfg
     log = log or BadLog(skip=d.skip_bad)
     if getattr(d, "sources", None):
         bundle = _load_sources(d, log)

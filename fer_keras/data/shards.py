@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import numpy as np
-import tensorflow as tf
 
 from fer_keras.data.readers import READERS, BadLog, RawTable
 from fer_keras.errors import DataError
 from fer_keras.labels import map_name
+
+if TYPE_CHECKING:  # TensorFlow is imported where it is used: reading the format registry must not start it
+    import tensorflow as tf
 
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
@@ -39,6 +41,8 @@ ENCODINGS = ("raw", "png")
 def encode_record(image: np.ndarray, name: str, valence: float, arousal: float, source: str,
                   encoding: str = "raw") -> bytes:
     """Serializes one crop (uint8 HxWxC) and its labels as a `tf.train.Example`."""
+    import tensorflow as tf  # here, not at import: reading the format registry must not start TensorFlow
+
     data = image.tobytes() if encoding == "raw" else tf.io.encode_png(image).numpy()
     feats = {
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
@@ -49,12 +53,11 @@ def encode_record(image: np.ndarray, name: str, valence: float, arousal: float, 
     return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
 
 
-_FEATURES = {
-    "image": tf.io.FixedLenFeature([], tf.string),
-    "expression": tf.io.FixedLenFeature([], tf.string),
-    "va": tf.io.FixedLenFeature([2], tf.float32),
-    "source": tf.io.FixedLenFeature([], tf.string),
-}
+def _features() -> dict:
+    import tensorflow as tf
+
+    return {"image": tf.io.FixedLenFeature([], tf.string), "expression": tf.io.FixedLenFeature([], tf.string),
+            "va": tf.io.FixedLenFeature([2], tf.float32), "source": tf.io.FixedLenFeature([], tf.string)}
 
 
 def read_manifest(path: str) -> dict:
@@ -112,6 +115,9 @@ def read_shards(path: str, cfg, log: BadLog) -> RawTable:
 
 def _parse_fn(info: dict, preset: str):
     """A tf function: serialized Example → (uint8 image, preset index or -1, va)."""
+    import tensorflow as tf
+
+    features = _features()
     size, ch, enc = info["image_size"], info["channels"], info["encoding"]
     names = info["class_names"]
     mapped = [map_name(n, preset) for n in names]
@@ -120,7 +126,7 @@ def _parse_fn(info: dict, preset: str):
                                                                              tf.int32)), default_value=-1)
 
     def parse(serialized):  # a batch of records: one parse_example call instead of one per record
-        ex = tf.io.parse_example(serialized, _FEATURES)
+        ex = tf.io.parse_example(serialized, features)
         if enc == "raw":
             img = tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), [-1, size, size, ch])
         else:
@@ -143,6 +149,8 @@ def shard_dataset(files: List[str], info: dict, preset: str, shuffle_seed=None, 
             evaluation and exact reproducibility); a seed (int or scalar tensor) shuffles the shard order and
             interleaves `cycle_length` shards in parallel (training).
     """
+    import tensorflow as tf
+
     parse = _parse_fn(info, preset)
     if shuffle_seed is None:
         ds = tf.data.TFRecordDataset(files, num_parallel_reads=None)

@@ -29,7 +29,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from fer_keras.blazeface import BlazeFaceDetector, model_dir, square_boxes, weighted_nms
+from fer_keras.detection.blazeface import BlazeFaceDetector, model_dir, square_boxes, weighted_nms
 from fer_keras.detection.data import enhance, letterbox
 from fer_keras.detection.retinanet import STRIDE, check_input_size, load_compact, load_detector, predict_boxes
 from fer_keras.detection.lowlight import brighten, brightness
@@ -37,6 +37,7 @@ from fer_keras.detection.metrics import iou_matrix
 from fer_keras.errors import ConfigError, quiet_tensorflow_import
 from fer_keras.registry import Registry
 from fer_keras.run_dir import RunDir
+from fer_keras.tasks import task_of, tasks_with
 
 DETECTORS: Registry = Registry("face detector", ConfigError)
 _PRETRAINED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
@@ -209,8 +210,6 @@ class RetinaNetFaceDetector:
         quiet_tensorflow_import()
         run = RunDir.open(run_dir)
         cfg = run.config()
-        if cfg.task != "detection":
-            raise ConfigError(f"{run_dir}: an expression run; --detector takes a detection run (task: detection)")
         det = cfg.detection
         check_input_size(det.image_width, det.image_height)
         return cls(load_detector(run.model_path), (det.image_width, det.image_height),
@@ -518,6 +517,19 @@ def _retinanet(min_face: int = 48, min_score: Optional[float] = None):
     return lowlight_detector(min_score)
 
 
+def detector_from_run(run_dir: str, min_score: Optional[float] = None):
+    """The face detector of a finished detection run: its trained YuNet or RetinaNet (the detection task's
+    `detector`, see fer_keras/tasks.py)."""
+    cfg = RunDir.open(run_dir).config()
+    if cfg.detection.architecture == "yunet":
+        quiet_tensorflow_import()
+        from fer_keras.detection.yunet import KerasYuNetDetector
+
+        return KerasYuNetDetector(RunDir(run_dir).model_path, cfg.detection.min_score if min_score is None
+                                  else min_score)
+    return RetinaNetFaceDetector.from_run(run_dir, min_score)
+
+
 def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[float] = None):
     """The face detector called `name` (a name in `DETECTORS`), or a detection run directory (a trained RetinaNet or
     YuNet).
@@ -531,13 +543,11 @@ def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[fl
     if name in DETECTORS:
         return DETECTORS.get(name)(min_face, min_score)
     if os.path.isdir(name):
-        run = RunDir.open(name)
-        cfg = run.config()
-        if cfg.task == "detection" and cfg.detection.architecture == "yunet":
-            quiet_tensorflow_import()
-            from fer_keras.detection.yunet import KerasYuNetDetector
-
-            return KerasYuNetDetector(run.model_path, cfg.detection.min_score if min_score is None else min_score)
-        return RetinaNetFaceDetector.from_run(name, min_score)
+        RunDir.open(name)  # one line for a folder that is no run
+        task = task_of(name)
+        if task.detector is None:
+            raise ConfigError(f"{name}: a run of task {RunDir(name).task()!r}; --detector takes a face-detection run "
+                              f"(task: {' or '.join(tasks_with('detector'))})")
+        return task.fn("detector")(name, min_score)
     raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS.names())}) nor a run "
                       "directory")

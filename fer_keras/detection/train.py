@@ -247,7 +247,7 @@ def _fit_detector(cfg, run: RunDir, data: dict, resuming: bool, t_start: float) 
     import keras
     import tensorflow as tf
 
-    from fer_keras.training import fit_verbosity, make_callbacks, make_optimizer
+    from fer_keras.fitting import fit_verbosity, make_callbacks, make_optimizer
 
     t, det = cfg.train, cfg.detection
     train, val = data["train"], data["val"]

@@ -310,7 +310,7 @@ def fit_yunet(cfg, run, data: dict, resuming: bool, t_start: float) -> None:
 
     from fer_keras.io_utils import atomic_path
     from fer_keras.run_dir import METRICS, RUNTIME
-    from fer_keras.training import fit_verbosity, make_callbacks, make_optimizer
+    from fer_keras.fitting import fit_verbosity, make_callbacks, make_optimizer
 
     t, det = cfg.train, cfg.detection
     train, val = data["train"], data["val"]

@@ -1,0 +1,59 @@
+"""The task registry is the one place that chooses between expression and detection runs."""
+
+import os
+import re
+
+import pytest
+
+from fer_keras.config import Config, set_key
+from fer_keras.errors import ConfigError
+from fer_keras.tasks import TASKS, task_of
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_every_role_of_every_task_resolves():
+    for name in TASKS.names():
+        task = TASKS.get(name)
+        for role in ("train", "evaluate", "figures", "export") + (("detector",) if task.detector else ()):
+            assert callable(task.fn(role)), (name, role)
+        assert task.export_formats
+
+
+def test_config_task_choices_are_the_registry():
+    cfg = Config()
+    for name in TASKS.names():
+        set_key(cfg, "task", name)
+        assert task_of(cfg) is TASKS.get(name)
+    with pytest.raises(ConfigError, match="'segmentation' is not one of"):
+        set_key(cfg, "task", "segmentation")
+
+
+def test_no_task_branch_outside_the_registry():
+    """Code asks the task for its function (fer_keras/tasks.py) instead of comparing task names."""
+    pattern = re.compile(r"""task(\(\))?\s*[!=]=\s*["']""")
+    hits = []
+    for folder, _, files in os.walk(os.path.join(ROOT, "fer_keras")):
+        for f in files:
+            if f.endswith(".py") and f != "tasks.py":
+                path = os.path.join(folder, f)
+                for i, line in enumerate(open(path, encoding="utf-8"), 1):
+                    if pattern.search(line):
+                        hits.append(f"{os.path.relpath(path, ROOT)}:{i}: {line.strip()}")
+    assert not hits, hits
+
+
+def test_an_expression_run_as_a_detector_is_one_line(tiny_run):
+    from fer_keras.detection.faces import make_detector
+
+    with pytest.raises(ConfigError, match="a run of task .expression.; --detector takes a face-detection run"):
+        make_detector(tiny_run)
+
+
+def test_export_all_is_the_tasks_formats(tiny_run, monkeypatch):
+    from fer_keras import export
+
+    seen = {}
+    monkeypatch.setattr(export, "export_expression_run", lambda run, formats: seen.setdefault("f", formats))
+    export.export_run(tiny_run)
+    assert seen["f"] == list(TASKS.get("expression").export_formats)
