@@ -339,23 +339,23 @@ def source_scores(y_true: np.ndarray, probs: np.ndarray, va_true: np.ndarray, va
     without.
     """
     out, scores = {}, []
-    pred = np.asarray(probs).argmax(axis=1)
+    probs = np.asarray(probs, np.float64)
+    # The history columns are named and computed from the summary-metric table.
+    acc, uar, va_ccc = (SUMMARY_METRICS[k] for k in ("expression.accuracy", "expression.uar", "valence_arousal.ccc"))
     for i, name in enumerate(source_names):
         m = np.asarray(source_id) == i
         if not m.any():
             continue
-        t, p = np.asarray(y_true)[m], pred[m]
-        cm = confusion_matrix(t, p, probs.shape[1])
-        prf = per_class_prf(cm)
-        parts = [float(np.mean(t == p))]
-        out[f"{name}_accuracy"] = parts[0]
-        out[f"{name}_uar"] = float(prf["recall"][prf["support"] > 0].mean())
+        t, p = np.asarray(y_true, np.int64)[m], probs[m]
+        parts = [acc.fn(t, p)]
+        out[f"{name}_{acc.key}"] = parts[0]
+        out[f"{name}_{uar.key}"] = uar.fn(t, p)
         vt, vp = np.asarray(va_true)[m], np.asarray(va_pred)[m]
         lab = np.isfinite(vt).all(axis=1)
         if lab.sum() > 1:
             for j, k in enumerate(("valence", "arousal")):
-                out[f"{name}_{k}_ccc"] = ccc(vt[lab, j], vp[lab, j])
-                parts.append(out[f"{name}_{k}_ccc"])
+                out[f"{name}_{k}_{va_ccc.key}"] = va_ccc.fn(vt[lab, j], vp[lab, j])
+                parts.append(out[f"{name}_{k}_{va_ccc.key}"])
         out[f"{name}_score"] = float(np.mean(parts))
         scores.append(out[f"{name}_score"])
     out["score"] = float(np.mean(scores)) if scores else float("nan")
