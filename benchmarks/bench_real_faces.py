@@ -3,7 +3,8 @@
     python benchmarks/bench_real_faces.py [--config configs/multitask.yaml] [--bootstrap 1000] [--tta auto none crops]
         [--candidates runs/mobilenet-v1]
 
-Evaluation sets (face crops, no detection, one pass: what `python -m fer_keras.predict --no-detect` does):
+Evaluation sets (face crops, no detection: what `python -m fer_keras.predict --no-detect` does, with each model's own
+test-time views unless `--tta` names others):
 - `fer2013-test`: the half of FER2013 PublicTest that configs/multitask.yaml holds out as its test split (the other
   half picks checkpoints), 7 classes;
 - `affectnet-test`: the 10% test split of the AffectNet subset in configs/multitask.yaml (seeded, stratified; part
@@ -190,7 +191,7 @@ def render(r: dict) -> str:
     def num(v, ci=None):
         return "–" if v is None else f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
-    lines = [f"Real faces, one pass, face crops (`{r['command']}`, {r['date']}; model `{r['model']}`)", "",
+    lines = [f"Real faces, face crops (`{r['command']}`, {r['date']}; model `{r['model']}`)", "",
              "| set | tool, preset | n | accuracy % [95% CI] | UAR % | valence CCC | arousal CCC |",
              "|---|---|---|---|---|---|---|"]
     for s, rows in r["sets"].items():
