@@ -193,21 +193,15 @@ def check_expression_model(model, path: str, class_names=None) -> tuple:
 
 def comparison_table(rows: List[dict]) -> tuple:
     """Side-by-side table (Markdown, CSV text) of the main metrics of several evaluations."""
-    expr = [m.key for m in M.summary_metrics("expression") if m.compare]
-    va_keys = [m.key for m in M.summary_metrics("valence_arousal") if m.compare]
-    cols = [("run", None), ("model", None), *[(k, k) for k in expr],
-            *[(f"{d}_{k}", None) for k in va_keys for d in ("valence", "arousal")]]
-    table = []
-    for r in rows:
-        e, va = r["result"]["expression"], r["result"]["valence_arousal"]
-        table.append([r["run"], r["result"]["info"].get("model", ""), *[e.get(k) for k in expr],
-                      *[va[d][k] if va.get(d) else None for k in va_keys for d in ("valence", "arousal")]])
-    md = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
+    values = [M.compare_columns(r["result"]) for r in rows]
+    cols = ["run", "model", *(values[0] if values else {})]
+    table = [[r["run"], r["result"]["info"].get("model", ""), *v.values()] for r, v in zip(rows, values)]
+    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in table:
         md.append("| " + " | ".join(str(v) if i < 2 else _fmt(v) for i, v in enumerate(row)) + " |")
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow([c for c, _ in cols])
+    w.writerow(cols)
     w.writerows([[("" if v is None else v) for v in row] for row in table])
     return "\n".join(md) + "\n", buf.getvalue()
 

@@ -229,6 +229,19 @@ def summary_metrics(task: str) -> List[MetricSpec]:
     return [m for m in SUMMARY_METRICS.values() if m.task == task]
 
 
+def compare_columns(result: dict) -> Dict[str, Optional[float]]:
+    """{column: value} of the `compare` summary metrics of one metrics.json result: the expression metrics by key,
+    then `valence_<key>` / `arousal_<key>` (None where a dimension has no labels or no trained head)."""
+    e, va = result["expression"], result.get("valence_arousal")
+    va = va if isinstance(va, dict) else {}
+    cols = {m.key: e.get(m.key) for m in summary_metrics("expression") if m.compare}
+    for m in summary_metrics("valence_arousal"):
+        if m.compare:
+            for d in ("valence", "arousal"):
+                cols[f"{d}_{m.key}"] = va[d][m.key] if va.get(d) else None
+    return cols
+
+
 def _argmax(probs: np.ndarray) -> np.ndarray:
     return probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
 

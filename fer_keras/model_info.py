@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 from fer_keras.errors import ConfigError, ModelError
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.run_dir import DATA_SUMMARY, LABELS, RunDir
-from fer_keras.tasks import task_of
+from fer_keras.tasks import TASKS
 from fer_keras.tta import TTA
 
 VA_UNTRAINED_NOTE = ("valence/arousal unavailable: this model's valence_arousal head was never trained "
@@ -72,8 +72,9 @@ def read_model_info(model: str) -> ModelInfo:
     """Reads a run directory (`model.keras` + `labels.json`) or a `.keras` file (+ its sidecar `.json`, if any)."""
     if os.path.isdir(model):
         run = RunDir(model)
-        if run.is_run() and not task_of(model).expression_model:
-            raise ConfigError(f"{model}: a face-{run.task()} run, not an expression model (give an expression run "
+        task = run.task()
+        if run.is_run() and not TASKS.get(task).expression_model:
+            raise ConfigError(f"{model}: a face-{task} run, not an expression model (give an expression run "
                               "directory or a .keras file)")
         model_file, labels, summary_path = run.model_path, run.file(LABELS), run.file(DATA_SUMMARY)
         meta = _read_json(labels) if os.path.isfile(labels) else {}

@@ -724,7 +724,8 @@ def main(argv=None):
                        a.save_crops, progress=not a.quiet)
     # Videos: `--tta auto` means no views. A face is seen in many frames and its track is averaged over --window
     # frames, and the views would cost the frame rate (crops: 10 model calls per face and frame).
-    video_predictor = predictor.with_tta("none") if a.tta == "auto" else predictor
+    video_predictor = predictor.with_tta("none") if a.tta == "auto" and any(
+        kind in ("video", "webcam") for kind, _ in inputs) else predictor
     for kind, path in inputs:
         if kind in ("video", "webcam"):
             predict_video(video_predictor, path, detector, a.padding, a.window, results, a.out, a.annotate, a.show,

@@ -19,7 +19,7 @@ from fer_keras import plots
 from fer_keras.errors import ConfigError, DataError, reading
 from fer_keras.io_utils import atomic_path, atomic_write_text
 from fer_keras.labels import map_name, preset_classes
-from fer_keras.metrics import summary_metrics
+from fer_keras.metrics import compare_columns, summary_metrics
 from fer_keras.run_dir import DATA_SUMMARY, METRICS, PLOTS, RUNTIME, RunDir, newest_run
 from fer_keras.tasks import task_of
 
@@ -313,20 +313,13 @@ def html_report(title: str, sections: Dict[str, str], metrics: Optional[dict] = 
 
 def render_comparison(runs: List[str], out: str) -> str:
 
-    keys = [m.key for m in summary_metrics("expression") if m.compare]
-    va_keys = [m.key for m in summary_metrics("valence_arousal") if m.compare]
-    metrics = {k: [] for k in keys + [f"{d}_{k}" for k in va_keys for d in ("valence", "arousal")]}
+    metrics: Dict[str, list] = {}
     for r in runs:
         path = os.path.join(r, METRICS)
         if not os.path.isfile(path):
             raise DataError(f"{r}: no metrics.json; run evaluate_model.py --run {r} first")
-        m = _load_json(path)
-        for k in keys:
-            metrics[k].append(m["expression"].get(k))
-        for k in va_keys:
-            for d in ("valence", "arousal"):
-                v = m["valence_arousal"].get(d)
-                metrics[f"{d}_{k}"].append(v[k] if v else None)
+        for k, v in compare_columns(_load_json(path)).items():
+            metrics.setdefault(k, []).append(v)
     os.makedirs(out, exist_ok=True)
     fig = plots.compare_bars([os.path.basename(os.path.normpath(r)) for r in runs], metrics)
     path = os.path.join(out, "compare.png")

@@ -59,14 +59,19 @@ def crop_and_resize_np(x: np.ndarray, box) -> np.ndarray:
     (H, W): the same sampling grid (y1·(H-1) + i·(y2-y1) per row) and bilinear weights, in float32."""
     b, h, w, c = x.shape
     y1, x1, y2, x2 = box
-    ys = y1 * (h - 1) + np.arange(h) * (y2 - y1) * (h - 1) / max(h - 1, 1)
-    xs = x1 * (w - 1) + np.arange(w) * (x2 - x1) * (w - 1) / max(w - 1, 1)
+    # TF's grid for a crop of the input's own size: in = y1 * (H - 1) + i * (y2 - y1) * (H - 1) / (H - 1)
+    ys = y1 * (h - 1) + np.arange(h) * (y2 - y1)
+    xs = x1 * (w - 1) + np.arange(w) * (x2 - x1)
     yt, xl = np.floor(ys).astype(int), np.floor(xs).astype(int)
     yb, xr = np.minimum(np.ceil(ys).astype(int), h - 1), np.minimum(np.ceil(xs).astype(int), w - 1)
     wy, wx = (ys - yt).astype(np.float32)[:, None, None], (xs - xl).astype(np.float32)[None, :, None]
     x = x.astype(np.float32)
-    top = x[:, yt][:, :, xl] + (x[:, yt][:, :, xr] - x[:, yt][:, :, xl]) * wx
-    bottom = x[:, yb][:, :, xl] + (x[:, yb][:, :, xr] - x[:, yb][:, :, xl]) * wx
+
+    def across(rows):  # bilinear along x within the sampled rows
+        left = rows[:, :, xl]
+        return left + (rows[:, :, xr] - left) * wx
+
+    top, bottom = across(x[:, yt]), across(x[:, yb])
     return top + (bottom - top) * wy
 
 

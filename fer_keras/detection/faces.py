@@ -37,7 +37,7 @@ from fer_keras.detection.metrics import iou_matrix
 from fer_keras.errors import ConfigError, quiet_tensorflow_import
 from fer_keras.registry import Registry
 from fer_keras.run_dir import RunDir
-from fer_keras.tasks import task_of, tasks_with
+from fer_keras.tasks import TASKS, tasks_with
 
 DETECTORS: Registry = Registry("face detector", ConfigError)
 _PRETRAINED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
@@ -520,13 +520,13 @@ def _retinanet(min_face: int = 48, min_score: Optional[float] = None):
 def detector_from_run(run_dir: str, min_score: Optional[float] = None):
     """The face detector of a finished detection run: its trained YuNet or RetinaNet (the detection task's
     `detector`, see fer_keras/tasks.py)."""
-    cfg = RunDir.open(run_dir).config()
+    run = RunDir.open(run_dir)
+    cfg = run.config()
     if cfg.detection.architecture == "yunet":
         quiet_tensorflow_import()
         from fer_keras.detection.yunet import KerasYuNetDetector
 
-        return KerasYuNetDetector(RunDir(run_dir).model_path, cfg.detection.min_score if min_score is None
-                                  else min_score)
+        return KerasYuNetDetector(run.model_path, cfg.detection.min_score if min_score is None else min_score)
     return RetinaNetFaceDetector.from_run(run_dir, min_score)
 
 
@@ -543,10 +543,10 @@ def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[fl
     if name in DETECTORS:
         return DETECTORS.get(name)(min_face, min_score)
     if os.path.isdir(name):
-        RunDir.open(name)  # one line for a folder that is no run
-        task = task_of(name)
+        kind = RunDir.open(name).task()  # RunDir.open: one line for a folder that is no run
+        task = TASKS.get(kind)
         if task.detector is None:
-            raise ConfigError(f"{name}: a run of task {RunDir(name).task()!r}; --detector takes a face-detection run "
+            raise ConfigError(f"{name}: a run of task {kind!r}; --detector takes a face-detection run "
                               f"(task: {' or '.join(tasks_with('detector'))})")
         return task.fn("detector")(name, min_score)
     raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS.names())}) nor a run "
