@@ -32,6 +32,9 @@ VARIANTS = {
     "48px": ["data.image_size=48"],
     "96px": ["data.image_size=96"],
     "efficientnet-lite0": ["model.name=EfficientNetLite0"],
+    "112px": ["data.image_size=112"],
+    "efficientnet-lite0-96px": ["model.name=EfficientNetLite0", "data.image_size=96"],
+    "efficientnet-lite0-112px": ["model.name=EfficientNetLite0", "data.image_size=112"],
 }
 KEYS = ("val_score", "val_ferplus_accuracy", "val_affectnet_accuracy", "val_affectnet_valence_ccc",
         "val_affectnet_arousal_ccc", "val_expw_accuracy")
