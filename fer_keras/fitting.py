@@ -87,11 +87,13 @@ def make_optimizer(t, schedule_steps: int):
             initial_learning_rate=t.learning_rate if warm == 0 else t.learning_rate * 0.1, decay_steps=total,
             alpha=min(t.min_learning_rate / t.learning_rate, 1.0),
             warmup_target=t.learning_rate if warm else None, warmup_steps=warm)
+    ema = {"use_ema": True, "ema_momentum": t.ema_momentum} if t.ema_momentum > 0 else {}
     if t.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=t.momentum, nesterov=True, weight_decay=t.weight_decay or None)
+        return keras.optimizers.SGD(lr, momentum=t.momentum, nesterov=True, weight_decay=t.weight_decay or None,
+                                    **ema)
     if t.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
-    return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
+        return keras.optimizers.Adam(lr, **ema)
+    return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay, **ema)
 
 
 # === Epoch callbacks ===
@@ -174,6 +176,50 @@ class EpochLine(keras.callbacks.Callback):
             self.best = v if better else self.best
             parts.append(f"{self.monitor} {v:.4g}" + (" (best)" if better else ""))
         print(" | ".join(parts), flush=True)
+
+
+class EMAWeights:
+    """Puts the optimizer's moving average of the weights (`train.ema_momentum`) into the model where it is judged.
+
+    Keras' `SwapEMAWeights(swap_on_epoch=True)` would leave the averaged weights in the model through the whole
+    epoch end, so `BackupAndRestore` would save them as the raw weights and a resumed run would continue from the
+    average. Here two callbacks share one state: `enter` (first in the list) swaps the average in for validation and
+    at the epoch end, before the per-source metrics and the best checkpoint read the model; `leave` (just before the
+    backup) swaps the raw weights back, so the backup holds what training continues from.
+    """
+
+    def __init__(self):
+        self.swapper = keras.callbacks.SwapEMAWeights()
+        self.in_model = False
+        self.enter, self.leave = _EMASwap(self, True), _EMASwap(self, False)
+
+    def put(self, model: keras.Model, average: bool) -> None:
+        if self.in_model != average:
+            self.swapper.set_model(model)
+            self.swapper._apply_to_ema_optimizers(self.swapper._tf_swap_variables,
+                                                  self.swapper._backend_swap_variables)
+            self.in_model = average
+
+
+class _EMASwap(keras.callbacks.Callback):
+    def __init__(self, state: EMAWeights, enter: bool):
+        super().__init__()
+        self.state, self.is_enter = state, enter
+
+    def on_test_begin(self, logs=None):
+        if self.is_enter:
+            self.state.put(self.model, True)
+
+    def on_test_end(self, logs=None):
+        if self.is_enter:
+            self.state.put(self.model, False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.put(self.model, self.is_enter)
+
+    def on_train_end(self, logs=None):
+        # raw weights back: Keras' fit then writes the average into the model (optimizer.finalize_variable_values)
+        self.state.put(self.model, False)
 
 
 class TimeLimit(keras.callbacks.Callback):
@@ -267,10 +313,12 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
     ckpt = BestModelCheckpoint(run.model_path, monitor, mode, run.best_so_far(monitor, mode))
     # The backup comes after the checkpoint and the history row: an epoch counts as done for resuming only once
     # both are written (a failed write at an epoch end redoes that epoch instead of losing it).
-    cbs = [logger, *first,
+    ema = EMAWeights() if t.ema_momentum > 0 else None
+    cbs = [logger, *([ema.enter] if ema else []), *first,
            *([EpochSeeder(epoch_var, t.seed)] if epoch_var is not None else []),
            ckpt,
            keras.callbacks.CSVLogger(run.history_path, append=True),
+           *([ema.leave] if ema else []),
            keras.callbacks.BackupAndRestore(run.file(BACKUP), delete_checkpoint=True),
            *([follow_the_chief_callback()] if t.strategy == "multiworker" else []),
            keras.callbacks.TerminateOnNaN()]

@@ -184,6 +184,7 @@ def test_resume_with_changed_config_is_refused(demo_root, tmp_path, capsys):
     ["--set", "data.balance=oversample", "--set", "train.early_stopping_patience=1", "--deterministic"],
     ["--set", "train.strategy=mirrored", "--set", "train.schedule=constant"],
     ["--xla", "on", "--precision", "mixed_bfloat16"],  # the GPU default path (XLA) must compile every metric
+    ["--set", "train.ema_momentum=0.9"],
 ])
 def test_training_options_run(demo_root, tmp_path, extra):
     run = train_main(_tiny_args(demo_root, str(tmp_path), "--epochs", "2", *extra))
@@ -224,6 +225,42 @@ def test_cosine_schedule_warmup_and_decay():
     assert float(lr(0)) == pytest.approx(1e-3)  # warm-up starts at lr/10
     assert float(lr(10)) == pytest.approx(1e-2, rel=1e-3)  # end of warm-up
     assert float(lr(100)) == pytest.approx(1e-4, rel=1e-2)  # decayed to the floor
+
+
+def test_ema_weights_are_judged_and_raw_weights_are_backed_up():
+    """Between `enter` and `leave` the model holds the optimizer's average; after `leave` (where the backup is
+    written) the raw weights; after fit, the average (Keras' finalize)."""
+    import keras
+
+    from fer_keras.config import TrainConfig
+    from fer_keras.fitting import EMAWeights, make_optimizer
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.kernels = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.kernels.append(np.array(self.model.layers[-1].kernel))
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), rng.normal(size=(64, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    opt = make_optimizer(TrainConfig(epochs=3, learning_rate=0.1, ema_momentum=0.9, schedule="constant"), 3)
+    model.compile(opt, "mse")
+    ema, judged, kept = EMAWeights(), Record(), Record()
+    averages = []
+
+    class Average(keras.callbacks.Callback):  # what the optimizer holds as the average after `leave`
+        def on_epoch_end(self, epoch, logs=None):
+            averages.append(np.array(opt._model_variables_moving_average[0]))
+
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, validation_data=(x, y),
+              callbacks=[ema.enter, judged, ema.leave, kept, Average()])
+    for a, j, k in zip(averages, judged.kernels, kept.kernels):
+        np.testing.assert_allclose(j, a, atol=1e-6)  # judged = the average
+        assert np.abs(j - k).max() > 1e-4  # the raw weights differ from it and are what training continues from
+    np.testing.assert_allclose(np.array(model.layers[-1].kernel), averages[-1], atol=1e-6)
 
 
 def _read_history(run):
