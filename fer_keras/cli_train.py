@@ -88,12 +88,18 @@ def resume_config(run: str, args, flags):
         raise ConfigError(f"--resume {run}: not a run folder (no config.yaml)")
     if rd.status() == "finished":
         raise ConfigError(f"--resume {run}: the run already finished; nothing to resume")
-    given = [k for k, v in flags.items() if v is not None] + (["--config"] if args.config else []) + (
-        ["--set"] if args.set else [])
+    from fer_keras.config import parse_overrides, set_key
+    from fer_keras.run_dir import RESUME_KEYS
+
+    sets = parse_overrides(args.set or [])
+    given = [k for k, v in flags.items() if v is not None] + (["--config"] if args.config else []) + [
+        f"--set {k}" for k in sets if k not in RESUME_KEYS]
     if given:
         raise ConfigError(f"--resume takes the run's own config; drop {given[0]} (a changed run would not be the "
-                          "same run)")
+                          f"same run; only {', '.join(RESUME_KEYS)} may change)")
     cfg = rd.config()
+    for key, value in sets.items():  # how long this sitting may last, how much it prints: not what is learned
+        set_key(cfg, key, value)
     cfg.train.runs_dir, cfg.train.name = os.path.dirname(os.path.abspath(rd.path)), os.path.basename(rd.path)
     return cfg
 
@@ -119,6 +125,8 @@ def main(argv=None) -> str:
 
         finish_worker(worker, run_dir)
         print(f"done: {worker.describe()}; the run is written by worker 0")
+        return run_dir
+    if RunDir(run_dir).status() == "stopped":  # the time limit: run_training said how to continue
         return run_dir
     rt = RunDir(run_dir).read_json(RUNTIME)
     speed = f" | {rt['train_images_per_second'] or 0:.0f} img/s" if rt.get("train_images_per_second") else ""

@@ -223,24 +223,55 @@ class _EMASwap(keras.callbacks.Callback):
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stops training once `minutes` of wall time have passed since `fit` began (checked after every step; the
-    interrupted epoch still validates and checkpoints)."""
+    """Stops training before `minutes` of wall time have passed since `fit` began, so that the run can be resumed.
+
+    At each epoch end it stops when the next epoch (as long as the last one) would not fit in the time left: the
+    run then ends on an epoch boundary and `--resume` continues exactly where an uninterrupted run would be. As a
+    fallback it also stops mid-epoch once the limit is passed (checked after every step; that epoch is cut short,
+    still validated and checkpointed). Either way `RunBackup` keeps the backup, so the run stays resumable.
+    """
 
     def __init__(self, minutes: float):
         super().__init__()
         self.seconds = 60.0 * minutes
-        self.stopped_at_epoch = None
+        self.stopped_at_epoch = None  # the limit was passed during this epoch (cut short)
+        self.stopped_after_epoch = None  # the next epoch would not have fit: stopped on the boundary
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_at_epoch is not None or self.stopped_after_epoch is not None
 
     def on_train_begin(self, logs=None):
         self._t0 = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
+        self._epoch, self._epoch_t0 = epoch, time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         if time.perf_counter() - self._t0 > self.seconds and not self.model.stop_training:
             self.model.stop_training = True
             self.stopped_at_epoch = self._epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        last_epoch = now - self._epoch_t0
+        if (not self.model.stop_training and epoch + 1 < (self.params.get("epochs") or 0)
+                and now - self._t0 + last_epoch > self.seconds):
+            self.model.stop_training = True
+            self.stopped_after_epoch = epoch
+
+
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, except that a run stopped by `TimeLimit` keeps its backup: it is not finished."""
+
+    def __init__(self, backup_dir: str, time_limit: Optional[TimeLimit] = None):
+        super().__init__(backup_dir, delete_checkpoint=True)
+        self.time_limit = time_limit
+
+    def on_train_end(self, logs=None):
+        if self.time_limit is not None and self.time_limit.stopped:
+            return
+        super().on_train_end(logs)
 
 
 class StopReport(keras.callbacks.Callback):
@@ -272,6 +303,10 @@ class StopReport(keras.callbacks.Callback):
             print(f"stopped: the time limit (train.time_limit_minutes = {self.time_limit.seconds / 60:g}) was "
                   f"reached during epoch {self.time_limit.stopped_at_epoch + 1} of {self.epochs_planned}; that "
                   "epoch ended early (its remaining steps were skipped) and was still validated", flush=True)
+        elif self.time_limit is not None and self.time_limit.stopped_after_epoch is not None:
+            print(f"stopped: after epoch {self.time_limit.stopped_after_epoch + 1} of {self.epochs_planned}, as "
+                  f"another epoch would not end within the time limit (train.time_limit_minutes = "
+                  f"{self.time_limit.seconds / 60:g})", flush=True)
         elif self.early is not None and self.early.stopped_epoch > 0:
             print(f"stopped: early stopping after epoch {self.early.stopped_epoch + 1} of {self.epochs_planned}: "
                   f"{self.monitor} did not improve for {self.early.patience} epochs "
@@ -314,12 +349,13 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
     # The backup comes after the checkpoint and the history row: an epoch counts as done for resuming only once
     # both are written (a failed write at an epoch end redoes that epoch instead of losing it).
     ema = EMAWeights() if t.ema_momentum > 0 else None
+    time_limit = TimeLimit(t.time_limit_minutes) if t.time_limit_minutes else None
     cbs = [logger, *([ema.enter] if ema else []), *first,
            *([EpochSeeder(epoch_var, t.seed)] if epoch_var is not None else []),
            ckpt,
            keras.callbacks.CSVLogger(run.history_path, append=True),
            *([ema.leave] if ema else []),
-           keras.callbacks.BackupAndRestore(run.file(BACKUP), delete_checkpoint=True),
+           RunBackup(run.file(BACKUP), time_limit),
            *([follow_the_chief_callback()] if t.strategy == "multiworker" else []),
            keras.callbacks.TerminateOnNaN()]
     if t.schedule == "plateau":
@@ -328,13 +364,12 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
     elif t.schedule == "step":
         cbs.append(keras.callbacks.LearningRateScheduler(
             lambda epoch, lr: t.learning_rate * t.step_factor ** (epoch // max(t.step_every, 1))))
-    early = time_limit = None
+    early = None
     if t.early_stopping_patience > 0:
         early = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience,
                                               restore_best_weights=False)
         cbs.append(early)
-    if t.time_limit_minutes:
-        time_limit = TimeLimit(t.time_limit_minutes)
+    if time_limit is not None:
         cbs.append(time_limit)
     if num_classes:
         cbs.append(StopReport(monitor, num_classes, early=early, time_limit=time_limit))

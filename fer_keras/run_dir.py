@@ -5,7 +5,8 @@ it is created, resumed, locked and finished. What is in it:
 
     config.yaml        the resolved config (read back to evaluate, visualize, export and resume)
     labels.json        label preset and class names in output order (expression runs)
-    state.json         {"status": "running" | "finished"}; a finished run is never overwritten
+    state.json         {"status": "running" | "stopped" | "finished"}; a finished run is never overwritten;
+                       a stopped one (train.time_limit_minutes) resumes with --resume
     model.keras        the best model by the monitored validation metric (written atomically)
     history.csv        per-epoch logs (appended across resumes)
     metrics.json       test/val metrics of the best model
@@ -108,7 +109,8 @@ class RunDir:
             return json.load(f)
 
     def status(self) -> Optional[str]:
-        """`running`, `finished`, or None for a folder without state.json."""
+        """`running`, `stopped` (by the time limit, resumable), `finished`, or None for a folder without
+        state.json."""
         state = self.read_json(STATE)
         return state.get("status") if isinstance(state, dict) else None
 
@@ -172,9 +174,13 @@ def check_named_run(cfg: Config) -> bool:
     return True
 
 
+# Keys a resumed run may change: how long this sitting trains and what it prints, not what is learned.
+RESUME_KEYS = ("train.time_limit_minutes", "train.verbose", "train.tensorboard")
+
+
 def _comparable(cfg: Config) -> dict:
     d = cfg.to_dict()
-    for key in ("verbose", "name", "runs_dir"):  # the folder itself says which run it is
+    for key in ("name", "runs_dir", *(k.split(".", 1)[1] for k in RESUME_KEYS)):  # the folder says which run it is
         d["train"].pop(key, None)
     return d
 
@@ -269,7 +275,8 @@ def run_training(cfg: Config, default_stem: str, load: Callable[[], Any], start:
     3. A new run writes config.yaml and what `start(run, data)` adds; the state becomes `running`.
     4. `body(run, data, resuming)` trains. If it fails before anything was saved (no backup/, no model.keras), a new
        run is removed: it has nothing to resume, and a folder marked running would trip later commands.
-    5. The state becomes `finished` (a finished run is never overwritten).
+    5. The state becomes `finished` (a finished run is never overwritten), or `stopped` when a time limit ended
+       it with its backup kept (`--resume` continues it).
 
     Args:
         cfg: the resolved config (`train.runs_dir`, `train.name`).
@@ -296,5 +303,9 @@ def run_training(cfg: Config, default_stem: str, load: Callable[[], Any], start:
                 print(f"interrupted: {run.path} keeps its finished epochs; continue it with:\n"
                       f"  python train_model.py --resume {run.path}", file=sys.stderr)
             raise
-        run.finish()
+        if os.path.exists(run.file(BACKUP)):  # kept by a time-limited stop (fitting.RunBackup): resumable
+            run.write_json(STATE, {"status": "stopped"})
+            print(f"continue it with: python train_model.py --resume {run.path}", flush=True)
+        else:
+            run.finish()
         return run.path

@@ -195,11 +195,41 @@ def test_training_options_run(demo_root, tmp_path, extra):
     assert "learning_rate" in rows[0] and "val_expression_uar" in rows[0]
 
 
-def test_time_limit_stops_training_and_keeps_a_model(demo_root, tmp_path):
+def test_time_limit_stops_training_and_keeps_a_model(demo_root, tmp_path, capsys):
     run = train_main(_tiny_args(demo_root, str(tmp_path), "--epochs", "50", "--set", "train.time_limit_minutes=0.0001"))
     rows = list(open(os.path.join(run, "history.csv")))
     assert len(rows) == 2  # header + the one epoch that the limit cut short (still validated)
     assert os.path.isfile(os.path.join(run, "model.keras"))
+    assert json.load(open(os.path.join(run, "state.json")))["status"] == "stopped"  # resumable, not finished
+    assert f"--resume {run}" in capsys.readouterr().out
+
+
+def test_time_limited_run_resumed_in_a_second_process_has_one_row_per_epoch(demo_root, tmp_path):
+    """The spanning-sessions workflow: a time limit stops the run, `--resume` in a new process (with a new limit)
+    finishes it; every epoch has exactly one history row and the run ends finished."""
+    import csv
+    import subprocess
+    import sys
+
+    run = train_main(_tiny_args(demo_root, str(tmp_path), "--epochs", "3", "--name", "span",
+                                "--set", "train.time_limit_minutes=0.0001"))
+    assert json.load(open(os.path.join(run, "state.json")))["status"] == "stopped"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, os.path.join(root, "train_model.py"), "--resume", run,
+                           "--set", "train.time_limit_minutes=30"], capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(os.path.join(run, "history.csv")))]
+    assert epochs == [0, 1, 2]
+    assert json.load(open(os.path.join(run, "state.json")))["status"] == "finished"
+    assert not os.path.exists(os.path.join(run, "backup"))
+
+
+def test_resume_refuses_a_changed_model_but_takes_a_new_time_limit(demo_root, tmp_path, capsys):
+    run = train_main(_tiny_args(demo_root, str(tmp_path), "--epochs", "2", "--name", "r",
+                                "--set", "train.time_limit_minutes=0.0001"))
+    with pytest.raises(SystemExit) as e:
+        train_main(["--resume", run, "--set", "train.learning_rate=0.1"])
+    assert e.value.code == 2 and "drop --set train.learning_rate" in capsys.readouterr().err
 
 
 def test_skip_bad_lists_skipped_samples(demo_root, tmp_path):
