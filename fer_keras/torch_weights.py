@@ -10,7 +10,9 @@ Two on-disk formats exist and both are read:
 
 In both, a tensor is pickled as a call to `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` and a
 storage as a persistent id `('storage', <storage class>, key, location, numel[, view])`. This module's unpickler
-allows only those globals (plus `collections.OrderedDict`), so a weight file cannot run code when it is read.
+allows only those globals (plus `collections.OrderedDict`), and the legacy format's header pickles allow none, so a
+weight file cannot run code when it is read; every tensor's offset, size and stride is checked against its storage
+before it is read.
 
 Example:
     >>> state = load_state_dict("mobilenet_v2-b0353104.pth")
@@ -86,7 +88,9 @@ class _Unpickler(pickle.Unpickler):
         # ('storage', storage type, key, location, numel[, view metadata])
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
-        typ, key, numel = pid[1], str(pid[2]), int(pid[4])
+        if len(pid) < 5 or not isinstance(pid[1], _StorageType) or not isinstance(pid[4], int) or pid[4] < 0:
+            raise pickle.UnpicklingError(f"malformed storage id {pid!r}"[:200])
+        typ, key, numel = pid[1], str(pid[2]), pid[4]
         self.storages[key] = (typ.name, numel)
         return key
 
@@ -98,13 +102,29 @@ def _array(raw: bytes, type_name: str, numel: int) -> np.ndarray:
     return np.frombuffer(raw, np.dtype(_DTYPES[type_name]).newbyteorder("<"), count=numel)
 
 
+def _tensor_view(t: _Tensor, flat: np.ndarray) -> np.ndarray:
+    """The tensor's elements, after checking that its offset, size and stride stay inside its storage (a crafted
+    file must not make `as_strided` read outside it)."""
+    dims = (t.offset, *t.size, *t.stride)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in dims):
+        raise ValueError(f"tensor on storage {t.key}: offset/size/stride are not integers")
+    if len(t.size) != len(t.stride) or min(dims, default=0) < 0:
+        raise ValueError(f"tensor on storage {t.key}: negative or mismatched size/stride {t.size}/{t.stride}")
+    if 0 in t.size:
+        return np.zeros(t.size, flat.dtype)
+    last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride))
+    if last >= flat.size:
+        raise ValueError(f"tensor on storage {t.key} reaches element {last}, past its storage of {flat.size}")
+    if not t.size:
+        return np.array(flat[t.offset])
+    return np.lib.stride_tricks.as_strided(flat[t.offset:], t.size, [s * flat.itemsize for s in t.stride]).copy()
+
+
 def _materialize(obj, arrays: Dict[str, np.ndarray]):
     if isinstance(obj, _Tensor):
-        flat = arrays[obj.key]
-        item = flat.itemsize
-        if not obj.size:
-            return np.array(flat[obj.offset])
-        return np.lib.stride_tricks.as_strided(flat[obj.offset:], obj.size, [s * item for s in obj.stride]).copy()
+        if obj.key not in arrays:
+            raise ValueError(f"tensor on storage {obj.key}, which the file does not hold")
+        return _tensor_view(obj, arrays[obj.key])
     if isinstance(obj, dict):
         return collections.OrderedDict((k, _materialize(v, arrays)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
@@ -127,20 +147,44 @@ def _load_zip(path: str):
     return obj, arrays
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """For the legacy format's header pickles (magic number, protocol, system info, storage keys): plain numbers,
+    strings, lists and dicts only; any global or persistent id is refused before it is looked up."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a weight file's header")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("a persistent id is not allowed in a weight file's header")
+
+
+def _plain(f):
+    return _PlainUnpickler(f).load()
+
+
 def _load_legacy(path: str):
     with open(path, "rb") as f:
-        if pickle.load(f) != _LEGACY_MAGIC:
+        if _plain(f) != _LEGACY_MAGIC:
             raise ModelError(f"{path}: not a torch.save file (wrong magic number)")
-        pickle.load(f)  # protocol version
-        pickle.load(f)  # system info (byte order is little-endian on every platform torch saves from here)
+        _plain(f)  # protocol version
+        _plain(f)  # system info (byte order is little-endian on every platform torch saves from here)
         storages: Dict[str, tuple] = {}
         obj = _Unpickler(f, storages).load()
-        keys = pickle.load(f)
+        keys = _plain(f)
+        if not isinstance(keys, list):
+            raise ValueError("the storage key list is not a list")
         arrays = {}
         for key in keys:
-            typ, _ = storages[str(key)]
+            if str(key) not in storages:
+                raise ValueError(f"storage {key} is listed but no tensor uses it")
+            typ, declared = storages[str(key)]
             (numel,) = struct.unpack("<q", f.read(8))
+            if numel < 0 or numel != declared:
+                raise ValueError(f"storage {key} holds {numel} elements, its tensors declared {declared}")
             size = numel * (2 if typ == "BFloat16Storage" else np.dtype(_DTYPES[typ]).itemsize)
+            left = os.fstat(f.fileno()).st_size - f.tell()
+            if size > left:  # checked before reading: a crafted count must not allocate past the file
+                raise ModelError(f"{path}: truncated (storage {key} needs {size} bytes, {left} left)")
             raw = f.read(size)
             if len(raw) != size:
                 raise ModelError(f"{path}: truncated (storage {key} needs {size} bytes, {len(raw)} left)")
@@ -160,11 +204,12 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
         raise ModelError(f"{path}: weight file not found")
     try:
         obj, arrays = _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
+        state = _materialize(obj, arrays)
     except ModelError:
         raise
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, struct.error, zipfile.BadZipFile) as e:
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, IndexError, OverflowError,
+            struct.error, zipfile.BadZipFile) as e:
         raise ModelError(f"{path}: cannot read as a PyTorch weight file ({type(e).__name__}: {e})") from None
-    state = _materialize(obj, arrays)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -120,6 +120,44 @@ def test_reader_refuses_code_and_garbage(tmp_path):
         load_state_dict(str(tmp_path / "missing.pth"))
 
 
+class _Payload:  # pickles as a call that creates a file: what a malicious header pickle would do
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("where", ["magic", "protocol", "sysinfo", "keys"])
+def test_legacy_header_pickles_never_run_code(tmp_path, where):
+    """Every pickle of the legacy format goes through a restricted unpickler, the header ones included."""
+    created = tmp_path / "created"
+    head = {"magic": 0x1950A86A20F9469CFC6C, "protocol": 1001, "sysinfo": {"little_endian": True}}
+    parts = [pickle.dumps(_Payload(str(created)) if where == k else v) for k, v in head.items()]
+    parts.append(pickle.dumps(collections.OrderedDict()))
+    parts.append(pickle.dumps(_Payload(str(created)) if where == "keys" else []))
+    path = tmp_path / "evil.pth"
+    path.write_bytes(b"".join(parts))
+    with pytest.raises(ModelError, match="evil.pth"):
+        load_state_dict(str(path))
+    assert not created.exists()
+
+
+@pytest.mark.parametrize("writer", [write_zip, write_legacy])
+@pytest.mark.parametrize("offset, shape, stride", [(0, (4, 4), (4, 1000)), (90, (4,), (1,)), (-1, (2,), (1,)),
+                                                   (0, (2, 2), (-1, 1))])
+def test_tensor_outside_its_storage_is_refused(fake_torch, tmp_path, monkeypatch, writer, offset, shape, stride):
+    """A crafted size/stride/offset would make as_strided read outside the storage (a segfault): one line."""
+    def reduce(self):
+        return _rebuild_tensor_v2, (self.storage, offset, shape, stride, False, collections.OrderedDict())
+
+    monkeypatch.setattr(_Tensor, "__reduce__", reduce)
+    path = str(tmp_path / "w.pth")
+    writer(path, {"w": np.zeros(16)})
+    with pytest.raises(ModelError, match="w.pth: cannot read as a PyTorch weight file"):
+        load_state_dict(path)
+
+
 def _to_torch(model, conversion):
     """The inverse of the converter: a Keras model's weights as a PyTorch-layout state dict."""
     state = {}
