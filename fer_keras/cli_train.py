@@ -100,7 +100,8 @@ def resume_config(run: str, args, flags):
     cfg = rd.config()
     for key, value in sets.items():  # how long this sitting may last, how much it prints: not what is learned
         set_key(cfg, key, value)
-    cfg.train.runs_dir, cfg.train.name = os.path.dirname(os.path.abspath(rd.path)), os.path.basename(rd.path)
+    path = os.path.abspath(rd.path)  # exactly this folder: `.`, spaces and renamed folders included (run_folder)
+    cfg.train.runs_dir, cfg.train.name = os.path.dirname(path), os.path.basename(path)
     return cfg
 
 

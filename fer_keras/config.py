@@ -147,7 +147,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     min_learning_rate: float = 1e-6
     label_smoothing: float = 0.0
-    ema_momentum: float = 0.0  # > 0 (e.g. 0.999): validation and checkpoints use an exponential moving average of the weights
+    ema_momentum: float = 0.0  # > 0 (e.g. 0.999): validation and checkpoints use a moving average of the weights
     distill_from: Optional[str] = None  # teacher (.keras file or run): its probabilities join the expression target
     distill_weight: float = 0.5  # share of the teacher in the target: (1 - w) * (smoothed) label + w * teacher
     distill_tta: str = "crops"  # the teacher's views (none | flip | crops): a TTA teacher is a better teacher

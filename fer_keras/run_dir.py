@@ -23,6 +23,7 @@ import csv
 import datetime as _dt
 import json
 import os
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass
@@ -161,7 +162,7 @@ def check_named_run(cfg: Config) -> bool:
     t = cfg.train
     if not t.name:
         return False
-    run = RunDir(os.path.join(t.runs_dir, slug(t.name)))
+    run = RunDir(run_folder(t.runs_dir, t.name))
     if not (os.path.isdir(run.path) and os.listdir(run.path)):
         return False
     if not os.path.isfile(run.file(STATE)):
@@ -185,6 +186,20 @@ def _comparable(cfg: Config) -> dict:
     return d
 
 
+def run_folder(runs_dir: str, name: str) -> str:
+    """The folder of the run `name`: an existing folder of exactly that name (`--resume 'runs/my run'` continues
+    that folder, spaces and all), else the file-name-safe `slug(name)` that a new run gets."""
+    exact = os.path.join(runs_dir, name)
+    if name not in (".", "..") and os.sep not in name and os.path.isdir(exact):
+        return exact
+    return os.path.join(runs_dir, slug(name))
+
+
+def resume_command(run_path: str) -> str:
+    """The command that continues a run, its path quoted for a POSIX shell (a space in "My Drive" stays one word)."""
+    return f"python train_model.py --resume {shlex.quote(run_path)}"
+
+
 def new_run_dir(runs_dir: str, name: str | None, default_stem: str) -> str:
     """Creates and returns a fresh run directory; an existing one is never reused silently.
 
@@ -193,7 +208,7 @@ def new_run_dir(runs_dir: str, name: str | None, default_stem: str) -> str:
     """
     os.makedirs(runs_dir, exist_ok=True)
     if name:
-        return os.path.join(runs_dir, slug(name))
+        return run_folder(runs_dir, name)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     stem = f"{slug(default_stem)}-{stamp}"
     for i in range(1000):
@@ -219,34 +234,43 @@ def newest_run(runs_dir: str = "runs") -> str | None:
     done = [d for d in cands if RunDir(d).status() in ("finished", None)]  # None: runs from before state.json
     if cands and (not done or cands[0] != done[0]):
         newest = cands[0]
+        writer = run_writer(newest)
+        then = (f"it is being trained right now by {writer}" if writer else
+                f"continue it with: {resume_command(newest)}")
         print(f"note: the newest run {newest} is unfinished ({RunDir(newest).status()}); "
-              + (f"using the newest finished run {done[0]}. " if done else "no finished run. ")
-              + f"continue it with: python train_model.py --resume {newest}", file=sys.stderr)
+              + (f"using the newest finished run {done[0]}. " if done else "no finished run. ") + then,
+              file=sys.stderr)
     return done[0] if done else None
 
 
-@contextlib.contextmanager
-def run_lock(runs_dir: str, name: str):
-    """Holds an exclusive lock on the run `name` under `runs_dir` for the duration of the block.
+def _lock_path(run_path: str) -> str:
+    run_path = os.path.abspath(run_path)
+    return os.path.join(os.path.dirname(run_path), f".{os.path.basename(run_path)}.lock")
 
-    A second process that tries to train the same named run at the same time gets a ConfigError at once (two
-    writers would interleave history.csv and checkpoints and corrupt the run for good). The lock is an OS file
-    lock (`flock`) on `runs_dir/.<name>.lock`, so it is released when the process ends, even when killed: no stale
-    locks. Where `fcntl` does not exist (Windows) no lock is taken.
+
+@contextlib.contextmanager
+def run_lock(run_path: str):
+    """Holds an exclusive lock on the run folder `run_path` (which need not exist yet) for the duration of the block.
+
+    A second process that tries to train the same run at the same time (a named run started twice, `--resume` of a
+    run that is training, named or not) gets a ConfigError at once: two writers would interleave history.csv and
+    checkpoints and corrupt the run for good. The lock is an OS file lock (`flock`) on `.<folder>.lock` beside the
+    folder, so it is released when the process ends, even when killed: a stale lock file is simply taken over.
+    Where `fcntl` does not exist (Windows) no lock is taken.
     """
     if fcntl is None:  # pragma: no cover - not POSIX
         yield
         return
-    os.makedirs(runs_dir, exist_ok=True)
-    path = os.path.join(runs_dir, f".{slug(name)}.lock")
+    path = _lock_path(run_path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             owner = f.read().strip() or "another process"
-            raise ConfigError(f"run {os.path.join(runs_dir, slug(name))} is being trained right now by {owner}; "
-                              "wait for it to end or choose another --name") from None
+            raise ConfigError(f"run {run_path} is being trained right now by {owner}; wait for it to end (or stop "
+                              "it) before training it again, or choose another --name") from None
         f.seek(0)
         f.truncate()
         f.write(f"process {os.getpid()}")
@@ -261,9 +285,27 @@ def run_lock(runs_dir: str, name: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def run_writer(run_path: str) -> Optional[str]:
+    """Who is training the run right now (`process <pid>`), or None when no live process holds its lock."""
+    path = _lock_path(run_path)
+    if fcntl is None or not os.path.isfile(path):  # pragma: no cover - not POSIX
+        return None
+    try:
+        with open(path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return f.read().strip() or "another process"
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
+
+
 def named_run_lock(cfg: Config):
-    """`run_lock` for a named run, a no-op context for an unnamed (always fresh) one."""
-    return run_lock(cfg.train.runs_dir, cfg.train.name) if cfg.train.name else contextlib.nullcontext()
+    """`run_lock` for a named run (taken before its folder is made or read), a no-op context for an unnamed one
+    (locked by `run_training` once its fresh folder exists)."""
+    return run_lock(run_folder(cfg.train.runs_dir, cfg.train.name)) if cfg.train.name else contextlib.nullcontext()
 
 
 def run_training(cfg: Config, default_stem: str, load: Callable[[], Any], start: Callable[[RunDir, Any], None],
@@ -285,10 +327,13 @@ def run_training(cfg: Config, default_stem: str, load: Callable[[], Any], start:
         start: writes a new run's first files besides config.yaml.
         body: trains.
     """
-    with named_run_lock(cfg):
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(named_run_lock(cfg))
         resuming = check_named_run(cfg)
         data = load()
         run = RunDir(new_run_dir(cfg.train.runs_dir, cfg.train.name, default_stem))
+        if not cfg.train.name:  # a fresh unnamed run: locked as soon as it exists, so `--resume` of it is refused
+            locks.enter_context(run_lock(run.path))
         os.makedirs(run.path, exist_ok=True)
         if not resuming:
             save_config(cfg, run.config_path)
@@ -301,11 +346,11 @@ def run_training(cfg: Config, default_stem: str, load: Callable[[], Any], start:
                 shutil.rmtree(run.path, ignore_errors=True)
             elif isinstance(e, KeyboardInterrupt):  # Ctrl-C or SIGTERM (cli_train turns it into one)
                 print(f"interrupted: {run.path} keeps its finished epochs; continue it with:\n"
-                      f"  python train_model.py --resume {run.path}", file=sys.stderr)
+                      f"  {resume_command(run.path)}", file=sys.stderr)
             raise
         if os.path.exists(run.file(BACKUP)):  # kept by a time-limited stop (fitting.RunBackup): resumable
             run.write_json(STATE, {"status": "stopped"})
-            print(f"continue it with: python train_model.py --resume {run.path}", flush=True)
+            print(f"continue it with: {resume_command(run.path)}", flush=True)
         else:
             run.finish()
         return run.path

@@ -36,7 +36,7 @@ from fer_keras.metrics import expression_metrics, source_scores
 from fer_keras.model_info import load_keras_model, read_model_info
 from fer_keras.models import MODELS, build_model
 from fer_keras.models.transfer import transfer_weights
-from fer_keras.run_dir import BACKUP, DATA_SUMMARY, LABELS, RUNTIME, RunDir, run_training, write_json
+from fer_keras.run_dir import BACKUP, DATA_SUMMARY, LABELS, RUNTIME, RunDir, resume_command, run_training, write_json
 
 
 # === Compile ===
@@ -341,7 +341,7 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
         # for data too big to decode up front). Finished epochs are kept in backup/: the run resumes.
         first = (e.message or str(e)).strip().splitlines()[0][:300]
         kept = os.path.exists(os.path.join(run_dir, BACKUP))
-        then = (f"continue with: python train_model.py --resume {run_dir}" if kept else
+        then = (f"continue with: {resume_command(run_dir)}" if kept else
                 "rerun the same command (no epoch had finished, nothing was kept)")
         found = find_undecodable([data.train, data.val], d)  # tf.data's error does not say which file it was
         if found:
@@ -357,8 +357,7 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
         raise DataError(lost_worker_message(run_dir, e)) from None
     except OSError as e:  # a checkpoint, history row or backup could not be written (disk full, permissions)
         raise DataError(f"training stopped: cannot write into the run folder {run_dir} "
-                        f"({describe_os_error(e)}); fix that and continue with: python train_model.py --resume "
-                        f"{run_dir}") from None
+                        f"({describe_os_error(e)}); fix that and continue with: {resume_command(run_dir)}") from None
     if t.strategy == "multiworker":
         print(f"final weights digest {weights_digest(model)} (equal on every worker when the replicas are in sync)")
     run = RunDir(run_dir)

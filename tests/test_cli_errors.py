@@ -87,7 +87,7 @@ def test_predict_missing_input_is_reported_and_the_rest_processed(face_dir, tmp_
 
 def test_same_named_run_cannot_be_trained_twice_at_once(tmp_path):
     runs = str(tmp_path / "runs")
-    with run_lock(runs, "shared"):
+    with run_lock(os.path.join(runs, "shared")):
         proc = run_cli([os.path.join(ROOT, "train_model.py"), "--runs-dir", runs, "--name", "shared"] + TINY,
                        tmp_path)
     assert_one_line_error(proc, "is being trained right now by process", "choose another --name")

@@ -458,3 +458,46 @@ def test_failed_write_at_an_epoch_end_redoes_that_epoch(demo_root, tmp_path, mon
     train_main(["--resume", run])
     with open(os.path.join(run, "history.csv")) as f:
         assert [int(r["epoch"]) for r in _csv.DictReader(f)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("folder", ["my run", "."])
+def test_resume_continues_exactly_that_folder(demo_root, tmp_path, monkeypatch, capsys, folder):
+    """`--resume 'runs/my run'` and `--resume .` continue that folder (not a new run named by its slug), and the
+    printed command quotes the path so that a shell keeps it one word."""
+    import shlex
+
+    runs = tmp_path / "runs"
+    run = train_main(_tiny_args(demo_root, str(runs), "--epochs", "2", "--name", "span",
+                                "--set", "train.time_limit_minutes=0.0001"))
+    target = runs / "my run"
+    os.rename(run, target)
+    out = capsys.readouterr().out
+    if folder == ".":
+        monkeypatch.chdir(target)
+        arg = "."
+    else:
+        arg = str(target)
+    done = train_main(["--resume", arg, "--set", "train.time_limit_minutes=30"])
+    assert os.path.abspath(done) == str(target) and sorted(os.listdir(runs)) == ["my run"]
+    assert json.load(open(target / "state.json"))["status"] == "finished"
+    assert "--resume " + shlex.quote(run) in out  # the printed command of the first sitting, quoted
+
+
+def test_resume_of_a_run_being_trained_is_refused(demo_root, tmp_path, capsys):
+    """One writer per run, named or not: `--resume` while another live process holds the run is one line naming
+    it; the evaluation note does not suggest `--resume` then."""
+    from fer_keras.run_dir import newest_run, run_lock
+
+    runs = tmp_path / "runs"
+    run = train_main(_tiny_args(demo_root, str(runs), "--epochs", "2", "--set", "train.time_limit_minutes=0.0001"))
+    capsys.readouterr()
+    with run_lock(run):  # what the first writer holds while it trains (an unnamed run too)
+        with pytest.raises(SystemExit) as e:
+            train_main(["--resume", run])
+        assert e.value.code == 2
+        assert f"is being trained right now by process {os.getpid()}" in capsys.readouterr().err
+        assert newest_run(str(runs)) is None
+        note = capsys.readouterr().err
+        assert "being trained right now" in note and "--resume" not in note
+    newest_run(str(runs))
+    assert "--resume" in capsys.readouterr().err  # no live writer any more: resuming is the advice
