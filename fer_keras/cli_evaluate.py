@@ -10,7 +10,7 @@ from fer_keras.errors import ConfigError, cli_main
 from fer_keras.evaluation import comparison_table, evaluate_run
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.metrics import summary_metrics
-from fer_keras.predict import default_model
+from fer_keras.pretrained import SHIPPED_MODELS, resolve_model, shipped_names_help
 from fer_keras.run_dir import RunDir, new_run_dir, newest_run
 from fer_keras.tasks import TASKS, task_of
 from fer_keras.tta import TTA
@@ -19,7 +19,8 @@ from fer_keras.tta import TTA
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evaluate_model.py", description="Evaluate a trained model; writes "
                                 "metrics.json, metrics.md and predictions.csv.", allow_abbrev=False)
-    p.add_argument("--model", help=argparse.SUPPRESS)  # a model *name* (as in train_model.py): explained below
+    p.add_argument("--model", metavar="NAME|PATH",
+                   help=f"a shipped model by name: {shipped_names_help()}; or a .keras file or run folder")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--run", help="run directory (default: the newest under --runs-dir)")
     src.add_argument("--model-path", help="a .keras file (its label preset is inferred from the output size)")
@@ -108,19 +109,21 @@ def main(argv=None):
         print(md)
         print(f"wrote {out}/comparison.md, comparison.csv")
         return out
-    if a.model:
-        raise ConfigError(f"--model {a.model}: evaluate_model.py scores a trained model, not an architecture; "
-                          f"train one (python train_model.py --model {a.model}) and pass --run runs/<name>, or "
-                          "pass --model-path file.keras")
     run, model_path = a.run, a.model_path
+    if a.model:
+        from fer_keras.models import MODELS
+
+        if a.model in MODELS and a.model not in SHIPPED_MODELS and not os.path.exists(a.model):
+            raise ConfigError(f"--model {a.model}: evaluate_model.py scores a trained model, not an architecture; "
+                              f"train one (python train_model.py --model {a.model}) and pass --run runs/<name>, "
+                              f"or name a shipped model ({', '.join(SHIPPED_MODELS.names())})")
+        path = resolve_model(a.model)
+        run, model_path = (path, None) if RunDir(path).is_run() else (None, path)
     if not run and not model_path:
 
         run = newest_run(a.runs_dir)
         if run is None:
-            model_path = default_model()
-            if model_path is None:
-                raise ConfigError(f"no run found under {a.runs_dir} and no shipped model; pass --run or "
-                                  "--model-path")
+            model_path = resolve_model("default")
             print(f"no run under {a.runs_dir}: scoring the shipped model {model_path}"
                   + ("" if a.data else " on the built-in synthetic demo data (pass --data for yours)"))
     # A .keras file without a run is an expression model; a run folder says its task.

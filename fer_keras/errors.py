@@ -2,7 +2,8 @@
 
 Everything that is the user's fault (a bad file, an unknown name, a wrong config key) raises a subclass of
 `FerError` with a one-line message that names the file/row/key. The CLIs catch `FerError`, print the message and
-exit with code 2, so users never see a traceback for bad input.
+exit with code 2, so users never see a traceback for bad input. `FerError` is a `ValueError`, so Python callers of
+the API (`fer_keras.analyze`, `fer_keras.train`, ...) catch bad input the usual way.
 """
 
 import contextlib
@@ -16,7 +17,7 @@ import warnings
 EXIT_USAGE = 2
 
 
-class FerError(Exception):
+class FerError(ValueError):
     """Base class for errors caused by user input; the message is shown as is."""
 
 

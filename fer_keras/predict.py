@@ -32,6 +32,7 @@ from fer_keras.evaluation import check_expression_model
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.labels import class_mapping_matrix, map_name, map_probabilities, normalize_name, preset_classes
 from fer_keras.model_info import VA_UNTRAINED_NOTE, load_keras_model, read_model_info
+from fer_keras.pretrained import resolve_model, shipped_names_help
 from fer_keras.tta import TTA, tta_views, tta_views_numpy
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -623,20 +624,13 @@ def can_show() -> bool:
     return bool(os.environ.get("DISPLAY")) and not (gui and gui.group(1).upper() == "NONE")
 
 
-def default_model() -> Optional[str]:
-    """The model shipped with the package, if any (used when --model is not given)."""
-    here = os.path.join(os.path.dirname(__file__), "pretrained")
-    for name in ("multitask_customcnn.keras", "fer2013_customcnn.keras"):
-        if os.path.isfile(os.path.join(here, name)):
-            return os.path.join(here, name)
-    return None
-
-
 @cli_main(tensorflow=False)
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fer_keras.predict", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", help="images, folders, videos, or a webcam index")
-    p.add_argument("--model", help="run directory or .keras file (default: the shipped pretrained model)")
+    p.add_argument("--model", metavar="NAME|PATH", default="default",
+                   help=f"a shipped model by name: {shipped_names_help()}; or a run folder, .keras or .tflite "
+                        "file (default: default)")
     p.add_argument("--out", default="predictions", help="output folder")
     p.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
     p.add_argument("--largest-face", action="store_true",
@@ -682,9 +676,7 @@ def main(argv=None):
     p.add_argument("--unsafe-load", action="store_true",
                    help="load the model outside Keras safe mode (allows Lambda layers: only for files you trust)")
     a = p.parse_args(argv)
-    model = a.model or default_model()
-    if model is None:
-        raise ConfigError("no --model given and no pretrained model is shipped in this install")
+    model = resolve_model(a.model)
     for flag, value, ok, what in (("--padding", a.padding, 0.0 <= a.padding <= 2.0, "a fraction in [0, 2]"),
                                   ("--batch-size", a.batch_size, a.batch_size >= 1, "at least 1"),
                                   ("--window", a.window, a.window >= 1, "at least 1 frame"),

@@ -464,11 +464,11 @@ def test_missing_webcam_is_an_error(tmp_path, capsys):
 
 def test_truncated_keras_file_is_named_as_truncated(tmp_path):
     from fer_keras.errors import ModelError
-    from fer_keras.predict import default_model
+    from fer_keras.pretrained import resolve_model
     from fer_keras.model_info import load_keras_model
 
     bad = tmp_path / "cut.keras"
-    bad.write_bytes(open(default_model(), "rb").read()[:3000])
+    bad.write_bytes(open(resolve_model("default"), "rb").read()[:3000])
     with pytest.raises(ModelError, match=r"cut.keras: not a complete .keras file"):
         load_keras_model(str(bad))
 

@@ -12,6 +12,7 @@ import pytest
 from fer_keras.data.demo import generate
 from fer_keras.detection.faces import DETECTORS, HaarDetector
 from fer_keras.predict import FacePredictor, folder_accuracy, main as predict_main, pad_box
+from fer_keras.pretrained import resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +175,7 @@ def test_gray_model_with_gray_detector_decodes_straight_to_gray(detectable_faces
     real_imread = cv2.imread
     monkeypatch.setattr(P.cv2, "imread", lambda path, flag=cv2.IMREAD_COLOR: flags.append(flag) or
                         real_imread(path, flag))
-    pred = FacePredictor(P.default_model())
+    pred = FacePredictor(resolve_model("default"))
     assert pred.channels == 1
     path = str(tmp_path / "scene.png")
     cv2.imwrite(path, cv2.cvtColor(_scene(detectable_faces[0]), cv2.COLOR_RGB2BGR))

@@ -11,7 +11,8 @@ import pytest
 from fer_keras.data.demo import generate
 from fer_keras.labels import preset_classes
 from fer_keras.model_info import read_model_info
-from fer_keras.predict import FacePredictor, default_model
+from fer_keras.predict import FacePredictor
+from fer_keras.pretrained import resolve_model
 
 from conftest import FER2013_DIR
 
@@ -21,7 +22,7 @@ AFFECTNET_DIR = os.path.join(os.path.dirname(FER2013_DIR), "affectnet")
 
 
 def test_default_model_is_the_multitask_model_and_small():
-    path = default_model()
+    path = resolve_model("default")
     assert path is not None and path.endswith("multitask_customcnn.keras")
     assert os.path.getsize(path) <= 10 * 1024 * 1024
     info = read_model_info(path)
@@ -30,7 +31,7 @@ def test_default_model_is_the_multitask_model_and_small():
 
 @pytest.mark.parametrize("path, classes", [(None, 8), (FER2013_ONLY, 7)])
 def test_shipped_models_load_and_predict_on_generated_faces(path, classes):
-    pred = FacePredictor(path or default_model())
+    pred = FacePredictor(path or resolve_model("default"))
     assert pred.class_names == preset_classes(str(classes)) and pred.size == 48 and pred.channels == 1
     faces = generate(2, 96, seed=5)["images"]  # RGB 96 px: the predictor converts to 48 px gray
     out = pred.predict([pred.prepare(f) for f in faces])
@@ -59,7 +60,7 @@ def test_shipped_models_accuracy_on_fer2013_sample(path, floor):
     """Class-balanced sample of PublicTest (<= 100 per class), scored in the 7-class preset (--labels 7).
     Measured: default model 0.608, FER2013-only model 0.613. Half of PublicTest picked the default model's
     checkpoint, so this is a floor against regressions, not a test score (see the model card)."""
-    pred = FacePredictor(path or default_model(), labels="7")
+    pred = FacePredictor(path or resolve_model("default"), labels="7")
     x, y = _fer2013_sample()
     acc = float(np.mean(pred.predict(x)["expression"].argmax(1) == y))
     assert acc > floor, acc
@@ -80,8 +81,37 @@ def test_default_model_on_affectnet_test_split():
     cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "multitask.yaml"))
     src = next(s for s in cfg.data.sources if s.name == "affectnet")
     test = read_source_splits(cfg.data, dataclasses.replace(src, path=AFFECTNET_DIR)).test
-    pred = FacePredictor(default_model())
+    pred = FacePredictor(resolve_model("default"))
     out = pred.predict([pred.prepare(read_rgb(p)) for p in test.sources])
     acc = float(np.mean(out["expression"].argmax(1) == test.expression))
     v, a = ccc(test.valence, out["valence_arousal"][:, 0]), ccc(test.arousal, out["valence_arousal"][:, 1])
     assert acc > 0.38 and v > 0.55 and a > 0.42, (acc, v, a)
+
+
+def test_shipped_model_names_resolve_and_are_listed_in_help(capsys):
+    """`--model default|fer2013` resolve to their files; both CLIs' --help list every name of the one registry; an
+    unknown name is one line listing them (exit 2)."""
+    from fer_keras.cli_evaluate import main as evaluate_main
+    from fer_keras.predict import main as predict_main
+    from fer_keras.pretrained import SHIPPED_MODELS
+
+    assert SHIPPED_MODELS.names() == ["default", "fer2013"]
+    for name in SHIPPED_MODELS.names():
+        path = resolve_model(name)
+        assert os.path.isfile(path) and read_model_info(path).class_names
+    assert os.path.samefile(resolve_model("fer2013"), FER2013_ONLY)
+    assert resolve_model(FER2013_ONLY) == FER2013_ONLY  # paths keep working
+    for main in (predict_main, evaluate_main):
+        with pytest.raises(SystemExit):
+            main(["--help"] + (["x.jpg"] if main is predict_main else []))
+        out = " ".join(capsys.readouterr().out.split())
+        assert all(n in out for n in SHIPPED_MODELS.names())
+    for argv in (["x.jpg", "--model", "nosuch"], ):
+        with pytest.raises(SystemExit) as e:
+            predict_main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "'nosuch'" in err and "default, fer2013" in err
+    with pytest.raises(SystemExit) as e:
+        evaluate_main(["--model", "nosuch"])
+    assert e.value.code == 2 and "default, fer2013" in capsys.readouterr().err

@@ -292,6 +292,8 @@ def _load_npy(path: str, what: str) -> np.ndarray:
             arr.close()
             raise DataError(f"{path}: {what} is an .npz archive, not a .npy array (save it with np.save)")
         return arr
+    except DataError:
+        raise
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise DataError(f"{path}: {what} holds pickled Python objects; refusing to load "
