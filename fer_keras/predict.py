@@ -363,6 +363,18 @@ def _row(source, frame, idx, box, names, probs, va, label: Optional[int] = None,
             "arousal": float(va[1]) if np.isfinite(va[1]) else None}
 
 
+def face_boxes(rgb: np.ndarray, detector, padding: float, largest: bool = False, found=None) -> List[Tuple[int, ...]]:
+    """The padded (x, y, w, h) boxes of the faces in an image: `detector(rgb)` (or its boxes `found` already),
+    clipped to the image, the largest only when `largest`, each padded by `padding` of its size."""
+    height, width = rgb.shape[:2]
+    # --no-detect: the whole image is the face, however thin (a 1-px-wide crop is still the user's input)
+    boxes = clip_boxes(detector(rgb) if found is None else found, width, height,
+                       min_side=1 if detector is whole_image else 2)
+    if largest and boxes:
+        boxes = [max(boxes, key=lambda b: b[2] * b[3])]
+    return [pad_box(b, padding, width, height) for b in boxes]
+
+
 def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, padding: float, all_faces: bool,
                    results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
                    save_crops: bool = False, progress: bool = True) -> None:
@@ -398,15 +410,11 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
             if rgb is None:
                 results.errors.append((path, boxes))  # the problem
                 continue
-            # --no-detect: the whole image is the face, however thin (a 1-px-wide crop is still the user's input)
-            boxes = clip_boxes(boxes, rgb.shape[1], rgb.shape[0], min_side=1 if detector is whole_image else 2)
+            boxes = face_boxes(rgb, detector, padding, largest=not all_faces, found=boxes)
             if not boxes:
                 results.errors.append((path, "no face found"))
                 continue
-            if not all_faces:
-                boxes = [max(boxes, key=lambda b: b[2] * b[3])]
-            for i, b in enumerate(boxes):
-                x, y, w, h = pad_box(b, padding, rgb.shape[1], rgb.shape[0])
+            for i, (x, y, w, h) in enumerate(boxes):
                 crop = rgb[y:y + h, x:x + w]
                 crops.append(predictor.prepare(crop))
                 meta.append((path, i, (x, y, w, h), rgb if annotate_out else None))
@@ -624,6 +632,31 @@ def can_show() -> bool:
     return bool(os.environ.get("DISPLAY")) and not (gui and gui.group(1).upper() == "NONE")
 
 
+# Numeric options of predict (CLI flags and `fer_keras.Analyzer` keywords): (valid?, what a valid value is).
+OPTION_RANGES = {
+    "padding": (lambda v: 0.0 <= v <= 2.0, "a fraction in [0, 2]"),
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "window": (lambda v: v >= 1, "at least 1 frame"),
+    "detect_every": (lambda v: v >= 1, "at least 1 frame"),
+    "hysteresis": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "min_face": (lambda v: v >= 1, "at least 1 px"),
+    "max_frames": (lambda v: v >= 1, "at least 1 frame"),
+    "min_score": (lambda v: 0.0 <= v < 1.0, "a score in [0, 1)"),
+}
+
+
+def check_options(flags: bool = True, **values) -> None:
+    """Raises a one-line ConfigError for an out-of-range option (None = unset); `flags` names them `--min-score`
+    as the CLI does, else `min_score` as the Python API does."""
+    for key, value in values.items():
+        ok, what = OPTION_RANGES[key]
+        if value is None:
+            continue
+        name = "--" + key.replace("_", "-") if flags else key
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not ok(value):
+            raise ConfigError(f"{name} {value!r}: out of range (expected {what})")
+
+
 @cli_main(tensorflow=False)
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fer_keras.predict", description=__doc__.splitlines()[0])
@@ -677,18 +710,8 @@ def main(argv=None):
                    help="load the model outside Keras safe mode (allows Lambda layers: only for files you trust)")
     a = p.parse_args(argv)
     model = resolve_model(a.model)
-    for flag, value, ok, what in (("--padding", a.padding, 0.0 <= a.padding <= 2.0, "a fraction in [0, 2]"),
-                                  ("--batch-size", a.batch_size, a.batch_size >= 1, "at least 1"),
-                                  ("--window", a.window, a.window >= 1, "at least 1 frame"),
-                                  ("--detect-every", a.detect_every, a.detect_every >= 1, "at least 1 frame"),
-                                  ("--hysteresis", a.hysteresis, 0.0 <= a.hysteresis < 1.0, "in [0, 1)"),
-                                  ("--min-face", a.min_face, a.min_face >= 1, "at least 1 px"),
-                                  ("--max-frames", a.max_frames, a.max_frames is None or a.max_frames >= 1,
-                                   "at least 1 frame"),
-                                  ("--min-score", a.min_score, a.min_score is None or 0.0 <= a.min_score < 1.0,
-                                   "a score in [0, 1)")):
-        if not ok:
-            raise ConfigError(f"{flag} {value}: out of range (expected {what})")
+    check_options(padding=a.padding, batch_size=a.batch_size, window=a.window, detect_every=a.detect_every,
+                  hysteresis=a.hysteresis, min_face=a.min_face, max_frames=a.max_frames, min_score=a.min_score)
     if a.show and not can_show():
         why = "no display (DISPLAY is not set)" if not os.environ.get("DISPLAY") else \
             "this OpenCV has no GUI backend (opencv-python-headless; `pip install opencv-python` adds one)"

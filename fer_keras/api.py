@@ -1,0 +1,358 @@
+"""The Python API: faces in images and videos, and the train → evaluate → report → export life of a run.
+
+    >>> import fer_keras
+    >>> faces = fer_keras.analyze("group.jpg")                  # every face: box, label, probabilities, VA
+    >>> faces[0].label, faces[0].confidence, faces[0].valence
+    >>> analyzer = fer_keras.Analyzer(model="default")          # loads the model and detector once
+    >>> table = analyzer.analyze_video("clip.mp4")               # pandas DataFrame, one row per face per frame
+    >>> run = fer_keras.train(model="CustomCNN", epochs=1)       # the built-in demo data
+    >>> run.evaluate()["expression"]["accuracy"], run.report(), run.export("tflite")
+
+The CLIs (`train_model.py`, `evaluate_model.py`, `visualize_results.py`, `python -m fer_keras.predict`,
+`python -m fer_keras.export`) run the same code. Bad input (a missing file, an array of the wrong shape or dtype,
+an unknown option or model name) raises `ValueError` (or `FileNotFoundError`) with a message naming it. Analyzing
+with a model that has a TFLite export (the shipped ones do) imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from fer_keras.errors import ConfigError, DataError
+
+__all__ = ["Face", "Analyzer", "analyze", "Run", "train", "load_run", "load_model"]
+
+
+@dataclass
+class Face:
+    """One face found in an image (or a video frame).
+
+    Attributes:
+        box: (x, y, w, h) in pixels of the image, padded as the crop the model saw.
+        label: the most probable class name.
+        confidence: its probability.
+        probabilities: class name → probability, in the model's class order.
+        valence: in [-1, 1], or None when the model's valence/arousal head was not trained.
+        arousal: likewise.
+        track: the face's track id across video frames ("" for a still image).
+        frame: the video frame number (None for a still image).
+    """
+
+    box: Tuple[int, int, int, int]
+    label: str
+    confidence: float
+    probabilities: Dict[str, float]
+    valence: Optional[float]
+    arousal: Optional[float]
+    track: str = ""
+    frame: Optional[int] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The face as plain Python values (JSON-ready)."""
+        d = asdict(self)
+        d["box"] = list(self.box)
+        return d
+
+
+ImageLike = Union[str, os.PathLike, np.ndarray, Any]  # Any: a PIL.Image.Image
+
+
+def _to_rgb(image: ImageLike) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) array from a path, a PIL image or an array (HxWx3 uint8 RGB, or HxW gray)."""
+    if isinstance(image, (str, os.PathLike)):
+        from fer_keras.predict import image_problem, read_rgb
+
+        path = os.fspath(image)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such image file")
+        problem = image_problem(path)
+        rgb = None if problem else read_rgb(path, checked=True)
+        if rgb is None:
+            raise DataError(f"{path}: {problem or 'cannot be decoded as an image'}")
+        return rgb
+    if type(image).__module__.startswith("PIL.") and hasattr(image, "convert"):
+        return np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise ConfigError(f"image: expected a path, a PIL image or a NumPy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ConfigError(f"image array: dtype {image.dtype}, expected uint8 RGB (0-255)")
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
+        raise ConfigError(f"image array: shape {image.shape}, expected (height, width, 3) RGB or (height, width)")
+    return np.ascontiguousarray(image)
+
+
+class Analyzer:
+    """Finds faces and reads their expression and valence/arousal; the model and detector are loaded once.
+
+    Args:
+        model: a shipped model's name (`default`, `fer2013`; `fer_keras.pretrained.SHIPPED_MODELS`), a run folder,
+            or a `.keras` / `.tflite` file.
+        detector: a face detector name (`fer_keras.detection.faces.DETECTORS`: `auto`, `yunet`, ...), a
+            detection run folder, or None when every image is already a face crop.
+        tta: test-time augmentation views (`auto` = the model's own choice for images, `none`, `flip`, `crops`).
+        largest_face: keep only the largest face of each image or frame.
+        padding: box padding as a fraction of the face size.
+        min_score: lowest detection score kept (default: the detector's own threshold).
+        min_face: smallest face in pixels (Haar detector).
+        batch_size: faces per model call.
+        backend: `auto` (LiteRT when the model has a TFLite export, else Keras), `keras` or `litert`.
+        labels: report in this label preset (`8`, `7`, `5`, `4`, `2`), probabilities mapped by class name.
+        window: video: average each track over its last N frames.
+        detect_every: video: detect every N frames, moving the boxes along their tracks in between.
+        hysteresis: video: a track's label changes only when another class leads by this much.
+
+    Raises:
+        ValueError: an unknown option, an out-of-range value or an unknown model or detector name.
+    """
+
+    def __init__(self, model: str = "default", *, detector: Optional[str] = "auto", tta: str = "auto",
+                 largest_face: bool = False, padding: float = 0.15, min_score: Optional[float] = None,
+                 min_face: int = 48, batch_size: int = 64, backend: str = "auto", labels: Optional[str] = None,
+                 window: int = 5, detect_every: int = 5, hysteresis: float = 0.1, **unknown):
+        from fer_keras.detection.faces import make_detector, whole_image
+        from fer_keras.predict import FacePredictor, check_options
+        from fer_keras.pretrained import resolve_model
+        from fer_keras.tta import TTA
+
+        if unknown:
+            import inspect
+
+            valid = [k for k, p in inspect.signature(Analyzer).parameters.items() if p.kind == p.KEYWORD_ONLY]
+            raise ConfigError(f"unknown option {sorted(unknown)[0]!r}; valid: {', '.join(valid)}")
+        check_options(False, padding=padding, batch_size=batch_size, window=window, detect_every=detect_every,
+                      hysteresis=hysteresis, min_face=min_face, min_score=min_score)
+        if tta not in ("auto", *TTA):
+            raise ConfigError(f"tta {tta!r}; valid: auto, {', '.join(TTA)}")
+        self.predictor = FacePredictor(resolve_model(model), batch_size, tta=tta, labels=labels, backend=backend)
+        self.detector = whole_image if detector is None else make_detector(detector, min_face, min_score)
+        self.tta, self.largest_face, self.padding = tta, largest_face, padding
+        self.window, self.detect_every, self.hysteresis = window, detect_every, hysteresis
+
+    @property
+    def class_names(self) -> List[str]:
+        """The classes the probabilities are over, in order."""
+        return list(self.predictor.class_names)
+
+    def analyze(self, image: ImageLike) -> List[Face]:
+        """The faces in one image, largest first when `largest_face`, else in the detector's order.
+
+        Args:
+            image: a file path, a PIL image, or an (H, W, 3) uint8 RGB array (an (H, W) gray array also works).
+
+        Returns:
+            One `Face` per face found (an empty list when there is none).
+        """
+        from fer_keras.predict import face_boxes
+
+        rgb = _to_rgb(image)
+        boxes = face_boxes(rgb, self.detector, self.padding, largest=self.largest_face)
+        out = self.predictor.predict([self.predictor.prepare(rgb[y:y + h, x:x + w]) for x, y, w, h in boxes])
+        return [_face(b, self.predictor.class_names, p, va)
+                for b, p, va in zip(boxes, out["expression"], out["valence_arousal"])]
+
+    def analyze_video(self, source: Union[str, os.PathLike, int], max_frames: Optional[int] = None):
+        """Every face of every frame of a video file or webcam, tracked across frames.
+
+        Args:
+            source: a video file, or a webcam index (0).
+            max_frames: stop after this many frames.
+
+        Returns:
+            A pandas DataFrame with the columns of predict's predictions.csv (source, frame, face, track, x, y, w,
+            h, label, confidence, p_<class>..., valence, arousal): one row per face per frame.
+        """
+        import pandas as pd
+
+        from fer_keras.predict import Results, check_options, predict_video
+
+        check_options(False, max_frames=max_frames)
+        src = str(source) if isinstance(source, int) else os.fspath(source)
+        if not (isinstance(source, int) or os.path.isfile(src)):
+            raise FileNotFoundError(f"{src}: no such video file")
+        results = Results()
+        predictor = self.predictor.with_tta("none") if self.tta == "auto" else self.predictor
+        predict_video(predictor, src, self.detector, self.padding, self.window, results, max_frames=max_frames,
+                      detect_every=self.detect_every, largest_face=self.largest_face, margin=self.hysteresis,
+                      progress=False)
+        unreadable = [e for s, e in results.errors if not e.startswith("no face found")]
+        if not results.rows and unreadable:
+            raise DataError(f"{src}: {unreadable[0]}")
+        columns = ["source", "frame", "face", "track", "x", "y", "w", "h", "label", "confidence",
+                   *[f"p_{n}" for n in self.predictor.class_names], "valence", "arousal"]
+        return pd.DataFrame(results.rows, columns=columns)
+
+
+def _face(box, names, probs, va) -> Face:
+    k = int(np.argmax(probs))
+    return Face(box=tuple(int(v) for v in box), label=names[k], confidence=float(probs[k]),
+                probabilities={n: float(p) for n, p in zip(names, probs)},
+                valence=float(va[0]) if np.isfinite(va[0]) else None,
+                arousal=float(va[1]) if np.isfinite(va[1]) else None)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_analyzer(options: Tuple[Tuple[str, Any], ...]) -> Analyzer:
+    return Analyzer(**dict(options))
+
+
+def analyze(image: ImageLike, **options) -> List[Face]:
+    """The faces in one image: `Analyzer(**options).analyze(image)`, with the last two Analyzers kept loaded.
+
+    Args:
+        image: a file path, a PIL image, or an (H, W, 3) uint8 RGB array.
+        **options: `Analyzer`'s options (model, detector, tta, largest_face, padding, ...).
+    """
+    try:
+        key = tuple(sorted(options.items()))
+        hash(key)
+    except TypeError:  # an unhashable option value: no cache
+        return Analyzer(**options).analyze(image)
+    return _cached_analyzer(key).analyze(image)
+
+
+class Run:
+    """A run folder (the contract between train → evaluate → visualize → export), opened for Python use.
+
+    Attributes:
+        path: the run folder.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike]):
+        from fer_keras.run_dir import RunDir
+
+        self.path = os.fspath(path)
+        if not os.path.isdir(self.path):
+            raise FileNotFoundError(f"{self.path}: no such run folder")
+        self._dir = RunDir(self.path)
+        if not self._dir.is_run():
+            raise ConfigError(f"{self.path}: not a run folder (no config.yaml)")
+
+    def __repr__(self) -> str:
+        return f"Run({self.path!r}, status={self.status!r})"
+
+    @property
+    def status(self) -> Optional[str]:
+        """`running`, `stopped` (time limit; resumable), `finished`, or None for an old run."""
+        return self._dir.status()
+
+    @property
+    def config(self):
+        """The run's resolved `fer_keras.config.Config`."""
+        return self._dir.config()
+
+    @property
+    def history(self):
+        """history.csv as a pandas DataFrame (one row per epoch)."""
+        import pandas as pd
+
+        return pd.read_csv(self._dir.history_path)
+
+    def evaluate(self, data: Optional[str] = None, split: str = "test", labels: Optional[str] = None,
+                 bootstrap: int = 0, tta: str = "auto", batch_size: int = 64) -> Dict[str, Any]:
+        """Scores the run's model (as `evaluate_model.py --run`) and returns what its metrics.json holds.
+
+        Args:
+            data: other data to score on (default: the run's own data and split).
+            split: `test`, `val`, `train` or `all`.
+            labels: score in this label preset (classes mapped by name).
+            bootstrap: bootstrap resamples for confidence intervals (0 = none).
+            tta: test-time augmentation views (`auto` = the model's own).
+            batch_size: samples per model call.
+        """
+        from fer_keras.errors import quiet_tensorflow_import
+        from fer_keras.tasks import task_of
+
+        quiet_tensorflow_import()
+        if not task_of(self.path).expression_model:
+            from fer_keras.detection.train import evaluate_detector_run
+
+            return evaluate_detector_run(self.path, "val" if split == "test" and data is None else split, data)[1]
+        from fer_keras.evaluation import evaluate_run
+
+        return evaluate_run(run=self.path, data=data, split=split, labels=labels, bootstrap=bootstrap, tta=tta,
+                            batch_size=batch_size)[1]
+
+    def report(self) -> str:
+        """Writes the run's plots and self-contained report.html (as `visualize_results.py`); returns its path."""
+        from fer_keras.errors import quiet_tensorflow_import
+        from fer_keras.report import write_report
+
+        quiet_tensorflow_import()
+        return write_report(self.path)[0]
+
+    def export(self, format: Union[str, Sequence[str]] = "all") -> Dict[str, str]:
+        """Exports the model into the run's export/ folder (as `python -m fer_keras.export`).
+
+        Args:
+            format: `all`, or one or more of the run's task's formats (e.g. `savedmodel`, `keras`, `tflite`).
+
+        Returns:
+            {format: path written}.
+        """
+        from fer_keras.errors import quiet_tensorflow_import
+        from fer_keras.export import export_run
+
+        quiet_tensorflow_import()
+        formats = None if format == "all" else [format] if isinstance(format, str) else list(format)
+        return export_run(self.path, formats)
+
+
+def load_run(path: Union[str, os.PathLike]) -> Run:
+    """Opens an existing run folder."""
+    return Run(path)
+
+
+def train(config: Optional[str] = None, *, model: Optional[str] = None, data: Optional[str] = None,
+          epochs: Optional[int] = None, name: Optional[str] = None, runs_dir: str = "runs",
+          overrides: Optional[Dict[str, Any]] = None) -> Run:
+    """Trains a model (as `train_model.py`) and returns its run.
+
+    Args:
+        config: a YAML config file (e.g. `configs/default.yaml`); None = the defaults.
+        model: the architecture (`fer_keras.models.MODELS`: `CustomCNN`, `VGG16`, ...).
+        data: the dataset folder or file (None = the built-in synthetic demo data).
+        epochs: number of epochs.
+        name: the run's name under `runs_dir` (an unfinished run of that name resumes).
+        runs_dir: where runs are written.
+        overrides: dotted config keys and values, as `--set` takes them, e.g. `{"train.learning_rate": 1e-3}`
+            (a text value is read as `--set` reads it: `"[8, 16]"` is a list).
+
+    Returns:
+        The finished (or, after `train.time_limit_minutes`, stopped and resumable) `Run`.
+
+    Raises:
+        ValueError: an unknown config key or a bad value, or unusable data (the message names it).
+    """
+    from fer_keras.config import load_config
+    from fer_keras.errors import quiet_tensorflow_import
+    from fer_keras.tasks import task_of
+
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError(f"overrides: expected a dict of dotted keys, got {type(overrides).__name__}")
+    overrides = overrides or {}
+    # Text values are read as `--set key=value` reads them (YAML: "[8, 16]" is a list); others are used as given.
+    texts = [f"{k}={v}" for k, v in overrides.items() if isinstance(v, str)]
+    flags = {**{k: v for k, v in overrides.items() if not isinstance(v, str)}, "model.name": model,
+             "data.path": data, "train.epochs": epochs, "train.name": name, "train.runs_dir": runs_dir}
+    cfg = load_config(config, texts, flags)
+    if cfg.train.strategy == "multiworker":
+        raise ConfigError("train.strategy=multiworker: start each worker with train_model.py (see docs/training.md)")
+    quiet_tensorflow_import()
+    return Run(task_of(cfg).fn("train")(cfg))
+
+
+def load_model(name_or_path: str = "default"):
+    """The Keras model of a shipped model's name, a run folder or a `.keras` file (imports TensorFlow)."""
+    from fer_keras.errors import quiet_tensorflow_import
+    from fer_keras.model_info import load_keras_model, read_model_info
+    from fer_keras.pretrained import resolve_model
+
+    quiet_tensorflow_import()
+    return load_keras_model(read_model_info(resolve_model(name_or_path)).model_file)
