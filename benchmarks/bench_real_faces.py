@@ -151,9 +151,9 @@ def main(argv=None):
     if a.worker_fer:
         return worker_fer(a.worker_fer, a.fer_offset)
     from fer_keras.io_utils import atomic_write_text
-    from fer_keras.predict import default_model
+    from fer_keras.pretrained import resolve_model
 
-    model = a.model or default_model()
+    model = resolve_model(a.model)
     sets = test_sets(a.config)
     if not sets:
         raise SystemExit(f"{a.config}: no source has a test split")

@@ -401,7 +401,7 @@ def test_bad_input_class_as_the_user_sees_it(name, tmp_path, earlier_run):
 
 def test_predict_refuses_a_decompression_bomb_and_goes_on(tmp_path):
     """A small PNG that declares 64 megapixels is reported in errors.csv, never decoded; the other image is."""
-    from fer_keras.predict import main as predict_main
+    from fer_keras.cli_predict import main as predict_main
 
     Image.new("L", (8000, 8000)).save(tmp_path / "bomb.png", optimize=True)
     assert os.path.getsize(tmp_path / "bomb.png") < 1 << 20
@@ -432,7 +432,7 @@ def test_predict_refuses_a_400_megapixel_header_without_decoding(tmp_path):
     import resource
     import time
 
-    from fer_keras.predict import main as predict_main
+    from fer_keras.cli_predict import main as predict_main
 
     _png_header_only(tmp_path / "huge.png", 20000, 20000)
     cv2.imwrite(str(tmp_path / "face.png"), _face())
@@ -446,7 +446,7 @@ def test_predict_refuses_a_400_megapixel_header_without_decoding(tmp_path):
 
 
 def test_no_detect_keeps_a_one_pixel_wide_image(tmp_path):
-    from fer_keras.predict import main as predict_main
+    from fer_keras.cli_predict import main as predict_main
 
     cv2.imwrite(str(tmp_path / "thin.png"), np.full((40, 1, 3), 120, np.uint8))
     out = tmp_path / "out"
@@ -455,7 +455,7 @@ def test_no_detect_keeps_a_one_pixel_wide_image(tmp_path):
 
 
 def test_missing_webcam_is_an_error(tmp_path, capsys):
-    from fer_keras.predict import main as predict_main
+    from fer_keras.cli_predict import main as predict_main
 
     with pytest.raises(SystemExit) as e:
         predict_main(["97", "--out", str(tmp_path / "o")])

@@ -112,7 +112,7 @@ def test_foreign_keras_models_are_refused_with_the_file_named(tmp_path, capsys):
     """Models predict/evaluate cannot use: no `expression` output, no fixed input size, 3 classes without names."""
     import keras
 
-    from fer_keras.predict import main as predict_main
+    from fer_keras.cli_predict import main as predict_main
 
     def save(name, inp, heads):
         x = keras.layers.GlobalAveragePooling2D()(inp)

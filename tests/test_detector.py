@@ -73,7 +73,7 @@ def test_detection_run_through_the_clis(tmp_path, monkeypatch, capsys):
     from fer_keras.cli_train import main as train_main
     from fer_keras.cli_visualize import main as visualize_main
     from fer_keras.export import main as export_main
-    from fer_keras.predict import main as predict_main
+    from fer_keras.cli_predict import main as predict_main
 
     monkeypatch.setenv("FER_KERAS_DATA", str(tmp_path / "data"))
     run = train_main(["--task", "detection", "--runs-dir", str(tmp_path / "runs"), "--name", "det", "--epochs", "2",

@@ -11,7 +11,8 @@ import pytest
 from tiny import tiny_argv
 from fer_keras.cli_train import main as train_main
 from fer_keras.model_info import read_model_info
-from fer_keras.predict import FacePredictor, main as predict_main
+from fer_keras.cli_predict import main as predict_main
+from fer_keras.predict import FacePredictor
 
 TINY = tiny_argv()
 

@@ -11,7 +11,8 @@ import pytest
 
 from fer_keras.data.demo import generate
 from fer_keras.detection.faces import DETECTORS, HaarDetector
-from fer_keras.predict import FacePredictor, folder_accuracy, main as predict_main, pad_box
+from fer_keras.cli_predict import folder_accuracy, main as predict_main
+from fer_keras.predict import FacePredictor, pad_box
 from fer_keras.pretrained import resolve_model
 
 
@@ -150,7 +151,7 @@ def test_pad_box_and_folder_accuracy_aliases():
 def test_flat_folder_with_labels_csv_is_scored(tmp_path):
     """JAFFE-style: images in one folder, their labels in labels.csv (any of the usual column names)."""
     from fer_keras.errors import DataError
-    from fer_keras.predict import read_folder_labels
+    from fer_keras.cli_predict import read_folder_labels
 
     (tmp_path / "labels.csv").write_text("File,Emotion\na.jpg,HAPPY\nb.jpg,sadness\nc.jpg,happy\n")
     labels = read_folder_labels(str(tmp_path))

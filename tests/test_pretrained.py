@@ -92,7 +92,7 @@ def test_shipped_model_names_resolve_and_are_listed_in_help(capsys):
     """`--model default|fer2013` resolve to their files; both CLIs' --help list every name of the one registry; an
     unknown name is one line listing them (exit 2)."""
     from fer_keras.cli_evaluate import main as evaluate_main
-    from fer_keras.predict import main as predict_main
+    from fer_keras.cli_predict import main as predict_main
     from fer_keras.pretrained import SHIPPED_MODELS
 
     assert SHIPPED_MODELS.names() == ["default", "fer2013"]

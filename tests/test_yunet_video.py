@@ -13,7 +13,8 @@ import pytest
 
 from fer_keras.detection import faces as F
 from fer_keras.model_info import read_model_info
-from fer_keras.predict import FacePredictor, main as predict_main
+from fer_keras.cli_predict import main as predict_main
+from fer_keras.predict import FacePredictor
 from fer_keras.progress import Progress, format_eta
 from fer_keras.tracking import FaceTracker, hysteresis_label, label_changes
 
@@ -184,9 +185,10 @@ def test_bad_videos_are_one_line_each(tiny_run, face, tmp_path, capsys):
 
 
 def test_litert_backend_equals_keras_on_the_shipped_model():
-    from fer_keras.predict import default_model, tflite_sibling
+    from fer_keras.predict import tflite_sibling
+    from fer_keras.pretrained import resolve_model
 
-    model = default_model()
+    model = resolve_model("default")
     if model is None or tflite_sibling(model, model) is None:
         pytest.skip("no shipped model with a TFLite export in this install")
     pytest.importorskip("ai_edge_litert")

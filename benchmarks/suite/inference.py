@@ -121,10 +121,12 @@ def worker_fer_package(folder: str, repeats: int = 1) -> dict:
 
 
 def worker_predict_inprocess(folder: str, detector: str = "auto", repeats: int = 1) -> dict:
-    from fer_keras.predict import FacePredictor, Results, default_model, make_detector, predict_images
+    from fer_keras.detection.faces import make_detector
+    from fer_keras.predict import FacePredictor, Results, predict_images
+    from fer_keras.pretrained import resolve_model
 
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
-    pred, det = FacePredictor(default_model()), make_detector(detector)
+    pred, det = FacePredictor(resolve_model("default")), make_detector(detector)
     predict_images(pred, files[:8], det, 0.15, False, Results(), progress=False)  # warm-up
     times = []
     for _ in range(repeats):
@@ -145,9 +147,9 @@ def bench_inference(a) -> dict:
 
     from fer_keras.model_info import load_keras_model
     from fer_keras.export import export_savedmodel, export_tflite
-    from fer_keras.predict import default_model
+    from fer_keras.pretrained import resolve_model
 
-    model_path = default_model()
+    model_path = resolve_model("default")
     model = load_keras_model(model_path)
     exp = tempfile.mkdtemp(prefix="fer-bench-export-")
     sm_dir = export_savedmodel(model, [str(i) for i in range(model.get_layer("expression").output.shape[-1])],
