@@ -169,3 +169,18 @@ def test_console_scripts_of_the_wheel_exit_0_on_success_and_2_on_user_error(inst
                        ("fer-export", ["--run", "/no/run"])]:
         proc = script(name, *args)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, (name, proc.stderr)
+
+
+def test_api_page_is_generated_from_the_docstrings():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "gen_api.py"), "--check"], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_public_name_has_a_google_style_docstring():
+    from fer_keras import api
+
+    for name in fer_keras.__all__:
+        obj = getattr(api, name)
+        assert (obj.__doc__ or "").strip(), name
+    assert "Args:" in api.train.__doc__ and "Returns:" in api.Analyzer.analyze.__doc__
