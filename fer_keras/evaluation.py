@@ -21,8 +21,8 @@ from fer_keras import metrics as M
 from fer_keras.config import Config, parse_overrides, set_key
 from fer_keras.errors import ConfigError, DataError, ModelError
 from fer_keras.io_utils import atomic_write_text, slug
-from fer_keras.labels import PRESETS, check_preset, map_probabilities, preset_classes
-from fer_keras.model_info import VA_UNTRAINED_NOTE, ModelInfo, load_keras_model, read_model_info
+from fer_keras.labels import check_preset, map_probabilities, preset_classes
+from fer_keras.model_info import VA_UNTRAINED_NOTE, ModelInfo, check_expression_model, load_keras_model, read_model_info
 from fer_keras.run_dir import RunDir
 from fer_keras.tta import tta_views
 
@@ -162,33 +162,6 @@ def write_outputs(out_dir: str, result: dict, sources, y_true, probs, va_true, v
     atomic_write_text(os.path.join(out_dir, "metrics.md"), metrics_markdown(result))
     write_predictions_csv(os.path.join(out_dir, "predictions.csv"), sources, y_true, probs, va_true, va_pred,
                           class_names)
-
-
-def check_expression_model(model, path: str, class_names=None) -> tuple:
-    """Checks that `model` is a fer_keras expression model this package can feed and read.
-
-    Returns:
-        (input shape without the batch axis, number of expression classes).
-
-    Raises:
-        ModelError naming `path`: no `expression` output, an input without a fixed size, or a class count that is
-        no label preset while the file carries no class names.
-    """
-
-    names = [layer.name for layer in model.layers]
-    if "expression" not in names:
-        raise ModelError(f"{path}: not a fer_keras model (no output layer named 'expression'; layers end with "
-                         f"{', '.join(names[-3:])})")
-    shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-    if shape is None or len(shape) not in (3, 4) or any(d is None for d in shape):
-        raise ModelError(f"{path}: input shape {model.input_shape} is not a fixed-size image (H, W, C) or clip "
-                         "(T, H, W, C); fer_keras resizes faces to the model's input, so it must have one")
-    k = int(model.get_layer("expression").output.shape[-1])
-    if not class_names and str(k) not in PRESETS:
-        raise ModelError(f"{path}: the expression output has {k} classes, which is no label preset "
-                         f"({', '.join(PRESETS)}), and no class names come with the model (labels.json or a "
-                         "<model>.json beside it)")
-    return shape, k
 
 
 def comparison_table(rows: List[dict]) -> tuple:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from fer_keras.errors import ConfigError, ModelError
+from fer_keras.labels import PRESETS
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.run_dir import DATA_SUMMARY, LABELS, RunDir
 from fer_keras.tasks import TASKS
@@ -85,13 +86,57 @@ def read_model_info(model: str) -> ModelInfo:
         meta = _read_json(side) if os.path.isfile(side) else {}
         summary = None
     names = meta.get("class_names")
-    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+    if names is not None and not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
         raise ConfigError(f"{model}: class_names in its metadata is not a list of names")
     tta = meta.get("tta", "none")
-    if tta not in TTA:
+    if not isinstance(tta, str) or tta not in TTA:
         raise ConfigError(f"{model}: tta {tta!r} in its metadata is no test-time augmentation (valid: "
                           f"{', '.join(TTA)})")
+    heads = meta.get("trained_heads")
+    if heads is not None and not (isinstance(heads, dict) and all(
+            isinstance(heads[k], bool) for k in ("expression", "valence_arousal") if k in heads)):
+        raise ConfigError(f"{model}: trained_heads in its metadata is not an object of true/false values")
     return ModelInfo(model_file, names, _heads_from(meta, summary), tta)
+
+
+def check_expression_model(model, path: str, class_names=None) -> tuple:
+    """Checks that `model` is a fer_keras expression model this package can feed and read, and that it agrees with
+    its metadata.
+
+    Returns:
+        (input shape without the batch axis, number of expression classes).
+
+    Raises:
+        ModelError naming `path`: no `expression` output, an input without a fixed size, a `valence_arousal` output
+        that is not 2 values, a class count that differs from the class names of its metadata (a model swapped
+        under a run's labels.json), or a class count that is no label preset while the file carries no names.
+    """
+    names = [layer.name for layer in model.layers]
+    if "expression" not in names:
+        raise ModelError(f"{path}: not a fer_keras model (no output layer named 'expression'; layers end with "
+                         f"{', '.join(names[-3:])})")
+    shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if shape is None or len(shape) not in (3, 4) or any(d is None for d in shape):
+        raise ModelError(f"{path}: input shape {model.input_shape} is not a fixed-size image (H, W, C) or clip "
+                         "(T, H, W, C); fer_keras resizes faces to the model's input, so it must have one")
+    k = int(model.get_layer("expression").output.shape[-1])
+    check_class_count(path, k, class_names)
+    if "valence_arousal" in names and int(model.get_layer("valence_arousal").output.shape[-1]) != 2:
+        raise ModelError(f"{path}: the valence_arousal output has "
+                         f"{int(model.get_layer('valence_arousal').output.shape[-1])} values, not 2")
+    return shape, k
+
+
+def check_class_count(path: str, k: int, class_names=None) -> None:
+    """A model's expression output size `k` against its metadata's class names (or, without names, the presets)."""
+    if class_names and len(class_names) != k:
+        raise ModelError(f"{path}: the model's expression output has {k} classes but its metadata (labels.json or "
+                         f"the .json beside it) names {len(class_names)} ({', '.join(class_names[:8])}): the model "
+                         "and its metadata do not belong together")
+    if not class_names and str(k) not in PRESETS:
+        raise ModelError(f"{path}: the expression output has {k} classes, which is no label preset "
+                         f"({', '.join(PRESETS)}), and no class names come with the model (labels.json or a "
+                         "<model>.json beside it)")
 
 
 def write_sidecar(model_file: str, class_names: List[str], trained_heads: Dict[str, bool], **extra) -> str:

@@ -25,9 +25,8 @@ import numpy as np
 from fer_keras.data.images import IMAGE_EXTS, resize_array
 from fer_keras.detection.faces import whole_image
 from fer_keras.errors import ConfigError, DataError, ModelError, quiet_tensorflow_import, stderr_captured
-from fer_keras.evaluation import check_expression_model
 from fer_keras.labels import class_mapping_matrix, map_probabilities, preset_classes
-from fer_keras.model_info import load_keras_model, read_model_info
+from fer_keras.model_info import check_class_count, check_expression_model, load_keras_model, read_model_info
 from fer_keras.tta import tta_views, tta_views_numpy
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -162,9 +161,9 @@ class FacePredictor:
             self._views = tta_views_numpy(tta)
             shape = self._lite.shape
             self.size, self.channels = int(shape[0]), int(shape[-1])
-            if not names:
-                probe = self._lite(np.zeros((1, *shape), np.float32))["expression"]
-                names = preset_classes(str(probe.shape[-1]))
+            probe = self._lite(np.zeros((1, *shape), np.float32))["expression"]
+            check_class_count(lite, int(probe.shape[-1]), names)
+            names = names or preset_classes(str(probe.shape[-1]))
             self.model_class_names = names
         else:
             self.backend = "keras"

@@ -161,3 +161,48 @@ def test_test_only_folder_split_all_and_the_shipped_model_default(demo_root, tmp
     m = json.load(open(os.path.join(out, "metrics.json")))
     assert m["expression"]["num_samples"] == sum(len(fs) for r, _, fs in os.walk(demo_root["folder"])
                                                  if os.path.basename(r) != "contempt")
+
+
+def test_a_model_that_disagrees_with_its_metadata_is_refused_and_nothing_is_overwritten(tiny_run, tmp_path, capsys):
+    """A run whose model.keras and labels.json do not belong together (a swapped model): evaluate and predict
+    refuse it with one line naming it, and the run's earlier metrics stay byte-identical."""
+    import shutil
+
+    from fer_keras.cli_predict import main as predict_main
+
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    eval_main(["--run", run])
+    before = open(os.path.join(run, "metrics.json"), "rb").read()
+    labels = json.load(open(os.path.join(run, "labels.json")))
+    labels["class_names"] = preset_classes("8")  # the 7-class model now sits under 8 names
+    json.dump(labels, open(os.path.join(run, "labels.json"), "w"))
+    capsys.readouterr()
+    for main, argv in [(eval_main, ["--run", run]), (predict_main, [HOPPER_LIKE, "--model", run, "--no-detect",
+                                                                     "--out", str(tmp_path / "p")])]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1
+        assert "7 classes" in err and "names 8" in err and run in err
+    assert open(os.path.join(run, "metrics.json"), "rb").read() == before
+
+
+@pytest.mark.parametrize("meta, words", [({"tta": ["flip"]}, "tta ['flip']"),
+                                         ({"class_names": []}, "class_names"),
+                                         ({"trained_heads": {"valence_arousal": "yes"}}, "trained_heads")])
+def test_bad_sidecar_values_are_one_line(tiny_run, tmp_path, meta, words):
+    import shutil
+
+    from fer_keras.errors import ConfigError
+    from fer_keras.model_info import read_model_info
+
+    model = str(tmp_path / "m.keras")
+    shutil.copy(os.path.join(tiny_run, "model.keras"), model)
+    json.dump({"class_names": preset_classes("7"), **meta}, open(str(tmp_path / "m.json"), "w"))
+    with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        read_model_info(model)
+
+
+HOPPER_LIKE = os.path.join(os.path.dirname(__import__("matplotlib").__file__), "mpl-data", "sample_data",
+                           "grace_hopper.jpg")
