@@ -50,7 +50,8 @@ def check_header(path: str, min_side: int = 8, max_pixels: int = 50_000_000, box
 
 
 def decode_resize(data, box, size, channels):
-    """Decodes JPEG/PNG/BMP/GIF bytes, crops `box` (x,y,w,h; NaN = none), resizes to size x size; uint8 out.
+    """Decodes JPEG/PNG/BMP/GIF bytes, turns them upright by their EXIF orientation (as OpenCV's `imread` does for
+    predict), crops `box` (x,y,w,h in the upright image; NaN = none), resizes to size x size; uint8 out.
 
     Grayscale, gray+alpha, RGB and RGBA inputs all give what decoding to RGB (alpha dropped) would give; channels=1
     then converts to luminance. An image already in the wanted channels and size (e.g. FER2013's 48 px gray JPEGs)
@@ -65,10 +66,23 @@ def _decode_resize_fn():
     (the readers and the counting CLI list image files without TensorFlow; its import takes seconds)."""
     import tensorflow as tf
 
+    def upright(img, data):
+        # JPEG only (the one format here that carries EXIF orientation); the tag is read by Pillow from the bytes
+        # already in memory, so every path (training, evaluation, prepare, predict through OpenCV) sees a phone
+        # photo upright, as a person does.
+        orientation = tf.cond(tf.strings.substr(data, 0, 2) == b"\xff\xd8",
+                              lambda: tf.numpy_function(exif_orientation, [data], tf.int32, stateful=False),
+                              lambda: tf.constant(1, tf.int32))
+        swapped = tf.transpose(img, [1, 0, 2])
+        return tf.switch_case(tf.clip_by_value(orientation, 1, 8) - 1, [
+            lambda: img, lambda: img[:, ::-1], lambda: img[::-1, ::-1], lambda: img[::-1],
+            lambda: swapped, lambda: swapped[:, ::-1], lambda: swapped[::-1, ::-1], lambda: swapped[::-1]])
+
     @tf.function(input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([4], tf.float32),
                                   tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)], reduce_retracing=True)
     def fn(data, box, size, channels):
         img = tf.io.decode_image(data, channels=0, expand_animations=False, dtype=tf.uint8)  # native channels
+        img = upright(img, data)
         h, w, k = tf.shape(img)[0], tf.shape(img)[1], tf.shape(img)[2]
         if not tf.reduce_any(tf.math.is_nan(box)):
             x0 = tf.clip_by_value(tf.cast(box[0], tf.int32), 0, w - 1)
@@ -87,6 +101,18 @@ def _decode_resize_fn():
         return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
 
     return fn
+
+
+def exif_orientation(data: bytes) -> np.int32:
+    """The EXIF orientation (1-8; 1 = as stored) of encoded image bytes, 1 when there is none or it is unreadable."""
+    import io
+
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as im:
+            value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # a broken header is decode_image's to report, not this
+        value = 1
+    return np.int32(value if 1 <= value <= 8 else 1)
 
 
 def decode_checked(path: str, box, cfg) -> tuple:
