@@ -38,17 +38,23 @@ def read_folder_labels(folder: str) -> Dict[str, str]:
     table = os.path.join(folder, "labels.csv")
     if not os.path.isfile(table):
         return {}
-    with open(table, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = [c.strip().lower() for c in reader.fieldnames or []]
-        path_col = next((c for c in LABEL_PATH_COLUMNS if c in cols), None)
-        label_col = next((c for c in LABEL_CLASS_COLUMNS if c in cols), None)
-        if path_col is None or label_col is None:
-            raise DataError(f"{table}: needs a path column ({'/'.join(LABEL_PATH_COLUMNS)}) and a label column "
-                            f"({'/'.join(LABEL_CLASS_COLUMNS)}); it has {', '.join(cols) or 'none'}")
-        names = dict(zip(cols, reader.fieldnames))
-        return {os.path.abspath(os.path.join(folder, (r.get(names[path_col]) or "").strip())):
-                (r.get(names[label_col]) or "").strip() for r in reader if (r.get(names[path_col]) or "").strip()}
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            cols = [c.strip().lower() for c in reader.fieldnames or []]
+            path_col = next((c for c in LABEL_PATH_COLUMNS if c in cols), None)
+            label_col = next((c for c in LABEL_CLASS_COLUMNS if c in cols), None)
+            if path_col is None or label_col is None:
+                raise DataError(f"{table}: needs a path column ({'/'.join(LABEL_PATH_COLUMNS)}) and a label column "
+                                f"({'/'.join(LABEL_CLASS_COLUMNS)}); it has {', '.join(cols) or 'none'}")
+            names = dict(zip(cols, reader.fieldnames))
+            return {os.path.abspath(os.path.join(folder, (r.get(names[path_col]) or "").strip())):
+                    (r.get(names[label_col]) or "").strip() for r in reader
+                    if (r.get(names[path_col]) or "").strip()}
+    except UnicodeDecodeError as e:
+        raise DataError(f"{table}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except (csv.Error, OSError) as e:
+        raise DataError(f"{table}: cannot read it as CSV ({e})") from None
 
 
 def folder_accuracy(rows: Sequence[dict], class_names: Sequence[str], preset: Optional[str] = None,

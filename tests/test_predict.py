@@ -165,6 +165,9 @@ def test_flat_folder_with_labels_csv_is_scored(tmp_path):
     (tmp_path / "labels.csv").write_text("name,emotion\na.jpg,happy\n")
     with pytest.raises(DataError, match="needs a path column"):
         read_folder_labels(str(tmp_path))
+    (tmp_path / "labels.csv").write_bytes("file,emotion\nä.jpg,happy\n".encode("latin-1"))  # not UTF-8
+    with pytest.raises(DataError, match=r"labels.csv: not UTF-8 text"):
+        read_folder_labels(str(tmp_path))
 
 
 def test_gray_model_with_gray_detector_decodes_straight_to_gray(detectable_faces, tmp_path, monkeypatch):

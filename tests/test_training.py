@@ -501,3 +501,22 @@ def test_resume_of_a_run_being_trained_is_refused(demo_root, tmp_path, capsys):
         assert "being trained right now" in note and "--resume" not in note
     newest_run(str(runs))
     assert "--resume" in capsys.readouterr().err  # no live writer any more: resuming is the advice
+
+
+def test_a_damaged_backup_is_a_read_error_naming_it(demo_root, tmp_path, capsys):
+    """A truncated backup is reported as what it is (a damaged backup that cannot be read), not as an unwritable
+    run folder with advice that repeats the failing command."""
+    run = train_main(_tiny_args(demo_root, str(tmp_path), "--epochs", "3", "--name", "dmg",
+                                "--set", "train.time_limit_minutes=0.0001"))
+    weights = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(run, "backup")) for f in fs
+               if f.endswith(".h5")]
+    assert weights
+    for w in weights:
+        with open(w, "r+b") as f:
+            f.truncate(100)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        train_main(["--resume", run, "--set", "train.time_limit_minutes=30"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert "backup cannot be read" in err and "cannot write" not in err
