@@ -51,3 +51,21 @@ def slug(text: str) -> str:
     """
     s = re.sub(r"[^\w.-]+", "-", str(text)).strip("-")
     return "run" if not s or set(s) == {"."} else s
+
+
+def write_image(path: str, bgr) -> None:
+    """`cv2.imwrite`, checked: OpenCV returns False (or raises for an unknown extension) where Python would raise,
+    so a crop or annotated image that cannot be written (a read-only folder, a full disk, a name over the
+    file-system limit) would vanish silently. Raises OSError naming `path`."""
+    import cv2
+
+    try:
+        ok = cv2.imwrite(path, bgr)
+    except cv2.error as e:
+        raise OSError(f"{path}: cannot write the image ({str(e).strip().splitlines()[-1][:120]})") from None
+    if not ok:
+        folder = os.path.dirname(path) or "."
+        why = "the folder is not writable" if not os.access(folder, os.W_OK) else \
+            "name too long" if len(os.path.basename(path)) > 255 else "disk full or unwritable"
+        raise OSError(f"{path}: cannot write the image ({why})")
+

@@ -25,6 +25,7 @@ import numpy as np
 from fer_keras.data.images import IMAGE_EXTS, resize_array
 from fer_keras.detection.faces import whole_image
 from fer_keras.errors import ConfigError, DataError, ModelError, quiet_tensorflow_import, stderr_captured
+from fer_keras.io_utils import write_image
 from fer_keras.labels import class_mapping_matrix, map_probabilities, preset_classes
 from fer_keras.model_info import check_class_count, check_expression_model, load_keras_model, read_model_info
 from fer_keras.tta import tta_views, tta_views_numpy
@@ -369,6 +370,14 @@ def face_boxes(rgb: np.ndarray, detector, padding: float, largest: bool = False,
     return [pad_box(b, padding, width, height) for b in boxes]
 
 
+def _checked_write(out_path: str, bgr: np.ndarray, source: str, results: "Results") -> None:
+    """Writes one output image; a failure is listed in errors.csv (and so in the summary line), never silent."""
+    try:
+        write_image(out_path, bgr)
+    except OSError as e:
+        results.errors.append((source, str(e)))
+
+
 def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, padding: float, all_faces: bool,
                    results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
                    save_crops: bool = False, progress: bool = True) -> None:
@@ -415,7 +424,8 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
                 if save_crops and out_dir:
                     d = os.path.join(out_dir, "crops")
                     os.makedirs(d, exist_ok=True)
-                    cv2.imwrite(os.path.join(d, f"{stems[path]}_face{i}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                    _checked_write(os.path.join(d, f"{stems[path]}_face{i}.png"),
+                                   cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), path, results)
         prog.close()
     out = predictor.predict(crops)
     per_image: Dict[str, list] = {}
@@ -431,7 +441,7 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
                            [r["confidence"] for r in rows], [(r["valence"], r["arousal"]) for r in rows])
             ext = os.path.splitext(path)[1].lower()
             ext = ext if ext in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp") else ".png"  # e.g. .gif
-            cv2.imwrite(os.path.join(d, stems[path] + ext), img)
+            _checked_write(os.path.join(d, stems[path] + ext), img, path, results)
 
 
 def predict_video(predictor: FacePredictor, source: str, detector, padding: float, window: int,
@@ -498,9 +508,16 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
                 if writer is None:
                     os.makedirs(os.path.join(out_dir, "annotated"), exist_ok=True)
                     stem = "webcam" if webcam else os.path.splitext(os.path.basename(source))[0]
-                    writer = cv2.VideoWriter(os.path.join(out_dir, "annotated", f"{stem}.mp4"),
-                                             cv2.VideoWriter_fourcc(*"mp4v"), fps, (bgr.shape[1], bgr.shape[0]))
-                writer.write(drawn)
+                    video_out = os.path.join(out_dir, "annotated", f"{stem}.mp4")
+                    writer = cv2.VideoWriter(video_out, cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                             (bgr.shape[1], bgr.shape[0]))
+                    if not writer.isOpened():  # OpenCV says nothing: the annotated video would just be missing
+                        results.errors.append((source, f"cannot write the annotated video {video_out}"))
+                        print(f"warning: {video_out}: cannot write the annotated video (listed in errors.csv)",
+                              file=sys.stderr)
+                        annotate_out = show  # keep predicting; drawing only for a window
+                if writer.isOpened() and annotate_out:
+                    writer.write(drawn)
             if show:
                 try:
                     cv2.imshow("fer_keras", drawn)

@@ -192,3 +192,18 @@ def test_gray_model_with_gray_detector_decodes_straight_to_gray(detectable_faces
     (gx, gy, gw, gh), (cx, cy, cw, ch) = ([r[k] for k in "xywh"] for r in (gray.rows[0], rgb.rows[0]))
     inter = max(0, min(gx + gw, cx + cw) - max(gx, cx)) * max(0, min(gy + gh, cy + ch) - max(gy, cy))
     assert inter / (gw * gh + cw * ch - inter) > 0.8
+
+
+def test_an_output_image_that_cannot_be_written_is_listed_not_silent(tmp_path, capsys):
+    """cv2.imwrite returns False instead of raising: a crop whose name is over the file-system limit (the input's
+    252-character name + "_face0.png") is listed in errors.csv and counted in the summary line."""
+    from fer_keras.cli_predict import main
+
+    name = "a" * 248 + ".png"
+    cv2.imwrite(str(tmp_path / name), np.full((64, 64, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    main([str(tmp_path / name), "--no-detect", "--save-crops", "--out", str(out)])
+    errors = (out / "errors.csv").read_text()
+    assert "cannot write the image (name too long)" in errors
+    assert "1 problems" in capsys.readouterr().out
+    assert "a" * 248 in (out / "predictions.csv").read_text()  # the prediction itself is kept

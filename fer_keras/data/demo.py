@@ -21,6 +21,7 @@ from typing import Dict, Optional, Tuple
 import cv2
 import numpy as np
 
+from fer_keras.io_utils import write_image
 from fer_keras.labels import CANONICAL, DFEW_ORDER, FER2013_ORDER
 
 # Circumplex means (valence, arousal) per canonical class, roughly the AffectNet class centroids.
@@ -143,7 +144,7 @@ def _save_png(path: str, rgb: np.ndarray) -> None:
     # Written aside and renamed: several processes (multi-worker training on one host) may generate the same
     # (deterministic) demo data at once, and none may read another's half-written file.
     tmp = f"{path}.{os.getpid()}.tmp.png"
-    cv2.imwrite(tmp, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    write_image(tmp, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     os.replace(tmp, path)
 
 
@@ -235,7 +236,7 @@ def _write_affectnet(root: str, d, seed: int) -> str:
         x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
         canvas[y0:y0 + h, x0:x0 + w] = img
         name = f"{i:05d}.jpg"
-        cv2.imwrite(os.path.join(img_dir, name), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+        write_image(os.path.join(img_dir, name), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
         split = "training.csv" if i < 0.85 * n else "validation.csv"
         rows[split].append([f"1/{name}", x0, y0, w, h, "", CANONICAL.index(lab), f"{v:.4f}", f"{a:.4f}"])
     # a few "non-face"/"uncertain" rows (labels 8-10) that readers must drop
@@ -286,7 +287,7 @@ def write_demo_clips(out: str, layout: str = "dfew", per_class: int = 10, size: 
                 # the same seed per frame: same person, background and pose; only the expression intensity moves
                 img, _ = draw_face(name, np.random.default_rng(clip_seed), size,
                                    intensity=peak * (0.2 + 0.8 * k / max(frames - 1, 1)))
-                cv2.imwrite(os.path.join(folder, f"{clip_id}_{k + 1:02d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                write_image(os.path.join(folder, f"{clip_id}_{k + 1:02d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
             rows.append((clip_id, DFEW_ORDER.index(name) + 1))
     if layout == "dfew":
         for fold in range(1, 6):

@@ -25,6 +25,7 @@ from fer_keras.data.images import IMAGE_EXTS
 from fer_keras.data.readers import BadLog
 from fer_keras.detection.lowlight import degrade_low_light
 from fer_keras.errors import DataError
+from fer_keras.io_utils import write_image
 
 
 @dataclass
@@ -302,7 +303,7 @@ def write_dark_scenes(out: str, n: int = 100, size: Tuple[int, int] = (320, 240)
     rng = np.random.default_rng(seed)
     for i in range(n):
         img, boxes = make_scene(rng, size, face_crops=face_crops, **kwargs)
-        cv2.imwrite(os.path.join(img_dir, f"{i + 1:05d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        write_image(os.path.join(img_dir, f"{i + 1:05d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         lines = [str(len(boxes))] + [" ".join(str(int(round(v))) for v in b) for b in boxes]
         with open(os.path.join(lab_dir, f"{i + 1:05d}.txt"), "w") as f:
             f.write("\n".join(lines) + "\n")
