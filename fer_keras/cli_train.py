@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 
 from fer_keras.config import load_config
 from fer_keras.errors import cli_main, quiet_tensorflow_import
@@ -116,6 +117,9 @@ def main(argv=None) -> str:
     else:
         cfg = load_config(args.config, args.set, flags)
     worker = None
+    if os.environ.get("TF_CONFIG") and cfg.train.strategy != "multiworker":
+        print("warning: TF_CONFIG is set but train.strategy is not multiworker: training on this machine alone "
+              "(--set train.strategy=multiworker to train with the cluster it names)", file=sys.stderr)
     if cfg.train.strategy == "multiworker":  # before any TensorFlow op (collectives are set up at start-up)
         from fer_keras.distributed import start_worker
 

@@ -164,6 +164,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
     xla: str = "auto"  # auto | on | off: auto = on with a GPU, off on CPU (XLA is slower on CPU)
     strategy: str = "default"  # default | mirrored | multiworker
+    worker_wait_seconds: float = 300.0  # multiworker: how long a worker waits for the others at start-up
     tensorboard: bool = True
     steps_per_epoch: Optional[int] = None  # None = one pass over the data
     time_limit_minutes: Optional[float] = None  # stop (after the current step, validating once more) past this
@@ -310,6 +311,7 @@ _RANGES = {
     "train.verbose": (-1, 2, "-1 (auto), 0, 1 or 2"),
     "train.steps_per_epoch": (1, _INF, "a positive number of steps"),
     "train.time_limit_minutes": (1e-9, _INF, "a positive number of minutes"),
+    "train.worker_wait_seconds": (1.0, _INF, "at least 1 second"),
     "augment.rotation": (0.0, 180.0, "degrees, 0-180"),
     "augment.zoom": (0.0, 0.99, "a fraction in [0, 1)"),
     "augment.translate": (0.0, 0.99, "a fraction in [0, 1)"),

@@ -93,6 +93,114 @@ def parse_tf_config(text: Optional[str] = None) -> Worker:
     return Worker(index, len(workers))
 
 
+def config_digest(cfg) -> dict:
+    """What every worker must agree on: the resolved config (a worker's own run folder aside)."""
+    d = cfg.to_dict()
+    for key in ("name", "runs_dir", "verbose"):
+        d["train"].pop(key, None)
+    return {f"{section}.{k}": v for section, values in d.items() if isinstance(values, dict)
+            for k, v in values.items()} | {k: v for k, v in d.items() if not isinstance(v, dict)}
+
+
+def _differences(mine: dict, theirs: dict) -> List[str]:
+    return sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+
+
+def rendezvous(cfg, worker: Worker, hosts: Sequence[str], wait_seconds: float = 300.0, say=print) -> None:
+    """Meets every other worker before TensorFlow starts, on the workers' own TF_CONFIG ports.
+
+    TensorFlow's own start-up fails unhelpfully: a busy port is an `UnknownError` that never says "port", a missing
+    peer is waited for in silence, and workers started with different commands end in gRPC errors. Here each
+    worker first listens on its port (busy: one line naming it), then asks every peer for its resolved config until
+    each answers, saying whom it waits for every few seconds (none after `wait_seconds`: one line, exit 2), and
+    compares the configs (different: one line naming the differing keys, on every worker). It keeps answering until
+    every peer has asked, then frees the port for TensorFlow's server.
+    """
+    import socket
+    import threading
+    import time
+
+    host, port = hosts[worker.index].rsplit(":", 1)
+    payload = json.dumps(config_digest(cfg), sort_keys=True, default=str).encode()
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        server.bind(("" if host not in ("localhost", "127.0.0.1") else host, int(port)))
+    except OSError as e:
+        server.close()
+        raise ConfigError(f"port {port} of worker {worker.index} ({hosts[worker.index]} in TF_CONFIG) cannot be "
+                          f"used: {e.strerror or e} (another process holds it; stop it or choose another port)") \
+            from None
+    server.listen(len(hosts))
+    server.settimeout(0.5)
+    asked = set()
+    done = threading.Event()
+
+    def answer():  # serve our config to each peer that asks (a peer says its index first)
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    conn.settimeout(5)
+                    who = int(conn.recv(16).decode().strip() or -1)
+                    conn.sendall(payload)
+                    asked.add(who)
+                except (OSError, ValueError):
+                    pass
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    mine = json.loads(payload)
+    t0, last_said = time.monotonic(), 0.0
+    try:
+        for peer in range(len(hosts)):
+            if peer == worker.index:
+                continue
+            peer_host, peer_port = hosts[peer].rsplit(":", 1)
+            while True:
+                try:
+                    with socket.create_connection((peer_host, int(peer_port)), timeout=5) as c:
+                        c.sendall(f"{worker.index}\n".encode()[:16].ljust(16))
+                        c.shutdown(socket.SHUT_WR)
+                        chunks = []
+                        while True:
+                            b = c.recv(65536)
+                            if not b:
+                                break
+                            chunks.append(b)
+                    theirs = json.loads(b"".join(chunks))
+                    break
+                except (OSError, ValueError):
+                    waited = time.monotonic() - t0
+                    if waited > wait_seconds:
+                        raise ConfigError(f"worker {worker.index}: worker {peer} ({hosts[peer]}) did not come "
+                                          f"within {wait_seconds:g} s; start every worker of TF_CONFIG with the "
+                                          "same command (or raise train.worker_wait_seconds)") from None
+                    if waited - last_said >= 5:
+                        say(f"worker {worker.index}: waiting for worker {peer} ({hosts[peer]}), {waited:.0f} s",
+                            flush=True)
+                        last_said = waited
+                    time.sleep(0.5)
+            diff = _differences(mine, theirs)
+            if diff:
+                show = ", ".join(f"{k} ({mine.get(k)!r} here, {theirs.get(k)!r} there)" for k in diff[:4])
+                raise ConfigError(f"worker {worker.index} and worker {peer} were started with different configs: "
+                                  f"{show}{' ...' if len(diff) > 4 else ''}; start every worker with the same "
+                                  "command")
+        # Every peer must also have had our config before the port goes to TensorFlow.
+        while not all(p in asked for p in range(len(hosts)) if p != worker.index):
+            if time.monotonic() - t0 > wait_seconds:
+                raise ConfigError(f"worker {worker.index}: not every worker came within {wait_seconds:g} s")
+            time.sleep(0.1)
+    finally:
+        done.set()
+        thread.join(timeout=2)
+        server.close()
+
+
 def make_multiworker_strategy():
     """Creates (once) the `MultiWorkerMirroredStrategy`; must run before TensorFlow executes any op."""
     global _STRATEGY
@@ -101,6 +209,10 @@ def make_multiworker_strategy():
 
         from fer_keras.keras_compat import patch_multiworker_fit
 
+        import logging
+
+        # "Using CollectiveAllReduceStrategy eagerly has significant overhead": about Keras' own calls, not the user's.
+        logging.getLogger("tensorflow").addFilter(lambda r: "eagerly has significant" not in r.getMessage())
         try:
             _STRATEGY = tf.distribute.MultiWorkerMirroredStrategy()
         except RuntimeError as e:
@@ -123,6 +235,9 @@ def start_worker(cfg) -> Worker:
     if cfg.train.time_limit_minutes:
         raise ConfigError("train.time_limit_minutes cannot be used with train.strategy=multiworker (each worker's "
                           "clock would stop it at a different step); use train.epochs")
+    if os.environ.get("FER_KERAS_NO_RENDEZVOUS") != "1":
+        rendezvous(cfg, worker, json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"],
+                   cfg.train.worker_wait_seconds)
     make_multiworker_strategy()
     if not worker.chief:
         cfg.train.runs_dir = os.path.join(cfg.train.runs_dir, WORKERS_DIR)

@@ -123,3 +123,55 @@ def test_a_killed_worker_stops_the_other_and_a_restart_resumes(tmp_path):
     assert _epochs(run) == [0, 1, 2]  # no epoch lost or written twice
     assert "resuming" in _log(tmp_path, 0)
     assert not (tmp_path / "runs" / ".workers").exists()
+
+
+def _run_worker(tmp_path, cluster, index, *extra, name="mw", timeout=300):
+    env = {**os.environ, "TF_CONFIG": cluster[index], "FER_KERAS_DATA": str(tmp_path / "data"),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train_model.py"), "--name", name, "--runs-dir",
+                             str(tmp_path / "runs"), *TINY, *extra], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_workers_with_different_configs_both_refuse_naming_the_keys(tmp_path):
+    cluster = local_cluster(2)
+    w0 = _run_worker(tmp_path, cluster, 0, "--set", "train.learning_rate=0.01")
+    w1 = _run_worker(tmp_path, cluster, 1, "--set", "train.learning_rate=0.02")
+    outs = [w.communicate(timeout=300) for w in (w0, w1)]
+    for w, (out, err) in zip((w0, w1), outs):
+        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+        assert w.returncode == 2 and len(lines) == 1, err[-1500:]
+        assert "different configs: train.learning_rate" in lines[0]
+        assert "Traceback" not in err and "grpc" not in err.lower()
+
+
+def test_a_busy_port_is_one_line_naming_it(tmp_path):
+    import socket
+
+    cluster = local_cluster(2)
+    port = int(json.loads(cluster[0])["cluster"]["worker"][0].rsplit(":", 1)[1])
+    with socket.socket() as holder:
+        holder.bind(("localhost", port))
+        holder.listen(1)
+        out, err = _run_worker(tmp_path, cluster, 0).communicate(timeout=120)
+    line = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(line) == 1 and f"port {port} of worker 0" in line[0] and "Traceback" not in err
+
+
+def test_a_worker_whose_peer_never_comes_says_whom_it_waits_for_then_stops(tmp_path):
+    cluster = local_cluster(2)
+    w = _run_worker(tmp_path, cluster, 1, "--set", "train.worker_wait_seconds=7")
+    out, err = w.communicate(timeout=120)
+    assert "worker 1: waiting for worker 0" in out
+    assert w.returncode == 2 and "worker 0 (localhost:" in err and "did not come within 7 s" in err
+
+
+def test_tf_config_without_the_strategy_is_one_warning(tmp_path, monkeypatch, capsys, demo_root):
+    from fer_keras.cli_train import main as train_main
+    from tiny import tiny_argv
+
+    monkeypatch.setenv("TF_CONFIG", tf_config(HOSTS, 0))
+    train_main(tiny_argv("--data", demo_root["csv"], "--runs-dir", str(tmp_path)))
+    err = capsys.readouterr().err
+    assert "TF_CONFIG is set but train.strategy is not multiworker" in err and len(err.strip().splitlines()) == 1
