@@ -163,16 +163,16 @@ def tflite_predict(path: str, images: np.ndarray) -> Dict[str, np.ndarray]:
 def export_run(run: str, formats: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """Exports `run/model.keras` into `run/export/` in `formats` (default: every format of the run's task);
     returns {format: path}."""
-    task = task_of(run)
-    return task.fn("export")(run, list(task.export_formats) if formats is None else list(formats))
+    return task_of(run).fn("export")(run, None if formats is None else list(formats))
 
 
-def export_expression_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
+def export_expression_run(run: str, formats: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """An expression run exports as a SavedModel (serving signature with class names), `.keras` (+ model.json) and
     TFLite (float and dynamic-range quantized, any batch size)."""
     rd = RunDir(run)
     if not os.path.isfile(rd.file(LABELS)):
         raise ConfigError(f"{run}: not a finished run directory (no {LABELS})")
+    formats = list(FORMATS) if formats is None else formats
     wrong = [f for f in formats if f not in FORMATS]
     if wrong:  # e.g. compact, a detection format: checked before anything is written
         raise ConfigError(f"--format {wrong[0]}: not a format of an expression run (valid: {', '.join(FORMATS)}, "
@@ -204,16 +204,20 @@ def export_expression_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
     return written
 
 
-def export_detection_run(run: str, formats: Sequence[str]) -> Dict[str, str]:
+def export_detection_run(run: str, formats: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """A detection run exports as a SavedModel with NMS-decoded boxes, its `.keras` copy, and `compact`: float16
     weights with their build and inference settings in one `.npz` (`faces.RetinaNetFaceDetector.from_file`; the
     shipped low-light detector is one)."""
-    bad = [f for f in formats if f not in DETECTION_FORMATS]
-    if bad:  # checked before anything is written
-        raise ConfigError(f"{run}: a detection run exports as {', '.join(DETECTION_FORMATS)}, not {bad[0]}")
     rd = RunDir.open(run)
     cfg = rd.config()
-    if cfg.detection.architecture == "yunet":
+    yunet = cfg.detection.architecture == "yunet"
+    valid = [f for f in DETECTION_FORMATS if not (yunet and f == "compact")]  # compact is the RetinaNet's format
+    formats = valid if formats is None else formats
+    bad = [f for f in formats if f not in valid]
+    if bad:  # checked before anything is written
+        raise ConfigError(f"{run}: a {cfg.detection.architecture} detection run exports as {', '.join(valid)}, "
+                          f"not {bad[0]}")
+    if yunet:
         return _export_yunet_run(rd, formats)
     detector = R.load_detector(rd.model_path)
     out = rd.file(EXPORT)
@@ -243,8 +247,6 @@ def _export_yunet_run(rd: RunDir, formats: Sequence[str]) -> Dict[str, str]:
 
     from fer_keras.detection.yunet_train import load_trained
 
-    if list(formats) == ["compact"]:  # `all` skips it: compact is the RetinaNet's format
-        raise ConfigError(f"{rd.path}: a YuNet run exports as keras or savedmodel (compact is the RetinaNet's format)")
     model = load_trained(rd.model_path)
     out = rd.file(EXPORT)
     os.makedirs(out, exist_ok=True)

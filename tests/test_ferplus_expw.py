@@ -80,8 +80,8 @@ def test_soft_labels_follow_the_preset(tmp_path):
                                    "7")).all()
 
 
-@pytest.mark.parametrize("votes,match", [([0] * 10, "must be non-negative counts with a positive sum"),
-                                         ([5, -1, 0, 0, 0, 0, 0, 0, 0, 0], "must be non-negative")])
+@pytest.mark.parametrize("votes,match", [([0] * 10, "must be whole non-negative counts"),
+                                         ([5, -1, 0, 0, 0, 0, 0, 0, 0, 0], "must be whole non-negative")])
 def test_bad_vote_rows_name_the_row(tmp_path, votes, match):
     path = _ferplus(tmp_path, ROWS[:1] + [votes])
     with pytest.raises(DataError, match=r"votes.csv:3: votes .* " + match):
@@ -126,3 +126,10 @@ def test_soft_label_loss_by_hand():
     expect0 = -np.sum(((1 - w) * onehot0 + w * votes) * np.log(probs[0]))
     expect1 = -np.sum(onehot1 * np.log(probs[1]))
     np.testing.assert_allclose(got, [expect0, expect1], rtol=1e-5)
+
+
+@pytest.mark.parametrize("votes", [[1e308, 0, 0, 0, 0, 0, 0, 0, 0, 0], [2.5, 1, 0, 0, 0, 0, 0, 0, 0, 0]])
+def test_vote_counts_must_be_whole_and_bounded(tmp_path, votes):
+    path = _ferplus(tmp_path, ROWS[:1] + [votes])
+    with pytest.raises(DataError, match=r"votes.csv:3: votes .* must be whole non-negative counts of at most 1000"):
+        read_table(path, "ferplus", DataConfig(path=path), BadLog())

@@ -540,6 +540,9 @@ FERPLUS_EMOTIONS = ["neutral", "happiness", "surprise", "sadness", "anger", "dis
 FERPLUS_OTHER = ["unknown", "NF"]
 
 
+FERPLUS_MAX_VOTES = 1000  # FER+ has 10 annotators per face; a bigger count is not a vote count
+
+
 def ferplus_majority(votes: np.ndarray) -> np.ndarray:
     """Microsoft's FER+ "majority" rule over the 10 vote columns (8 emotions, unknown, NF) of each row: counts of 1
     are set to 0, then the top column wins if it holds more than half of the remaining votes; -1 where none does.
@@ -583,9 +586,12 @@ def read_ferplus(path: str, cfg, log: BadLog) -> RawTable:
             except (TypeError, ValueError):
                 log.bad(where, "vote counts must be numbers")
                 continue
-            if not np.all(np.isfinite(votes)) or votes.min() < 0 or votes.sum() <= 0:
-                log.bad(where, f"votes {votes.astype(int).tolist() if np.all(np.isfinite(votes)) else votes.tolist()}"
-                        " must be non-negative counts with a positive sum")
+            # Counts of annotators: whole numbers, not negative, at most FERPLUS_MAX_VOTES each (1e308 would
+            # overflow the sums below), with at least one vote.
+            if (not np.all(np.isfinite(votes)) or votes.min() < 0 or votes.max() > FERPLUS_MAX_VOTES
+                    or not np.all(votes == np.round(votes)) or votes.sum() <= 0):
+                log.bad(where, f"votes {[f'{v:g}' for v in votes]} must be whole non-negative counts of at most "
+                        f"{FERPLUS_MAX_VOTES} annotators, with a positive sum")
                 continue
             emo = votes[:8]
             if fer2013_labels:  # the face's original FER2013 label is the hard label; the votes the soft one
