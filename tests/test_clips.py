@@ -168,3 +168,18 @@ def test_temporal_augmentation_is_one_draw_per_clip(clip_root):
         for t in range(1, 5):
             np.testing.assert_allclose(out[c, t], out[c, 0], atol=1e-4)
     assert not np.allclose(out[0, 0], out[1, 0])  # independent draws between clips
+
+
+def test_validate_images_full_finds_a_frame_that_passes_the_header_check(clip_root, tmp_path):
+    """A frame whose header is fine but whose data is cut: `data.validate_images=full` (what the mid-epoch decode
+    error advises) names it, instead of the same tf.data error again."""
+    root = tmp_path / "dfew"
+    shutil.copytree(clip_root["dfew"], root)
+    frame = sorted((root / "Clip" / "clip_224x224_16f" / "00002").iterdir())[0]
+    data = frame.read_bytes()
+    frame.write_bytes(data[:-150])  # header intact, pixels truncated
+    cfg = _cfg(str(root), validate_images="full")
+    with pytest.raises(DataError, match=frame.name):
+        load_data(cfg)
+    header_only = load_data(_cfg(str(root), validate_images="header"))  # the header check alone lets it through
+    assert len(header_only.train) + len(header_only.test) == 35

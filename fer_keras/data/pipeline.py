@@ -268,14 +268,19 @@ def _load_shard_images(table: SampleTable, cfg) -> SampleTable:
 
 
 def _check_clip_frames(table: SampleTable, cfg, log: BadLog) -> SampleTable:
-    """Header-checks every frame: bad frames are dropped (and logged with --skip-bad, else an error); a clip left
-    without frames is bad itself. Frames are decoded in tf.data, not here."""
+    """Header-checks every frame (`data.validate_images=full`: decodes it, as the error hint of a frame that fails
+    mid-epoch says): bad frames are dropped (and logged with --skip-bad, else an error); a clip left without frames
+    is bad itself. Without `full`, frames are decoded in tf.data, not here."""
     keep = []
+    no_box = np.full(4, np.nan, np.float32)
     for i, frames in enumerate(table.frames):
         good = []
         for f in frames:
-            problem = check_header(f, cfg.min_image_side, cfg.max_image_pixels) if cfg.validate_images != "none" \
-                else None
+            if cfg.validate_images == "full":
+                problem = decode_checked(f, no_box, cfg)[1]
+            else:
+                problem = check_header(f, cfg.min_image_side, cfg.max_image_pixels) \
+                    if cfg.validate_images != "none" else None
             if problem:
                 log.bad(f, problem)
             else:
