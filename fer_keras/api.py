@@ -267,10 +267,10 @@ class Run:
             batch_size: samples per model call.
         """
         from fer_keras.errors import quiet_tensorflow_import
-        from fer_keras.tasks import task_of
+        from fer_keras.run_dir import run_task
 
         quiet_tensorflow_import()
-        if not task_of(self.path).expression_model:
+        if not run_task(self.path).expression_model:
             from fer_keras.detection.train import evaluate_detector_run
 
             return evaluate_detector_run(self.path, "val" if split == "test" and data is None else split, data)[1]

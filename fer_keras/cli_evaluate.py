@@ -11,8 +11,8 @@ from fer_keras.evaluation import comparison_table, evaluate_run
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.metrics import summary_metrics
 from fer_keras.pretrained import SHIPPED_MODELS, resolve_model, shipped_names_help
-from fer_keras.run_dir import RunDir, new_run_dir, newest_run
-from fer_keras.tasks import TASKS, task_of
+from fer_keras.run_dir import RunDir, new_run_dir, newest_run, run_task
+from fer_keras.tasks import TASKS
 from fer_keras.tta import TTA
 
 
@@ -127,7 +127,7 @@ def main(argv=None):
             print(f"no run under {a.runs_dir}: scoring the shipped model {model_path}"
                   + ("" if a.data else " on the built-in synthetic demo data (pass --data for yours)"))
     # A .keras file without a run is an expression model; a run folder says its task.
-    return (task_of(run) if run else TASKS.get("expression")).fn("evaluate")(run, model_path, a, common)
+    return (run_task(run) if run else TASKS.get("expression")).fn("evaluate")(run, model_path, a, common)
 
 
 def evaluate_expression_run(run: Optional[str], model_path: Optional[str], a, common: dict) -> str:

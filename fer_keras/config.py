@@ -22,6 +22,7 @@ import yaml
 from fer_keras.errors import ConfigError
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.labels import check_preset
+from fer_keras.tasks import TASKS
 
 CONFIG_VERSION = 1
 
@@ -261,8 +262,6 @@ def _data_formats() -> tuple:
 
 
 def _tasks() -> tuple:
-    from fer_keras.tasks import TASKS
-
     return tuple(TASKS.names())
 
 

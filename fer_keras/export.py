@@ -28,8 +28,8 @@ from fer_keras.detection import retinanet as R
 from fer_keras.errors import ConfigError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
 from fer_keras.model_info import load_keras_model, read_model_info, write_sidecar
-from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir
-from fer_keras.tasks import TASKS, task_of
+from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir, run_task
+from fer_keras.tasks import TASKS
 
 FORMATS = TASKS.get("expression").export_formats
 DETECTION_FORMATS = TASKS.get("detection").export_formats
@@ -163,7 +163,7 @@ def tflite_predict(path: str, images: np.ndarray) -> Dict[str, np.ndarray]:
 def export_run(run: str, formats: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """Exports `run/model.keras` into `run/export/` in `formats` (default: every format of the run's task);
     returns {format: path}."""
-    return task_of(run).fn("export")(run, None if formats is None else list(formats))
+    return run_task(run).fn("export")(run, None if formats is None else list(formats))
 
 
 def export_expression_run(run: str, formats: Optional[Sequence[str]] = None) -> Dict[str, str]:
@@ -245,7 +245,7 @@ def _export_yunet_run(rd: RunDir, formats: Sequence[str]) -> Dict[str, str]:
     `keras`, and `savedmodel` with a `serving_default` signature on BGR 0-255 images of any size (multiples of 32)."""
     import tensorflow as tf
 
-    from fer_keras.detection.yunet_train import load_trained
+    from fer_keras.detection.yunet import load_trained
 
     model = load_trained(rd.model_path)
     out = rd.file(EXPORT)

@@ -582,7 +582,7 @@ def check_options(flags: bool = True, **values) -> None:
             raise ConfigError(f"{name} {value!r}: out of range (expected {what})")
 
 
-if __name__ == "__main__":  # `python -m fer_keras.predict`: the CLI lives in cli_predict.py
-    from fer_keras.cli_predict import main
+if __name__ == "__main__":  # `python -m fer_keras.predict` runs the CLI, cli_predict.py (no import back to it)
+    import runpy
 
-    main()
+    runpy.run_module("fer_keras.cli_predict", run_name="__main__")

@@ -20,8 +20,7 @@ from fer_keras.errors import ConfigError, DataError, reading
 from fer_keras.io_utils import atomic_path, atomic_write_text
 from fer_keras.labels import map_name, preset_classes
 from fer_keras.metrics import compare_columns, summary_metrics
-from fer_keras.run_dir import DATA_SUMMARY, METRICS, PLOTS, RUNTIME, RunDir, newest_run
-from fer_keras.tasks import task_of
+from fer_keras.run_dir import DATA_SUMMARY, METRICS, PLOTS, RUNTIME, RunDir, newest_run, run_task
 
 
 def _load_json(path: str):
@@ -79,7 +78,7 @@ def render_run(run: str) -> Dict[str, str]:
     rd = RunDir.open(run)
     out_dir = rd.file(PLOTS)
     os.makedirs(out_dir, exist_ok=True)
-    return _save_figures(task_of(run).fn("figures")(run), out_dir)
+    return _save_figures(run_task(run).fn("figures")(run), out_dir)
 
 
 def expression_figures(run: str) -> Dict[str, tuple]:

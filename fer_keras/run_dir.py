@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - not POSIX
 from fer_keras.config import Config, config_from_dict, read_yaml, save_config
 from fer_keras.errors import ConfigError, reading
 from fer_keras.io_utils import atomic_path, atomic_write_text, slug
+from fer_keras.tasks import TASKS, Task
 
 CONFIG = "config.yaml"
 LABELS = "labels.json"
@@ -154,6 +155,11 @@ class RunDir:
 
     def finish(self) -> None:
         self.write_json(STATE, {"status": "finished"})
+
+
+def run_task(path: str) -> Task:
+    """The task of a run folder (its config.yaml names it; `expression` for a folder without one)."""
+    return TASKS.get(RunDir(path).task())
 
 
 def check_named_run(cfg: Config) -> bool:

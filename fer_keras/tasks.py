@@ -66,13 +66,9 @@ TASKS.register("detection")(Task(
     export_formats=("savedmodel", "keras", "compact"), detector="fer_keras.detection.faces:detector_from_run"))
 
 
-def task_of(cfg_or_run) -> Task:
-    """The task of a Config, or of a run folder (its config.yaml; `expression` for a folder without one)."""
-    if isinstance(cfg_or_run, str):
-        from fer_keras.run_dir import RunDir
-
-        return TASKS.get(RunDir(cfg_or_run).task())
-    return TASKS.get(cfg_or_run.task)
+def task_of(cfg) -> Task:
+    """The task of a Config (a run folder's: `fer_keras.run_dir.run_task`)."""
+    return TASKS.get(cfg.task)
 
 
 def tasks_with(flag: str) -> list:

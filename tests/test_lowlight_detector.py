@@ -205,7 +205,7 @@ def test_crowd_crops_leave_one_padding_row_for_forced_matching(tmp_path):
     """KerasHub's label encoder with force_match indexes past the boxes of an image whose every row is a face (a
     crowd crop crashed a training run): crops keep at most max_boxes - 1 faces, and the encoder accepts them."""
     from fer_keras.detection.retinanet import build_kwargs, build_retinanet
-    from fer_keras.detection.train import crop_batches
+    from fer_keras.detection.data import crop_batches
 
     os.makedirs(tmp_path / "images")
     cv2.imwrite(str(tmp_path / "images" / "crowd.jpg"), _photo(np.random.default_rng(0), 400, 400))

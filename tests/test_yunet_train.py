@@ -104,7 +104,7 @@ def test_a_few_steps_lower_the_loss(yunet, tmp_path):
     import keras
 
     from fer_keras.config import DetectionConfig
-    from fer_keras.detection.train import crop_batches
+    from fer_keras.detection.data import crop_batches
 
     root = write_dark_scenes(str(tmp_path / "scenes"), n=4, size=(160, 128), seed=0, faces=(1, 3))
     det = DetectionConfig(train_crop=64, face_px=[16.0, 32.0])

@@ -488,3 +488,26 @@ def crop_sample(rgb: np.ndarray, boxes: np.ndarray, side: int, rng: np.random.Ge
         x = out.astype(np.float32) * rng.uniform(0.75, 1.25) + rng.uniform(-20, 20)
         out = np.clip(x, 0, 255).astype(np.uint8)
     return out, b.astype(np.float32).reshape(-1, 4)
+
+
+def crop_batches(table: DetTable, det, batch_size: int, seed: int, epoch: int):
+    """One epoch of `crop_sample` batches (order and crops depend only on seed and epoch), in the layout of
+    `detection_batches`."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(table))
+    side = det.train_crop
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        imgs = np.zeros((batch_size, side, side, 3), np.float32)
+        boxes = np.full((batch_size, det.max_boxes, 4), -1.0, np.float32)
+        classes = np.full((batch_size, det.max_boxes), -1.0, np.float32)
+        for k, i in enumerate(order[start:start + batch_size]):
+            bgr = cv2.imread(table.sources[i], cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise DataError(f"{table.sources[i]}: cannot read image")
+            img, b = crop_sample(enhance(bgr[..., ::-1], det.enhancement), table.boxes[i], side, rng,
+                                 tuple(det.face_px), det.low_light_prob)
+            # Keep one padding row: KerasHub's label encoder with force_match indexes past the boxes of an image
+            # whose rows are all faces (a crowd crop with max_boxes faces crashed a training run).
+            b = b[:det.max_boxes - 1]
+            imgs[k], boxes[k, :len(b)], classes[k, :len(b)] = img, b, 0
+        yield imgs, {"boxes": boxes, "classes": classes}

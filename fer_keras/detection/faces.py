@@ -29,6 +29,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from fer_keras.detection.boxes import xywh, yunet_input
 from fer_keras.detection.blazeface import BlazeFaceDetector, model_dir, square_boxes, weighted_nms
 from fer_keras.detection.data import enhance, letterbox
 from fer_keras.detection.retinanet import STRIDE, check_input_size, load_compact, load_detector, predict_boxes
@@ -52,11 +53,6 @@ YUNET_LOWLIGHT_SETTINGS = os.path.join(_PRETRAINED, "yunet", "yunet_lowlight.jso
 # Mean brightness (0-255) under which `auto` hands a photo to the low-light RetinaNet. DARK FACE's images have means
 # of 19-41; ordinary photos 80-160. See AutoFaceDetector for the measurements behind the value.
 DARK_BELOW = 60.0
-
-
-def _xywh(boxes: np.ndarray) -> List[Tuple[int, int, int, int]]:
-    return [(int(round(x1)), int(round(y1)), int(round(x2 - x1)), int(round(y2 - y1)))
-            for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4) if x2 - x1 >= 2 and y2 - y1 >= 2]
 
 
 class HaarDetector:
@@ -103,18 +99,6 @@ class HaarDetector:
         """The cascade has no scores: every box scores 1."""
         b = np.array([(x, y, x + w, y + h) for x, y, w, h in self(rgb)], np.float32).reshape(-1, 4)
         return b, np.ones(len(b), np.float32)
-
-
-def yunet_input(rgb: np.ndarray, max_side: int, upscale_to: int) -> Tuple[np.ndarray, float]:
-    """The BGR image YuNet sees and its scale: photos over `max_side` px downscaled, under `upscale_to` upscaled
-    (both YuNet detectors, OpenCV's and the Keras port, prepare photos this way)."""
-    h, w = rgb.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    if upscale_to and max(h, w) < upscale_to:
-        scale = upscale_to / max(h, w)
-    img = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 else cv2.COLOR_RGB2BGR), scale
 
 
 class YuNetDetector:
@@ -179,7 +163,7 @@ class YuNetDetector:
         return boxes, scores
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
-        return _xywh(self.detect(rgb)[0])
+        return xywh(self.detect(rgb)[0])
 
 
 def whole_image(rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
@@ -242,7 +226,7 @@ class RetinaNetFaceDetector:
         return merge(parts, self.iou_threshold)
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
-        return _xywh(self.detect(rgb)[0])
+        return xywh(self.detect(rgb)[0])
 
 
 def lowlight_detector(min_score: Optional[float] = None) -> RetinaNetFaceDetector:
@@ -368,7 +352,7 @@ class AutoFaceDetector:
         return (self.dark if self.is_dark(rgb) else self.normal).detect(rgb)
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
-        return _xywh(self.detect(rgb)[0])
+        return xywh(self.detect(rgb)[0])
 
 
 class LazyDetector:
@@ -390,7 +374,7 @@ class LazyDetector:
         return self.detector.detect(rgb)
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
-        return _xywh(self.detect(rgb)[0])
+        return xywh(self.detect(rgb)[0])
 
 
 class MergedDetector:
@@ -408,7 +392,7 @@ class MergedDetector:
         return merge([d.detect(img) for d in self.detectors], self.iou_threshold)
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
-        return _xywh(self.detect(rgb)[0])
+        return xywh(self.detect(rgb)[0])
 
 
 def _yunet_settings() -> dict:

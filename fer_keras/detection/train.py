@@ -13,8 +13,6 @@ Run directory:
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import time
@@ -24,13 +22,14 @@ import cv2
 import numpy as np
 
 from fer_keras.detection import metrics as M
-from fer_keras.detection.data import (DetAugment, DetTable, concat_tables, crop_sample, detection_batches, enhance,
+from fer_keras.detection.data import (DetAugment, DetTable, concat_tables, crop_batches, detection_batches, enhance,
                                       letterbox, load_sample, read_detection, write_dark_scenes)
+from fer_keras.detection.evaluate import write_eval
 from fer_keras.detection.lowlight import degrade_low_light
 from fer_keras.detection.retinanet import (build_kwargs, build_retinanet, check_input_size, compile_retinanet,
                                            load_detector, predict_boxes)
 from fer_keras.errors import ConfigError, DataError
-from fer_keras.io_utils import atomic_path, atomic_write_text, slug
+from fer_keras.io_utils import atomic_path, slug
 from fer_keras.run_dir import DATA_SUMMARY, METRICS, RUNTIME, RunDir, run_training
 
 
@@ -111,29 +110,6 @@ def _train_dataset(table: DetTable, cfg, start_epoch: int):
     return tf.data.Dataset.from_generator(gen, output_signature=spec).prefetch(2)
 
 
-def crop_batches(table: DetTable, det, batch_size: int, seed: int, epoch: int):
-    """One epoch of `crop_sample` batches (order and crops depend only on seed and epoch), in the layout of
-    `detection_batches`."""
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(table))
-    side = det.train_crop
-    for start in range(0, len(order) - batch_size + 1, batch_size):
-        imgs = np.zeros((batch_size, side, side, 3), np.float32)
-        boxes = np.full((batch_size, det.max_boxes, 4), -1.0, np.float32)
-        classes = np.full((batch_size, det.max_boxes), -1.0, np.float32)
-        for k, i in enumerate(order[start:start + batch_size]):
-            bgr = cv2.imread(table.sources[i], cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise DataError(f"{table.sources[i]}: cannot read image")
-            img, b = crop_sample(enhance(bgr[..., ::-1], det.enhancement), table.boxes[i], side, rng,
-                                 tuple(det.face_px), det.low_light_prob)
-            # Keep one padding row: KerasHub's label encoder with force_match indexes past the boxes of an image
-            # whose rows are all faces (a crowd crop with max_boxes faces crashed a training run).
-            b = b[:det.max_boxes - 1]
-            imgs[k], boxes[k, :len(b)], classes[k, :len(b)] = img, b, 0
-        yield imgs, {"boxes": boxes, "classes": classes}
-
-
 def _dark_copy(path: str, index: int) -> np.ndarray:
     """The low-light version of a validation image, seeded by its index (the same every epoch)."""
 
@@ -188,25 +164,6 @@ class DetectionEval:
                     logs["val_ap50_mean"] = (m["ap50"] + d["ap50"]) / 2
 
         return _Eval()
-
-
-def write_eval(out_dir: str, table: DetTable, dets, gts, scales) -> dict:
-    """Writes metrics.json, pr_curve.csv and detections.csv (original image coordinates); returns the metrics."""
-    os.makedirs(out_dir, exist_ok=True)
-    m = M.detection_metrics(dets, gts)
-    pr = M.precision_recall(dets, gts, 0.5)
-    atomic_write_text(os.path.join(out_dir, METRICS), json.dumps(m, indent=2))
-    with atomic_path(os.path.join(out_dir, "pr_curve.csv")) as tmp, open(tmp, "w", newline="") as f:
-        wr = csv.writer(f)
-        wr.writerow(["score", "precision", "recall"])
-        wr.writerows(zip(*(np.round(pr[k], 6) for k in ("scores", "precision", "recall"))))
-    with atomic_path(os.path.join(out_dir, "detections.csv")) as tmp, open(tmp, "w", newline="") as f:
-        wr = csv.writer(f)
-        wr.writerow(["source", "x1", "y1", "x2", "y2", "score"])
-        for src, d, s in zip(table.sources, dets, scales):
-            for x1, y1, x2, y2, sc in d:
-                wr.writerow([src, *(round(v / s, 1) for v in (x1, y1, x2, y2)), round(float(sc), 4)])
-    return m
 
 
 def train_detector(cfg) -> str:

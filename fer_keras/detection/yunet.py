@@ -25,7 +25,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from fer_keras.detection.faces import _xywh, yunet_input
+from fer_keras.detection.boxes import xywh, yunet_input
+from fer_keras.errors import ConfigError
 from fer_keras.models.torch_port import TorchPortBuilder, convert
 from fer_keras.torch_weights import load_state_dict
 
@@ -86,6 +87,23 @@ def load_yunet(path: str, input_shape=(None, None, 3)) -> keras.Model:
     return model
 
 
+def inference_model(model):
+    """The per-level outputs (`cls_8`, `obj_8`, `bbox_8`, `kps_8`, ...) of a YuNet, training model or not, as
+    `decode` reads them."""
+    names = [f"{n}_{s}" for s in STRIDES for n in ("cls", "obj", "bbox", "kps")]
+    return keras.Model(model.input, {n: model.get_layer(n).output for n in names}, name="yunet")
+
+
+def load_trained(path: str):
+    """A YuNet saved by a detection run (`model.keras`) or a PyTorch state dict (`.pth`), as the inference model."""
+    if path.endswith(".pth"):
+        return load_yunet(path)
+    try:
+        return inference_model(keras.saving.load_model(path, compile=False))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot load the YuNet model ({str(e).splitlines()[0]})") from None
+
+
 def decode(outputs: Dict[str, np.ndarray], score_threshold: float, nms_threshold: float = 0.3,
            top_k: int = 750) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's raw outputs (batch axis removed) → (boxes x1 y1 x2 y2, scores, landmarks (M, 5, 2)), best
@@ -131,15 +149,9 @@ class KerasYuNetDetector:
 
         if isinstance(weights, str):
             if not os.path.isfile(weights):
-                from fer_keras.errors import ConfigError
-
                 raise ConfigError(f"{weights}: YuNet weights not found")
-            from fer_keras.detection.yunet_train import load_trained
-
             self.model = load_trained(weights)
         else:
-            from fer_keras.detection.yunet_train import inference_model
-
             self.model = inference_model(weights)
         self.min_score, self.nms_threshold, self.max_side, self.upscale_to, self.top_k = \
             min_score, nms_threshold, max_side, upscale_to, top_k
@@ -161,4 +173,4 @@ class KerasYuNetDetector:
         return boxes, scores
 
     def __call__(self, rgb: np.ndarray):
-        return _xywh(self.detect(rgb)[0])
+        return xywh(self.detect(rgb)[0])

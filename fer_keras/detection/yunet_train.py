@@ -26,9 +26,12 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from fer_keras.detection.data import crop_batches
+from fer_keras.detection.evaluate import write_eval
 from fer_keras.detection.metrics import iou_matrix, scores_at_fppi
+from fer_keras.detection.yunet import STRIDES, KerasYuNetDetector, inference_model, load_trained
 
-STRIDES = (8, 16, 32)
+__all__ = ["load_trained", "inference_model"]  # re-exported: a run's YuNet loads as yunet.load_trained does
 FLAT = 16  # per prior: cls, obj, bbox (4), kps (10)
 TARGET = 6  # per prior: positive, IoU target, face box (4)
 DEFAULT_INIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained", "yunet",
@@ -58,31 +61,6 @@ def build_training_model(base):
         parts.append(layers.Reshape((-1, FLAT), name=f"flat_{s}")(level))
     flat = layers.Concatenate(axis=1, name="flat")(parts)
     return keras.Model(base.input, flat, name="yunet_train")
-
-
-def inference_model(model):
-    """The per-level outputs (`cls_8`, `obj_8`, `bbox_8`, `kps_8`, ...) of a YuNet, training model or not, as
-    `fer_keras.detection.yunet.decode` reads them."""
-    import keras
-
-    names = [f"{n}_{s}" for s in STRIDES for n in ("cls", "obj", "bbox", "kps")]
-    return keras.Model(model.input, {n: model.get_layer(n).output for n in names}, name="yunet")
-
-
-def load_trained(path: str):
-    """A YuNet saved by a detection run (`model.keras`) or a PyTorch state dict (`.pth`), as the inference model."""
-    from fer_keras.errors import ConfigError
-
-    if path.endswith(".pth"):
-        from fer_keras.detection.yunet import load_yunet
-
-        return load_yunet(path)
-    import keras
-
-    try:
-        return inference_model(keras.saving.load_model(path, compile=False))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: cannot load the YuNet model ({str(e).splitlines()[0]})") from None
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -256,8 +234,6 @@ def _val_callback(table, det):
     `detection.val_low_light`, darkened; logs `val_recall_1fppi(_dark)`, `val_ap30(_dark)` and their means."""
     import keras
 
-    from fer_keras.detection.yunet import KerasYuNetDetector
-
     sets = {"": load_photos(table)}
     if det.val_low_light:
         sets["_dark"] = load_photos(table, dark=True)
@@ -279,7 +255,6 @@ def _stream(model, table, cfg, start_epoch: int, priors: np.ndarray):
     """Infinite `tf.data` stream of (BGR crops 0-255, SimOTA targets from the model's current predictions)."""
     import tensorflow as tf
 
-    from fer_keras.detection.train import crop_batches
 
     det, bs, side = cfg.detection, cfg.data.batch_size, cfg.detection.train_crop
     predict = tf.function(lambda x: model(x, training=False))
@@ -339,9 +314,6 @@ def fit_yunet(cfg, run, data: dict, resuming: bool, t_start: float) -> None:
             model.save(tmp)
     metrics = {}
     if has_val:
-        from fer_keras.detection.train import write_eval
-        from fer_keras.detection.yunet import KerasYuNetDetector
-
         best = KerasYuNetDetector(run.model_path, min_score=0.05)
         for split, dark in (("val", False), ("val-dark", True)) if det.val_low_light else (("val", False),):
             dets = detect_photos(best, photos=load_photos(val, dark))
