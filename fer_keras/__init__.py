@@ -20,7 +20,7 @@ __all__ = ["Face", "Analyzer", "analyze", "Run", "train", "load_run", "load_mode
 def __getattr__(name):
     # PEP 562: the API module (OpenCV, the model loaders) is imported only when one of its names is used.
     if name in __all__:
-        from fer_keras import api
+        from fer_keras import api  # on first use: `import fer_keras` stays light
 
         return getattr(api, name)
     raise AttributeError(f"module 'fer_keras' has no attribute {name!r}")

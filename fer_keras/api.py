@@ -23,7 +23,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from fer_keras.errors import ConfigError, DataError
+from fer_keras.config import load_config
+from fer_keras.detection.faces import make_detector, whole_image
+from fer_keras.errors import ConfigError, DataError, quiet_tensorflow_import
+from fer_keras.model_info import load_keras_model, read_model_info
+from fer_keras.predict import (FacePredictor, Results, check_options, face_boxes, image_problem, predict_video,
+                               read_rgb)
+from fer_keras.pretrained import resolve_model
+from fer_keras.run_dir import RunDir, run_task
+from fer_keras.tasks import task_of
+from fer_keras.tta import TTA
 
 __all__ = ["Face", "Analyzer", "analyze", "Run", "train", "load_run", "load_model"]
 
@@ -65,8 +74,6 @@ ImageLike = Union[str, os.PathLike, np.ndarray, Any]  # Any: a PIL.Image.Image
 def _to_rgb(image: ImageLike) -> np.ndarray:
     """An RGB uint8 (H, W, 3) array from a path, a PIL image or an array (HxWx3 uint8 RGB, or HxW gray)."""
     if isinstance(image, (str, os.PathLike)):
-        from fer_keras.predict import image_problem, read_rgb
-
         path = os.fspath(image)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such image file")
@@ -116,11 +123,6 @@ class Analyzer:
                  largest_face: bool = False, padding: float = 0.15, min_score: Optional[float] = None,
                  min_face: int = 48, batch_size: int = 64, backend: str = "auto", labels: Optional[str] = None,
                  window: int = 5, detect_every: int = 5, hysteresis: float = 0.1, **unknown):
-        from fer_keras.detection.faces import make_detector, whole_image
-        from fer_keras.predict import FacePredictor, check_options
-        from fer_keras.pretrained import resolve_model
-        from fer_keras.tta import TTA
-
         if unknown:
             import inspect
 
@@ -149,8 +151,6 @@ class Analyzer:
         Returns:
             One `Face` per face found (an empty list when there is none).
         """
-        from fer_keras.predict import face_boxes
-
         rgb = _to_rgb(image)
         boxes = face_boxes(rgb, self.detector, self.padding, largest=self.largest_face)
         out = self.predictor.predict([self.predictor.prepare(rgb[y:y + h, x:x + w]) for x, y, w, h in boxes])
@@ -169,8 +169,6 @@ class Analyzer:
             h, label, confidence, p_<class>..., valence, arousal): one row per face per frame.
         """
         import pandas as pd
-
-        from fer_keras.predict import Results, check_options, predict_video
 
         check_options(False, max_frames=max_frames)
         src = str(source) if isinstance(source, int) else os.fspath(source)
@@ -225,8 +223,6 @@ class Run:
     """
 
     def __init__(self, path: Union[str, os.PathLike]):
-        from fer_keras.run_dir import RunDir
-
         self.path = os.fspath(path)
         if not os.path.isdir(self.path):
             raise FileNotFoundError(f"{self.path}: no such run folder")
@@ -266,23 +262,19 @@ class Run:
             tta: test-time augmentation views (`auto` = the model's own).
             batch_size: samples per model call.
         """
-        from fer_keras.errors import quiet_tensorflow_import
-        from fer_keras.run_dir import run_task
-
         quiet_tensorflow_import()
         if not run_task(self.path).expression_model:
-            from fer_keras.detection.train import evaluate_detector_run
+            from fer_keras.detection.train import evaluate_detector_run  # detection's modules only for its runs
 
             return evaluate_detector_run(self.path, "val" if split == "test" and data is None else split, data)[1]
-        from fer_keras.evaluation import evaluate_run
+        from fer_keras.evaluation import evaluate_run  # TensorFlow: loaded once a run is scored
 
         return evaluate_run(run=self.path, data=data, split=split, labels=labels, bootstrap=bootstrap, tta=tta,
                             batch_size=batch_size)[1]
 
     def report(self) -> str:
         """Writes the run's plots and self-contained report.html (as `visualize_results.py`); returns its path."""
-        from fer_keras.errors import quiet_tensorflow_import
-        from fer_keras.report import write_report
+        from fer_keras.report import write_report  # matplotlib and TensorFlow: loaded once a report is made
 
         quiet_tensorflow_import()
         return write_report(self.path)[0]
@@ -296,8 +288,7 @@ class Run:
         Returns:
             {format: path written}.
         """
-        from fer_keras.errors import quiet_tensorflow_import
-        from fer_keras.export import export_run
+        from fer_keras.export import export_run  # TensorFlow: loaded once a run is exported
 
         quiet_tensorflow_import()
         formats = None if format == "all" else [format] if isinstance(format, str) else list(format)
@@ -330,10 +321,6 @@ def train(config: Optional[str] = None, *, model: Optional[str] = None, data: Op
     Raises:
         ValueError: an unknown config key or a bad value, or unusable data (the message names it).
     """
-    from fer_keras.config import load_config
-    from fer_keras.errors import quiet_tensorflow_import
-    from fer_keras.tasks import task_of
-
     if overrides is not None and not isinstance(overrides, dict):
         raise ConfigError(f"overrides: expected a dict of dotted keys, got {type(overrides).__name__}")
     overrides = overrides or {}
@@ -350,9 +337,5 @@ def train(config: Optional[str] = None, *, model: Optional[str] = None, data: Op
 
 def load_model(name_or_path: str = "default"):
     """The Keras model of a shipped model's name, a run folder or a `.keras` file (imports TensorFlow)."""
-    from fer_keras.errors import quiet_tensorflow_import
-    from fer_keras.model_info import load_keras_model, read_model_info
-    from fer_keras.pretrained import resolve_model
-
     quiet_tensorflow_import()
     return load_keras_model(read_model_info(resolve_model(name_or_path)).model_file)

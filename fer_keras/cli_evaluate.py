@@ -7,7 +7,7 @@ import os
 from typing import Optional
 
 from fer_keras.errors import ConfigError, cli_main
-from fer_keras.evaluation import comparison_table, evaluate_run
+from fer_keras.evaluation import comparison_table, display_path, evaluate_run
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.metrics import summary_metrics
 from fer_keras.pretrained import SHIPPED_MODELS, resolve_model, shipped_names_help
@@ -55,7 +55,6 @@ def _print_result(out, result):
         print(open(os.path.join(out, "metrics.md")).read())
         return
     e, va = result["expression"], result["valence_arousal"]
-    from fer_keras.evaluation import display_path
 
     info = result["info"]
     t = Table(title=f"{display_path(info.get('model', ''))}: {info['split']} split, preset {info['preset']}, "
@@ -111,7 +110,7 @@ def main(argv=None):
         return out
     run, model_path = a.run, a.model_path
     if a.model:
-        from fer_keras.models import MODELS
+        from fer_keras.models import MODELS  # imports Keras: only for this message
 
         if a.model in MODELS and a.model not in SHIPPED_MODELS and not os.path.exists(a.model):
             raise ConfigError(f"--model {a.model}: evaluate_model.py scores a trained model, not an architecture; "
@@ -139,7 +138,7 @@ def evaluate_expression_run(run: Optional[str], model_path: Optional[str], a, co
 
 def evaluate_detection_run(run: str, model_path: Optional[str], a, common: dict) -> str:
     """Scores a face-detection run and prints AP and recall (the detection task's `evaluate`)."""
-    from fer_keras.detection.train import evaluate_detector_run
+    from fer_keras.detection.train import evaluate_detector_run  # detection's modules only for its runs
 
     split = "val" if a.split == "test" and a.data is None else a.split
     out, m = evaluate_detector_run(run, split, a.data)

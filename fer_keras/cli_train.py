@@ -7,18 +7,19 @@ import os
 import signal
 import sys
 
-from fer_keras.config import load_config
-from fer_keras.errors import cli_main, quiet_tensorflow_import
+from fer_keras.config import load_config, parse_overrides, set_key
+from fer_keras.data.formats import READERS
+from fer_keras.distributed import finish_worker, start_worker
+from fer_keras.errors import ConfigError, cli_main, quiet_tensorflow_import
 from fer_keras.export import export_run
-from fer_keras.run_dir import RUNTIME, RunDir
+from fer_keras.run_dir import RESUME_KEYS, RUNTIME, RunDir
 from fer_keras.tasks import TASKS, task_of
 
 
 def build_parser() -> argparse.ArgumentParser:
     # The registries are the lists of names the help shows (models import Keras: quietly, see errors.py).
     quiet_tensorflow_import()
-    from fer_keras.data.formats import READERS
-    from fer_keras.models import MODELS
+    from fer_keras.models import MODELS  # after the quiet TensorFlow import above (models import Keras)
 
     p = argparse.ArgumentParser(
         prog="train_model.py",
@@ -82,16 +83,11 @@ def _interrupt(signum, frame):
 
 def resume_config(run: str, args, flags):
     """The config an unfinished run was started with, pointed at that run folder (`--resume RUN`)."""
-    from fer_keras.errors import ConfigError
-
     rd = RunDir(run.rstrip("/\\"))
     if not rd.is_run():
         raise ConfigError(f"--resume {run}: not a run folder (no config.yaml)")
     if rd.status() == "finished":
         raise ConfigError(f"--resume {run}: the run already finished; nothing to resume")
-    from fer_keras.config import parse_overrides, set_key
-    from fer_keras.run_dir import RESUME_KEYS
-
     sets = parse_overrides(args.set or [])
     given = [k for k, v in flags.items() if v is not None] + (["--config"] if args.config else []) + [
         f"--set {k}" for k in sets if k not in RESUME_KEYS]
@@ -121,13 +117,9 @@ def main(argv=None) -> str:
         print("warning: TF_CONFIG is set but train.strategy is not multiworker: training on this machine alone "
               "(--set train.strategy=multiworker to train with the cluster it names)", file=sys.stderr)
     if cfg.train.strategy == "multiworker":  # before any TensorFlow op (collectives are set up at start-up)
-        from fer_keras.distributed import start_worker
-
         worker = start_worker(cfg)
     run_dir = task_of(cfg).fn("train")(cfg)
     if worker is not None and not worker.chief:
-        from fer_keras.distributed import finish_worker
-
         finish_worker(worker, run_dir)
         print(f"done: {worker.describe()}; the run is written by worker 0")
         return run_dir

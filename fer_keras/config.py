@@ -255,8 +255,8 @@ _CHOICES = {
 
 
 def _data_formats() -> tuple:
-    """`auto` and the names in the reader registry (imported here: the registry imports no TensorFlow)."""
-    from fer_keras.data.formats import READERS
+    """`auto` and the names in the reader registry."""
+    from fer_keras.data.formats import READERS  # here: the readers import this module (DataConfig)
 
     return ("auto", *READERS.names())
 

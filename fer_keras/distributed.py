@@ -207,7 +207,7 @@ def make_multiworker_strategy():
     if _STRATEGY is None:
         import tensorflow as tf
 
-        from fer_keras.keras_compat import patch_multiworker_fit
+        from fer_keras.keras_compat import patch_multiworker_fit  # imports Keras: only for multi-worker runs
 
         import logging
 

@@ -52,7 +52,7 @@ def predict_table(model, table, cfg, batch_size: int = 64, tta: str = "none") ->
 
     With `tta` (see `tta_views`), the predictions of every view are averaged.
     """
-    from fer_keras.data.pipeline import make_dataset
+    from fer_keras.data.pipeline import make_dataset  # TensorFlow: when a model is scored, not for the tables
 
     outs = []
     for view in tta_views(tta):
@@ -228,7 +228,7 @@ def _point_at_data(cfg: Config, data: Optional[str], fmt: Optional[str], labels:
 
 def _pick_split(cfg: Config, split: str):
     """(bundle, table, split actually scored, note): `all` scores every sample; `test` falls back to val."""
-    from fer_keras.data.pipeline import load_all, load_data
+    from fer_keras.data.pipeline import load_all, load_data  # TensorFlow: when a model is scored
 
     bundle = load_all(cfg.data) if split == "all" else load_data(cfg.data, require_train=False)
     table, used, note = getattr(bundle, "test" if split == "all" else split), split, ""
@@ -246,7 +246,7 @@ def _predict(model, table, cfg: Config, temporal: bool, model_file: str, batch_s
              ) -> Tuple[Dict[str, np.ndarray], str]:
     """Both heads' predictions for every sample (clips: one per clip) and a note on how they were made."""
     if table.frames is not None:
-        from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities
+        from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities  # TensorFlow: clip data only
 
         if temporal:
             out = model.predict(clip_dataset(table, cfg, False, True, batch_size=batch_size).map(lambda x, y: x),

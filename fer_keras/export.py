@@ -245,7 +245,7 @@ def _export_yunet_run(rd: RunDir, formats: Sequence[str]) -> Dict[str, str]:
     `keras`, and `savedmodel` with a `serving_default` signature on BGR 0-255 images of any size (multiples of 32)."""
     import tensorflow as tf
 
-    from fer_keras.detection.yunet import load_trained
+    from fer_keras.detection.yunet import load_trained  # YuNet's port: only for YuNet runs
 
     model = load_trained(rd.model_path)
     out = rd.file(EXPORT)

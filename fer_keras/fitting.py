@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from fer_keras.config import Config
 from fer_keras.data.augment import epoch_seed
+from fer_keras.errors import DataError
 from fer_keras.distributed import follow_the_chief_callback, make_multiworker_strategy, parse_tf_config
 from fer_keras.io_utils import atomic_path
 from fer_keras.keras_compat import seed_generators
@@ -272,8 +273,6 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         try:
             super().on_train_begin(logs)
         except (OSError, ValueError) as e:  # a read: the backup is damaged, not the run folder unwritable
-            from fer_keras.errors import DataError
-
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise DataError(f"{self.backup_dir}: this run's backup cannot be read ({first}); it was damaged (a "
                             "kill or a full disk while it was written). Move that folder away and resume again "

@@ -27,6 +27,7 @@ from fer_keras.detection.faces import whole_image
 from fer_keras.errors import ConfigError, DataError, ModelError, quiet_tensorflow_import, stderr_captured
 from fer_keras.io_utils import write_image
 from fer_keras.labels import class_mapping_matrix, map_probabilities, preset_classes
+from fer_keras.progress import Progress
 from fer_keras.model_info import check_class_count, check_expression_model, load_keras_model, read_model_info
 from fer_keras.tta import tta_views, tta_views_numpy
 
@@ -383,8 +384,6 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
                    save_crops: bool = False, progress: bool = True) -> None:
     """Detects and crops faces of many images (every face, or the largest when `all_faces` is False), then
     classifies all crops in batches. A progress line goes to stderr for more than one image."""
-    from fer_keras.progress import Progress
-
     # A grayscale model with a grayscale detector needs no colour: decoding straight to gray saves ~1 ms a photo.
     gray = predictor.channels == 1 and getattr(detector, "accepts_gray", False) and not annotate_out \
         and not save_crops
@@ -456,8 +455,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     beats the shown one by `margin` (hysteresis), so a steady face does not flicker. A progress line goes to
     stderr. An unopenable, empty or truncated video is reported in `results.errors`; an empty one writes nothing.
     """
-    from fer_keras.progress import Progress
-    from fer_keras.tracking import FaceTracker
+    from fer_keras.tracking import FaceTracker  # imports SciPy: only for videos, so one photo starts faster
 
     webcam = source.isdigit() and not os.path.exists(source)
     cap = cv2.VideoCapture(int(source) if webcam else source)

@@ -140,7 +140,7 @@ def expression_figures(run: str) -> Dict[str, tuple]:
 
 def detection_figures(run: str) -> Dict[str, tuple]:
     """Learning curves, the PR curve of each evaluated split and sample detections of a detection run."""
-    from fer_keras.detection.train import load_detection_data
+    from fer_keras.detection.train import load_detection_data  # detection's modules only for its runs
 
 
     figures = {}

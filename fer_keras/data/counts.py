@@ -14,12 +14,12 @@ import os
 from typing import Dict, List, Optional
 
 from fer_keras.errors import cli_main
+from fer_keras.io_utils import atomic_write_text
+from fer_keras.labels import map_name, preset_classes
 
 
 def count_table(names_by_split: Dict[str, List[str]], presets=("7", "5", "4", "2")) -> List[dict]:
     """Rows (preset, split, class, count) from canonical names per split; classes a preset drops are skipped."""
-    from fer_keras.labels import map_name, preset_classes
-
     rows = []
     for preset in presets:
         classes = preset_classes(preset)
@@ -35,7 +35,7 @@ def count_table(names_by_split: Dict[str, List[str]], presets=("7", "5", "4", "2
 
 def dataset_counts(path: str, fmt: str = "auto", fold: Optional[int] = None) -> Dict[int, List[dict]]:
     """{fold: rows} for a dataset (folds 1-5 for DFEW unless one is given; fold 0 = the dataset's own split)."""
-    from fer_keras.config import DataConfig
+    from fer_keras.config import DataConfig  # with the readers below: TensorFlow (tfrecord) only when counting
     from fer_keras.data.formats import BadLog, detect_format, read_table  # here: it imports TensorFlow (tfrecord)
 
     fmt = detect_format(path) if fmt == "auto" else fmt
@@ -75,8 +75,6 @@ def main(argv=None):
     p.add_argument("--fold", type=int)
     p.add_argument("--out", default="counts")
     a = p.parse_args(argv)
-    from fer_keras.io_utils import atomic_write_text
-
     result = dataset_counts(a.data, a.format, a.fold)
     md, buf = [], io.StringIO()
     buf.write("fold,preset,split,class,count\n")

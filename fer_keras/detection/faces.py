@@ -409,7 +409,7 @@ def yunet_lowlight_detector(min_score: Optional[float] = None):
         raise ConfigError(f"{YUNET_LOWLIGHT}: the low-light YuNet is not installed (train one with "
                           "configs/lowlight_yunet.yaml and pass its run directory to --detector)")
     quiet_tensorflow_import()
-    from fer_keras.detection.yunet import KerasYuNetDetector
+    from fer_keras.detection.yunet import KerasYuNetDetector  # imports Keras: loaded only when this detector is used
 
     settings = {}
     if os.path.isfile(YUNET_LOWLIGHT_SETTINGS):
@@ -451,7 +451,7 @@ def _yunet(min_face: int = 48, min_score: Optional[float] = None):
 @DETECTORS.register("yunet-keras")
 def _yunet_keras(min_face: int = 48, min_score: Optional[float] = None):
     quiet_tensorflow_import()
-    from fer_keras.detection.yunet import KerasYuNetDetector
+    from fer_keras.detection.yunet import KerasYuNetDetector  # imports Keras: loaded only when this detector is used
 
     settings = _yunet_settings()
     return KerasYuNetDetector(os.path.join(os.path.dirname(YUNET_MODEL), "yunet_n.pth"),
@@ -508,7 +508,7 @@ def detector_from_run(run_dir: str, min_score: Optional[float] = None):
     cfg = run.config()
     if cfg.detection.architecture == "yunet":
         quiet_tensorflow_import()
-        from fer_keras.detection.yunet import KerasYuNetDetector
+        from fer_keras.detection.yunet import KerasYuNetDetector  # imports Keras: only when used
 
         return KerasYuNetDetector(run.model_path, cfg.detection.min_score if min_score is None else min_score)
     return RetinaNetFaceDetector.from_run(run_dir, min_score)

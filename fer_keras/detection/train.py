@@ -189,7 +189,7 @@ def train_detector(cfg) -> str:
             s: {"images": len(tb), "faces": tb.num_faces} for s, tb in data.items() if isinstance(tb, DetTable)}})
 
     if cfg.detection.architecture == "yunet":
-        from fer_keras.detection.yunet_train import fit_yunet
+        from fer_keras.detection.yunet_train import fit_yunet  # Keras and YuNet's training: only for YuNet runs
 
         if not cfg.detection.train_crop:
             raise ConfigError("detection.architecture yunet trains on crops: set detection.train_crop (e.g. 320)")
@@ -204,7 +204,7 @@ def _fit_detector(cfg, run: RunDir, data: dict, resuming: bool, t_start: float) 
     import keras
     import tensorflow as tf
 
-    from fer_keras.fitting import fit_verbosity, make_callbacks, make_optimizer
+    from fer_keras.fitting import fit_verbosity, make_callbacks, make_optimizer  # TensorFlow: when training
 
     t, det = cfg.train, cfg.detection
     train, val = data["train"], data["val"]
@@ -262,8 +262,9 @@ def evaluate_detector_run(run_dir: str, split: str = "val", data: Optional[str] 
             raise ConfigError(f"{run_dir}: its data has no {split!r} split; pass --data")
     out = os.path.join(run_dir, "eval", name)
     if cfg.detection.architecture == "yunet":
+        # Keras and YuNet's code: only for YuNet runs
         from fer_keras.detection.yunet import KerasYuNetDetector
-        from fer_keras.detection.yunet_train import detect_photos
+        from fer_keras.detection.yunet_train import detect_photos  # (the same)
 
         detector = KerasYuNetDetector(run.model_path, 0.05)
         return out, write_eval(out, table, detect_photos(detector, table), table.boxes, [1.0] * len(table))

@@ -27,6 +27,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from fer_keras.detection.data import crop_batches
+from fer_keras.detection.lowlight import degrade_low_light
+from fer_keras.errors import DataError
+from fer_keras.fitting import fit_verbosity, make_callbacks, make_optimizer
+from fer_keras.io_utils import atomic_path
+from fer_keras.run_dir import METRICS, RUNTIME
 from fer_keras.detection.evaluate import write_eval
 from fer_keras.detection.metrics import iou_matrix, scores_at_fppi
 from fer_keras.detection.yunet import STRIDES, KerasYuNetDetector, inference_model, load_trained
@@ -205,9 +210,6 @@ def load_photos(table, dark: bool = False) -> List[np.ndarray]:
     """The RGB photos of a detection table; with `dark`, degraded to low light, seeded 100000 + index in folder."""
     import cv2
 
-    from fer_keras.detection.lowlight import degrade_low_light
-    from fer_keras.errors import DataError
-
     out = []
     for src, i in zip(table.sources, _folder_index(table.sources)):
         bgr = cv2.imread(src, cv2.IMREAD_COLOR)
@@ -283,9 +285,6 @@ def fit_yunet(cfg, run, data: dict, resuming: bool, t_start: float) -> None:
     import keras
     import tensorflow as tf
 
-    from fer_keras.io_utils import atomic_path
-    from fer_keras.run_dir import METRICS, RUNTIME
-    from fer_keras.fitting import fit_verbosity, make_callbacks, make_optimizer
 
     t, det = cfg.train, cfg.detection
     train, val = data["train"], data["val"]
