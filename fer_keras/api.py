@@ -114,6 +114,7 @@ class Analyzer:
         window: video: average each track over its last N frames.
         detect_every: video: detect every N frames, moving the boxes along their tracks in between.
         hysteresis: video: a track's label changes only when another class leads by this much.
+        confirm: video: a track is reported once this many detections found it (unconfirmed tracks are dropped).
 
     Raises:
         ValueError: an unknown option, an out-of-range value or an unknown model or detector name.
@@ -122,20 +123,20 @@ class Analyzer:
     def __init__(self, model: str = "default", *, detector: Optional[str] = "auto", tta: str = "auto",
                  largest_face: bool = False, padding: float = 0.15, min_score: Optional[float] = None,
                  min_face: int = 48, batch_size: int = 64, backend: str = "auto", labels: Optional[str] = None,
-                 window: int = 5, detect_every: int = 5, hysteresis: float = 0.1, **unknown):
+                 window: int = 5, detect_every: int = 5, hysteresis: float = 0.1, confirm: int = 2, **unknown):
         if unknown:
             import inspect
 
             valid = [k for k, p in inspect.signature(Analyzer).parameters.items() if p.kind == p.KEYWORD_ONLY]
             raise ConfigError(f"unknown option {sorted(unknown)[0]!r}; valid: {', '.join(valid)}")
         check_options(False, padding=padding, batch_size=batch_size, window=window, detect_every=detect_every,
-                      hysteresis=hysteresis, min_face=min_face, min_score=min_score)
+                      hysteresis=hysteresis, min_face=min_face, min_score=min_score, confirm=confirm)
         if tta not in ("auto", *TTA):
             raise ConfigError(f"tta {tta!r}; valid: auto, {', '.join(TTA)}")
         self.predictor = FacePredictor(resolve_model(model), batch_size, tta=tta, labels=labels, backend=backend)
         self.detector = whole_image if detector is None else make_detector(detector, min_face, min_score)
         self.tta, self.largest_face, self.padding = tta, largest_face, padding
-        self.window, self.detect_every, self.hysteresis = window, detect_every, hysteresis
+        self.window, self.detect_every, self.hysteresis, self.confirm = window, detect_every, hysteresis, confirm
 
     @property
     def class_names(self) -> List[str]:
@@ -178,7 +179,7 @@ class Analyzer:
         predictor = self.predictor.with_tta("none") if self.tta == "auto" else self.predictor
         predict_video(predictor, src, self.detector, self.padding, self.window, results, max_frames=max_frames,
                       detect_every=self.detect_every, largest_face=self.largest_face, margin=self.hysteresis,
-                      progress=False)
+                      progress=False, confirm=self.confirm)
         unreadable = [e for s, e in results.errors if not e.startswith("no face found")]
         if not results.rows and unreadable:
             raise DataError(f"{src}: {unreadable[0]}")

@@ -158,6 +158,9 @@ def main(argv=None):
     p.add_argument("--hysteresis", type=float, default=0.1,
                    help="video: a face's label changes only when another class's smoothed probability beats it "
                         "by this much (default 0.1; 0 = plain argmax)")
+    p.add_argument("--confirm", type=int, default=2, metavar="N",
+                   help="video: a face track is reported once N detections found it (default 2; 1 = every box); "
+                        "tracks never confirmed are dropped and counted in the summary")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr")
     p.add_argument("--max-frames", type=int, help="video/webcam: stop after N frames")
     p.add_argument("--annotate", action="store_true", help="write annotated images/videos")
@@ -173,7 +176,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     model = resolve_model(a.model)
     check_options(padding=a.padding, batch_size=a.batch_size, window=a.window, detect_every=a.detect_every,
-                  hysteresis=a.hysteresis, min_face=a.min_face, max_frames=a.max_frames, min_score=a.min_score)
+                  hysteresis=a.hysteresis, min_face=a.min_face, max_frames=a.max_frames, min_score=a.min_score,
+                  confirm=a.confirm)
     if a.show and not can_show():
         why = "no display (DISPLAY is not set)" if not os.environ.get("DISPLAY") else \
             "this OpenCV has no GUI backend (opencv-python-headless; `pip install opencv-python` adds one)"
@@ -206,7 +210,8 @@ def main(argv=None):
     for kind, path in inputs:
         if kind in ("video", "webcam"):
             predict_video(video_predictor, path, detector, a.padding, a.window, results, a.out, a.annotate, a.show,
-                          a.max_frames, a.detect_every, a.largest_face, a.hysteresis, progress=not a.quiet)
+                          a.max_frames, a.detect_every, a.largest_face, a.hysteresis, progress=not a.quiet,
+                          confirm=a.confirm)
     _write_csv(os.path.join(a.out, "predictions.csv"), results.rows)
 
     atomic_write_text(os.path.join(a.out, "predictions.json"), json.dumps(results.rows, indent=1))
@@ -242,7 +247,9 @@ def main(argv=None):
             {**total, "preset": a.labels or str(len(predictor.class_names))}, indent=1))
         print(f"overall: accuracy {total['accuracy']:.4f}, UAR {total['uar']:.4f} over {total['images']} images "
               f"in {total['classes']} classes (preset {a.labels or len(predictor.class_names)})")
-    print(f"{len(results.rows)} faces from {len(inputs)} inputs; {len(results.errors)} problems "
+    dropped = (f"; {results.unconfirmed_tracks} unconfirmed video tracks dropped ({results.unconfirmed_rows} rows)"
+               if results.unconfirmed_tracks else "")
+    print(f"{len(results.rows)} faces from {len(inputs)} inputs{dropped}; {len(results.errors)} problems "
           f"(see {a.out}/errors.csv); wrote {a.out}/predictions.csv")
     return results
 

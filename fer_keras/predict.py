@@ -346,6 +346,8 @@ def annotate(rgb: np.ndarray, boxes, labels, confidences, vas) -> np.ndarray:
 class Results:
     rows: List[dict] = field(default_factory=list)
     errors: List[Tuple[str, str]] = field(default_factory=list)
+    unconfirmed_tracks: int = 0  # video tracks never confirmed (FaceTracker.min_hits): their rows were dropped
+    unconfirmed_rows: int = 0
 
 
 def _row(source, frame, idx, box, names, probs, va, label: Optional[int] = None, track=""):
@@ -446,8 +448,12 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
 def predict_video(predictor: FacePredictor, source: str, detector, padding: float, window: int,
                   results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
                   show: bool = False, max_frames: Optional[int] = None, detect_every: int = 5,
-                  largest_face: bool = False, margin: float = 0.1, progress: bool = True) -> None:
+                  largest_face: bool = False, margin: float = 0.1, progress: bool = True, confirm: int = 2) -> None:
     """Predictions for every face of every frame, tracked: one `track` id per face across frames.
+
+    A track is reported only once `confirm` detections found it (its earlier frames are then reported too); the
+    rows of tracks never confirmed are dropped and counted in `results.unconfirmed_*` (a box found once and never
+    again is rarely a face).
 
     Faces are detected every `detect_every` frames; on the frames between, each face's box moves on at its track's
     velocity (box centre shift per frame between its last two detections). Each track's probabilities and
@@ -470,10 +476,11 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     declared = 0 if webcam else int(max(0.0, cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0))
     total = min(declared or max_frames or 0, max_frames or declared) or None
     writer = None
-    tracker = FaceTracker(window=window, margin=margin)
+    tracker = FaceTracker(window=window, margin=margin, min_hits=confirm)
+    start, pending = len(results.rows), {}  # this video's first row; track id -> rows awaiting confirmation
     name = "webcam" if webcam else os.path.basename(source)
     prog = Progress(name, total, "frames", enabled=progress)
-    frame_no, no_face, boxes = 0, 0, []
+    frame_no, boxes = 0, []
     show = show and can_show()
     try:
         while max_frames is None or frame_no < max_frames:
@@ -495,13 +502,17 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
                 rows = []
                 for i, (b, tid) in enumerate(zip(boxes, ids)):
                     label, probs, va = tracker.smooth(tid, out["expression"][i], out["valence_arousal"][i])
-                    rows.append(_row(source, frame_no, i, b, predictor.class_names, probs, va, label, tid))
-                results.rows.extend(rows)
-                if annotate_out or show:
-                    drawn = annotate(rgb, boxes, [f"#{r['track']} {r['label']}" for r in rows],
-                                     [r["confidence"] for r in rows], [(r["valence"], r["arousal"]) for r in rows])
-            else:
-                no_face += 1
+                    row = _row(source, frame_no, i, b, predictor.class_names, probs, va, label, tid)
+                    if tracker.confirmed(tid):
+                        results.rows.extend(pending.pop(tid, ()))
+                        results.rows.append(row)
+                        rows.append(row)
+                    else:
+                        pending.setdefault(tid, []).append(row)
+                if rows and (annotate_out or show):  # confirmed tracks only
+                    drawn = annotate(rgb, [(r["x"], r["y"], r["w"], r["h"]) for r in rows],
+                                     [f"#{r['track']} {r['label']}" for r in rows], [r["confidence"] for r in rows],
+                                     [(r["valence"], r["arousal"]) for r in rows])
             if annotate_out and out_dir:
                 if writer is None:
                     os.makedirs(os.path.join(out_dir, "annotated"), exist_ok=True)
@@ -532,6 +543,10 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
         if writer is not None:
             writer.release()
         prog.close()
+    results.unconfirmed_tracks += len(pending)
+    results.unconfirmed_rows += sum(len(rows) for rows in pending.values())
+    results.rows[start:] = sorted(results.rows[start:], key=lambda r: (r["frame"], r["face"]))
+    no_face = frame_no - len({r["frame"] for r in results.rows[start:]})
     if frame_no == 0:
         what = "no frame could be read from the webcam" if webcam else \
             "no frame could be decoded (empty, truncated or unsupported video)"
@@ -565,6 +580,7 @@ OPTION_RANGES = {
     "min_face": (lambda v: v >= 1, "at least 1 px"),
     "max_frames": (lambda v: v >= 1, "at least 1 frame"),
     "min_score": (lambda v: 0.0 <= v < 1.0, "a score in [0, 1)"),
+    "confirm": (lambda v: v >= 1, "at least 1 detection"),
 }
 
 

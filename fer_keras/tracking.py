@@ -33,6 +33,7 @@ class Track:
     vas: Deque[np.ndarray] = field(default_factory=deque)
     label: Optional[int] = None  # the label shown (changes only past the hysteresis margin)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box shift per frame between detections
+    hits: int = 0  # detections associated with it
 
 
 class FaceTracker:
@@ -44,10 +45,14 @@ class FaceTracker:
         max_age: frames a track survives without a matching box (a missed detection does not end a face).
         margin: hysteresis: the shown label changes only when another class's smoothed probability exceeds the
             shown one's by this much (0 = plain argmax).
+        min_hits: a track is confirmed (reported) once this many detections were associated with it: a box that
+            one detection finds and the next ones do not (a car window, a poster) never becomes a face track.
     """
 
-    def __init__(self, window: int = 5, iou_threshold: float = 0.3, max_age: int = 15, margin: float = 0.1):
+    def __init__(self, window: int = 5, iou_threshold: float = 0.3, max_age: int = 15, margin: float = 0.1,
+                 min_hits: int = 2):
         self.window, self.iou_threshold, self.max_age, self.margin = max(1, window), iou_threshold, max_age, margin
+        self.min_hits = max(1, min_hits)
         self.tracks: Dict[int, Track] = {}
         self.frame = -1
         self._next_id = 0
@@ -61,10 +66,10 @@ class FaceTracker:
         self.tracks = {t.id: t for t in live}
         ids = [-1] * len(boxes)
         if live and len(boxes):
-            iou = iou_matrix(boxes, np.stack([t.box for t in live]))
-            rows, cols = linear_sum_assignment(-iou)
+            sim = self._similarity(boxes, live)
+            rows, cols = linear_sum_assignment(-sim)
             for r, c in zip(rows, cols):
-                if iou[r, c] >= self.iou_threshold:
+                if sim[r, c] > 0:
                     ids[r] = live[c].id
         for i, box in enumerate(boxes):
             if ids[i] < 0:
@@ -73,11 +78,32 @@ class FaceTracker:
                                                    deque(maxlen=self.window))
                 self._next_id += 1
             t = self.tracks[ids[i]]
+            t.hits += 1
             if self.frame > t.last_frame:  # constant-velocity motion of the box centre, for the frames between
                 shift = (box[:2] + box[2:] - t.box[:2] - t.box[2:]) / 2.0
                 t.velocity = shift / (self.frame - t.last_frame)
             t.box, t.last_frame = box, self.frame
         return ids
+
+    def _similarity(self, boxes: np.ndarray, live: List[Track]) -> np.ndarray:
+        """How well each new box continues each live track (0 = not at all): the IoU with the track's box moved on
+        at its velocity when it reaches `iou_threshold`; else, for a face that moved fast between two detections
+        (its boxes no longer overlap enough), a smaller score when its centre is within one face size of where the
+        track was and its size within a factor of 1.5."""
+        moved = np.stack([t.box + np.tile(t.velocity * (self.frame - t.last_frame), 2) for t in live])
+        iou = iou_matrix(boxes, moved)
+        sim = np.where(iou >= self.iou_threshold, iou, 0.0)
+        c_new, c_old = (boxes[:, :2] + boxes[:, 2:]) / 2, (moved[:, :2] + moved[:, 2:]) / 2
+        side_new = np.sqrt(np.prod(np.maximum(boxes[:, 2:] - boxes[:, :2], 1), axis=1))
+        side_old = np.sqrt(np.prod(np.maximum(moved[:, 2:] - moved[:, :2], 1), axis=1))
+        dist = np.linalg.norm(c_new[:, None] - c_old[None], axis=-1) / ((side_new[:, None] + side_old[None]) / 2)
+        ratio = side_new[:, None] / side_old[None]
+        near = (sim == 0) & (dist <= 1.0) & (ratio >= 1 / 1.5) & (ratio <= 1.5)
+        return np.where(near, self.iou_threshold * 0.5 * (1.0 - dist), sim)
+
+    def confirmed(self, track_id: int) -> bool:
+        """Whether the track has been seen by `min_hits` detections (it stays confirmed while it lives)."""
+        return self.tracks[track_id].hits >= self.min_hits
 
     def predict(self, frame: int, width: int, height: int) -> Tuple[List[Tuple[int, int, int, int]], List[int]]:
         """The boxes `(x, y, w, h)` of the tracks seen at the last detection, moved on to `frame` at their

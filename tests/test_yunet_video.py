@@ -215,3 +215,38 @@ def test_boxes_move_on_between_detections_and_vanish_with_the_face():
     assert tr.predict(8, 120, 480)[0] == [(116, 94, 4, 40)]  # clipped to the image
     tr.update([], 10)  # the face left: nothing is carried to the frames after
     assert tr.predict(12, 640, 480) == ([], [])
+
+
+def test_a_box_found_by_one_detection_never_becomes_a_track(tiny_run, face, tmp_path):
+    """Track confirmation on a synthetic sequence: the face is found by every detection, a false box (a 'car
+    window') by one only. The face is reported in every frame (its first frames once it is confirmed), the false
+    box's track never, and the drop is counted."""
+    from fer_keras.predict import Results, predict_video
+    from fer_keras.tracking import FaceTracker
+
+    t = FaceTracker(min_hits=2)
+    a, = t.update([(10, 10, 50, 50)], 0)
+    assert not t.confirmed(a)
+    t.update([(12, 10, 50, 50)], 5)
+    assert t.confirmed(a)
+
+    path = str(tmp_path / "clip.mp4")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25, (480, 360))
+    for _ in range(30):
+        writer.write(cv2.cvtColor(_scene(face, 100, 100), cv2.COLOR_RGB2BGR))
+    writer.release()
+    calls = []
+
+    def detector(rgb):  # the face every time; a false box on the second detection only
+        calls.append(1)
+        return [(100, 100, 120, 144)] + ([(300, 20, 150, 120)] if len(calls) == 2 else [])
+
+    pred = FacePredictor(tiny_run)
+    results = Results()
+    predict_video(pred, path, detector, 0.0, 5, results, detect_every=5, progress=False)
+    assert [r["frame"] for r in results.rows] == list(range(30))
+    assert {r["track"] for r in results.rows} == {0}
+    assert results.unconfirmed_tracks == 1 and results.unconfirmed_rows == 5  # frames 5-9 of the false box
+    results, calls[:] = Results(), []
+    predict_video(pred, path, detector, 0.0, 5, results, detect_every=5, progress=False, confirm=1)
+    assert {r["track"] for r in results.rows} == {0, 1} and results.unconfirmed_tracks == 0  # 1 = every box
