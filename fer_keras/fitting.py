@@ -20,12 +20,13 @@ import tensorflow as tf
 
 from fer_keras.config import Config
 from fer_keras.data.augment import epoch_seed
-from fer_keras.errors import DataError
-from fer_keras.distributed import follow_the_chief_callback, make_multiworker_strategy, parse_tf_config
+from fer_keras.distributed import (follow_the_chief_callback, lost_worker_message, make_multiworker_strategy,
+                                   parse_tf_config)
+from fer_keras.errors import DataError, describe_os_error
 from fer_keras.io_utils import atomic_path
 from fer_keras.keras_compat import seed_generators
 from fer_keras.models import MODELS
-from fer_keras.run_dir import BACKUP, RunDir
+from fer_keras.run_dir import BACKUP, RUNTIME, RunDir, resume_command
 
 
 # === Runtime choices ===
@@ -398,3 +399,64 @@ def fit_verbosity(verbose: int) -> int:
     if verbose != -1:
         return verbose
     return 1 if sys.stdout.isatty() else 0  # in a log, EpochLine prints one short line per epoch
+
+
+# === The fit and its tail, shared by every trainer (expression, RetinaNet, YuNet) ===
+
+def fit_run(fit, run_dir: str, strategy_name: str = "default", find_bad_file=None) -> None:
+    """Runs `fit()` (a `model.fit` call) and turns what can stop it into one line that says how to continue.
+
+    Args:
+        fit: the call that trains.
+        run_dir: the run folder (for the `--resume` command).
+        strategy_name: `train.strategy` (a lost peer is only a failure of multi-worker training).
+        find_bad_file: for an undecodable input, a function returning (file, problem) or None.
+    """
+    try:
+        fit()
+    except tf.errors.InvalidArgumentError as e:
+        # A file that passed the header check but fails to decode mid-epoch (data.validate_images=header, used
+        # for data too big to decode up front). Finished epochs are kept in backup/: the run resumes.
+        first = (e.message or str(e)).strip().splitlines()[0][:300]
+        kept = os.path.exists(os.path.join(run_dir, BACKUP))
+        then = (f"continue with: {resume_command(run_dir)}" if kept else
+                "rerun the same command (no epoch had finished, nothing was kept)")
+        found = find_bad_file() if find_bad_file else None
+        if found:
+            raise DataError(f"training stopped: {found[0]}: {found[1]} (tf.data: {first}); fix or remove it (or "
+                            f"use --skip-bad with --set data.validate_images=full), then {then}") from None
+        raise DataError(f"training stopped: an input failed in the tf.data pipeline ({first}); find the file with "
+                        "--set data.validate_images=full (decodes every image before training), fix or remove it, "
+                        f"and {then}") from None
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError,
+            tf.errors.AbortedError, tf.errors.InternalError) as e:  # a collective op whose peer is gone
+        if strategy_name != "multiworker":
+            raise
+        raise DataError(lost_worker_message(run_dir, e)) from None
+    except OSError as e:  # a checkpoint, history row or backup could not be written (disk full, permissions)
+        raise DataError(f"training stopped: cannot write into the run folder {run_dir} "
+                        f"({describe_os_error(e)}); fix that and continue with: {resume_command(run_dir)}") from None
+
+
+def finish_fit(run: RunDir, model, cfg: Config, logger: "RunLogger", monitor: str, mode: str,
+               images_per_epoch: int, t_start: float, **extra) -> dict:
+    """The end of every fit: the final model when no epoch produced a checkpoint, and runtime.json in one schema
+    (task, timings, speed, the monitor's best value, versions; `extra` adds the trainer's own keys, e.g. the
+    device and precision or the detector's architecture). Returns what it wrote."""
+    import platform
+
+    if not os.path.isfile(run.model_path):  # the monitor never produced a value: keep the final model
+        with atomic_path(run.model_path) as tmp:
+            model.save(tmp)
+    times = logger.epoch_times[1:] or logger.epoch_times
+    runtime = {
+        "task": cfg.task, **extra, "params": int(model.count_params()), "epochs_run": len(logger.epoch_times),
+        "train_seconds": round(time.time() - t_start, 1),
+        "median_epoch_seconds": float(np.median(times)) if times else None,
+        "train_images_per_second": float(images_per_epoch / np.median(times)) if times else None,
+        "monitor": monitor, "best": run.best_so_far(monitor, mode),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+    }
+    run.write_json(RUNTIME, runtime)
+    return runtime

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import platform
 import time
 from typing import Optional
 
@@ -23,10 +22,11 @@ from fer_keras.data.augment import EPOCH_SEED_STRIDE
 from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities
 from fer_keras.data.pipeline import (DataBundle, class_weights, epoch_size, find_undecodable, load_data,
                                      make_dataset)
-from fer_keras.distributed import lost_worker_message, parse_tf_config, shard_options, weights_digest
-from fer_keras.errors import ConfigError, DataError, describe_os_error
+from fer_keras.distributed import parse_tf_config, shard_options, weights_digest
+from fer_keras.errors import ConfigError
 from fer_keras.evaluation import predict_table
-from fer_keras.fitting import fit_verbosity, make_callbacks, make_optimizer, make_strategy, resolve_runtime
+from fer_keras.fitting import (finish_fit, fit_run, fit_verbosity, make_callbacks, make_optimizer, make_strategy,
+                               resolve_runtime)
 from fer_keras.io_utils import atomic_path
 from fer_keras.keras_compat import flatten_layers
 from fer_keras.keras_metrics import ExpressionAccuracy, MacroRecall, MaskedVAMetric
@@ -36,7 +36,7 @@ from fer_keras.metrics import expression_metrics, source_scores
 from fer_keras.model_info import load_keras_model, read_model_info
 from fer_keras.models import MODELS, build_model
 from fer_keras.models.transfer import transfer_weights
-from fer_keras.run_dir import BACKUP, DATA_SUMMARY, LABELS, RUNTIME, RunDir, resume_command, run_training, write_json
+from fer_keras.run_dir import DATA_SUMMARY, LABELS, RunDir, run_training, write_json
 
 
 # === Compile ===
@@ -333,48 +333,12 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
     print(f"run: {run_dir}{' (resuming)' if resuming else ''} | model {model.name} "
           f"{model.count_params():,} params | {runtime['device']} xla={runtime['xla']} {runtime['precision']} | "
           f"train {len(data.train)} val {len(data.val) if data.val is not None else 0}")
-    try:
-        model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
-                  callbacks=callbacks, verbose=fit_verbosity(t.verbose))
-    except tf.errors.InvalidArgumentError as e:
-        # A file that passed the header check but fails to decode mid-epoch (data.validate_images=header, used
-        # for data too big to decode up front). Finished epochs are kept in backup/: the run resumes.
-        first = (e.message or str(e)).strip().splitlines()[0][:300]
-        kept = os.path.exists(os.path.join(run_dir, BACKUP))
-        then = (f"continue with: {resume_command(run_dir)}" if kept else
-                "rerun the same command (no epoch had finished, nothing was kept)")
-        found = find_undecodable([data.train, data.val], d)  # tf.data's error does not say which file it was
-        if found:
-            raise DataError(f"training stopped: {found[0]}: {found[1]} (tf.data: {first}); fix or remove it (or "
-                            f"use --skip-bad with --set data.validate_images=full), then {then}") from None
-        raise DataError(f"training stopped: an input failed in the tf.data pipeline ({first}); find the file with "
-                        "--set data.validate_images=full (decodes every image before training), fix or remove it, "
-                        f"and {then}") from None
-    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError,
-            tf.errors.AbortedError, tf.errors.InternalError) as e:  # a collective op whose peer is gone
-        if t.strategy != "multiworker":
-            raise
-        raise DataError(lost_worker_message(run_dir, e)) from None
-    except OSError as e:  # a checkpoint, history row or backup could not be written (disk full, permissions)
-        raise DataError(f"training stopped: cannot write into the run folder {run_dir} "
-                        f"({describe_os_error(e)}); fix that and continue with: {resume_command(run_dir)}") from None
+    fit_run(lambda: model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
+                              callbacks=callbacks, verbose=fit_verbosity(t.verbose)),
+            run_dir, t.strategy, lambda: find_undecodable([data.train, data.val], d))
     if t.strategy == "multiworker":
         print(f"final weights digest {weights_digest(model)} (equal on every worker when the replicas are in sync)")
-    run = RunDir(run_dir)
-    model_path = run.model_path
-    if not os.path.isfile(model_path):  # the monitor never produced a value: keep the final model
-        with atomic_path(model_path) as tmp:
-            model.save(tmp)
-    times = logger.epoch_times[1:] or logger.epoch_times
     n_per_epoch = (t.steps_per_epoch * d.batch_size) if t.steps_per_epoch else per_epoch
-    run.write_json(RUNTIME, {
-        **runtime, "strategy": t.strategy, "replicas": strategy.num_replicas_in_sync,
-        "params": int(model.count_params()), "epochs_run": len(logger.epoch_times),
-        "train_seconds": round(time.time() - t_start, 1),
-        "median_epoch_seconds": float(np.median(times)) if times else None,
-        "train_images_per_second": float(n_per_epoch / np.median(times)) if times else None,
-        "monitor": monitor, "best": run.best_so_far(monitor, t.monitor_mode),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-    })
+    finish_fit(RunDir(run_dir), model, cfg, logger, monitor, t.monitor_mode, n_per_epoch, t_start, **runtime,
+               strategy=t.strategy, replicas=strategy.num_replicas_in_sync)
     return run_dir

@@ -520,3 +520,35 @@ def test_a_damaged_backup_is_a_read_error_naming_it(demo_root, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1
     assert "backup cannot be read" in err and "cannot write" not in err
+
+
+def test_one_fit_tail_translates_what_stops_a_fit(tmp_path):
+    """fitting.fit_run (used by the expression, RetinaNet and YuNet trainers): a write failure and an undecodable
+    input are one line naming the run and the command that continues it."""
+    import tensorflow as tf
+
+    from fer_keras.errors import DataError
+    from fer_keras.fitting import fit_run
+
+    run = str(tmp_path / "my run")
+    os.makedirs(os.path.join(run, "backup"))
+
+    def disk_full():
+        raise OSError(28, "No space left on device", os.path.join(run, "history.csv"))
+
+    with pytest.raises(DataError, match=r"cannot write into the run folder .*my run.* --resume '.*my run'"):
+        fit_run(disk_full, run)
+
+    def undecodable():
+        raise tf.errors.InvalidArgumentError(None, None, "Input is empty.")
+
+    with pytest.raises(DataError, match=r"training stopped: /x.jpg: cannot decode .* --resume"):
+        fit_run(undecodable, run, find_bad_file=lambda: ("/x.jpg", "cannot decode image"))
+    with pytest.raises(tf.errors.UnavailableError):  # a lost peer is a failure of multi-worker training only
+        fit_run(lambda: (_ for _ in ()).throw(tf.errors.UnavailableError(None, None, "peer")), run)
+
+
+def test_runtime_json_has_one_schema(tiny_run):
+    rt = json.load(open(os.path.join(tiny_run, "runtime.json")))
+    assert {"task", "params", "epochs_run", "train_seconds", "median_epoch_seconds", "train_images_per_second",
+            "monitor", "best", "versions", "machine"} <= set(rt) and rt["task"] == "expression"

@@ -148,7 +148,10 @@ def test_tiny_yunet_run_trains_evaluates_and_detects(tmp_path, monkeypatch):
     assert len(hist) == 3 and "val_recall_1fppi_dark" in hist[0] and "val_ap30" in hist[0]
     m = json.load(open(os.path.join(run, "metrics.json")))
     assert set(m) == {"val", "val-dark"} and 0.0 <= m["val-dark"]["recall"] <= 1.0
-    assert json.load(open(os.path.join(run, "runtime.json")))["architecture"] == "yunet"
+    rt = json.load(open(os.path.join(run, "runtime.json")))
+    assert rt["architecture"] == "yunet" and rt["task"] == "detection"
+    assert {"params", "epochs_run", "train_seconds", "train_images_per_second", "monitor", "best", "versions",
+            "machine"} <= set(rt)  # the one schema of fitting.finish_fit
     # The run directory is a detector for predict, with landmarks (the frozen landmark head is still there).
     det = make_detector(run, min_score=0.0)
     assert isinstance(det, KerasYuNetDetector)

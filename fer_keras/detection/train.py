@@ -29,8 +29,8 @@ from fer_keras.detection.lowlight import degrade_low_light
 from fer_keras.detection.retinanet import (build_kwargs, build_retinanet, check_input_size, compile_retinanet,
                                            load_detector, predict_boxes)
 from fer_keras.errors import ConfigError, DataError
-from fer_keras.io_utils import atomic_path, slug
-from fer_keras.run_dir import DATA_SUMMARY, METRICS, RUNTIME, RunDir, run_training
+from fer_keras.io_utils import slug
+from fer_keras.run_dir import DATA_SUMMARY, METRICS, RunDir, run_training
 
 
 def _size(cfg) -> Tuple[int, int]:
@@ -201,10 +201,8 @@ def train_detector(cfg) -> str:
 
 
 def _fit_detector(cfg, run: RunDir, data: dict, resuming: bool, t_start: float) -> None:
-    import keras
-    import tensorflow as tf
-
-    from fer_keras.fitting import fit_verbosity, make_callbacks, make_optimizer  # TensorFlow: when training
+    # TensorFlow: when training
+    from fer_keras.fitting import finish_fit, fit_run, fit_verbosity, make_callbacks, make_optimizer
 
     t, det = cfg.train, cfg.detection
     train, val = data["train"], data["val"]
@@ -222,12 +220,11 @@ def _fit_detector(cfg, run: RunDir, data: dict, resuming: bool, t_start: float) 
     print(f"run: {run_dir} | RetinaNet {det.backbone} {detector.count_params():,} params | "
           f"{det.image_width}x{det.image_height} | train {len(train)} images, val {len(val) if val else 0}"
           + (f" | resuming at epoch {start_epoch}" if resuming else ""))
-    detector.fit(_train_dataset(train, cfg, start_epoch), steps_per_epoch=steps, epochs=t.epochs, callbacks=cbs,
-                 verbose=fit_verbosity(t.verbose))
+    fit_run(lambda: detector.fit(_train_dataset(train, cfg, start_epoch), steps_per_epoch=steps, epochs=t.epochs,
+                                 callbacks=cbs, verbose=fit_verbosity(t.verbose)), run_dir, t.strategy)
+    finish_fit(run, detector, cfg, logger, monitor, mode, steps * cfg.data.batch_size, t_start,
+               architecture="retinanet", resumed_at_epoch=start_epoch if resuming else None)
     model_path = run.model_path
-    if not os.path.isfile(model_path):
-        with atomic_path(model_path) as tmp:
-            detector.save(tmp)
     metrics = {}
     if val is not None and len(val):
 
@@ -237,15 +234,6 @@ def _fit_detector(cfg, run: RunDir, data: dict, resuming: bool, t_start: float) 
             metrics["val-dark"] = write_eval(os.path.join(run_dir, "eval", "val-dark"), val,
                                              *detect_table(best, val, cfg, dark=True))
         run.write_json(METRICS, metrics)
-    times = logger.epoch_times[1:] or logger.epoch_times
-    run.write_json(RUNTIME, {
-        "task": "detection", "params": int(detector.count_params()), "epochs_run": len(logger.epoch_times),
-        "resumed_at_epoch": start_epoch if resuming else None,
-        "train_seconds": round(time.time() - t_start, 1),
-        "median_epoch_seconds": float(np.median(times)) if times else None,
-        "train_images_per_second": float(steps * cfg.data.batch_size / np.median(times)) if times else None,
-        "monitor": monitor, "best": run.best_so_far(monitor, mode),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}})
 
 
 def evaluate_detector_run(run_dir: str, split: str = "val", data: Optional[str] = None) -> dict:

@@ -29,9 +29,8 @@ import numpy as np
 from fer_keras.detection.data import crop_batches
 from fer_keras.detection.lowlight import degrade_low_light
 from fer_keras.errors import DataError
-from fer_keras.fitting import fit_verbosity, make_callbacks, make_optimizer
-from fer_keras.io_utils import atomic_path
-from fer_keras.run_dir import METRICS, RUNTIME
+from fer_keras.fitting import finish_fit, fit_run, fit_verbosity, make_callbacks, make_optimizer
+from fer_keras.run_dir import METRICS
 from fer_keras.detection.evaluate import write_eval
 from fer_keras.detection.metrics import iou_matrix, scores_at_fppi
 from fer_keras.detection.yunet import STRIDES, KerasYuNetDetector, inference_model, load_trained
@@ -280,11 +279,6 @@ def fit_yunet(cfg, run, data: dict, resuming: bool, t_start: float) -> None:
     (`detection.train_crop`, `face_px`, `low_light_prob`), choosing the best epoch by `train.monitor` on the val
     photos; writes the run's model.keras (training model; `load_trained` reads it), metrics.json and runtime.json."""
     import math
-    import time
-
-    import keras
-    import tensorflow as tf
-
 
     t, det = cfg.train, cfg.detection
     train, val = data["train"], data["val"]
@@ -306,11 +300,10 @@ def fit_yunet(cfg, run, data: dict, resuming: bool, t_start: float) -> None:
           f"{det.face_px[0]:g}-{det.face_px[1]:g} px, low light {det.low_light_prob:g} | train {len(train)} images, "
           f"val {len(val) if has_val else 0}" + (f" | resuming at epoch {start_epoch}" if resuming else ""),
           flush=True)
-    model.fit(_stream(model, train, cfg, start_epoch, priors), steps_per_epoch=steps, epochs=t.epochs,
-              callbacks=cbs, verbose=fit_verbosity(t.verbose))
-    if not os.path.isfile(run.model_path):
-        with atomic_path(run.model_path) as tmp:
-            model.save(tmp)
+    fit_run(lambda: model.fit(_stream(model, train, cfg, start_epoch, priors), steps_per_epoch=steps,
+                              epochs=t.epochs, callbacks=cbs, verbose=fit_verbosity(t.verbose)), run.path, t.strategy)
+    finish_fit(run, model, cfg, logger, monitor, mode, steps * cfg.data.batch_size, t_start, architecture="yunet",
+               resumed_at_epoch=start_epoch if resuming else None)
     metrics = {}
     if has_val:
         best = KerasYuNetDetector(run.model_path, min_score=0.05)
@@ -319,12 +312,3 @@ def fit_yunet(cfg, run, data: dict, resuming: bool, t_start: float) -> None:
             write_eval(os.path.join(run.path, "eval", split), val, dets, val.boxes, [1.0] * len(val))
             metrics[split] = scores_at_fppi(dets, val.boxes, det.val_min_face)
         run.write_json(METRICS, metrics)
-    times = logger.epoch_times[1:] or logger.epoch_times
-    run.write_json(RUNTIME, {
-        "task": "detection", "architecture": "yunet", "params": int(model.count_params()),
-        "epochs_run": len(logger.epoch_times), "resumed_at_epoch": start_epoch if resuming else None,
-        "train_seconds": round(time.time() - t_start, 1),
-        "median_epoch_seconds": float(np.median(times)) if times else None,
-        "train_images_per_second": float(steps * cfg.data.batch_size / np.median(times)) if times else None,
-        "monitor": monitor, "best": run.best_so_far(monitor, mode),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}})
