@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny generated datasets (never real data), and the `slow` marker (run with --run-slow)."""
+"""Shared fixtures: tiny generated datasets (never real data), and the markers of the tests kept out of the default
+run (`python -m pytest -q`, about 10 minutes here): `slow` (trains for more than a few seconds, or starts several
+processes) and `realdata` (reads ../shared). `--run-slow` runs them too (what CI's `.ci/run` does)."""
 
 import os
 
@@ -14,20 +16,25 @@ FER2013_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "dat
 
 
 def pytest_addoption(parser):
-    parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the tests marked slow or realdata (the full set, as CI runs it)")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long tests (real data, long training); run with --run-slow")
+    config.addinivalue_line("markers", "slow: trains for more than a few seconds or starts several processes; "
+                                       "run with --run-slow")
+    config.addinivalue_line("markers", "realdata: reads ../shared (skipped there when it is absent); run with "
+                                       "--run-slow")
 
 
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--run-slow"):
         return
-    skip = pytest.mark.skip(reason="slow: run with --run-slow")
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        for mark in ("slow", "realdata"):
+            if mark in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=f"{mark}: run with --run-slow"))
+                break
 
 
 @pytest.fixture(scope="session")

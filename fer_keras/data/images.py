@@ -73,10 +73,15 @@ def _decode_resize_fn():
         orientation = tf.cond(tf.strings.substr(data, 0, 2) == b"\xff\xd8",
                               lambda: tf.numpy_function(exif_orientation, [data], tf.int32, stateful=False),
                               lambda: tf.constant(1, tf.int32))
-        swapped = tf.transpose(img, [1, 0, 2])
+        def swapped():  # rows <-> columns in NumPy: oneDNN logs an error line for a uint8 transpose on this CPU
+            out = tf.numpy_function(lambda a: np.ascontiguousarray(a.transpose(1, 0, 2)), [img], tf.uint8,
+                                    stateful=False)
+            out.set_shape([None, None, img.shape[-1]])
+            return out
+
         return tf.switch_case(tf.clip_by_value(orientation, 1, 8) - 1, [
             lambda: img, lambda: img[:, ::-1], lambda: img[::-1, ::-1], lambda: img[::-1],
-            lambda: swapped, lambda: swapped[:, ::-1], lambda: swapped[::-1, ::-1], lambda: swapped[::-1]])
+            swapped, lambda: swapped()[:, ::-1], lambda: swapped()[::-1, ::-1], lambda: swapped()[::-1]])
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([4], tf.float32),
                                   tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)], reduce_retracing=True)
