@@ -33,7 +33,7 @@ def visualize() -> int:
 
 def predict() -> int:
     """`fer-predict`: `python -m fer_keras.predict`."""
-    return _run("fer_keras.predict")
+    return _run("fer_keras.cli_predict")
 
 
 def export() -> int:
