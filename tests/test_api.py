@@ -111,6 +111,7 @@ def test_an_undecodable_image_file_names_it(tmp_path):
         fer_keras.analyze(str(bad))
 
 
+@pytest.mark.slow
 def test_train_evaluate_report_export(demo_root, tmp_path):
     over = {}
     for flag, value in zip(TINY_ARGV[::2], TINY_ARGV[1::2]):  # the tiny run's --set k=v and --image-size

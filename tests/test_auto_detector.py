@@ -146,6 +146,7 @@ def _group_photo(files, rng, face_px, size=(768, 1024)):
 
 
 @needs_models
+@pytest.mark.realdata
 @pytest.mark.skipif(not os.path.isdir(FER2013_VAL), reason="FER2013 not present")
 def test_auto_finds_small_real_faces_that_one_whole_image_pass_misses():
     rng = np.random.default_rng(0)

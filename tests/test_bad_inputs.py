@@ -353,6 +353,7 @@ def test_lambda_model_refused_in_safe_mode_unless_opted_out(tmp_path, demo_root,
     assert eval_main(argv + ["--unsafe-load"])  # the explicit opt-out loads it
 
 
+@pytest.mark.slow
 def test_image_that_fails_only_at_decode_time_is_one_line(tmp_path, earlier_run, capsys):
     """With header-only validation (data too big to decode up front), a truncated JPEG reaches tf.data: training
     stops with one line that names the file (found by decoding the split after tf.data failed), not a TensorFlow
@@ -381,6 +382,7 @@ PER_CLASS = ["truncated jpeg", "10000x10000 image", "label out of range", "NaN v
              "UTF-16 CSV"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PER_CLASS)
 def test_bad_input_class_as_the_user_sees_it(name, tmp_path, earlier_run):
     import subprocess
@@ -473,6 +475,7 @@ def test_truncated_keras_file_is_named_as_truncated(tmp_path):
         load_keras_model(str(bad))
 
 
+@pytest.mark.slow
 def test_teacher_sharing_no_class_is_one_line(tiny_run, demo_root, tmp_path):
     """A 7-class teacher for a 2-class (positive/negative) student names no class of the run."""
     from fer_keras.errors import ConfigError

@@ -51,6 +51,7 @@ def test_blank_images_have_no_faces_and_bad_variant_is_refused():
 
 
 @needs_models
+@pytest.mark.realdata
 @pytest.mark.skipif(not os.path.isdir(FER2013_VAL), reason="FER2013 not present")
 def test_finds_real_faces_where_they_were_pasted():
     """FER2013 faces (upscaled to 200 px) pasted at known places in 640x480 scenes: BlazeFace's square box must be

@@ -38,6 +38,7 @@ def face_dir(tmp_path_factory):
     return str(d)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,expected", [
     (["--batch-size", "0"], "config key data.batch_size: 0 is out of range"),
     (["--image-size", "0"], "config key data.image_size: 0 is out of range"),
@@ -85,6 +86,7 @@ def test_predict_missing_input_is_reported_and_the_rest_processed(face_dir, tmp_
     assert_one_line_error(proc, "gone.png: no such file, folder or webcam index")
 
 
+@pytest.mark.slow
 def test_same_named_run_cannot_be_trained_twice_at_once(tmp_path):
     runs = str(tmp_path / "runs")
     with run_lock(os.path.join(runs, "shared")):
@@ -94,6 +96,7 @@ def test_same_named_run_cannot_be_trained_twice_at_once(tmp_path):
     assert not os.path.exists(os.path.join(runs, "shared"))
 
 
+@pytest.mark.slow
 def test_a_failed_start_leaves_no_run(tmp_path):
     runs = tmp_path / "runs"
     proc = run_cli([os.path.join(ROOT, "train_model.py"), "--runs-dir", str(runs), "--name", "bad-init",
@@ -145,6 +148,7 @@ def test_show_without_a_gui_says_so(face_dir, tmp_path):
     assert "note: --show needs a window and" in proc.stderr and "continuing without it" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_training_console_is_quiet_and_says_what_it_trains_on(tmp_path):
     """Issue 20: what a user sees from a plain demo training, as a subprocess writing to a log (not a terminal)."""
     proc = run_cli([os.path.join(ROOT, "train_model.py"), "--runs-dir", str(tmp_path / "runs"), "--epochs", "2",
@@ -176,6 +180,7 @@ def test_same_file_names_in_two_folders_keep_both_outputs(tmp_path):
     assert len(os.listdir(out / "annotated")) == 2 and len(os.listdir(out / "crops")) == 2
 
 
+@pytest.mark.slow
 def test_truncated_run_files_are_one_line(tmp_path):
     """A run directory whose labels.json was cut short: evaluate names the file, no traceback."""
     import shutil

@@ -85,6 +85,7 @@ def test_frame_sampling():
     assert short.max() <= 1  # short clips repeat frames
 
 
+@pytest.mark.slow
 def test_training_dataset_samples_frames_per_clip(clip_root):
     cfg = Config()
     cfg.data = _cfg(clip_root["clips"], frames_per_clip=3, batch_size=5)
@@ -117,6 +118,7 @@ def test_clip_probabilities_average_log_probs(clip_root):
     np.testing.assert_allclose(out["expression"][0], ref / ref.sum(), rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["CustomCNN", "TemporalCNN", "R3D"])
 def test_train_and_evaluate_on_clips(clip_root, tmp_path, model):
     run = train_main(["--model", model, "--data", clip_root["dfew"], "--epochs", "2", "--image-size", "32",
@@ -170,6 +172,7 @@ def test_temporal_augmentation_is_one_draw_per_clip(clip_root):
     assert not np.allclose(out[0, 0], out[1, 0])  # independent draws between clips
 
 
+@pytest.mark.slow
 def test_validate_images_full_finds_a_frame_that_passes_the_header_check(clip_root, tmp_path):
     """A frame whose header is fine but whose data is cut: `data.validate_images=full` (what the mid-epoch decode
     error advises) names it, instead of the same tf.data error again."""

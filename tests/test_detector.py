@@ -34,6 +34,7 @@ def test_heads_use_the_retinanet_paper_initialisation():
         R.build_retinanet("resnet99")
 
 
+@pytest.mark.slow
 def test_a_few_steps_reduce_the_loss_and_save_load_round_trips(tmp_path):
     import keras
 
@@ -64,6 +65,7 @@ def test_a_few_steps_reduce_the_loss_and_save_load_round_trips(tmp_path):
         R.build_retinanet("resnet18", head_convs=1, weights=str(tmp_path / "det.weights.h5"))  # other shape
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_detection_run_through_the_clis(tmp_path, monkeypatch, capsys):
     import cv2
@@ -129,6 +131,7 @@ def _tiny_expression_model(tmp_path) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_interrupted_detection_run_resumes(tmp_path, monkeypatch):
     """A named detection run that dies after epoch 2 of 3 continues at epoch 3 when the same command is rerun."""
     import csv

@@ -50,6 +50,7 @@ def test_the_docs_have_runnable_blocks():
     assert any(n.startswith("README.md") for n in names) and any(n.startswith("training.md") for n in names)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", runnable_blocks())
 def test_runnable_block(code, example_files, tmp_path):
     script = tmp_path / "block.py"

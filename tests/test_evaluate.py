@@ -142,6 +142,7 @@ def test_crops_tta_views_are_corner_and_centre_crops_with_mirrors():
                                        atol=0.01)
 
 
+@pytest.mark.slow
 def test_test_only_folder_split_all_and_the_shipped_model_default(demo_root, tmp_path, capsys):
     """A labelled dataset with only a test/ split (no train to cut from) is scored with --split test and
     --split all; with no run anywhere, the shipped model is scored and the console says so."""
@@ -163,6 +164,7 @@ def test_test_only_folder_split_all_and_the_shipped_model_default(demo_root, tmp
                                                  if os.path.basename(r) != "contempt")
 
 
+@pytest.mark.slow
 def test_a_model_that_disagrees_with_its_metadata_is_refused_and_nothing_is_overwritten(tiny_run, tmp_path, capsys):
     """A run whose model.keras and labels.json do not belong together (a swapped model): evaluate and predict
     refuse it with one line naming it, and the run's earlier metrics stay byte-identical."""

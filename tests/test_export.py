@@ -24,6 +24,7 @@ def exported(tmp_path_factory, demo_root):
     return run, export_run(run)
 
 
+@pytest.mark.slow
 def test_savedmodel_in_plain_tensorflow_process(exported, tmp_path):
     run, paths = exported
     model = load_keras_model(os.path.join(run, "model.keras"))

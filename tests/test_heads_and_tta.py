@@ -31,6 +31,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_runs_record_trained_heads(runs):
     assert read_model_info(runs["no_va"]).va_trained is False
     assert read_model_info(runs["va"]).va_trained is True
@@ -108,6 +109,7 @@ def test_export_carries_the_untrained_mark(runs, demo_root, tmp_path):
     assert FacePredictor(written["keras"]).va_trained is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tta", ["flip", "crops"])
 def test_predict_tta_matches_evaluate_tta(runs, demo_root, tmp_path, tta):
     """The same images through `predict --no-detect --tta` and `evaluate_model.py --tta` give the same
@@ -144,6 +146,7 @@ def cv2_read(path):
     return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
 
 
+@pytest.mark.slow
 def test_a_model_names_its_own_views_and_tta_auto_uses_them(runs, tmp_path, capsys):
     """`"tta"` in a model's metadata is what `--tta auto` (the default) uses for images; videos use none; a wrong
     value is one line naming the file."""

@@ -107,6 +107,7 @@ def test_lowlight_anchors_give_every_5_to_40_px_face_a_positive_anchor():
     assert _positives(plain, side, [[97, 97, 102, 102]], n) == 0  # between two anchor centres
 
 
+@pytest.mark.slow
 def test_compact_file_round_trips_and_names_a_bad_file(tmp_path):
     from fer_keras.detection.retinanet import build_retinanet, load_compact, save_compact
 
@@ -187,6 +188,7 @@ def _scene_with_a_real_face(rng, scale=0.25):
     return scene, face
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isfile(F.LOWLIGHT_MODEL), reason="no shipped low-light detector")
 def test_shipped_lowlight_detector_finds_a_real_face_in_a_generated_scene_normal_and_dark():
     from fer_keras.detection.lowlight import degrade_low_light

@@ -37,6 +37,7 @@ def test_output_shapes(name, channels):
     assert np.all(np.abs(out["valence_arousal"]) <= 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS.names())
 def test_config_round_trip_and_save_load(name, tmp_path):
     model = build_model(_cfg(name), 4, (32, 32, 3))
@@ -57,6 +58,7 @@ def test_config_round_trip_and_save_load(name, tmp_path):
         np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS.names())
 def test_predict_on_a_tf_data_dataset_matches_arrays(name):
     import tensorflow as tf

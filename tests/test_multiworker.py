@@ -64,6 +64,7 @@ def test_tf_config_errors_are_one_line():
     assert shard_options().experimental_distribute.auto_shard_policy == policy.DATA
 
 
+@pytest.mark.slow
 def test_bad_tf_config_exits_2_with_one_line(tmp_path):
     env = {**os.environ, "TF_CONFIG": tf_config(HOSTS, 5), "FER_KERAS_DATA": str(tmp_path / "data")}
     p = subprocess.run([sys.executable, os.path.join(ROOT, "train_model.py"), "--name", "x", "--runs-dir",
@@ -79,6 +80,7 @@ def test_bad_tf_config_exits_2_with_one_line(tmp_path):
     assert not os.path.exists(tmp_path / "runs")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_two_workers_train_together(tmp_path):
     cluster = local_cluster(2)
@@ -100,6 +102,7 @@ def test_two_workers_train_together(tmp_path):
     assert len(val[0]) == 3 and val[0] == val[1]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_killed_worker_stops_the_other_and_a_restart_resumes(tmp_path):
     cluster = local_cluster(2)
@@ -146,6 +149,7 @@ def test_workers_with_different_configs_both_refuse_naming_the_keys(tmp_path):
         assert "Traceback" not in err and "grpc" not in err.lower()
 
 
+@pytest.mark.slow
 def test_a_busy_port_is_one_line_naming_it(tmp_path):
     import socket
 
@@ -159,6 +163,7 @@ def test_a_busy_port_is_one_line_naming_it(tmp_path):
     assert len(line) == 1 and f"port {port} of worker 0" in line[0] and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_worker_whose_peer_never_comes_says_whom_it_waits_for_then_stops(tmp_path):
     cluster = local_cluster(2)
     w = _run_worker(tmp_path, cluster, 1, "--set", "train.worker_wait_seconds=7")
@@ -167,6 +172,7 @@ def test_a_worker_whose_peer_never_comes_says_whom_it_waits_for_then_stops(tmp_p
     assert w.returncode == 2 and "worker 0 (localhost:" in err and "did not come within 7 s" in err
 
 
+@pytest.mark.slow
 def test_tf_config_without_the_strategy_is_one_warning(tmp_path, monkeypatch, capsys, demo_root):
     from fer_keras.cli_train import main as train_main
     from tiny import tiny_argv

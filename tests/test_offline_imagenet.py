@@ -175,6 +175,7 @@ def _to_torch(model, conversion):
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(O.WEIGHT_PACKAGES))
 def test_converter_round_trip_through_a_torch_file(fake_torch, tmp_path, name):
     """Weights written in PyTorch layout to a torch file and converted back give the same outputs."""
@@ -229,6 +230,7 @@ def test_missing_weights_package_is_one_line(monkeypatch):
         O.weights_path("MobileNetV2")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(O.WEIGHT_PACKAGES))
 def test_tiny_imagenet_run(name, demo_root, tmp_path, capsys):
     if not _installed(name):

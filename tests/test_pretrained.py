@@ -54,6 +54,8 @@ def _fer2013_sample():
     return np.stack(x), np.array(y)
 
 
+@pytest.mark.slow
+@pytest.mark.realdata
 @pytest.mark.skipif(not os.path.isdir(os.path.join(FER2013_DIR, "val")), reason="FER2013 not present")
 @pytest.mark.parametrize("path, floor", [(None, 0.60), (FER2013_ONLY, 0.60)])
 def test_shipped_models_accuracy_on_fer2013_sample(path, floor):
@@ -66,6 +68,8 @@ def test_shipped_models_accuracy_on_fer2013_sample(path, floor):
     assert acc > floor, acc
 
 
+@pytest.mark.slow
+@pytest.mark.realdata
 @pytest.mark.skipif(not os.path.isdir(os.path.join(AFFECTNET_DIR, "images")), reason="AffectNet subset not present")
 def test_default_model_on_affectnet_test_split():
     """The held-out 10% of the AffectNet subset (configs/multitask.yaml's split, never trained on or used to pick

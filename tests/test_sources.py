@@ -66,6 +66,7 @@ def test_heldout_test_fraction_halves_the_datasets_own_val(tmp_path, demo_root):
     assert len(data.train) == len(own.train)
 
 
+@pytest.mark.slow
 def test_mix_draws_sources_by_weight(tiny_cfg, demo_root):
     cfg = _two_sources(tiny_cfg, demo_root, weights=(0.8, 0.2))
     cfg.augment.flip = False
@@ -130,6 +131,7 @@ def test_source_scores_match_sklearn():
     assert s["score"] == pytest.approx((s["fer_score"] + s["affectnet_score"]) / 2)
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_with_sources(tiny_cfg, demo_root):
     from fer_keras.evaluation import evaluate_run as evaluate
     from fer_keras.training import train
@@ -222,6 +224,7 @@ def test_init_from_copies_layers_and_classes_by_name(tiny_cfg):
         transfer_weights(unrelated, m8)
 
 
+@pytest.mark.slow
 def test_init_from_in_training_writes_init_json(tiny_cfg, demo_root):
     from fer_keras.training import train
 
@@ -239,6 +242,7 @@ def test_init_from_in_training_writes_init_json(tiny_cfg, demo_root):
     assert "contempt" not in init["classes_copied"] and len(init["classes_copied"]) == 7
 
 
+@pytest.mark.slow
 def test_evaluate_other_data_never_collides(tiny_cfg, demo_root, tmp_path):
     """A multi-source run scored on two folders with the same name writes two eval folders, each with its data."""
     import shutil
@@ -258,6 +262,7 @@ def test_evaluate_other_data_never_collides(tiny_cfg, demo_root, tmp_path):
     assert json.load(open(os.path.join(outs[0], "metrics.json")))["info"]["data"].endswith("A/faces")
 
 
+@pytest.mark.slow
 def test_freeze_batchnorm_keeps_statistics(tiny_cfg, demo_root):
     import keras
 
@@ -278,6 +283,7 @@ def test_freeze_batchnorm_keeps_statistics(tiny_cfg, demo_root):
     assert not np.array_equal(k0, k1)  # the rest still trains
 
 
+@pytest.mark.slow
 def test_distillation_targets_loss_and_run(tiny_cfg, demo_root):
     """Teacher probabilities join the expression target of the sources they teach: the loss is the cross-entropy
     with `(1 - w) * label + w * teacher`, plain where a sample has no teacher, and a run records what was taught."""

@@ -133,6 +133,7 @@ def _tiny_args(demo_root, runs, *extra):
             "--set", "train.tensorboard=false", *extra]
 
 
+@pytest.mark.slow
 def test_interrupted_named_run_resumes(demo_root, tmp_path, monkeypatch):
     """BackupAndRestore: a run that dies after epoch 2 of 4 continues at epoch 3 when the same command is rerun."""
     import keras
@@ -177,6 +178,7 @@ def test_resume_with_changed_config_is_refused(demo_root, tmp_path, capsys):
     assert "different config" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [
     ["--precision", "mixed_bfloat16", "--set", "train.schedule=plateau", "--set", "train.optimizer=sgd"],
     ["--set", "train.schedule=step", "--set", "data.balance=class_weights", "--set", "train.va_loss=both",
@@ -195,6 +197,7 @@ def test_training_options_run(demo_root, tmp_path, extra):
     assert "learning_rate" in rows[0] and "val_expression_uar" in rows[0]
 
 
+@pytest.mark.slow
 def test_time_limit_stops_training_and_keeps_a_model(demo_root, tmp_path, capsys):
     run = train_main(_tiny_args(demo_root, str(tmp_path), "--epochs", "50", "--set", "train.time_limit_minutes=0.0001"))
     rows = list(open(os.path.join(run, "history.csv")))
@@ -204,6 +207,7 @@ def test_time_limit_stops_training_and_keeps_a_model(demo_root, tmp_path, capsys
     assert f"--resume {run}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_time_limited_run_resumed_in_a_second_process_has_one_row_per_epoch(demo_root, tmp_path):
     """The spanning-sessions workflow: a time limit stops the run, `--resume` in a new process (with a new limit)
     finishes it; every epoch has exactly one history row and the run ends finished."""
@@ -224,6 +228,7 @@ def test_time_limited_run_resumed_in_a_second_process_has_one_row_per_epoch(demo
     assert not os.path.exists(os.path.join(run, "backup"))
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_model_but_takes_a_new_time_limit(demo_root, tmp_path, capsys):
     run = train_main(_tiny_args(demo_root, str(tmp_path), "--epochs", "2", "--name", "r",
                                 "--set", "train.time_limit_minutes=0.0001"))
@@ -232,6 +237,7 @@ def test_resume_refuses_a_changed_model_but_takes_a_new_time_limit(demo_root, tm
     assert e.value.code == 2 and "drop --set train.learning_rate" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_skip_bad_lists_skipped_samples(demo_root, tmp_path):
     import shutil
 
@@ -300,6 +306,7 @@ def _read_history(run):
         open(os.path.join(run, "history.csv")))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", [[], ["--deterministic"]], ids=["default", "op-determinism"])
 def test_reruns_are_bit_identical(demo_root, tmp_path, flag):
     """Same command, same history and weights: on CPU also without `--deterministic` (data order and augmentation
@@ -314,6 +321,7 @@ def test_reruns_are_bit_identical(demo_root, tmp_path, flag):
         np.testing.assert_array_equal(wa, wb)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(demo_root, tmp_path):
     """Kill training with SIGKILL during epoch 3, rerun the same command: it resumes from the last finished epoch,
     runs the same number of epochs, and ends with the weights of an uninterrupted run (default mode, without
@@ -389,6 +397,7 @@ def test_stop_report_says_chance_level_and_why_training_stopped(capsys):
                                                "reached during epoch 12 of 30")
 
 
+@pytest.mark.slow
 def test_interrupted_unnamed_run_resumes_with_the_printed_command(demo_root, tmp_path, monkeypatch, capsys):
     """Ctrl-C after epoch 2 of an unnamed run prints `--resume <run>`; that command finishes the same folder with
     one history row per epoch."""
@@ -430,6 +439,7 @@ def test_interrupted_unnamed_run_resumes_with_the_printed_command(demo_root, tmp
     assert "already finished" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_failed_write_at_an_epoch_end_redoes_that_epoch(demo_root, tmp_path, monkeypatch, capsys):
     """The checkpoint write of epoch 2 fails (a full disk, a read-only folder): the error names the run folder and
     the command that continues it; continuing redoes epoch 2, and history.csv has one row per epoch."""
@@ -460,6 +470,7 @@ def test_failed_write_at_an_epoch_end_redoes_that_epoch(demo_root, tmp_path, mon
         assert [int(r["epoch"]) for r in _csv.DictReader(f)] == [0, 1, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder", ["my run", "."])
 def test_resume_continues_exactly_that_folder(demo_root, tmp_path, monkeypatch, capsys, folder):
     """`--resume 'runs/my run'` and `--resume .` continue that folder (not a new run named by its slug), and the
@@ -483,6 +494,7 @@ def test_resume_continues_exactly_that_folder(demo_root, tmp_path, monkeypatch, 
     assert "--resume " + shlex.quote(run) in out  # the printed command of the first sitting, quoted
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_being_trained_is_refused(demo_root, tmp_path, capsys):
     """One writer per run, named or not: `--resume` while another live process holds the run is one line naming
     it; the evaluation note does not suggest `--resume` then."""
@@ -503,6 +515,7 @@ def test_resume_of_a_run_being_trained_is_refused(demo_root, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err  # no live writer any more: resuming is the advice
 
 
+@pytest.mark.slow
 def test_a_damaged_backup_is_a_read_error_naming_it(demo_root, tmp_path, capsys):
     """A truncated backup is reported as what it is (a damaged backup that cannot be read), not as an unwritable
     run folder with advice that repeats the failing command."""

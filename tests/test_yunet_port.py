@@ -36,6 +36,7 @@ def detectors():
     return KerasYuNetDetector(PTH, min_score=0.3), YuNetDetector(min_score=0.3)
 
 
+@pytest.mark.slow
 def test_port_equals_the_onnx_model(detectors):
     port, onnx = detectors
     total = 0
@@ -56,6 +57,7 @@ def test_port_equals_the_onnx_model(detectors):
     assert total >= 2  # at least the two Grace Hopper faces were compared
 
 
+@pytest.mark.slow
 def test_weights_convert_without_torch():
     code = ("import importlib.abc, sys\n"
             "class NoTorch(importlib.abc.MetaPathFinder):\n"  # any import of torch now fails

@@ -100,6 +100,7 @@ def test_head_loss_against_hand_computation():
     assert abs(float(both.mean()) - (43 * math.log(2) + 5 * 0.45)) < 1e-4
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss(yunet, tmp_path):
     import keras
 
@@ -121,6 +122,7 @@ def test_a_few_steps_lower_the_loss(yunet, tmp_path):
     assert loss[-1] < 0.7 * loss[0], loss
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_tiny_yunet_run_trains_evaluates_and_detects(tmp_path, monkeypatch):
     import tensorflow as tf

@@ -184,6 +184,7 @@ def test_bad_videos_are_one_line_each(tiny_run, face, tmp_path, capsys):
     assert not os.path.exists(out / "annotated" / "empty.mp4")  # nothing written as if it succeeded
 
 
+@pytest.mark.slow
 def test_litert_backend_equals_keras_on_the_shipped_model():
     from fer_keras.predict import tflite_sibling
     from fer_keras.pretrained import resolve_model
