@@ -68,3 +68,9 @@ def test_readme_is_short_and_starts_with_the_two_fresh_machine_commands():
     assert "train_model.py --config configs/demo.yaml" in first and "pytest" in second
     for link in re.findall(r"\]\(((?:docs|fer_keras)/[^)#]+)\)", text):  # every linked guide exists
         assert os.path.isfile(os.path.join(ROOT, link)), link
+
+
+def test_bad_input_corpus_page_counts_the_collected_cases():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "gen_bad_input.py"), "--check"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
