@@ -77,7 +77,8 @@ CLASSES = {
         ["test_bad_inputs::test_missing_webcam_is_an_error", "test_yunet_video::test_bad_videos_are_one_line_each"]),
     "Python API": (
         "`ValueError` / `FileNotFoundError` naming the input, never a TensorFlow error",
-        ["test_api::test_bad_input_raises_value_errors_naming_it", "test_api::test_an_undecodable_image_file_names_it"]),
+        ["test_api::test_bad_input_raises_value_errors_naming_it",
+         "test_api::test_an_undecodable_image_file_names_it"]),
 }
 
 
