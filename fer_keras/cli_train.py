@@ -94,7 +94,11 @@ def resume_config(run: str, args, flags):
     if given:
         raise ConfigError(f"--resume takes the run's own config; drop {given[0]} (a changed run would not be the "
                           f"same run; only {', '.join(RESUME_KEYS)} may change)")
-    cfg = rd.config()
+    try:
+        cfg = rd.config()
+    except ConfigError as e:  # written by another fer_keras version, or edited by hand
+        raise ConfigError(f"--resume {run}: its config no longer loads in this fer_keras version ({e}); continue it "
+                          "with the version that started it, or start a new run") from None
     for key, value in sets.items():  # how long this sitting may last, how much it prints: not what is learned
         set_key(cfg, key, value)
     path = os.path.abspath(rd.path)  # exactly this folder: `.`, spaces and renamed folders included (run_folder)

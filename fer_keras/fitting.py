@@ -276,8 +276,9 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         except (OSError, ValueError) as e:  # a read: the backup is damaged, not the run folder unwritable
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise DataError(f"{self.backup_dir}: this run's backup cannot be read ({first}); it was damaged (a "
-                            "kill or a full disk while it was written). Move that folder away and resume again "
-                            "to restart the run's training from its first epoch, or restore it from a copy") from None
+                            "kill or a full disk while it was written) or written by another fer_keras version. Move "
+                            "that folder away and resume again to restart the run's training from its first epoch, "
+                            "or restore it from a copy") from None
 
     def on_train_end(self, logs=None):
         if self.time_limit is not None and self.time_limit.stopped:

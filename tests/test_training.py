@@ -565,3 +565,23 @@ def test_runtime_json_has_one_schema(tiny_run):
     rt = json.load(open(os.path.join(tiny_run, "runtime.json")))
     assert {"task", "params", "epochs_run", "train_seconds", "median_epoch_seconds", "train_images_per_second",
             "monitor", "best", "versions", "machine"} <= set(rt) and rt["task"] == "expression"
+
+
+@pytest.mark.parametrize("change, words", [("key", "unknown config key 'train.removed_key'"),
+                                           ("version", "config version 99")])
+def test_resume_of_a_run_whose_config_no_longer_loads_is_one_line(tmp_path, capsys, change, words):
+    from fer_keras.config import Config, save_config
+
+    run = tmp_path / "old"
+    run.mkdir()
+    save_config(Config(), str(run / "config.yaml"))
+    (run / "state.json").write_text('{"status": "stopped"}')
+    text = (run / "config.yaml").read_text()
+    text = text.replace("train:\n", "train:\n  removed_key: 1\n") if change == "key" else \
+        "version: 99\n" + "\n".join(ln for ln in text.splitlines() if not ln.startswith("version:"))
+    (run / "config.yaml").write_text(text)
+    with pytest.raises(SystemExit) as e:
+        train_main(["--resume", str(run)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert "no longer loads in this fer_keras version" in err and words in err
