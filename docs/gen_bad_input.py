@@ -54,6 +54,7 @@ CLASSES = {
          "test_training::test_a_damaged_backup_is_a_read_error_naming_it",
          "test_training::test_failed_write_at_an_epoch_end_redoes_that_epoch",
          "test_training::test_one_fit_tail_translates_what_stops_a_fit",
+         "test_training::test_resume_of_a_run_whose_config_no_longer_loads_is_one_line",
          "test_cli_errors::test_same_named_run_cannot_be_trained_twice_at_once",
          "test_cli_errors::test_a_failed_start_leaves_no_run"]),
     "Multi-worker start-up": (
