@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiny import tiny_argv
+from tiny import TINY_SETS, tiny_argv
 from fer_keras.cli_evaluate import main as eval_main
 from fer_keras.cli_train import main as train_main
 from fer_keras.config import DataConfig
@@ -482,10 +482,8 @@ def test_teacher_sharing_no_class_is_one_line(tiny_run, demo_root, tmp_path):
     from fer_keras.config import load_config
     from fer_keras.training import train
 
-    cfg = load_config(None, [f"data.path={demo_root['csv']}", "data.labels=2", "data.image_size=32",
-                             "model.widths=[8]", "model.blocks=[1]", "model.head_units=8", "train.epochs=1",
-                             "train.verbose=0", "train.tensorboard=false", f"train.runs_dir={tmp_path}",
-                             f"train.distill_from={tiny_run}"])
+    cfg = load_config(None, [f"data.path={demo_root['csv']}", "data.labels=2", "data.image_size=32", *TINY_SETS,
+                             "train.epochs=1", f"train.runs_dir={tmp_path}", f"train.distill_from={tiny_run}"])
     with pytest.raises(ConfigError, match=r"teaches no training sample .*shared with this run: none"):
         train(cfg)
     assert os.listdir(tmp_path) in ([], [f for f in os.listdir(tmp_path) if f.startswith(".")])  # no run left

@@ -151,10 +151,9 @@ def test_show_without_a_gui_says_so(face_dir, tmp_path):
 @pytest.mark.slow
 def test_a_training_console_is_quiet_and_says_what_it_trains_on(tmp_path):
     """Issue 20: what a user sees from a plain demo training, as a subprocess writing to a log (not a terminal)."""
-    proc = run_cli([os.path.join(ROOT, "train_model.py"), "--runs-dir", str(tmp_path / "runs"), "--epochs", "2",
-                    "--image-size", "32", "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
-                    "--set", "train.tensorboard=false", "--set", "data.demo_per_class=4", "--set",
-                    "data.demo_size=32"], tmp_path)
+    proc = run_cli([os.path.join(ROOT, "train_model.py"), "--runs-dir", str(tmp_path / "runs"),
+                    *tiny_argv("--epochs", "2", "--set", "train.verbose=-1", "--set", "data.demo_per_class=4",
+                               "--set", "data.demo_size=32")], tmp_path)
     assert proc.returncode == 0, proc.stderr
     for noise in ("I0000", "W0000", "E0000", "oneDNN", "absl", "UserWarning", "shuffle=True", "Traceback"):
         assert noise not in proc.stderr, proc.stderr

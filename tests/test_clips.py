@@ -8,6 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
+
+from tiny import tiny_argv
 import tensorflow as tf
 
 from fer_keras.cli_evaluate import main as eval_main
@@ -121,10 +123,9 @@ def test_clip_probabilities_average_log_probs(clip_root):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["CustomCNN", "TemporalCNN", "R3D"])
 def test_train_and_evaluate_on_clips(clip_root, tmp_path, model):
-    run = train_main(["--model", model, "--data", clip_root["dfew"], "--epochs", "2", "--image-size", "32",
-                      "--runs-dir", str(tmp_path), "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
-                      "--set", "model.frames=4", "--set", "data.val_fraction=0.25", "--set", "data.batch_size=4",
-                      "--set", "train.verbose=0", "--set", "train.tensorboard=false"])
+    run = train_main(tiny_argv("--model", model, "--data", clip_root["dfew"], "--epochs", "2", "--runs-dir",
+                               str(tmp_path), "--set", "model.frames=4", "--set", "data.val_fraction=0.25",
+                               "--set", "data.batch_size=4"))
     rt = json.load(open(os.path.join(run, "runtime.json")))
     assert rt["monitor"] == ("val_clip_uar" if model == "CustomCNN" else "val_expression_uar")
     hist = list(csv.DictReader(open(os.path.join(run, "history.csv"))))

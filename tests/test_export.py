@@ -75,9 +75,7 @@ def test_keras_and_tflite_exports_match(exported):
 
 
 def test_train_export_flag_uses_the_same_exporter(demo_root, tmp_path):
-    run = train_main(["--data", demo_root["csv"], "--epochs", "1", "--image-size", "32", "--runs-dir",
-                      str(tmp_path), "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
-                      "--set", "train.verbose=0", "--set", "train.tensorboard=false", "--export", "keras"])
+    run = train_main(tiny_argv("--data", demo_root["csv"], "--runs-dir", str(tmp_path), "--export", "keras"))
     assert os.path.isfile(os.path.join(run, "export", "model.keras"))
     assert not os.path.exists(os.path.join(run, "export", "savedmodel"))
 

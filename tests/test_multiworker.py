@@ -12,13 +12,15 @@ import time
 
 import pytest
 
+from tiny import tiny_argv
+
 from fer_keras.distributed import local_cluster, parse_tf_config, shard_options, tf_config
 from fer_keras.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--epochs", "3", "--batch-size", "8", "--image-size", "32", "--model", "CustomCNN",
-        "--set", "train.strategy=multiworker", "--set", "data.demo_per_class=24", "--set", "data.demo_size=32",
-        "--set", "model.widths=[8]", "--set", "model.blocks=[1]", "--set", "train.tensorboard=false"]
+TINY = tiny_argv("--epochs", "3", "--batch-size", "8", "--model", "CustomCNN", "--set", "train.verbose=-1",
+                 "--set", "train.strategy=multiworker", "--set", "data.demo_per_class=24",
+                 "--set", "data.demo_size=32")
 
 
 HOSTS = ["localhost:1", "localhost:2"]

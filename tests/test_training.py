@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import yaml
+from tiny import tiny_argv
 
 from fer_keras.cli_train import main as train_main
 from fer_keras.data.pipeline import load_data, make_dataset
@@ -49,9 +50,8 @@ def test_overfit_demo_learns(tiny_cfg, demo_root):
 
 def test_run_directory_contract_and_no_overwrite(tiny_cfg, demo_root, capsys):
     runs = tiny_cfg.train.runs_dir
-    args = ["--data", demo_root["folder"], "--epochs", "1", "--runs-dir", runs, "--name", "r1",
-            "--image-size", "32", "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
-            "--set", "train.verbose=0", "--set", "train.tensorboard=false"]
+    unnamed = tiny_argv("--data", demo_root["folder"], "--runs-dir", runs)
+    args = unnamed + ["--name", "r1"]
     run = train_main(args)
     for f in ("config.yaml", "labels.json", "data_summary.json", "model.keras", "history.csv", "runtime.json",
               "state.json"):
@@ -70,8 +70,8 @@ def test_run_directory_contract_and_no_overwrite(tiny_cfg, demo_root, capsys):
     assert "already finished" in capsys.readouterr().err
     assert os.path.getmtime(os.path.join(run, "model.keras")) == mtime
     # without a name, runs get fresh directories
-    a = train_main(args[:-12] + args[-10:])
-    b = train_main(args[:-12] + args[-10:])
+    a = train_main(unnamed)
+    b = train_main(unnamed)
     assert a != b and os.path.isdir(a) and os.path.isdir(b)
 
 
@@ -128,9 +128,7 @@ def test_runtime_defaults_on_gpu(monkeypatch):
 
 
 def _tiny_args(demo_root, runs, *extra):
-    return ["--data", demo_root["csv"], "--image-size", "32", "--runs-dir", runs, "--set", "model.widths=[8]",
-            "--set", "model.blocks=[1]", "--set", "model.head_units=8", "--set", "train.verbose=0",
-            "--set", "train.tensorboard=false", *extra]
+    return tiny_argv("--data", demo_root["csv"], "--runs-dir", runs, *extra)
 
 
 @pytest.mark.slow

@@ -4,6 +4,8 @@ import os
 
 import numpy as np
 import pytest
+
+from tiny import tiny_argv
 from matplotlib.figure import Figure
 
 from fer_keras import plots
@@ -67,9 +69,7 @@ def test_other_plots_render():
 
 def test_visualize_cli_on_tiny_run(demo_root, tmp_path):
     runs = str(tmp_path)
-    run = train_main(["--data", demo_root["csv"], "--labels", "7", "--epochs", "2", "--image-size", "32",
-                      "--runs-dir", runs, "--set", "model.widths=[8]", "--set", "model.blocks=[1]",
-                      "--set", "train.verbose=0", "--set", "train.tensorboard=false"])
+    run = train_main(tiny_argv("--data", demo_root["csv"], "--labels", "7", "--epochs", "2", "--runs-dir", runs))
     eval_main(["--run", run])
     report = vis_main(["--run", run, "--compare", run, run])
     pngs = set(os.listdir(os.path.join(run, "plots")))
