@@ -53,7 +53,7 @@ CLASSES = {
          "test_training::test_resume_refuses_a_changed_model_but_takes_a_new_time_limit",
          "test_training::test_a_damaged_backup_is_a_read_error_naming_it",
          "test_training::test_failed_write_at_an_epoch_end_redoes_that_epoch",
-         "test_training::test_one_fit_tail_translates_what_stops_a_fit",
+         "test_fitting::test_one_fit_tail_translates_what_stops_a_fit",
          "test_training::test_resume_of_a_run_whose_config_no_longer_loads_is_one_line",
          "test_cli_errors::test_same_named_run_cannot_be_trained_twice_at_once",
          "test_cli_errors::test_a_failed_start_leaves_no_run"]),

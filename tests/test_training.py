@@ -11,7 +11,6 @@ from tiny import tiny_argv
 from fer_keras.cli_train import main as train_main
 from fer_keras.data.pipeline import load_data, make_dataset
 from fer_keras.models import MODELS
-from fer_keras.fitting import resolve_runtime
 from fer_keras.training import train
 
 
@@ -89,42 +88,6 @@ def test_cli_bad_input_one_line_exit_2(argv, msg, capsys, tmp_path):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert msg in err and len(err.splitlines()) == 1 and "Traceback" not in err
-
-
-@pytest.mark.parametrize("bf16_cpu", [True, False])
-def test_runtime_defaults_on_cpu(monkeypatch, bf16_cpu):
-    """The device is mocked, so the test means the same on a CPU and on a GPU machine."""
-    from fer_keras import fitting
-    from fer_keras.config import TrainConfig
-
-    monkeypatch.setattr(fitting, "has_gpu", lambda: False)
-    monkeypatch.setattr(fitting, "cpu_has_bf16", lambda: bf16_cpu)
-    t = TrainConfig()
-    # bf16 on CPU only where it was measured faster (registered bf16_on_cpu) and the CPU has native bf16.
-    bf16 = "mixed_bfloat16" if bf16_cpu else "float32"
-    assert resolve_runtime(t, "CustomCNN") == {"device": "cpu", "xla": False, "precision": bf16}
-    assert resolve_runtime(t, "EfficientNetB0")["precision"] == "float32"
-    assert resolve_runtime(t, "MobileNetV3Small")["precision"] == "float32"
-    t.precision = "float32"
-    assert resolve_runtime(t, "CustomCNN")["precision"] == "float32"
-    t.precision = "auto"
-    t.xla = "on"
-    assert resolve_runtime(t, "CustomCNN")["xla"] is True
-    t.precision = "mixed_bfloat16"
-    assert resolve_runtime(t, "customcnn")["precision"] == "mixed_bfloat16"
-
-
-def test_runtime_defaults_on_gpu(monkeypatch):
-    """A GPU machine gets XLA and mixed_float16 by default, for every model; both can be forced off."""
-    from fer_keras import fitting
-    from fer_keras.config import TrainConfig
-
-    monkeypatch.setattr(fitting, "has_gpu", lambda: True)
-    t = TrainConfig()
-    for name in ("CustomCNN", "EfficientNetB0", "VGG16"):
-        assert resolve_runtime(t, name) == {"device": "gpu", "xla": True, "precision": "mixed_float16"}
-    t.xla, t.precision = "off", "float32"
-    assert resolve_runtime(t, "CustomCNN") == {"device": "gpu", "xla": False, "precision": "float32"}
 
 
 def _tiny_args(demo_root, runs, *extra):
@@ -250,53 +213,6 @@ def test_skip_bad_lists_skipped_samples(demo_root, tmp_path):
     assert json.load(open(os.path.join(run, "data_summary.json")))["skipped_bad"] == 1
 
 
-def test_cosine_schedule_warmup_and_decay():
-    from fer_keras.config import TrainConfig
-    from fer_keras.fitting import make_optimizer
-
-    t = TrainConfig(epochs=10, warmup_epochs=1, learning_rate=1e-2, min_learning_rate=1e-4)
-    lr = make_optimizer(t, schedule_steps=100)._learning_rate  # the schedule object
-    assert float(lr(0)) == pytest.approx(1e-3)  # warm-up starts at lr/10
-    assert float(lr(10)) == pytest.approx(1e-2, rel=1e-3)  # end of warm-up
-    assert float(lr(100)) == pytest.approx(1e-4, rel=1e-2)  # decayed to the floor
-
-
-def test_ema_weights_are_judged_and_raw_weights_are_backed_up():
-    """Between `enter` and `leave` the model holds the optimizer's average; after `leave` (where the backup is
-    written) the raw weights; after fit, the average (Keras' finalize)."""
-    import keras
-
-    from fer_keras.config import TrainConfig
-    from fer_keras.fitting import EMAWeights, make_optimizer
-
-    class Record(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.kernels = []
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.kernels.append(np.array(self.model.layers[-1].kernel))
-
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(64, 4)).astype("float32"), rng.normal(size=(64, 1)).astype("float32")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    opt = make_optimizer(TrainConfig(epochs=3, learning_rate=0.1, ema_momentum=0.9, schedule="constant"), 3)
-    model.compile(opt, "mse")
-    ema, judged, kept = EMAWeights(), Record(), Record()
-    averages = []
-
-    class Average(keras.callbacks.Callback):  # what the optimizer holds as the average after `leave`
-        def on_epoch_end(self, epoch, logs=None):
-            averages.append(np.array(opt._model_variables_moving_average[0]))
-
-    model.fit(x, y, epochs=3, batch_size=8, verbose=0, validation_data=(x, y),
-              callbacks=[ema.enter, judged, ema.leave, kept, Average()])
-    for a, j, k in zip(averages, judged.kernels, kept.kernels):
-        np.testing.assert_allclose(j, a, atol=1e-6)  # judged = the average
-        assert np.abs(j - k).max() > 1e-4  # the raw weights differ from it and are what training continues from
-    np.testing.assert_allclose(np.array(model.layers[-1].kernel), averages[-1], atol=1e-6)
-
-
 def _read_history(run):
     import csv
 
@@ -362,37 +278,6 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(demo_root, tmp_path
     for a, b in zip(w_ref, w_res):
         np.testing.assert_array_equal(a, b)
     assert _read_history(str(tmp_path / "ref"))[-1] == _read_history(str(tmp_path / "killed"))[-1]
-
-
-def test_stop_report_says_chance_level_and_why_training_stopped(capsys):
-    """The console lines of #20: a model at chance after 3 epochs, early stopping and the time limit firing."""
-    import types
-
-    from fer_keras.fitting import StopReport, TimeLimit
-
-    early = types.SimpleNamespace(stopped_epoch=4, patience=3)
-    rep = StopReport("val_expression_uar", 7, early=early)
-    rep.params = {"epochs": 30}
-    rep.set_model(types.SimpleNamespace(stop_training=True))
-    rep.on_train_begin()
-    for epoch, uar in enumerate([0.143, 0.143, 0.150, 0.3, 0.3]):
-        rep.on_epoch_end(epoch, {"val_expression_uar": uar})
-    rep.on_train_end()
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("warning: after 3 epochs the model is still at chance level (expression UAR 0.150")
-    assert out[1].startswith("stopped: early stopping after epoch 5 of 30: val_expression_uar did not improve for 3")
-    limit = TimeLimit(0.5)
-    limit.stopped_at_epoch = 11
-    rep = StopReport("val_score", 8, early=types.SimpleNamespace(stopped_epoch=0, patience=3), time_limit=limit)
-    rep.params = {"epochs": 30}
-    rep.set_model(types.SimpleNamespace(stop_training=True))
-    rep.on_train_begin()
-    rep.on_epoch_end(0, {"val_expression_uar": 0.5})  # learning: no chance warning
-    rep.on_epoch_end(2, {"val_expression_uar": 0.5})
-    rep.on_train_end()
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 1 and out[0].startswith("stopped: the time limit (train.time_limit_minutes = 0.5) was "
-                                               "reached during epoch 12 of 30")
 
 
 @pytest.mark.slow
@@ -531,38 +416,6 @@ def test_a_damaged_backup_is_a_read_error_naming_it(demo_root, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1
     assert "backup cannot be read" in err and "cannot write" not in err
-
-
-def test_one_fit_tail_translates_what_stops_a_fit(tmp_path):
-    """fitting.fit_run (used by the expression, RetinaNet and YuNet trainers): a write failure and an undecodable
-    input are one line naming the run and the command that continues it."""
-    import tensorflow as tf
-
-    from fer_keras.errors import DataError
-    from fer_keras.fitting import fit_run
-
-    run = str(tmp_path / "my run")
-    os.makedirs(os.path.join(run, "backup"))
-
-    def disk_full():
-        raise OSError(28, "No space left on device", os.path.join(run, "history.csv"))
-
-    with pytest.raises(DataError, match=r"cannot write into the run folder .*my run.* --resume '.*my run'"):
-        fit_run(disk_full, run)
-
-    def undecodable():
-        raise tf.errors.InvalidArgumentError(None, None, "Input is empty.")
-
-    with pytest.raises(DataError, match=r"training stopped: /x.jpg: cannot decode .* --resume"):
-        fit_run(undecodable, run, find_bad_file=lambda: ("/x.jpg", "cannot decode image"))
-    with pytest.raises(tf.errors.UnavailableError):  # a lost peer is a failure of multi-worker training only
-        fit_run(lambda: (_ for _ in ()).throw(tf.errors.UnavailableError(None, None, "peer")), run)
-
-
-def test_runtime_json_has_one_schema(tiny_run):
-    rt = json.load(open(os.path.join(tiny_run, "runtime.json")))
-    assert {"task", "params", "epochs_run", "train_seconds", "median_epoch_seconds", "train_images_per_second",
-            "monitor", "best", "versions", "machine"} <= set(rt) and rt["task"] == "expression"
 
 
 @pytest.mark.parametrize("change, words", [("key", "unknown config key 'train.removed_key'"),
