@@ -22,6 +22,7 @@ import yaml
 from fer_keras.errors import ConfigError
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.labels import check_preset
+from fer_keras.detection.architectures import ARCHITECTURES
 from fer_keras.tasks import TASKS
 
 CONFIG_VERSION = 1
@@ -178,7 +179,7 @@ class TrainConfig:
 class DetectionConfig:
     """Face detection (`task: detection`): a RetinaNet on DARK FACE / WIDER FACE data (fer_keras/detection)."""
 
-    architecture: str = "retinanet"  # retinanet (KerasHub, from scratch) | yunet (fine-tunes YuNet from yunet_init)
+    architecture: str = "retinanet"  # detection.architectures.ARCHITECTURES: retinanet (KerasHub, from scratch) | yunet
     yunet_init: Optional[str] = None  # yunet: weights to start from (.pth state dict or a run's .keras); None = shipped
     backbone: str = "resnet10"  # resnet10 | resnet18 (basic-block ResNets, built offline)
     head_convs: int = 2  # 3x3 convs per head before its prediction layer (the paper uses 4)
@@ -246,7 +247,6 @@ _CHOICES = {
     "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     "train.xla": ("auto", "on", "off"),
     "train.strategy": ("default", "mirrored", "multiworker"),
-    "detection.architecture": ("retinanet", "yunet"),
     "detection.backbone": ("resnet10", "resnet18"),
     "detection.enhancement": ("none", "gamma", "clahe"),
 }
@@ -266,7 +266,11 @@ def _tasks() -> tuple:
 
 
 # Keys whose valid values are a registry's names, read when a value is checked.
-_REGISTRY_CHOICES = {"data.format": _data_formats, "task": _tasks}
+def _architectures() -> tuple:
+    return tuple(ARCHITECTURES.names())
+
+
+_REGISTRY_CHOICES = {"data.format": _data_formats, "task": _tasks, "detection.architecture": _architectures}
 
 
 def choices(key: str) -> Optional[tuple]:

@@ -28,6 +28,7 @@ from fer_keras.detection import retinanet as R
 from fer_keras.errors import ConfigError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
 from fer_keras.model_info import load_keras_model, read_model_info, write_sidecar
+from fer_keras.detection.architectures import architecture_of
 from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir, run_task
 from fer_keras.tasks import TASKS
 
@@ -205,20 +206,22 @@ def export_expression_run(run: str, formats: Optional[Sequence[str]] = None) -> 
 
 
 def export_detection_run(run: str, formats: Optional[Sequence[str]] = None) -> Dict[str, str]:
-    """A detection run exports as a SavedModel with NMS-decoded boxes, its `.keras` copy, and `compact`: float16
+    """A detection run exports in its architecture's formats (`ARCHITECTURES`; default: all of them)."""
+    rd = RunDir.open(run)
+    arch = architecture_of(rd.config())
+    formats = list(arch.export_formats) if formats is None else formats
+    bad = [f for f in formats if f not in arch.export_formats]
+    if bad:  # checked before anything is written
+        raise ConfigError(f"{run}: a {rd.config().detection.architecture} detection run exports as "
+                          f"{', '.join(arch.export_formats)}, not {bad[0]}")
+    return arch.fn("export")(rd, formats)
+
+
+def export_retinanet_run(rd: RunDir, formats: Sequence[str]) -> Dict[str, str]:
+    """A RetinaNet run exports as a SavedModel with NMS-decoded boxes, its `.keras` copy, and `compact`: float16
     weights with their build and inference settings in one `.npz` (`faces.RetinaNetFaceDetector.from_file`; the
     shipped low-light detector is one)."""
-    rd = RunDir.open(run)
     cfg = rd.config()
-    yunet = cfg.detection.architecture == "yunet"
-    valid = [f for f in DETECTION_FORMATS if not (yunet and f == "compact")]  # compact is the RetinaNet's format
-    formats = valid if formats is None else formats
-    bad = [f for f in formats if f not in valid]
-    if bad:  # checked before anything is written
-        raise ConfigError(f"{run}: a {cfg.detection.architecture} detection run exports as {', '.join(valid)}, "
-                          f"not {bad[0]}")
-    if yunet:
-        return _export_yunet_run(rd, formats)
     detector = R.load_detector(rd.model_path)
     out = rd.file(EXPORT)
     os.makedirs(out, exist_ok=True)
@@ -235,12 +238,12 @@ def export_detection_run(run: str, formats: Optional[Sequence[str]] = None) -> D
         d = cfg.detection
         inference = {"image_width": d.image_width, "image_height": d.image_height, "min_score": d.min_score,
                      "test_scales": list(d.test_scales), "iou_threshold": d.iou_threshold,
-                     "enhancement": d.enhancement, "run": os.path.basename(os.path.normpath(run))}
+                     "enhancement": d.enhancement, "run": os.path.basename(os.path.normpath(rd.path))}
         written["compact"] = R.save_compact(detector, R.build_kwargs(d), inference, os.path.join(out, "detector.npz"))
     return written
 
 
-def _export_yunet_run(rd: RunDir, formats: Sequence[str]) -> Dict[str, str]:
+def export_yunet_run(rd: RunDir, formats: Sequence[str]) -> Dict[str, str]:
     """A YuNet run exports its inference model (per-level raw outputs, as `detection.yunet.decode` reads them):
     `keras`, and `savedmodel` with a `serving_default` signature on BGR 0-255 images of any size (multiples of 32)."""
     import tensorflow as tf

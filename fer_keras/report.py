@@ -20,6 +20,7 @@ from fer_keras.errors import ConfigError, DataError, reading
 from fer_keras.io_utils import atomic_path, atomic_write_text
 from fer_keras.labels import map_name, preset_classes
 from fer_keras.metrics import compare_columns, summary_metrics
+from fer_keras.detection.architectures import architecture_of
 from fer_keras.run_dir import DATA_SUMMARY, METRICS, PLOTS, RUNTIME, RunDir, newest_run, run_task
 
 
@@ -148,7 +149,7 @@ def detection_figures(run: str) -> Dict[str, tuple]:
     hist_path = rd.history_path
     cfg = rd.config()
     # A YuNet run logs recall at 1 FP/image and AP at IoU 0.3 (its monitor); a RetinaNet run AP@0.5.
-    monitor = cfg.train.monitor if cfg.detection.architecture == "yunet" else "val_ap50"
+    monitor = architecture_of(cfg).monitor or cfg.train.monitor
     if os.path.isfile(hist_path):
         figures["Learning curves"] = ("learning_curves", lambda: plots.learning_curves(
             _history(hist_path), monitor, "max"))

@@ -19,6 +19,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
+from fer_keras.detection.architectures import ARCHITECTURES
 from fer_keras.errors import ConfigError
 from fer_keras.registry import Registry
 
@@ -63,7 +64,9 @@ TASKS.register("expression")(Task(
 TASKS.register("detection")(Task(
     train="fer_keras.detection.train:train_detector", evaluate="fer_keras.cli_evaluate:evaluate_detection_run",
     figures="fer_keras.report:detection_figures", export="fer_keras.export:export_detection_run",
-    export_formats=("savedmodel", "keras", "compact"), detector="fer_keras.detection.faces:detector_from_run"))
+    # every format some detection architecture writes (each run: its architecture's, detection/architectures.py)
+    export_formats=tuple(dict.fromkeys(f for n in ARCHITECTURES.names() for f in ARCHITECTURES.get(n).export_formats)),
+    detector="fer_keras.detection.faces:detector_from_run"))
 
 
 def task_of(cfg) -> Task:

@@ -20,6 +20,18 @@ def test_every_role_of_every_task_resolves():
         assert task.export_formats
 
 
+def test_every_role_of_every_detection_architecture_resolves():
+    from fer_keras.config import choices
+    from fer_keras.detection.architectures import ARCHITECTURES
+
+    assert choices("detection.architecture") == tuple(ARCHITECTURES.names())
+    for name in ARCHITECTURES.names():
+        arch = ARCHITECTURES.get(name)
+        for role in ("fit", "detector", "evaluate", "export"):
+            assert callable(arch.fn(role)), (name, role)
+        assert set(arch.export_formats) <= set(TASKS.get("detection").export_formats)
+
+
 def test_config_task_choices_are_the_registry():
     cfg = Config()
     for name in TASKS.names():
@@ -29,13 +41,16 @@ def test_config_task_choices_are_the_registry():
         set_key(cfg, "task", "segmentation")
 
 
-def test_no_task_branch_outside_the_registry():
-    """Code asks the task for its function (fer_keras/tasks.py) instead of comparing task names."""
-    pattern = re.compile(r"""task(\(\))?\s*[!=]=\s*["']""")
+@pytest.mark.parametrize("pattern, registry", [(r"""task(\(\))?\s*[!=]=\s*["']""", "tasks.py"),
+                                               (r"""architecture\s*[!=]=""", "architectures.py")])
+def test_no_branch_on_a_name_outside_its_registry(pattern, registry):
+    """Code asks the task (fer_keras/tasks.py) or the detection architecture (detection/architectures.py) for its
+    function instead of comparing names."""
+    pattern = re.compile(pattern)
     hits = []
     for folder, _, files in os.walk(os.path.join(ROOT, "fer_keras")):
         for f in files:
-            if f.endswith(".py") and f != "tasks.py":
+            if f.endswith(".py") and f != registry:
                 path = os.path.join(folder, f)
                 for i, line in enumerate(open(path, encoding="utf-8"), 1):
                     if pattern.search(line):

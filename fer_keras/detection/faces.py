@@ -29,6 +29,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from fer_keras.detection.architectures import architecture_of
 from fer_keras.detection.boxes import xywh, yunet_input
 from fer_keras.detection.blazeface import BlazeFaceDetector, model_dir, square_boxes, weighted_nms
 from fer_keras.detection.data import enhance, letterbox
@@ -504,13 +505,12 @@ def _retinanet(min_face: int = 48, min_score: Optional[float] = None):
 def detector_from_run(run_dir: str, min_score: Optional[float] = None):
     """The face detector of a finished detection run: its trained YuNet or RetinaNet (the detection task's
     `detector`, see fer_keras/tasks.py)."""
-    run = RunDir.open(run_dir)
-    cfg = run.config()
-    if cfg.detection.architecture == "yunet":
-        quiet_tensorflow_import()
-        from fer_keras.detection.yunet import KerasYuNetDetector  # imports Keras: only when used
+    quiet_tensorflow_import()
+    return architecture_of(RunDir.open(run_dir).config()).fn("detector")(run_dir, min_score)
 
-        return KerasYuNetDetector(run.model_path, cfg.detection.min_score if min_score is None else min_score)
+
+def retinanet_from_run(run_dir: str, min_score: Optional[float] = None) -> "RetinaNetFaceDetector":
+    """A finished RetinaNet detection run as a face detector (the `retinanet` architecture's `detector`)."""
     return RetinaNetFaceDetector.from_run(run_dir, min_score)
 
 

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from fer_keras.detection import metrics as M
+from fer_keras.detection.architectures import architecture_of
 from fer_keras.detection.data import (DetAugment, DetTable, concat_tables, crop_batches, detection_batches, enhance,
                                       letterbox, load_sample, read_detection, write_dark_scenes)
 from fer_keras.detection.evaluate import write_eval
@@ -188,19 +189,17 @@ def train_detector(cfg) -> str:
         run.write_json(DATA_SUMMARY, {"source": data["source"], **{
             s: {"images": len(tb), "faces": tb.num_faces} for s, tb in data.items() if isinstance(tb, DetTable)}})
 
-    if cfg.detection.architecture == "yunet":
-        from fer_keras.detection.yunet_train import fit_yunet  # Keras and YuNet's training: only for YuNet runs
-
-        if not cfg.detection.train_crop:
-            raise ConfigError("detection.architecture yunet trains on crops: set detection.train_crop (e.g. 320)")
-        fit = fit_yunet
-    else:
-        fit = _fit_detector
+    arch = architecture_of(cfg)
+    if arch.crops_only and not cfg.detection.train_crop:
+        raise ConfigError(f"detection.architecture {cfg.detection.architecture} trains on crops: set "
+                          "detection.train_crop (e.g. 320)")
+    fit = arch.fn("fit")
     return run_training(cfg, f"{cfg.detection.architecture}-{stem}", lambda: load_detection_data(cfg), start,
                         lambda run, data, resuming: fit(cfg, run, data, resuming, t_start))
 
 
-def _fit_detector(cfg, run: RunDir, data: dict, resuming: bool, t_start: float) -> None:
+def fit_retinanet(cfg, run: RunDir, data: dict, resuming: bool, t_start: float) -> None:
+    """Trains a RetinaNet detection run (the `retinanet` architecture's `fit`)."""
     # TensorFlow: when training
     from fer_keras.fitting import finish_fit, fit_run, fit_verbosity, make_callbacks, make_optimizer
 
@@ -249,15 +248,12 @@ def evaluate_detector_run(run_dir: str, split: str = "val", data: Optional[str] 
         if table is None or not len(table):
             raise ConfigError(f"{run_dir}: its data has no {split!r} split; pass --data")
     out = os.path.join(run_dir, "eval", name)
-    if cfg.detection.architecture == "yunet":
-        # Keras and YuNet's code: only for YuNet runs
-        from fer_keras.detection.yunet import KerasYuNetDetector
-        from fer_keras.detection.yunet_train import detect_photos  # (the same)
+    return out, write_eval(out, table, *architecture_of(cfg).fn("evaluate")(run, cfg, table))
 
-        detector = KerasYuNetDetector(run.model_path, 0.05)
-        return out, write_eval(out, table, detect_photos(detector, table), table.boxes, [1.0] * len(table))
-    detector = load_detector(run.model_path)
-    return out, write_eval(out, table, *detect_table(detector, table, cfg))
+
+def evaluate_retinanet(run: RunDir, cfg, table: DetTable):
+    """A RetinaNet run's detections of `table` (the `retinanet` architecture's `evaluate`)."""
+    return detect_table(load_detector(run.model_path), table, cfg)
 
 
 def slug_name(path: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import keras
@@ -174,3 +174,11 @@ class KerasYuNetDetector:
 
     def __call__(self, rgb: np.ndarray):
         return xywh(self.detect(rgb)[0])
+
+
+def detector_from_run(run_dir: str, min_score: Optional[float] = None) -> KerasYuNetDetector:
+    """A finished YuNet detection run as a face detector (the `yunet` architecture's `detector`)."""
+    from fer_keras.run_dir import RunDir  # run_dir imports the config, which lists this module's architecture
+
+    run = RunDir.open(run_dir)
+    return KerasYuNetDetector(run.model_path, run.config().detection.min_score if min_score is None else min_score)

@@ -312,3 +312,10 @@ def fit_yunet(cfg, run, data: dict, resuming: bool, t_start: float) -> None:
             write_eval(os.path.join(run.path, "eval", split), val, dets, val.boxes, [1.0] * len(val))
             metrics[split] = scores_at_fppi(dets, val.boxes, det.val_min_face)
         run.write_json(METRICS, metrics)
+
+
+def evaluate_yunet(run, cfg, table):
+    """A YuNet run's detections of `table` in original pixels (scale 1), for evaluate (the `yunet` architecture's
+    `evaluate`)."""
+    detector = KerasYuNetDetector(run.model_path, 0.05)
+    return detect_photos(detector, table), table.boxes, [1.0] * len(table)
