@@ -42,17 +42,9 @@ def api_markdown() -> str:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    path = os.path.join(HERE, "api.md")
-    text = api_markdown()
-    if "--check" in argv:
-        with open(path, encoding="utf-8") as f:
-            same = f.read() == text
-        print("docs/api.md is up to date" if same else "docs/api.md differs: run python docs/gen_api.py")
-        return 0 if same else 1
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(f"wrote {path}")
-    return 0
+    from _pages import write_or_check
+
+    return write_or_check(os.path.join(HERE, "api.md"), api_markdown(), "--check" in argv, "python docs/gen_api.py")
 
 
 if __name__ == "__main__":

@@ -117,17 +117,10 @@ def main(argv=None) -> int:
     if missing:
         print(f"no such test: {', '.join(missing)}")
         return 1
-    text, path = page(counts), os.path.join(HERE, "bad-input.md")
-    if "--check" in argv:
-        with open(path, encoding="utf-8") as f:
-            same = f.read() == text
-        print("docs/bad-input.md is up to date" if same else
-              "docs/bad-input.md differs: run python docs/gen_bad_input.py")
-        return 0 if same else 1
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(f"wrote {path}")
-    return 0
+    from _pages import write_or_check
+
+    return write_or_check(os.path.join(HERE, "bad-input.md"), page(counts), "--check" in argv,
+                          "python docs/gen_bad_input.py")
 
 
 if __name__ == "__main__":

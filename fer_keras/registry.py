@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Dict, Generic, TypeVar
 
 from fer_keras.errors import FerError
@@ -55,3 +56,16 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return str(name).lower() in self._names
+
+
+class Roles:
+    """A registry entry whose roles are "module:function" strings, imported on first use (`fn`): reading the
+    registry (config checks, `--help`) imports none of them. Used by the task and detection-architecture tables."""
+
+    def fn(self, role: str) -> Callable:
+        """The function of `role`, imported now."""
+        ref = getattr(self, role)
+        if ref is None:
+            raise FerError(f"this kind of run has no {role}")
+        module, name = ref.split(":")
+        return getattr(importlib.import_module(module), name)

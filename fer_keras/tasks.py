@@ -15,17 +15,16 @@ imports no TensorFlow and nothing of a task that is not used. A new task is one 
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 from fer_keras.detection.architectures import ARCHITECTURES
 from fer_keras.errors import ConfigError
-from fer_keras.registry import Registry
+from fer_keras.registry import Registry, Roles
 
 
 @dataclass(frozen=True)
-class Task:
+class Task(Roles):
     """What one kind of run supplies to the shared run life (see the module docstring for each role).
 
     Attributes:
@@ -45,13 +44,6 @@ class Task:
     expression_model: bool = False
     multiworker: bool = False
 
-    def fn(self, role: str) -> Callable:
-        """The function of `role` ("train", "evaluate", "figures", "export", "detector"), imported now."""
-        ref = getattr(self, role)
-        if ref is None:
-            raise ConfigError(f"this kind of run has no {role}")
-        module, name = ref.split(":")
-        return getattr(importlib.import_module(module), name)
 
 
 TASKS: Registry = Registry("task", ConfigError)

@@ -17,42 +17,37 @@ A new trainable detector is one module with these functions and one registration
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 from fer_keras.errors import ConfigError
-from fer_keras.registry import Registry
+from fer_keras.registry import Registry, Roles
 
 
 @dataclass(frozen=True)
-class Architecture:
+class Architecture(Roles):
     """What one trainable detector supplies to detection runs (see the module docstring for each role)."""
 
+    export_formats: Tuple[str, ...]  # first: the roles below are "module:function" strings
     fit: str
     detector: str
     evaluate: str
     export: str
-    export_formats: Tuple[str, ...]
-    monitor: Optional[str] = None
     crops_only: bool = False
-
-    def fn(self, role: str) -> Callable:
-        module, name = getattr(self, role).split(":")
-        return getattr(importlib.import_module(module), name)
+    monitor: Optional[str] = None
 
 
 ARCHITECTURES: Registry[Architecture] = Registry("detection architecture", ConfigError)
 
 ARCHITECTURES.register("retinanet")(Architecture(
-    fit="fer_keras.detection.train:fit_retinanet", detector="fer_keras.detection.faces:retinanet_from_run",
-    evaluate="fer_keras.detection.train:evaluate_retinanet", export="fer_keras.export:export_retinanet_run",
-    export_formats=("savedmodel", "keras", "compact"), monitor="val_ap50"))
+    export_formats=("savedmodel", "keras", "compact"), fit="fer_keras.detection.train:fit_retinanet",
+    detector="fer_keras.detection.faces:retinanet_from_run", evaluate="fer_keras.detection.train:evaluate_retinanet",
+    export="fer_keras.export:export_retinanet_run", monitor="val_ap50"))
 
 ARCHITECTURES.register("yunet")(Architecture(
-    fit="fer_keras.detection.yunet_train:fit_yunet", detector="fer_keras.detection.yunet:detector_from_run",
-    evaluate="fer_keras.detection.yunet_train:evaluate_yunet", export="fer_keras.export:export_yunet_run",
-    export_formats=("savedmodel", "keras"), crops_only=True))
+    export_formats=("savedmodel", "keras"), fit="fer_keras.detection.yunet_train:fit_yunet",
+    detector="fer_keras.detection.yunet:detector_from_run", evaluate="fer_keras.detection.yunet_train:evaluate_yunet",
+    export="fer_keras.export:export_yunet_run", crops_only=True))
 
 
 def architecture_of(cfg) -> Architecture:
