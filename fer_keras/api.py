@@ -265,7 +265,7 @@ class Run:
         """
         quiet_tensorflow_import()
         if not run_task(self.path).expression_model:
-            from fer_keras.detection.train import evaluate_detector_run  # detection's modules only for its runs
+            from fer_keras.detection.evaluate import evaluate_detector_run  # detection's modules only for its runs
 
             return evaluate_detector_run(self.path, "val" if split == "test" and data is None else split, data)[1]
         from fer_keras.evaluation import evaluate_run  # TensorFlow: loaded once a run is scored

@@ -134,16 +134,3 @@ def evaluate_expression_run(run: Optional[str], model_path: Optional[str], a, co
     out, result = evaluate_run(run=run, model_path=model_path, out=a.out, **common)
     _print_result(out, result)
     return out
-
-
-def evaluate_detection_run(run: str, model_path: Optional[str], a, common: dict) -> str:
-    """Scores a face-detection run and prints AP and recall (the detection task's `evaluate`)."""
-    from fer_keras.detection.train import evaluate_detector_run  # detection's modules only for its runs
-
-    split = "val" if a.split == "test" and a.data is None else a.split
-    out, m = evaluate_detector_run(run, split, a.data)
-    print(f"AP@0.5 {m['ap50']:.4f} | AP@0.5:0.95 {m['ap50_95']:.4f} | recall at 0.1/0.5/1 FP per image "
-          f"{m['recall@0.1fppi']:.3f}/{m['recall@0.5fppi']:.3f}/{m['recall@1fppi']:.3f} | "
-          f"{m['images']} images, {m['faces']} faces")
-    print(f"wrote {out}/metrics.json, pr_curve.csv, detections.csv")
-    return out

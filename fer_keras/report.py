@@ -20,7 +20,6 @@ from fer_keras.errors import ConfigError, DataError, reading
 from fer_keras.io_utils import atomic_path, atomic_write_text
 from fer_keras.labels import map_name, preset_classes
 from fer_keras.metrics import compare_columns, summary_metrics
-from fer_keras.detection.architectures import architecture_of
 from fer_keras.run_dir import DATA_SUMMARY, METRICS, PLOTS, RUNTIME, RunDir, newest_run, run_task
 
 
@@ -136,57 +135,6 @@ def expression_figures(run: str) -> Dict[str, tuple]:
             if imgs:
                 figures[title] = (f"samples_{'correct' if correct else 'incorrect'}",
                                   lambda i=imgs, t=titles, tt=title: plots.sample_grid(i, t, tt))
-    return figures
-
-
-def detection_figures(run: str) -> Dict[str, tuple]:
-    """Learning curves, the PR curve of each evaluated split and sample detections of a detection run."""
-    from fer_keras.detection.train import load_detection_data  # detection's modules only for its runs
-
-
-    figures = {}
-    rd = RunDir.open(run)
-    hist_path = rd.history_path
-    cfg = rd.config()
-    # A YuNet run logs recall at 1 FP/image and AP at IoU 0.3 (its monitor); a RetinaNet run AP@0.5.
-    monitor = architecture_of(cfg).monitor or cfg.train.monitor
-    if os.path.isfile(hist_path):
-        figures["Learning curves"] = ("learning_curves", lambda: plots.learning_curves(
-            _history(hist_path), monitor, "max"))
-    eval_root = os.path.join(run, "eval")
-    tables = None
-    for split in sorted(os.listdir(eval_root)) if os.path.isdir(eval_root) else []:
-        d = os.path.join(eval_root, split)
-        if not os.path.isfile(os.path.join(d, "pr_curve.csv")):
-            continue
-        pr = _read_csv(os.path.join(d, "pr_curve.csv"))
-        ap = _load_json(os.path.join(d, METRICS))["ap50"]
-        p_, r_ = (np.array([float(r[k]) for r in pr]) for k in ("precision", "recall"))
-        figures[f"Precision-recall ({split})"] = (f"pr_curve_{split}", lambda p_=p_, r_=r_, ap=ap, s=split:
-                                                  plots.detection_pr_curve(p_, r_, ap, f"Face detection ({s})"))
-        if split not in ("train", "val", "test"):  # scored on other data: its boxes are not at hand here
-            continue
-        tables = tables or load_detection_data(cfg)
-        table = tables.get(split)
-        if table is None:
-            continue
-        rows = _read_csv(os.path.join(d, "detections.csv"))
-        gt = dict(zip(table.sources, table.boxes))
-        sources = list(dict.fromkeys(table.sources))[:6]
-        imgs, preds, truths = [], [], []
-        for src in sources:
-            img = _load_image(src)
-            if img is None:
-                continue
-            if img.ndim == 2:
-                img = np.stack([img] * 3, -1)
-            p = np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2", "score")] for r in rows
-                          if r["source"] == src], np.float32).reshape(-1, 5)
-            imgs.append(img), preds.append(p[p[:, 4] >= cfg.detection.min_score]), truths.append(gt[src])
-        if imgs:
-            figures[f"Sample detections ({split})"] = (
-                f"detections_{split}", lambda i=imgs, p=preds, t=truths, s=split: plots.detection_samples(
-                    i, p, t, f"Detections with score >= {cfg.detection.min_score} ({s}; green: ground truth)"))
     return figures
 
 

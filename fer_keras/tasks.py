@@ -54,8 +54,8 @@ TASKS.register("expression")(Task(
     export_formats=("savedmodel", "keras", "tflite"), expression_model=True, multiworker=True))
 
 TASKS.register("detection")(Task(
-    train="fer_keras.detection.train:train_detector", evaluate="fer_keras.cli_evaluate:evaluate_detection_run",
-    figures="fer_keras.report:detection_figures", export="fer_keras.export:export_detection_run",
+    train="fer_keras.detection.train:train_detector", evaluate="fer_keras.detection.evaluate:evaluate_detection_run",
+    figures="fer_keras.detection.figures:detection_figures", export="fer_keras.detection.export:export_detection_run",
     # every format some detection architecture writes (each run: its architecture's, detection/architectures.py)
     export_formats=tuple(dict.fromkeys(f for n in ARCHITECTURES.names() for f in ARCHITECTURES.get(n).export_formats)),
     detector="fer_keras.detection.faces:detector_from_run"))

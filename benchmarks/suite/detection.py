@@ -19,7 +19,8 @@ def bench_detection(a) -> dict:
     from fer_keras.config import load_config
     from fer_keras.detection.data import read_darkface, write_dark_scenes
     from fer_keras.detection.faces import RetinaNetFaceDetector
-    from fer_keras.detection.train import evaluate_detector_run, train_detector
+    from fer_keras.detection.evaluate import evaluate_detector_run
+    from fer_keras.detection.train import train_detector
     from fer_keras.export import export_run
 
     runs = tempfile.mkdtemp(prefix="fer-bench-det-")

@@ -42,12 +42,12 @@ ARCHITECTURES: Registry[Architecture] = Registry("detection architecture", Confi
 ARCHITECTURES.register("retinanet")(Architecture(
     export_formats=("savedmodel", "keras", "compact"), fit="fer_keras.detection.train:fit_retinanet",
     detector="fer_keras.detection.faces:retinanet_from_run", evaluate="fer_keras.detection.train:evaluate_retinanet",
-    export="fer_keras.export:export_retinanet_run", monitor="val_ap50"))
+    export="fer_keras.detection.export:export_retinanet_run", monitor="val_ap50"))
 
 ARCHITECTURES.register("yunet")(Architecture(
     export_formats=("savedmodel", "keras"), fit="fer_keras.detection.yunet_train:fit_yunet",
     detector="fer_keras.detection.yunet:detector_from_run", evaluate="fer_keras.detection.yunet_train:evaluate_yunet",
-    export="fer_keras.export:export_yunet_run", crops_only=True))
+    export="fer_keras.detection.export:export_yunet_run", crops_only=True))
 
 
 def architecture_of(cfg) -> Architecture:

@@ -24,6 +24,7 @@ from fer_keras.data.demo import _FEATURES, draw_face
 from fer_keras.data.images import IMAGE_EXTS
 from fer_keras.data.readers import BadLog
 from fer_keras.detection.lowlight import degrade_low_light
+from fer_keras.detection.retinanet import check_input_size
 from fer_keras.errors import DataError
 from fer_keras.io_utils import write_image
 
@@ -511,3 +512,46 @@ def crop_batches(table: DetTable, det, batch_size: int, seed: int, epoch: int):
             b = b[:det.max_boxes - 1]
             imgs[k], boxes[k, :len(b)], classes[k, :len(b)] = img, b, 0
         yield imgs, {"boxes": boxes, "classes": classes}
+
+
+def input_size(cfg) -> Tuple[int, int]:
+    """The (width, height) a detection config letterboxes to, checked (and its training crop side)."""
+    check_input_size(cfg.detection.image_width, cfg.detection.image_height)
+    if cfg.detection.train_crop:
+        check_input_size(cfg.detection.train_crop, cfg.detection.train_crop)
+    return cfg.detection.image_width, cfg.detection.image_height
+
+
+def demo_scenes(n: int, root: Optional[str] = None) -> Tuple[str, str]:
+    """Synthetic dark scenes (train: n, seed 0; val: n // 5, seed 1) in DARK FACE layout, generated once."""
+    root = root or os.path.join(os.environ.get("FER_KERAS_DATA", "data"), f"dark-scenes-{n}")
+    return (write_dark_scenes(os.path.join(root, "train"), n=n, seed=0),
+            write_dark_scenes(os.path.join(root, "val"), n=max(8, n // 5), seed=1))
+
+
+def load_detection_data(cfg) -> Dict[str, Optional[DetTable]]:
+    """Train/val(/test) tables: `data.path` (DARK FACE folder or WIDER annotation .txt), `data.val_path` or a seeded
+    `data.val_fraction` split, optional `data.test_path`; the synthetic dark scenes when `data.path` is unset."""
+    d = cfg.data
+    if d.path is None:
+        tr, va = demo_scenes(cfg.detection.scenes)
+        return {"train": read_detection(tr), "val": read_detection(va), "test": None, "source": os.path.dirname(tr)}
+    det = cfg.detection
+    if det.val_first and not d.val_path:
+        # Val = the next val_first images of each folder after the held-out ones (fixed, so every run and the
+        # threshold chooser score the same val photos), train = the rest.
+        parts = [read_detection(p.strip(), d.skip_bad, d.image_root, det.holdout_first)
+                 for p in d.path.split(",") if p.strip()]
+        train = concat_tables([t.subset(range(min(det.val_first, len(t)), len(t))) for t in parts])
+        val = concat_tables([t.subset(range(min(det.val_first, len(t)))) for t in parts])
+    else:
+        train = read_detection(d.path, d.skip_bad, d.image_root, det.holdout_first)
+        val = read_detection(d.val_path, d.skip_bad, d.image_root) if d.val_path else None
+    if val is None and d.val_fraction > 0:
+        order = np.random.default_rng(d.split_seed).permutation(len(train))
+        k = int(round(len(train) * d.val_fraction))
+        val, train = train.subset(np.sort(order[:k])), train.subset(np.sort(order[k:]))
+    test = read_detection(d.test_path, d.skip_bad, d.image_root) if d.test_path else None
+    if not len(train):
+        raise DataError(f"{d.path}: no training images")
+    return {"train": train, "val": val, "test": test, "source": d.path}

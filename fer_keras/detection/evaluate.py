@@ -1,17 +1,21 @@
-"""Writing a detection evaluation: metrics.json, pr_curve.csv and detections.csv of one split or dataset."""
+"""Evaluating detection runs (the detection task's `evaluate`): a split or other data scored, and metrics.json,
+pr_curve.csv and detections.csv written."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+from typing import Optional
 
 import numpy as np
 
 from fer_keras.detection import metrics as M
-from fer_keras.detection.data import DetTable
-from fer_keras.io_utils import atomic_path, atomic_write_text
-from fer_keras.run_dir import METRICS
+from fer_keras.detection.architectures import architecture_of
+from fer_keras.detection.data import DetTable, load_detection_data, read_detection
+from fer_keras.errors import ConfigError
+from fer_keras.io_utils import atomic_path, atomic_write_text, slug
+from fer_keras.run_dir import METRICS, RunDir
 
 
 def write_eval(out_dir: str, table: DetTable, dets, gts, scales) -> dict:
@@ -31,3 +35,35 @@ def write_eval(out_dir: str, table: DetTable, dets, gts, scales) -> dict:
             for x1, y1, x2, y2, sc in d:
                 wr.writerow([src, *(round(v / s, 1) for v in (x1, y1, x2, y2)), round(float(sc), 4)])
     return m
+
+
+def evaluate_detector_run(run_dir: str, split: str = "val", data: Optional[str] = None) -> dict:
+    """Scores a detection run's best model on a split of its data (or on `data`, a DARK FACE folder / WIDER txt);
+    writes `eval/<split or data name>/` and returns (that folder, metrics)."""
+
+    run = RunDir.open(run_dir)
+    cfg = run.config()
+    if data:
+        table, name = read_detection(data, cfg.data.skip_bad, cfg.data.image_root), slug_name(data)
+    else:
+        table, name = load_detection_data(cfg).get(split), split
+        if table is None or not len(table):
+            raise ConfigError(f"{run_dir}: its data has no {split!r} split; pass --data")
+    out = os.path.join(run_dir, "eval", name)
+    return out, write_eval(out, table, *architecture_of(cfg).fn("evaluate")(run, cfg, table))
+
+
+def evaluate_detection_run(run: str, model_path: Optional[str], a, common: dict) -> str:
+    """Scores a face-detection run and prints AP and recall (the detection task's `evaluate`)."""
+    split = "val" if a.split == "test" and a.data is None else a.split
+    out, m = evaluate_detector_run(run, split, a.data)
+    print(f"AP@0.5 {m['ap50']:.4f} | AP@0.5:0.95 {m['ap50_95']:.4f} | recall at 0.1/0.5/1 FP per image "
+          f"{m['recall@0.1fppi']:.3f}/{m['recall@0.5fppi']:.3f}/{m['recall@1fppi']:.3f} | "
+          f"{m['images']} images, {m['faces']} faces")
+    print(f"wrote {out}/metrics.json, pr_curve.csv, detections.csv")
+    return out
+
+
+def slug_name(path: str) -> str:
+
+    return slug(os.path.splitext(os.path.basename(os.path.normpath(path)))[0])

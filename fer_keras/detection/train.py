@@ -16,72 +16,27 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import List, Tuple
 
 import cv2
 import numpy as np
 
 from fer_keras.detection import metrics as M
 from fer_keras.detection.architectures import architecture_of
-from fer_keras.detection.data import (DetAugment, DetTable, concat_tables, crop_batches, detection_batches, enhance,
-                                      letterbox, load_sample, read_detection, write_dark_scenes)
+from fer_keras.detection.data import (DetAugment, DetTable, crop_batches, detection_batches, enhance, input_size,
+                                      letterbox, load_detection_data, load_sample)
 from fer_keras.detection.evaluate import write_eval
 from fer_keras.detection.lowlight import degrade_low_light
-from fer_keras.detection.retinanet import (build_kwargs, build_retinanet, check_input_size, compile_retinanet,
-                                           load_detector, predict_boxes)
+from fer_keras.detection.retinanet import build_kwargs, build_retinanet, compile_retinanet, load_detector, predict_boxes
 from fer_keras.errors import ConfigError, DataError
-from fer_keras.io_utils import slug
 from fer_keras.run_dir import DATA_SUMMARY, METRICS, RunDir, run_training
-
-
-def _size(cfg) -> Tuple[int, int]:
-
-    check_input_size(cfg.detection.image_width, cfg.detection.image_height)
-    if cfg.detection.train_crop:
-        check_input_size(cfg.detection.train_crop, cfg.detection.train_crop)
-    return cfg.detection.image_width, cfg.detection.image_height
-
-
-def demo_scenes(n: int, root: Optional[str] = None) -> Tuple[str, str]:
-    """Synthetic dark scenes (train: n, seed 0; val: n // 5, seed 1) in DARK FACE layout, generated once."""
-    root = root or os.path.join(os.environ.get("FER_KERAS_DATA", "data"), f"dark-scenes-{n}")
-    return (write_dark_scenes(os.path.join(root, "train"), n=n, seed=0),
-            write_dark_scenes(os.path.join(root, "val"), n=max(8, n // 5), seed=1))
-
-
-def load_detection_data(cfg) -> Dict[str, Optional[DetTable]]:
-    """Train/val(/test) tables: `data.path` (DARK FACE folder or WIDER annotation .txt), `data.val_path` or a seeded
-    `data.val_fraction` split, optional `data.test_path`; the synthetic dark scenes when `data.path` is unset."""
-    d = cfg.data
-    if d.path is None:
-        tr, va = demo_scenes(cfg.detection.scenes)
-        return {"train": read_detection(tr), "val": read_detection(va), "test": None, "source": os.path.dirname(tr)}
-    det = cfg.detection
-    if det.val_first and not d.val_path:
-        # Val = the next val_first images of each folder after the held-out ones (fixed, so every run and the
-        # threshold chooser score the same val photos), train = the rest.
-        parts = [read_detection(p.strip(), d.skip_bad, d.image_root, det.holdout_first)
-                 for p in d.path.split(",") if p.strip()]
-        train = concat_tables([t.subset(range(min(det.val_first, len(t)), len(t))) for t in parts])
-        val = concat_tables([t.subset(range(min(det.val_first, len(t)))) for t in parts])
-    else:
-        train = read_detection(d.path, d.skip_bad, d.image_root, det.holdout_first)
-        val = read_detection(d.val_path, d.skip_bad, d.image_root) if d.val_path else None
-    if val is None and d.val_fraction > 0:
-        order = np.random.default_rng(d.split_seed).permutation(len(train))
-        k = int(round(len(train) * d.val_fraction))
-        val, train = train.subset(np.sort(order[:k])), train.subset(np.sort(order[k:]))
-    test = read_detection(d.test_path, d.skip_bad, d.image_root) if d.test_path else None
-    if not len(train):
-        raise DataError(f"{d.path}: no training images")
-    return {"train": train, "val": val, "test": test, "source": d.path}
 
 
 def _train_dataset(table: DetTable, cfg, start_epoch: int):
     """Infinite `tf.data` stream of augmented training batches (epoch-keyed order and augmentation)."""
     import tensorflow as tf
 
-    w, h = _size(cfg)
+    w, h = input_size(cfg)
     bs, det = cfg.data.batch_size, cfg.detection
     aug = DetAugment() if det.augment else None
     if det.train_crop:
@@ -126,7 +81,7 @@ def detect_table(detector, table: DetTable, cfg, dark: bool = False
     image's letterbox scale (divide by it for original coordinates). With `dark`, each image is first degraded to
     low light (seeded per image)."""
 
-    w, h = _size(cfg)
+    w, h = input_size(cfg)
     dets, gts, scales = [], [], []
     bs = cfg.data.batch_size
     for start in range(0, len(table), bs):
@@ -179,7 +134,7 @@ def train_detector(cfg) -> str:
     t = cfg.train
     if t.monitor.startswith("val_expression") or t.monitor in ("val_loss",):
         t.monitor, t.monitor_mode = "val_ap50", "max"
-    _size(cfg)
+    input_size(cfg)
     keras.utils.set_random_seed(t.seed)
     t_start = time.time()
     stem = "dark-scenes" if cfg.data.path is None else os.path.splitext(os.path.basename(
@@ -235,27 +190,6 @@ def fit_retinanet(cfg, run: RunDir, data: dict, resuming: bool, t_start: float) 
         run.write_json(METRICS, metrics)
 
 
-def evaluate_detector_run(run_dir: str, split: str = "val", data: Optional[str] = None) -> dict:
-    """Scores a detection run's best model on a split of its data (or on `data`, a DARK FACE folder / WIDER txt);
-    writes `eval/<split or data name>/` and returns (that folder, metrics)."""
-
-    run = RunDir.open(run_dir)
-    cfg = run.config()
-    if data:
-        table, name = read_detection(data, cfg.data.skip_bad, cfg.data.image_root), slug_name(data)
-    else:
-        table, name = load_detection_data(cfg).get(split), split
-        if table is None or not len(table):
-            raise ConfigError(f"{run_dir}: its data has no {split!r} split; pass --data")
-    out = os.path.join(run_dir, "eval", name)
-    return out, write_eval(out, table, *architecture_of(cfg).fn("evaluate")(run, cfg, table))
-
-
 def evaluate_retinanet(run: RunDir, cfg, table: DetTable):
     """A RetinaNet run's detections of `table` (the `retinanet` architecture's `evaluate`)."""
     return detect_table(load_detector(run.model_path), table, cfg)
-
-
-def slug_name(path: str) -> str:
-
-    return slug(os.path.splitext(os.path.basename(os.path.normpath(path)))[0])
