@@ -20,7 +20,7 @@ import numpy as np
 from fer_keras.detection.faces import DETECTORS, make_detector, whole_image
 from fer_keras.errors import DataError, cli_main
 from fer_keras.io_utils import atomic_write_text
-from fer_keras.labels import map_name, normalize_name
+from fer_keras.labels import PRESETS, map_name, normalize_name
 from fer_keras.model_info import VA_UNTRAINED_NOTE
 from fer_keras.predict import (BACKENDS, FacePredictor, Results, can_show, check_options, expand_inputs,
                                predict_images, predict_video)
@@ -166,7 +166,7 @@ def main(argv=None):
     p.add_argument("--annotate", action="store_true", help="write annotated images/videos")
     p.add_argument("--save-crops", action="store_true", help="write the face crops (debugging)")
     p.add_argument("--show", action="store_true", help="live window for video/webcam when a display exists")
-    p.add_argument("--labels", choices=["8", "7", "5", "4", "2"],
+    p.add_argument("--labels", choices=list(PRESETS),
                    help="report in this label preset: the model's probabilities are mapped by class name (e.g. "
                         "an 8-class model as positive/negative with 2), and folder accuracy is scored in it "
                         "(default: the model's own classes)")

@@ -23,7 +23,10 @@ from fer_keras.errors import ConfigError
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.labels import check_preset
 from fer_keras.detection.architectures import ARCHITECTURES
+from fer_keras.detection.retinanet import BACKBONES
+from fer_keras.limits import MAX_IMAGE_PIXELS
 from fer_keras.tasks import TASKS
+from fer_keras.tta import TTA
 
 CONFIG_VERSION = 1
 
@@ -89,7 +92,7 @@ class DataConfig:
     shuffle_buffer: int = 10000  # streamed data only (also capped by cache_budget_mb); in-memory splits: full shuffle
     validate_images: str = "auto"  # auto | full | header | none
     min_image_side: int = 8  # smaller images are bad input (placeholders, not faces)
-    max_image_pixels: int = 50_000_000  # larger images are bad input (decompression-bomb guard)
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images are bad input (decompression-bomb guard)
     skip_bad: bool = False  # skip bad samples (and list them) instead of failing
     allow_outside_root: bool = False  # allow annotation paths that escape the data root
     # CSV column names (generic CSV reader)
@@ -242,12 +245,10 @@ _CHOICES = {
     "train.optimizer": ("sgd", "adam", "adamw"),
     "train.schedule": ("cosine", "plateau", "step", "constant"),
     "train.va_loss": ("mse", "ccc", "both"),
-    "train.distill_tta": ("none", "flip", "crops"),
     "train.monitor_mode": ("max", "min"),
     "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     "train.xla": ("auto", "on", "off"),
     "train.strategy": ("default", "mirrored", "multiworker"),
-    "detection.backbone": ("resnet10", "resnet18"),
     "detection.enhancement": ("none", "gamma", "clahe"),
 }
 
@@ -270,7 +271,16 @@ def _architectures() -> tuple:
     return tuple(ARCHITECTURES.names())
 
 
-_REGISTRY_CHOICES = {"data.format": _data_formats, "task": _tasks, "detection.architecture": _architectures}
+def _tta_views() -> tuple:
+    return tuple(TTA)
+
+
+def _backbones() -> tuple:
+    return tuple(BACKBONES)
+
+
+_REGISTRY_CHOICES = {"data.format": _data_formats, "task": _tasks, "detection.architecture": _architectures,
+                     "train.distill_tta": _tta_views, "detection.backbone": _backbones}
 
 
 def choices(key: str) -> Optional[tuple]:

@@ -21,7 +21,7 @@ from fer_keras import metrics as M
 from fer_keras.config import Config, parse_overrides, set_key
 from fer_keras.errors import ConfigError, DataError, ModelError
 from fer_keras.io_utils import atomic_write_text, slug
-from fer_keras.labels import check_preset, map_probabilities, preset_classes
+from fer_keras.labels import check_preset, map_probabilities, preset_classes, preset_for_classes
 from fer_keras.model_info import VA_UNTRAINED_NOTE, ModelInfo, check_expression_model, load_keras_model, read_model_info
 from fer_keras.run_dir import RunDir
 from fer_keras.tta import tta_views
@@ -201,7 +201,7 @@ def _model_classes(cfg: Config, info: ModelInfo, model_file: str, k: int, from_r
     if info.class_names and len(info.class_names) == k:
         cfg.data.labels = check_preset(str(k))
         return info.class_names
-    if str(k) not in ("8", "7", "5", "4", "2"):
+    if preset_for_classes(k) is None:
         raise ModelError(f"{model_file}: expression output has {k} classes, not a known preset")
     cfg.data.labels = str(k)
     return preset_classes(str(k))

@@ -58,6 +58,11 @@ _PRESET_MAP: Dict[str, Dict[str, Optional[str]]] = {
 PRESETS = tuple(_PRESET_CLASSES)
 
 
+def preset_for_classes(k: int):
+    """The label preset of a model with `k` expression classes (`"8"` for 8, ...), or None when `k` is no preset."""
+    return str(k) if str(k) in PRESETS else None
+
+
 def check_preset(preset) -> str:
     """Returns the preset key ('8','7','5','4','2') or raises a `ConfigError` listing the valid ones."""
     key = str(preset).strip()

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from fer_keras.limits import MAX_IMAGE_PIXELS
 from fer_keras.data.images import IMAGE_EXTS, resize_array
 from fer_keras.detection.faces import whole_image
 from fer_keras.errors import ConfigError, DataError, ModelError, quiet_tensorflow_import, stderr_captured
@@ -276,7 +277,6 @@ def expand_inputs(paths: Sequence[str]) -> List[Tuple[str, str]]:
     return out
 
 
-MAX_IMAGE_PIXELS = 50_000_000  # the training pipeline's decompression-bomb guard (data.max_image_pixels)
 
 
 def image_problem(path: str) -> Optional[str]:

@@ -30,7 +30,7 @@ from fer_keras.fitting import (finish_fit, fit_run, fit_verbosity, make_callback
 from fer_keras.io_utils import atomic_path
 from fer_keras.keras_compat import flatten_layers
 from fer_keras.keras_metrics import ExpressionAccuracy, MacroRecall, MaskedVAMetric
-from fer_keras.labels import preset_classes
+from fer_keras.labels import preset_classes, preset_for_classes
 from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
 from fer_keras.metrics import expression_metrics, source_scores
 from fer_keras.model_info import load_keras_model, read_model_info
@@ -183,7 +183,7 @@ def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None
     names = info.class_names
     if names is None and "expression" in [layer.name for layer in source.layers]:
         k = int(source.get_layer("expression").output.shape[-1])
-        names = preset_classes(str(k)) if str(k) in ("8", "7", "5", "4", "2") else None
+        names = preset_classes(preset_for_classes(k)) if preset_for_classes(k) else None
     report = transfer_weights(source, model, names, class_names)
     model_file = info.model_file
     write_json(os.path.join(run_dir, "init.json"), {"init_from": model_file, **report})

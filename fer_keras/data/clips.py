@@ -16,7 +16,7 @@ from typing import List
 
 import numpy as np
 
-from fer_keras.data.images import TF_IMAGE_EXTS as IMAGE_EXTS
+from fer_keras.data.images import TF_IMAGE_EXTS
 from fer_keras.data.readers import READERS, BadLog, RawTable, _split_name, resolve_path
 from fer_keras.errors import DataError, reading
 from fer_keras.labels import DFEW_ORDER, normalize_name
@@ -25,7 +25,7 @@ DFEW_CLIP_DIRS = ("clip_224x224_16f", "clip_224x224", "clip_16f")
 
 
 def _frames(folder: str) -> List[str]:
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(TF_IMAGE_EXTS))
 
 
 def _add_clip(folder, name, split, log, sources, names, frames, splits) -> None:

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fer_keras.limits import MAX_IMAGE_PIXELS
+
 # What tf.io.decode_image reads: the files the data readers list for training and evaluation.
 TF_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # What predict and the face detectors read with OpenCV: also WebP and TIFF.
@@ -21,7 +23,7 @@ IMAGE_EXTS = TF_IMAGE_EXTS + (".webp", ".tif", ".tiff")
 _FORMATS = ("JPEG", "PNG", "BMP", "GIF", "MPO")  # what tf.io.decode_image reads (MPO: multi-picture JPEG)
 
 
-def check_header(path: str, min_side: int = 8, max_pixels: int = 50_000_000, box=None) -> Optional[str]:
+def check_header(path: str, min_side: int = 8, max_pixels: int = MAX_IMAGE_PIXELS, box=None) -> Optional[str]:
     """Cheap check from the file header (no decoding): the file exists, is a JPEG/PNG/BMP/GIF, its size is within
     [min_side, max_pixels] (a guard against 1x1 placeholders and decompression bombs), and a face box, if any,
     mostly lies inside it. Returns the problem, or None."""

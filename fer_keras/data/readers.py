@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from fer_keras.data.images import TF_IMAGE_EXTS as IMAGE_EXTS
+from fer_keras.data.images import TF_IMAGE_EXTS
 from fer_keras.errors import DataError, reading
 from fer_keras.labels import AFFECTNET_ORDER, CANONICAL, FER2013_ORDER, class_names_from_order, normalize_name
 from fer_keras.registry import Registry
@@ -176,11 +176,11 @@ def _list_class_folders(root: str, log: BadLog, dropped: Dict[str, int], allow_o
             log.bad(folder, f"unknown class folder {cls!r}; known names: {', '.join(sorted(set(CANONICAL)))} "
                             "(and aliases such as angry, happiness, positive)")
             continue
-        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(TF_IMAGE_EXTS))
         if not files:
             log.bad(folder, "class folder has no images")
             continue
-        skipped = [f for f in os.listdir(folder) if not f.lower().endswith(IMAGE_EXTS) and not f.startswith(".")]
+        skipped = [f for f in os.listdir(folder) if not f.lower().endswith(TF_IMAGE_EXTS) and not f.startswith(".")]
         if skipped:
             dropped["non-image files ignored"] = dropped.get("non-image files ignored", 0) + len(skipped)
         for f in files:
@@ -525,7 +525,7 @@ def _read_affectnet_npy(path: str, cfg, log) -> RawTable:
                                      missing_values=("", "-2", "-2.0")))
             if None in vals:
                 continue
-            cands = [os.path.join(imgs, sid + e) for e in IMAGE_EXTS]
+            cands = [os.path.join(imgs, sid + e) for e in TF_IMAGE_EXTS]
             img = next((c for c in cands if os.path.isfile(c)), None)
             if img is None:
                 log.bad(where, f"no image {sid}.* in {imgs}")
@@ -698,7 +698,7 @@ def _looks_like_clips(path: str) -> bool:
         return False
     class_dir = os.path.join(path, dirs[0])
     entries = [e for e in os.listdir(class_dir) if not e.startswith(".")]
-    if any(e.lower().endswith(IMAGE_EXTS) for e in entries):
+    if any(e.lower().endswith(TF_IMAGE_EXTS) for e in entries):
         return False
     clips = subdirs(class_dir)
-    return bool(clips) and any(f.lower().endswith(IMAGE_EXTS) for f in os.listdir(os.path.join(class_dir, clips[0])))
+    return bool(clips) and any(f.lower().endswith(TF_IMAGE_EXTS) for f in os.listdir(os.path.join(class_dir, clips[0])))
