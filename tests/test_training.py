@@ -205,9 +205,7 @@ def test_skip_bad_lists_skipped_samples(demo_root, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(demo_root["folder"], root)
     (root / "happy" / "broken.png").write_bytes(b"")
-    args = _tiny_args(demo_root, str(tmp_path / "runs"), "--epochs", "1", "--skip-bad")
-    args[1] = str(root)
-    run = train_main(args)
+    run = train_main(tiny_argv("--data", str(root), "--runs-dir", str(tmp_path / "runs"), "--skip-bad"))
     text = open(os.path.join(run, "skipped.csv")).read()
     assert "broken.png" in text and "empty file" in text
     assert json.load(open(os.path.join(run, "data_summary.json")))["skipped_bad"] == 1
