@@ -220,7 +220,7 @@ class _EMASwap(keras.callbacks.Callback):
         self.state.put(self.model, self.is_enter)
 
     def on_train_end(self, logs=None):
-        # raw weights back: Keras' fit then writes the average into the model (optimizer.finalize_variable_values)
+        # normally a no-op: `leave` put the raw weights back before Keras' finalize_variable_values wrote the average
         self.state.put(self.model, False)
 
 
