@@ -5,9 +5,11 @@
 Val photos: files `first .. first+count` (sorted by name) of each set in ../shared/data/faces (`wider`, `facemask`),
 never the first 150 that `bench_detection.py` scores, each also darkened by `lowlight.degrade_low_light` (seeded
 per image, other seeds than the benchmark's). Scored as bench_detection.py does: IoU 0.3, WIDER faces under 16 px
-ignored. For each set the lowest threshold with <= 1 false positive per image is found; the default threshold is
-the highest of those over the normal sets and the dark sets on the path `auto` takes, so every set stays within
-1 FP/image. The dark path is the fastest of `--paths` within `--tolerance` of the best mean recall on the dark sets.
+ignored. For each set the threshold that keeps false faces within `--fppi` per photo in `--confidence` of bootstrap
+resamples of its photos is found (a margin: the plain val threshold went over budget on held-out photos); YuNet's
+threshold is the highest over the normal sets, the dark path's the highest over the dark sets, so every set stays
+within budget. The dark path is the fastest of `--paths` (the `faces.DARK_PATHS` names) within `--tolerance` of the
+best mean recall on the dark sets.
 `--write` stores it in fer_keras/pretrained/yunet/yunet_n.json, which YuNetDetector reads (and the low-light YuNet's
 threshold in yunet_lowlight.json). Files from first + count on train the low-light YuNet
 (configs/lowlight_yunet.yaml: holdout_first 150, val_first 100), so the count must stay 100 to keep val unseen.
@@ -20,7 +22,6 @@ import json
 import os
 import sys
 import time
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -48,94 +49,83 @@ def load_val(faces: str, first: int, count: int, min_face: float):
 
 
 def main(argv=None) -> dict:
+    from fer_keras.detection.faces import DARK_PATHS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--faces", default=os.path.join(ROOT, "..", "shared", "data", "faces"))
     p.add_argument("--first", type=int, default=150)
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--min-face", type=float, default=16.0)
     p.add_argument("--iou", type=float, default=0.3)
-    p.add_argument("--paths", default="yunet,yunet-bright,yunet+retinanet,retinanet,yunet-lowlight",
-                   help="dark-photo paths to compare (yunet-lowlight: --lowlight-model)")
+    p.add_argument("--fppi", type=float, default=1.0, help="false faces per photo allowed")
+    p.add_argument("--confidence", type=float, default=0.95,
+                   help="the budget must hold in this fraction of bootstrap resamples of the val photos "
+                        "(detection.metrics.threshold_with_margin)")
+    p.add_argument("--paths", default=",".join(DARK_PATHS.names()),
+                   help=f"dark-photo paths to compare (of {', '.join(DARK_PATHS.names())})")
     p.add_argument("--lowlight-model", default=None,
                    help="the low-light YuNet to score: a detection run directory or a .keras file (default: the "
                         "shipped one)")
-    p.add_argument("--tolerance", type=float, default=0.03,
+    p.add_argument("--tolerance", type=float, default=0.01,
                    help="dark path: the fastest within this much mean recall of the best")
     p.add_argument("--write", action="store_true", help="store the chosen settings in the YuNet settings file")
     a = p.parse_args(argv)
+    paths = [DARK_PATHS.canonical(name) for name in a.paths.split(",")]
 
-    from fer_keras.detection.faces import (YUNET_LOWLIGHT_SETTINGS, YUNET_SETTINGS, YuNetDetector, lowlight_detector,
-                                           make_detector, merge, yunet_lowlight_detector)
+    from fer_keras.detection.faces import (YUNET_LOWLIGHT_SETTINGS, YUNET_SETTINGS, YuNetDetector, dark_path,
+                                           make_detector)
     from fer_keras.detection.yunet import KerasYuNetDetector
     from fer_keras.detection.yunet_train import detect_photos
-    from fer_keras.detection.lowlight import brighten
     from fer_keras.detection.metrics import scores_at_fppi
 
-    sets = load_val(a.faces, a.first, a.count, a.min_face)
-    yunet = YuNetDetector(min_score=0.05)
     low = None
-
-    low_yunet = None
-
-    def run(path, rgb):
-        nonlocal low, low_yunet
-        if path == "yunet":
-            return yunet.detect(rgb)
-        if path == "yunet-bright":
-            return yunet.detect(brighten(rgb))
-        if path == "yunet-lowlight":
-            if low_yunet is None:
-                low_yunet = (make_detector(a.lowlight_model, min_score=0.05) if a.lowlight_model and
-                             os.path.isdir(a.lowlight_model) else
-                             KerasYuNetDetector(a.lowlight_model, 0.05) if a.lowlight_model else
-                             yunet_lowlight_detector(0.05))
-            return low_yunet.detect(rgb)
-        low = low or lowlight_detector(0.3)
-        if path == "retinanet":
-            return low.detect(rgb)
-        return merge([yunet.detect(rgb), low.detect(rgb)], 0.3)  # yunet+retinanet
+    if a.lowlight_model:
+        low = ((lambda t: make_detector(a.lowlight_model, min_score=t)) if os.path.isdir(a.lowlight_model) else
+               (lambda t: KerasYuNetDetector(a.lowlight_model, t)))
+    sets = load_val(a.faces, a.first, a.count, a.min_face)
+    detectors = {"yunet": YuNetDetector(min_score=0.05)}
+    for name in paths:  # each path at a low threshold: the chooser sets it
+        detectors[name] = dark_path(name, 0.05, low) or detectors["yunet"]
 
     out = {"command": "python benchmarks/choose_yunet_thresholds.py " + " ".join(argv or sys.argv[1:]),
            "val_photos": f"files {a.first}..{a.first + a.count - 1} of each set", "iou": a.iou,
-           "min_face": a.min_face, "results": {}}
+           "min_face": a.min_face, "fppi": a.fppi, "confidence": a.confidence, "results": {}}
     for set_name, (imgs, boxes, min_face) in sets.items():
-        paths = ["yunet"] if not set_name.endswith("-dark") else a.paths.split(",")
-        for path in paths:
+        for path in (["yunet"] if not set_name.endswith("-dark") else paths):
             t0 = time.perf_counter()
-            dets = detect_photos(SimpleNamespace(detect=lambda rgb, path=path: run(path, rgb)), photos=imgs)
+            dets = detect_photos(detectors[path], photos=imgs)
             sec = (time.perf_counter() - t0) / len(imgs)
-            r = {**scores_at_fppi(dets, boxes, min_face, a.iou), "seconds_per_image": sec}
+            r = {**scores_at_fppi(dets, boxes, min_face, a.iou, a.fppi, a.confidence), "seconds_per_image": sec}
             out["results"][f"{set_name}/{path}"] = {k: round(float(v), 4) for k, v in r.items()}
-            print(f"{set_name:14s} {path:16s} recall@1fppi {r['recall']:.3f} at score >= {r['threshold']:.3f} "
-                  f"(AP {r['ap']:.3f}, {sec * 1000:.0f} ms/image)", flush=True)
+            print(f"{set_name:14s} {path:22s} recall {r['recall']:.3f} at score >= {r['threshold']:.3f} "
+                  f"({r['fppi']:.2f} false faces/photo; plain threshold {r['plain_threshold']:.3f}; AP {r['ap']:.3f}, "
+                  f"{sec * 1000:.0f} ms/image)", flush=True)
     res = out["results"]
+    darks = [s for s in sets if s.endswith("-dark")]
     # The dark path: the fastest among those within --tolerance of the best mean recall on the dark val sets (a
     # path 20x slower for a point of recall would make dark video unusable).
-    mean = {p: np.mean([res[f"{s}-dark/{p}"]["recall"] for s in ("wider", "facemask")]) for p in a.paths.split(",")}
-    sec = {p: np.mean([res[f"{s}-dark/{p}"]["seconds_per_image"] for s in ("wider", "facemask")]) for p in mean}
+    mean = {p: np.mean([res[f"{s}/{p}"]["recall"] for s in darks]) for p in paths}
+    sec = {p: np.mean([res[f"{s}/{p}"]["seconds_per_image"] for s in darks]) for p in paths}
     best = max(mean.values())
     dark_best = min((p for p in mean if mean[p] >= best - a.tolerance), key=lambda p: sec[p])
-    out["dark_path"] = dark_best
-    # YuNet's own threshold must also hold on the dark photos when the dark path runs the stock YuNet on them.
-    stock_on_dark = dark_best in ("yunet", "yunet-bright", "yunet+retinanet")
-    yunet_sets = ["wider/yunet", "facemask/yunet"] + ([f"{s}-dark/yunet" for s in ("wider", "facemask")]
-                                                    if stock_on_dark else [])
-    thr = max(res[k]["threshold"] for k in yunet_sets)
-    out["score_threshold"] = round(thr, 3)
-    print(f"chosen: score_threshold {thr:.3f} (max over {', '.join(yunet_sets)}); dark photos: {dark_best}")
+    # Each path's threshold holds on every set it runs on: normal photos for YuNet, the dark ones for the dark path.
+    thr = max(res[f"{s}/yunet"]["threshold"] for s in sets if not s.endswith("-dark"))
+    dark_thr = max(res[f"{s}/{dark_best}"]["threshold"] for s in darks)
+    out.update(dark_path=dark_best, score_threshold=round(thr, 3), dark_score_threshold=round(dark_thr, 3))
+    print(f"chosen: score_threshold {thr:.3f} (normal photos); dark photos: {dark_best} at {dark_thr:.3f}")
     if a.write:
         settings = {"score_threshold": round(thr, 3), "nms_threshold": 0.3, "max_side": 1280, "upscale_to": 640,
-                    "top_k": 750,
-                    "dark_path": dark_best, "chosen_by": out["command"], "val_photos": out["val_photos"],
-                    "val_results": res}
+                    "top_k": 750, "dark_path": dark_best, "dark_score_threshold": round(dark_thr, 3),
+                    "fppi": a.fppi, "confidence": a.confidence, "chosen_by": out["command"],
+                    "val_photos": out["val_photos"], "val_results": res}
         with open(YUNET_SETTINGS, "w") as f:
             json.dump(settings, f, indent=1)
         print(f"wrote {YUNET_SETTINGS}")
         if "yunet-lowlight" in mean:
-            low_thr = max(res[f"{s}-dark/yunet-lowlight"]["threshold"] for s in ("wider", "facemask"))
+            low_thr = max(res[f"{s}/yunet-lowlight"]["threshold"] for s in darks)
             low_settings = {"score_threshold": round(low_thr, 3), "nms_threshold": 0.3, "max_side": 1280,
-                            "upscale_to": 640, "top_k": 750, "chosen_by": out["command"],
-                            "val_photos": out["val_photos"],
+                            "upscale_to": 640, "top_k": 750, "fppi": a.fppi, "confidence": a.confidence,
+                            "chosen_by": out["command"], "val_photos": out["val_photos"],
                             "val_results": {k: v for k, v in res.items() if k.endswith("/yunet-lowlight")}}
             with open(YUNET_LOWLIGHT_SETTINGS, "w") as f:
                 json.dump(low_settings, f, indent=1)

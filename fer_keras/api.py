@@ -167,7 +167,8 @@ class Analyzer:
 
         Returns:
             A pandas DataFrame with the columns of predict's predictions.csv (source, frame, face, track, x, y, w,
-            h, label, confidence, p_<class>..., valence, arousal): one row per face per frame.
+            h, label, confidence, p_<class>..., valence, arousal): one row per face per frame. `df.attrs` holds
+            `unconfirmed_tracks` and `unconfirmed_rows`: the tracks (and their rows) dropped as unconfirmed.
         """
         import pandas as pd
 
@@ -185,7 +186,10 @@ class Analyzer:
             raise DataError(f"{src}: {unreadable[0]}")
         columns = ["source", "frame", "face", "track", "x", "y", "w", "h", "label", "confidence",
                    *[f"p_{n}" for n in self.predictor.class_names], "valence", "arousal"]
-        return pd.DataFrame(results.rows, columns=columns)
+        df = pd.DataFrame(results.rows, columns=columns)
+        # What the confirmation dropped (tracks found by fewer than `confirm` detections), as the CLI's summary says.
+        df.attrs.update(unconfirmed_tracks=results.unconfirmed_tracks, unconfirmed_rows=results.unconfirmed_rows)
+        return df
 
 
 def _face(box, names, probs, va) -> Face:

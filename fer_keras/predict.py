@@ -266,17 +266,30 @@ def expand_inputs(paths: Sequence[str]) -> List[Tuple[str, str]]:
                 dirs.sort()
                 for f in sorted(files):
                     ext = os.path.splitext(f)[1].lower()
-                    if ext in IMAGE_EXTS:
-                        out.append(("image", os.path.join(root, f)))
-                    elif ext in VIDEO_EXTS:
-                        out.append(("video", os.path.join(root, f)))
+                    if ext in IMAGE_EXTS or ext in VIDEO_EXTS:
+                        out.append((_file_kind(os.path.join(root, f)), os.path.join(root, f)))
         elif os.path.isfile(p):
-            out.append(("video" if os.path.splitext(p)[1].lower() in VIDEO_EXTS else "image", p))
+            out.append((_file_kind(p), p))
         else:
             out.append(("missing", p))
     return out
 
 
+def _file_kind(path: str) -> str:
+    """`video` for a video file or an animated GIF (each of its frames is predicted, tracked, as a video's are),
+    else `image`."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in VIDEO_EXTS:
+        return "video"
+    if ext == ".gif":
+        from PIL import Image  # only for GIFs: one photo's start-up does without it
+
+        try:
+            with Image.open(path) as im:
+                return "video" if getattr(im, "n_frames", 1) > 1 else "image"
+        except (OSError, ValueError):  # unreadable: the image path reports it in one line
+            return "image"
+    return "image"
 
 
 def image_problem(path: str) -> Optional[str]:
@@ -481,6 +494,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     name = "webcam" if webcam else os.path.basename(source)
     prog = Progress(name, total, "frames", enabled=progress)
     frame_no, boxes = 0, []
+    size, size_changes = None, 0  # the frame size (H, W) tracks live in; how often a stream changed it
     show = show and can_show()
     try:
         while max_frames is None or frame_no < max_frames:
@@ -488,7 +502,17 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
             if not ok or bgr is None:
                 break
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            if frame_no % max(1, detect_every) == 0:
+            resized = size is not None and rgb.shape[:2] != size
+            if resized:  # a stream that changes resolution: boxes of the old size mean nothing in the new frames
+                size_changes += 1
+                if size_changes == 1:  # one line per video, however often it changes
+                    print(f"warning: {source}: the frame size changed from {size[1]}x{size[0]} to "
+                          f"{rgb.shape[1]}x{rgb.shape[0]} at frame {frame_no} (faces detected again, tracks "
+                          "restarted" + (", the annotated video keeps the first size)" if annotate_out else ")"),
+                          file=sys.stderr)
+                tracker.restart()
+            size = rgb.shape[:2]
+            if frame_no % max(1, detect_every) == 0 or resized:
                 boxes = clip_boxes(detector(rgb), rgb.shape[1], rgb.shape[0])
                 if largest_face and boxes:
                     boxes = [max(boxes, key=lambda bb: bb[2] * bb[3])]
@@ -518,14 +542,16 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
                     os.makedirs(os.path.join(out_dir, "annotated"), exist_ok=True)
                     stem = "webcam" if webcam else os.path.splitext(os.path.basename(source))[0]
                     video_out = os.path.join(out_dir, "annotated", f"{stem}.mp4")
-                    writer = cv2.VideoWriter(video_out, cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                             (bgr.shape[1], bgr.shape[0]))
+                    writer_size = (bgr.shape[1], bgr.shape[0])
+                    writer = cv2.VideoWriter(video_out, cv2.VideoWriter_fourcc(*"mp4v"), fps, writer_size)
                     if not writer.isOpened():  # OpenCV says nothing: the annotated video would just be missing
                         results.errors.append((source, f"cannot write the annotated video {video_out}"))
                         print(f"warning: {video_out}: cannot write the annotated video (listed in errors.csv)",
                               file=sys.stderr)
                         annotate_out = show  # keep predicting; drawing only for a window
                 if writer.isOpened() and annotate_out:
+                    if drawn.shape[:2] != (writer_size[1], writer_size[0]):  # the stream changed size: keep the frame
+                        drawn = cv2.resize(drawn, writer_size, interpolation=cv2.INTER_AREA)
                     writer.write(drawn)
             if show:
                 try:

@@ -101,6 +101,10 @@ class FaceTracker:
         near = (sim == 0) & (dist <= 1.0) & (ratio >= 1 / 1.5) & (ratio <= 1.5)
         return np.where(near, self.iou_threshold * 0.5 * (1.0 - dist), sim)
 
+    def restart(self) -> None:
+        """Ends every track (e.g. the video's frame size changed): the next boxes start new tracks, with new ids."""
+        self.tracks = {}
+
     def confirmed(self, track_id: int) -> bool:
         """Whether the track has been seen by `min_hits` detections (it stays confirmed while it lives)."""
         return self.tracks[track_id].hits >= self.min_hits

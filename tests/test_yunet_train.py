@@ -199,6 +199,6 @@ def test_low_light_yunet_dark_path_is_built_on_the_first_dark_photo(monkeypatch,
     shipped = tmp_path / "yunet_lowlight.keras"
     shipped.write_bytes(b"")
     monkeypatch.setattr(F, "YUNET_LOWLIGHT", str(shipped))
-    assert isinstance(F.dark_path("yunet-lowlight", None), F.LazyDetector)
+    assert isinstance(F.dark_path("yunet-lowlight", 0.4), F.LazyDetector)
     monkeypatch.setattr(F, "YUNET_LOWLIGHT", str(tmp_path / "missing.keras"))
-    assert F.dark_path("yunet-lowlight", None) is None  # not shipped: YuNet itself on dark photos
+    assert F.dark_path("yunet-lowlight", 0.4) is None  # not shipped: YuNet itself on dark photos

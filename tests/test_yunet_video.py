@@ -216,3 +216,62 @@ def test_a_box_found_by_one_detection_never_becomes_a_track(tiny_run, face, tmp_
     results, calls[:] = Results(), []
     predict_video(pred, path, detector, 0.0, 5, results, detect_every=5, progress=False, confirm=1)
     assert {r["track"] for r in results.rows} == {0, 1} and results.unconfirmed_tracks == 0  # 1 = every box
+
+
+def test_an_animated_gif_is_predicted_frame_by_frame(tiny_run, face, tmp_path, capsys):
+    from PIL import Image
+
+    from fer_keras.predict import expand_inputs
+
+    frames = [Image.fromarray(_scene(face, 20 + 10 * t, 40, w=240, h=200)) for t in range(6)]
+    anim, still = tmp_path / "anim.gif", tmp_path / "still.gif"
+    frames[0].save(anim, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(still)
+    assert expand_inputs([str(anim), str(still)]) == [("video", str(anim)), ("image", str(still))]
+    predict_main([str(anim), str(still), "--model", tiny_run, "--out", str(tmp_path / "o"), "--no-detect", "-q"])
+    rows = _rows(tmp_path / "o" / "predictions.csv")
+    assert sorted(int(r["frame"]) for r in rows if r["source"].endswith("anim.gif")) == list(range(6))
+    assert len([r for r in rows if r["source"].endswith("still.gif")]) == 1
+
+
+def test_a_video_that_changes_frame_size_loses_no_frame(tiny_run, face, tmp_path, monkeypatch, capsys):
+    """A stream whose resolution changes mid-way (OpenCV then returns frames of the new size): every frame is
+    predicted, the tracks restart at the change, the annotated video keeps every frame at the first size, and one
+    warning line says so."""
+    import fer_keras.predict as P
+
+    frames = [_scene(face, 10, 10, w=200, h=170)] * 4 + [_scene(face, 30, 30, w=240, h=200)] * 5
+
+    class Capture:  # a stream that switches resolution after 4 frames
+        def __init__(self, source):
+            self.left = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]
+
+        def isOpened(self):
+            return True
+
+        def get(self, prop):
+            return {cv2.CAP_PROP_FPS: 10.0, cv2.CAP_PROP_FRAME_COUNT: float(len(frames))}.get(prop, 0.0)
+
+        def read(self):
+            return (True, self.left.pop(0)) if self.left else (False, None)
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(P.cv2, "VideoCapture", Capture)
+    src = tmp_path / "stream.mp4"
+    src.write_bytes(b"")
+    results = P.Results()
+    pred = P.FacePredictor(tiny_run)
+    P.predict_video(pred, str(src), lambda rgb: [(10, 10, 120, 120)], 0.0, 5, results, out_dir=str(tmp_path / "o"),
+                    annotate_out=True, detect_every=3, progress=False, confirm=1)
+    monkeypatch.undo()
+    assert [r["frame"] for r in results.rows] == list(range(9))
+    assert len({r["track"] for r in results.rows[:4]}) == 1 and results.rows[4]["track"] != results.rows[3]["track"]
+    err = capsys.readouterr().err
+    assert err.count("frame size changed") == 1 and "from 200x170 to 240x200 at frame 4" in err
+    cap = cv2.VideoCapture(str(tmp_path / "o" / "annotated" / "stream.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 9 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 200

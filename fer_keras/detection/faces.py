@@ -379,18 +379,23 @@ class LazyDetector:
 
 
 class MergedDetector:
-    """Several detectors on the same photo, their boxes merged by weighted NMS (optionally on a brightened copy)."""
+    """Several detectors on the same photo, their boxes merged by weighted NMS (optionally on a brightened copy),
+    the merged boxes scoring under `min_score` dropped."""
 
     square_crops = False
 
-    def __init__(self, detectors, iou_threshold: float = 0.3, bright: bool = False):
+    def __init__(self, detectors, iou_threshold: float = 0.3, bright: bool = False, min_score: float = 0.0):
         self.detectors, self.iou_threshold, self.bright = list(detectors), iou_threshold, bright
+        self.min_score = min_score  # applied to the merged scores
 
     def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         img = brighten(rgb) if self.bright else rgb
         if len(self.detectors) == 1:
-            return self.detectors[0].detect(img)
-        return merge([d.detect(img) for d in self.detectors], self.iou_threshold)
+            boxes, scores = self.detectors[0].detect(img)
+        else:
+            boxes, scores = merge([d.detect(img) for d in self.detectors], self.iou_threshold)
+        keep = scores >= self.min_score
+        return boxes[keep], scores[keep]
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
         return xywh(self.detect(rgb)[0])
@@ -421,27 +426,66 @@ def yunet_lowlight_detector(min_score: Optional[float] = None):
                               settings.get("upscale_to", 640))
 
 
-def dark_path(name: str, yunet: "YuNetDetector", min_score: Optional[float] = None):
-    """The detector for dark photos called `name` (as chosen in the YuNet settings file): `yunet`, `yunet-bright`
-    (YuNet on the brightened photo), `yunet-lowlight` (the fine-tuned YuNet), `yunet+lowlight` (merged with the
-    low-light RetinaNet) or `lowlight`."""
-    if name == "yunet":
+# The detectors `auto` may hand a dark photo to: the only list of their names (the YuNet settings file names one,
+# benchmarks/choose_yunet_thresholds.py compares them all on the darkened val photos). Each builder takes the score
+# threshold chosen for it on those photos, and `low`, the builder of the low-light YuNet (the shipped one by default;
+# the chooser passes a run's); it returns a detector, or None for "YuNet as on every photo".
+DARK_PATHS: Registry = Registry("dark-photo path", ConfigError)
+
+
+@DARK_PATHS.register("yunet")
+def _dark_yunet(threshold: float, low=None):
+    return YuNetDetector(min_score=threshold)
+
+
+@DARK_PATHS.register("yunet-bright")
+def _dark_yunet_bright(threshold: float, low=None):
+    return MergedDetector([YuNetDetector(min_score=threshold)], bright=True)  # gamma + CLAHE first (`brighten`)
+
+
+@DARK_PATHS.register("yunet-lowlight")
+def _dark_yunet_lowlight(threshold: float, low=None):
+    if low is None and not os.path.isfile(YUNET_LOWLIGHT):
+        return None  # not shipped: YuNet itself on dark photos
+    # Built on the first dark photo: it imports TensorFlow, which a run of bright photos never needs.
+    return LazyDetector(lambda: (low or yunet_lowlight_detector)(threshold))
+
+
+@DARK_PATHS.register("yunet-lowlight+yunet")
+def _dark_both_yunets(threshold: float, low=None):
+    if low is None and not os.path.isfile(YUNET_LOWLIGHT):
         return None
-    if name == "yunet-bright":
-        return MergedDetector([yunet], bright=True)
-    if name == "yunet-lowlight":
-        # Built on the first dark photo: it imports TensorFlow, which a run of bright photos never needs.
-        return LazyDetector(lambda: yunet_lowlight_detector(min_score)) if os.path.isfile(YUNET_LOWLIGHT) else None
+    # Both at a low threshold and the chosen one on the merged scores: that is how the chooser scored the pair.
+    return MergedDetector([LazyDetector(lambda: (low or yunet_lowlight_detector)(0.05)), YuNetDetector(min_score=0.05)],
+                          min_score=threshold)
+
+
+@DARK_PATHS.register("retinanet")
+def _dark_retinanet(threshold: float, low=None):
+    return lowlight_detector(threshold) if os.path.isfile(LOWLIGHT_MODEL) else None
+
+
+@DARK_PATHS.register("yunet+retinanet")
+def _dark_yunet_retinanet(threshold: float, low=None):
     if not os.path.isfile(LOWLIGHT_MODEL):
         return None
-    low = lowlight_detector(min_score)
-    return low if name == "lowlight" else MergedDetector([yunet, low])
+    return MergedDetector([YuNetDetector(min_score=0.05), lowlight_detector(0.05)], min_score=threshold)
+
+
+def dark_path(name: str, threshold: float, low=None):
+    """The detector `auto` uses on dark photos: the `DARK_PATHS` entry `name` at score `threshold` (None: YuNet
+    itself, also when the path's model is not installed)."""
+    return DARK_PATHS.get(name)(threshold, low)
 
 
 @DETECTORS.register("auto")
 def _auto(min_face: int = 48, min_score: Optional[float] = None):
     yunet = YuNetDetector(min_score=min_score)
-    return AutoFaceDetector(yunet, dark_path(_yunet_settings().get("dark_path", "yunet"), yunet, min_score))
+    settings = _yunet_settings()
+    name = settings.get("dark_path", "yunet")
+    threshold = settings.get("dark_score_threshold", yunet.min_score) if min_score is None else min_score
+    dark = None if name == "yunet" and threshold == yunet.min_score else dark_path(name, threshold)
+    return AutoFaceDetector(yunet, dark)
 
 
 @DETECTORS.register("yunet")

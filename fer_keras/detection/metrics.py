@@ -147,6 +147,45 @@ def threshold_at_fppi(detections, ground_truth, fppi: float = 1.0, iou_threshold
             "fppi": float(fp_per_image[k])}
 
 
+def threshold_with_margin(detections, ground_truth, fppi: float = 1.0, iou_threshold: float = 0.5, ignore=None,
+                          confidence: float = 0.95, resamples: int = 1000, seed: int = 0) -> Dict[str, float]:
+    """A score threshold that keeps false positives per image within `fppi` on photos like the val photos, not only
+    on them: the `confidence` quantile, over bootstrap resamples of the val photos, of each resample's lowest
+    threshold within budget (`threshold_at_fppi`'s rule).
+
+    The plain threshold sits exactly at the budget on the val photos, so on other photos half the time it is over:
+    the project's first YuNet threshold (1.00 false faces per photo on its 100 val photos) gave 1.35 on held-out
+    WIDER photos. A 95% bootstrap bound costs about a point of recall there.
+
+    Returns:
+        `{"threshold", "recall", "fppi"}` on the full val photos at the chosen threshold, and `"plain_threshold"`
+        (`threshold_at_fppi`'s).
+    """
+    scores, tps, imgs, n_gt = match(detections, ground_truth, iou_threshold, ignore)
+    n_img = len(ground_truth)
+    plain = threshold_at_fppi(detections, ground_truth, fppi, iou_threshold, ignore)
+    if n_img == 0 or not len(scores):
+        return {**plain, "plain_threshold": plain["threshold"]}
+    rng = np.random.default_rng(seed)
+    fp = (~tps).astype(np.float64)
+    chosen = []
+    for _ in range(resamples):
+        weight = rng.multinomial(n_img, np.full(n_img, 1.0 / n_img)).astype(np.float64)
+        fp_per_image = np.cumsum(weight[imgs] * fp) / n_img
+        ok = np.where(fp_per_image <= fppi)[0]
+        if not len(ok):
+            chosen.append(1.0)
+            continue
+        k = ok[-1]
+        if k + 1 < len(scores) and scores[k + 1] == scores[k]:  # ties across the budget: stop before them
+            k = np.searchsorted(-scores, -scores[k], side="left") - 1
+        chosen.append(float(scores[k]) if k >= 0 else 1.0)
+    thr = max(float(np.quantile(chosen, confidence, method="higher")), plain["threshold"])
+    keep = scores >= thr
+    return {"threshold": thr, "recall": float(np.sum(tps & keep) / max(n_gt, 1)),
+            "fppi": float(np.sum(~tps & keep) / n_img), "plain_threshold": plain["threshold"]}
+
+
 def split_by_size(boxes: Sequence[np.ndarray], min_face: float) -> Tuple[List[np.ndarray], List[np.ndarray]]:
     """(scored, ignored) boxes per image: faces of at least `min_face` px (square root of the box area) are scored,
     smaller ones ignored — neither found nor missed (WIDER FACE's rule for tiny faces)."""
@@ -159,14 +198,19 @@ def split_by_size(boxes: Sequence[np.ndarray], min_face: float) -> Tuple[List[np
     return scored, ignored
 
 
-def scores_at_fppi(detections, boxes, min_face: float = 0.0, iou_threshold: float = 0.3, fppi: float = 1.0
-                   ) -> Dict[str, float]:
+def scores_at_fppi(detections, boxes, min_face: float = 0.0, iou_threshold: float = 0.3, fppi: float = 1.0,
+                   confidence: Optional[float] = None) -> Dict[str, float]:
     """The detection protocol of the benchmarks and YuNet runs: recall (and its score threshold) at `fppi` false
     positives per image, and AP, at IoU `iou_threshold`, faces under `min_face` px ignored.
 
+    Args:
+        confidence: None: the plain threshold (`threshold_at_fppi`, what the benchmarks report); else the threshold
+            with a bootstrap margin (`threshold_with_margin`, what the thresholds shipped with a detector use).
+
     Returns:
-        {"threshold", "recall", "fppi", "ap"}.
+        {"threshold", "recall", "fppi", "ap"} (and "plain_threshold" with `confidence`).
     """
     scored, ignored = split_by_size(boxes, min_face)
-    return {**threshold_at_fppi(detections, scored, fppi, iou_threshold, ignored),
-            "ap": float(average_precision(detections, scored, iou_threshold, ignored))}
+    at = (threshold_at_fppi(detections, scored, fppi, iou_threshold, ignored) if confidence is None else
+          threshold_with_margin(detections, scored, fppi, iou_threshold, ignored, confidence))
+    return {**at, "ap": float(average_precision(detections, scored, iou_threshold, ignored))}
