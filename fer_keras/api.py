@@ -27,8 +27,8 @@ from fer_keras.config import load_config
 from fer_keras.detection.faces import make_detector, whole_image
 from fer_keras.errors import ConfigError, DataError, quiet_tensorflow_import
 from fer_keras.model_info import load_keras_model, read_model_info
-from fer_keras.predict import (FacePredictor, Results, check_options, face_boxes, image_problem, predict_video,
-                               read_rgb)
+from fer_keras.predict import (CONFIRM, FacePredictor, Results, check_options, face_boxes, image_problem,
+                               predict_video, read_rgb)
 from fer_keras.pretrained import resolve_model
 from fer_keras.run_dir import RunDir, run_task
 from fer_keras.tasks import task_of
@@ -123,7 +123,7 @@ class Analyzer:
     def __init__(self, model: str = "default", *, detector: Optional[str] = "auto", tta: str = "auto",
                  largest_face: bool = False, padding: float = 0.15, min_score: Optional[float] = None,
                  min_face: int = 48, batch_size: int = 64, backend: str = "auto", labels: Optional[str] = None,
-                 window: int = 5, detect_every: int = 5, hysteresis: float = 0.1, confirm: int = 2, **unknown):
+                 window: int = 5, detect_every: int = 5, hysteresis: float = 0.1, confirm: int = CONFIRM, **unknown):
         if unknown:
             import inspect
 

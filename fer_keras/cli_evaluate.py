@@ -133,4 +133,18 @@ def evaluate_expression_run(run: Optional[str], model_path: Optional[str], a, co
     """Scores an expression run (or `.keras` file) and prints its table (the expression task's `evaluate`)."""
     out, result = evaluate_run(run=run, model_path=model_path, out=a.out, **common)
     _print_result(out, result)
+    if run and result["info"]["split"] == "test" and not a.data:
+        line = expected_range_line(RunDir(run).config().train.expected_accuracy, result["expression"]["accuracy"])
+        if line:
+            print(line)
     return out
+
+
+def expected_range_line(expected, accuracy: float) -> Optional[str]:
+    """The line that puts a run's test accuracy beside the range its recipe reached over seeds (None: no range)."""
+    if not expected:
+        return None
+    lo, hi = expected
+    where = "within" if lo <= accuracy <= hi else "below" if accuracy < lo else "above"
+    return (f"test accuracy {accuracy:.1%}: {where} the range this recipe reached over seeds "
+            f"({lo:.1%}-{hi:.1%}, train.expected_accuracy)")

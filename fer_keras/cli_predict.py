@@ -22,7 +22,7 @@ from fer_keras.errors import DataError, cli_main
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.labels import PRESETS, map_name, normalize_name
 from fer_keras.model_info import VA_UNTRAINED_NOTE
-from fer_keras.predict import (BACKENDS, FacePredictor, Results, can_show, check_options, expand_inputs,
+from fer_keras.predict import (BACKENDS, CONFIRM, FacePredictor, Results, can_show, check_options, expand_inputs,
                                predict_images, predict_video)
 from fer_keras.pretrained import resolve_model, shipped_names_help
 from fer_keras.tta import TTA
@@ -158,8 +158,9 @@ def main(argv=None):
     p.add_argument("--hysteresis", type=float, default=0.1,
                    help="video: a face's label changes only when another class's smoothed probability beats it "
                         "by this much (default 0.1; 0 = plain argmax)")
-    p.add_argument("--confirm", type=int, default=2, metavar="N",
-                   help="video: a face track is reported once N detections found it (default 2; 1 = every box); "
+    p.add_argument("--confirm", type=int, default=CONFIRM, metavar="N",
+                   help=f"video: a face track is reported once N detections found it (default {CONFIRM}; 1 = every "
+                        "box); "
                         "tracks never confirmed are dropped and counted in the summary")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr")
     p.add_argument("--max-frames", type=int, help="video/webcam: stop after N frames")

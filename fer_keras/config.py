@@ -175,6 +175,9 @@ class TrainConfig:
     time_limit_minutes: Optional[float] = None  # stop (after the current step, validating once more) past this
     runs_dir: str = "runs"
     name: Optional[str] = None  # run name; default <model>-<data>-<time>
+    # The test accuracy [low, high] this recipe reached over seeds (measured, e.g. the demo's in README): evaluate
+    # prints it beside the result, so a user sees at once whether their run landed where it should.
+    expected_accuracy: List[float] = field(default_factory=list)
     verbose: int = -1  # Keras fit verbosity; -1 = auto: progress bar with ETA on a terminal, a line per epoch in a log
 
 
@@ -325,6 +328,7 @@ _RANGES = {
     "train.steps_per_epoch": (1, _INF, "a positive number of steps"),
     "train.time_limit_minutes": (1e-9, _INF, "a positive number of minutes"),
     "train.worker_wait_seconds": (1.0, _INF, "at least 1 second"),
+    "train.expected_accuracy": (0.0, 1.0, "accuracies in [0, 1]"),
     "augment.rotation": (0.0, 180.0, "degrees, 0-180"),
     "augment.zoom": (0.0, 0.99, "a fraction in [0, 1)"),
     "augment.translate": (0.0, 0.99, "a fraction in [0, 1)"),
@@ -358,8 +362,11 @@ def _check_range(key: str, value: Any) -> None:
     if key not in _RANGES or value is None:
         return
     lo, hi, what = _RANGES[key]
-    if not lo <= value <= hi:  # also False for NaN
-        raise ConfigError(f"config key {key}: {_short(value)} is out of range (expected {what})")
+    for v in value if isinstance(value, list) else [value]:  # a list: each of its values
+        if not lo <= v <= hi:  # also False for NaN
+            raise ConfigError(f"config key {key}: {_short(value)} is out of range (expected {what})")
+    if key == "train.expected_accuracy" and value and (len(value) != 2 or value[0] > value[1]):
+        raise ConfigError(f"config key {key}: {_short(value)} is not a range [low, high]")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

@@ -33,6 +33,11 @@ from fer_keras.model_info import check_class_count, check_expression_model, load
 from fer_keras.tta import tta_views, tta_views_numpy
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+# Detections that confirm a video track (`--confirm`). Chosen on clips with boxes in every frame
+# (benchmarks/bench_video_tracks.py, benchmarks/results/video_tracks.json): false tracks on the one-to-few-faces clip
+# fell 6 -> 5 -> 4 from 1 to 3 and stayed at 4 with 4 (the rest are still objects seen by every detection), on the
+# crowd clip 85 -> 38 -> 26, and the main face stayed in the same share of frames.
+CONFIRM = 3
 
 
 # === Detection (the detectors live in fer_keras/detection/faces.py) ===
@@ -461,7 +466,7 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
 def predict_video(predictor: FacePredictor, source: str, detector, padding: float, window: int,
                   results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
                   show: bool = False, max_frames: Optional[int] = None, detect_every: int = 5,
-                  largest_face: bool = False, margin: float = 0.1, progress: bool = True, confirm: int = 2) -> None:
+                  largest_face: bool = False, margin: float = 0.1, progress: bool = True, confirm: int = CONFIRM) -> None:
     """Predictions for every face of every frame, tracked: one `track` id per face across frames.
 
     A track is reported only once `confirm` detections found it (its earlier frames are then reported too); the

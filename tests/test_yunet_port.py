@@ -69,3 +69,60 @@ def test_weights_convert_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-500:]
     assert int(out.stdout.strip().splitlines()[-1]) == build_yunet()[0].count_params()
+
+
+# Each runtime variant of YuNet against the ONNX model run by OpenCV, after matching boxes by IoU: the largest box
+# difference (px) and score difference allowed, and the IoU a match needs. float16 and int8 store rounded weights, so
+# their boxes move by a fraction of a pixel to a few pixels; the numbers are the measured maxima on these photos
+# (benchmarks/bench_yunet_runtimes.py's `agreement`) with a margin.
+RUNTIME_TOLERANCE = {"float32": (0.05, 1e-3), "float16": (1.5, 0.02), "int8": (6.0, 0.08)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weights", sorted(RUNTIME_TOLERANCE))
+def test_litert_variants_equal_the_onnx_model(weights, tmp_path, detectors):
+    from fer_keras.detection.yunet import export_tflite, inference_model, load_yunet
+    from fer_keras.detection.yunet_lite import LiteRTYuNetDetector
+
+    path = export_tflite(inference_model(load_yunet(PTH)), str(tmp_path / f"yunet_{weights}.tflite"), weights)
+    lite, onnx = LiteRTYuNetDetector(path, min_score=0.2, threads=2), detectors[1]
+    box_tol, score_tol = RUNTIME_TOLERANCE[weights]
+    total = 0
+    for rgb in _photos():
+        b1, s1 = onnx.detect(rgb)  # its faces above 0.3 ...
+        b2, s2 = lite.detect(rgb)  # ... found by the variant at a lower threshold (scores near 0.3 may cross it)
+        if not len(b1):
+            continue
+        assert len(b2), "the variant found no face where the ONNX model found some"
+        iou = iou_matrix(b1, b2)
+        j = iou.argmax(1)
+        assert iou[np.arange(len(b1)), j].min() >= 0.5
+        np.testing.assert_allclose(b2[j], b1, atol=box_tol)
+        np.testing.assert_allclose(s2[j], s1, atol=score_tol)
+        total += len(b1)
+    assert total >= 2
+
+
+def test_two_pass_finds_the_faces_of_the_full_pass():
+    """The two-pass detector answers from its 320 px pass on a close-up (boxes within a few px of the full pass's) and
+    falls back to the full photo when the faces are small."""
+    from fer_keras.detection.faces import TwoPassDetector
+
+    hopper = _photos()[0]
+    full = YuNetDetector(min_score=0.3)
+    two = TwoPassDetector(YuNetDetector(min_score=0.3))
+    calls = []
+    real_detect = two.full.detect
+    two.full.detect = lambda rgb: calls.append(rgb.shape) or real_detect(rgb)
+    b1, s1 = full.detect(hopper)
+    b2, s2 = two.detect(hopper)
+    assert calls == [] and len(b2) >= 1  # the close-up needed no full pass
+    # Every face of the full pass the first pass may answer for (>= trust_side px) is there, within a few px; a
+    # smaller box of the full pass (here a 20 px one on her uniform) is what the first pass may miss.
+    big = b1[np.sqrt(np.prod(b1[:, 2:] - b1[:, :2], axis=1)) >= two.trust_side]
+    assert len(big) >= 1 and iou_matrix(big, b2).max(axis=1).min() >= 0.8
+    # A small copy of the face in a large frame: the 320 px pass cannot trust what it sees; the full pass runs.
+    frame = np.full((960, 1280, 3), 90, np.uint8)
+    frame[400:400 + 64, 600:600 + 54] = cv2.resize(hopper[40:400, 100:400], (54, 64), interpolation=cv2.INTER_AREA)
+    two.detect(frame)
+    assert calls == [(960, 1280, 3)]

@@ -21,6 +21,7 @@ Detectors are registered in `DETECTORS` (the only list of their names: `--detect
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -162,6 +163,41 @@ class YuNetDetector:
     def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         boxes, scores, _ = self.detect_landmarks(rgb)
         return boxes, scores
+
+    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+        return xywh(self.detect(rgb)[0])
+
+
+class TwoPassDetector:
+    """A YuNet run on the photo downscaled to `small_side` px first, and on the full photo only where small faces may
+    hide: when the small pass found no face, or found one under `trust_side` px (full-photo pixels; a photo with a
+    small face may hold smaller ones the small pass cannot see). A close-up or a webcam frame then costs a quarter of
+    the pixels; a crowd costs one pass more.
+
+    Args:
+        detector: a `YuNetDetector` (its settings and threshold are used for both passes).
+        small_side: longer side (px) of the first pass; photos at most 4/3 of it go straight to the full pass.
+        trust_side: smallest face (px, square root of the box area, in the full photo) the first pass may return.
+    """
+
+    square_crops = False
+
+    def __init__(self, detector: "YuNetDetector", small_side: int = 320, trust_side: float = 64.0):
+        self.full, self.small_side, self.trust_side = detector, small_side, trust_side
+        self.small = copy.copy(detector)
+        self.small.upscale_to, self.small._local = 0, threading.local()  # its own nets; never upscaled back
+
+    def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        h, w = rgb.shape[:2]
+        f = self.small_side / max(h, w)
+        if f * 4 / 3 < 1.0:
+            small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+            boxes, scores = self.small.detect(small)
+            if len(boxes):
+                boxes = boxes / np.float32(f)
+                if np.sqrt(np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)).min() >= self.trust_side:
+                    return boxes, scores
+        return self.full.detect(rgb)
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
         return xywh(self.detect(rgb)[0])

@@ -26,12 +26,11 @@ import numpy as np
 from keras import layers
 
 from fer_keras.detection.boxes import xywh, yunet_input
+from fer_keras.detection.yunet_lite import OUTPUTS, STRIDES, decode, pad32
 from fer_keras.errors import ConfigError
 from fer_keras.models.torch_port import TorchPortBuilder, convert
 from fer_keras.torch_weights import load_state_dict
 
-STRIDES = (8, 16, 32)
-OUTPUTS = ("cls", "obj", "bbox", "kps")
 
 
 def _dp_unit(x, b: TorchPortBuilder, cin: int, cout: int, prefix: str, bn_relu: bool = True):
@@ -90,7 +89,7 @@ def load_yunet(path: str, input_shape=(None, None, 3)) -> keras.Model:
 def inference_model(model):
     """The per-level outputs (`cls_8`, `obj_8`, `bbox_8`, `kps_8`, ...) of a YuNet, training model or not, as
     `decode` reads them."""
-    names = [f"{n}_{s}" for s in STRIDES for n in ("cls", "obj", "bbox", "kps")]
+    names = [f"{n}_{s}" for s in STRIDES for n in OUTPUTS]
     return keras.Model(model.input, {n: model.get_layer(n).output for n in names}, name="yunet")
 
 
@@ -102,36 +101,6 @@ def load_trained(path: str):
         return inference_model(keras.saving.load_model(path, compile=False))
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: cannot load the YuNet model ({str(e).splitlines()[0]})") from None
-
-
-def decode(outputs: Dict[str, np.ndarray], score_threshold: float, nms_threshold: float = 0.3,
-           top_k: int = 750) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image's raw outputs (batch axis removed) → (boxes x1 y1 x2 y2, scores, landmarks (M, 5, 2)), best
-    first, after score threshold and NMS — the decoding of OpenCV's FaceDetectorYN."""
-    boxes, scores, kps = [], [], []
-    for stride in STRIDES:
-        cls = 1.0 / (1.0 + np.exp(-outputs[f"cls_{stride}"][..., 0]))
-        obj = 1.0 / (1.0 + np.exp(-outputs[f"obj_{stride}"][..., 0]))
-        score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
-        rows, cols = np.nonzero(score >= score_threshold)
-        if not len(rows):
-            continue
-        bb = outputs[f"bbox_{stride}"][rows, cols]
-        cx, cy = (cols + bb[:, 0]) * stride, (rows + bb[:, 1]) * stride
-        w, h = np.exp(bb[:, 2]) * stride, np.exp(bb[:, 3]) * stride
-        boxes.append(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1))
-        k = outputs[f"kps_{stride}"][rows, cols].reshape(-1, 5, 2)
-        kps.append((k + np.stack([cols, rows], 1)[:, None, :]) * stride)
-        scores.append(score[rows, cols])
-    if not boxes:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
-    boxes, scores, kps = np.concatenate(boxes), np.concatenate(scores), np.concatenate(kps)
-    # NMS on integer rectangles, as FaceDetectorYN does (it matters for pairs overlapping near the threshold)
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).astype(np.int32)
-    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), score_threshold, nms_threshold, top_k=top_k)
-    keep = np.array(keep, np.int64).reshape(-1)
-    keep = keep[np.argsort(-scores[keep])]
-    return boxes[keep].astype(np.float32), scores[keep].astype(np.float32), kps[keep].astype(np.float32)
 
 
 class KerasYuNetDetector:
@@ -160,9 +129,7 @@ class KerasYuNetDetector:
 
     def detect_landmarks(self, rgb: np.ndarray):
         bgr, scale = yunet_input(rgb, self.max_side, self.upscale_to)
-        ph, pw = -(-bgr.shape[0] // 32) * 32, -(-bgr.shape[1] // 32) * 32
-        padded = np.zeros((ph, pw, 3), np.float32)
-        padded[:bgr.shape[0], :bgr.shape[1]] = bgr
+        padded = pad32(bgr)
         with self._lock:
             out = {k: np.asarray(v)[0] for k, v in self._fn(padded[None]).items()}
         boxes, scores, kps = decode(out, self.min_score, self.nms_threshold, self.top_k)
@@ -182,3 +149,36 @@ def detector_from_run(run_dir: str, min_score: Optional[float] = None) -> KerasY
 
     run = RunDir.open(run_dir)
     return KerasYuNetDetector(run.model_path, run.config().detection.min_score if min_score is None else min_score)
+
+
+def export_tflite(model, path: str, weights: str = "float32") -> str:
+    """Writes a YuNet (`inference_model`) as a TFLite file for `yunet_lite.LiteRTYuNetDetector`: BGR 0-255 images
+    of any size (multiples of 32), the per-level outputs named as `decode` reads them.
+
+    Args:
+        weights: `float32`, `float16` (weights stored in half precision) or `int8` (dynamic-range quantised weights;
+            activations stay float).
+    """
+    import tempfile
+
+    import tensorflow as tf
+
+    from fer_keras.io_utils import atomic_write_bytes
+
+    if weights not in ("float32", "float16", "int8"):
+        raise ConfigError(f"YuNet TFLite weights {weights!r}: expected float32, float16 or int8")
+    # Keras 3 models convert through a SavedModel (the converter's concrete-function path loses their variables).
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", lambda images: model(images, training=False),
+                         input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32, name="images")])
+    with tempfile.TemporaryDirectory() as tmp:
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if weights != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if weights == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        data = converter.convert()
+    atomic_write_bytes(path, data)
+    return path

@@ -1,0 +1,162 @@
+"""YuNet through each runtime on this CPU: speed at 640x480, recall at 1 false face per photo, and agreement with
+the ONNX reference.
+
+    python benchmarks/bench_yunet_runtimes.py [--first 150 --count 100] [--speed-photos 60] [--repeats 3]
+
+Variants (all the same YuNet weights, `fer_keras/pretrained/yunet/`):
+- `opencv` / `opencv-1t`: the ONNX file through OpenCV's `FaceDetectorYN` (the reference), with OpenCV's default
+  threads (one per core) / one thread (`cv2.setNumThreads(1)`);
+- `litert-<weights>-<n>t`: the Keras port exported to TFLite (`yunet.export_tflite`, float32 / float16 / int8
+  dynamic-range weights) run by LiteRT with XNNPACK on n threads (`yunet_lite.LiteRTYuNetDetector`);
+- `two-pass`: OpenCV on the photo downscaled to 320 px first, then on the full photo only when that found no face or
+  a face small enough that smaller ones may be missed (`faces.TwoPassDetector`).
+Speed: images/s over `--speed-photos` val photos resized to 640x480 (a camera frame), one call at a time, best of
+`--repeats`. Recall: on the val photos (files `first .. first+count` of `wider` and `facemask` in ../shared/data/faces,
+never the first 150 that bench_detection.py scores), at the plain threshold of 1 false face per photo (IoU 0.3, WIDER
+faces under 16 px ignored). Agreement: on Grace Hopper's photo (matplotlib's sample) and 3 val photos, each variant's
+boxes matched to OpenCV's (IoU), the largest box and score differences. Writes benchmarks/results/yunet_runtimes.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, ROOT)
+
+from bench_detection import read_set  # noqa: E402
+
+
+def agreement(variant, reference, photos) -> dict:
+    """Largest |box| (px) and |score| differences of `variant` from `reference` over matched boxes (score >= 0.3 in
+    the reference), and how many reference boxes found no partner at IoU 0.5."""
+    from fer_keras.detection.metrics import iou_matrix
+
+    box_diff = score_diff = 0.0
+    unmatched = total = 0
+    for rgb in photos:
+        rb, rs = reference.detect(rgb)
+        vb, vs = variant.detect(rgb)
+        keep = rs >= 0.3
+        rb, rs = rb[keep], rs[keep]
+        total += len(rb)
+        if not len(rb):
+            continue
+        if not len(vb):
+            unmatched += len(rb)
+            continue
+        iou = iou_matrix(rb, vb)
+        j = iou.argmax(axis=1)
+        ok = iou[np.arange(len(rb)), j] >= 0.5
+        unmatched += int((~ok).sum())
+        if ok.any():
+            box_diff = max(box_diff, float(np.abs(rb[ok] - vb[j[ok]]).max()))
+            score_diff = max(score_diff, float(np.abs(rs[ok] - vs[j[ok]]).max()))
+    return {"max_box_px": round(box_diff, 4), "max_score": round(score_diff, 5), "unmatched": unmatched,
+            "reference_boxes": total}
+
+
+def speed(detector, frames, repeats: int, threads=None) -> float:
+    """Best images/s of `repeats` passes over `frames`, one call at a time (`threads`: OpenCV's thread count)."""
+    old = cv2.getNumThreads()
+    if threads is not None:
+        cv2.setNumThreads(threads)
+    try:
+        detector.detect(frames[0])  # warm-up (first-call allocations)
+        best = 0.0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for f in frames:
+                detector.detect(f)
+            best = max(best, len(frames) / (time.perf_counter() - t0))
+        return best
+    finally:
+        cv2.setNumThreads(old)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--faces", default=os.path.join(ROOT, "..", "shared", "data", "faces"))
+    p.add_argument("--first", type=int, default=150)
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--speed-photos", type=int, default=60)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--variants", default="opencv,opencv-1t,litert-float32-2t,litert-float32-1t,litert-float16-2t,"
+                                         "litert-int8-2t,two-pass")
+    p.add_argument("--out", default=os.path.join(HERE, "results", "yunet_runtimes.json"))
+    a = p.parse_args(argv)
+
+    import matplotlib
+
+    from fer_keras.detection.faces import YUNET_MODEL, TwoPassDetector, YuNetDetector
+    from fer_keras.detection.metrics import scores_at_fppi
+    from fer_keras.detection.yunet import export_tflite, inference_model, load_yunet
+    from fer_keras.detection.yunet_lite import LiteRTYuNetDetector
+
+    sets = {}
+    for name in ("wider", "facemask"):
+        items = read_set(os.path.join(a.faces, name), a.first + a.count)[a.first:]
+        sets[name] = ([cv2.imread(f)[..., ::-1].copy() for f, _ in items], [b for _, b in items],
+                      16.0 if name == "wider" else 0.0)
+    all_photos = sets["wider"][0] + sets["facemask"][0]
+    frames = [cv2.resize(all_photos[i], (640, 480), interpolation=cv2.INTER_AREA)
+              for i in np.linspace(0, len(all_photos) - 1, a.speed_photos).astype(int)]
+    hopper = cv2.imread(os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data",
+                                     "grace_hopper.jpg"))[..., ::-1].copy()
+    agree_photos = [hopper] + sets["facemask"][0][:3]
+
+    tmp = tempfile.mkdtemp()
+    port = None
+
+    def build(name: str, min_score: float):
+        nonlocal port
+        if name.startswith("opencv"):
+            return YuNetDetector(min_score=min_score)
+        if name == "two-pass":
+            return TwoPassDetector(YuNetDetector(min_score=min_score))
+        _, weights, threads = name.split("-")
+        path = os.path.join(tmp, f"yunet_{weights}.tflite")
+        if not os.path.isfile(path):
+            port = port or inference_model(load_yunet(os.path.join(os.path.dirname(YUNET_MODEL), "yunet_n.pth")))
+            export_tflite(port, path, weights)
+        return LiteRTYuNetDetector(path, min_score, threads=int(threads[:-1]))
+
+    reference = YuNetDetector(min_score=0.05)
+    out = {"command": "python benchmarks/bench_yunet_runtimes.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "cpu_count": os.cpu_count(), "frames": f"{len(frames)} val photos resized to 640x480",
+           "recall": "plain threshold at 1 false face/photo, IoU 0.3", "variants": {}}
+    for name in a.variants.split(","):
+        det = build(name, 0.05)
+        threads = 1 if name == "opencv-1t" else None
+        r = {"images_per_second_640x480": round(speed(det, frames, a.repeats, threads), 1)}
+        for set_name, (photos, boxes, min_face) in sets.items():
+            dets = []
+            for rgb in photos:
+                b, s = det.detect(rgb)
+                dets.append(np.concatenate([b, s[:, None]], 1) if len(b) else np.zeros((0, 5), np.float32))
+            sc = scores_at_fppi(dets, boxes, min_face, 0.3)
+            r[f"{set_name}_recall"] = round(sc["recall"], 4)
+            r[f"{set_name}_threshold"] = round(sc["threshold"], 4)
+        if name not in ("opencv", "opencv-1t"):
+            r["agreement"] = agreement(det, reference, agree_photos)
+        out["variants"][name] = r
+        print(f"{name:20s} {r['images_per_second_640x480']:7.1f} img/s  recall wider {r['wider_recall']:.3f} "
+              f"facemask {r['facemask_recall']:.3f}  {r.get('agreement', '')}", flush=True)
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(out, f, indent=1)
+    return out
+
+
+if __name__ == "__main__":
+    main()
