@@ -162,3 +162,38 @@ def test_auto_finds_small_real_faces_that_one_whole_image_pass_misses():
 
     r_auto, r_back = recall(auto.detect(photo)), recall(back.detect(photo))
     assert r_auto >= 0.75 and r_auto >= r_back + 0.5, (r_auto, r_back)
+
+
+def test_dark_paths_registry_builds_what_auto_and_the_chooser_use(monkeypatch, tmp_path):
+    """Every `DARK_PATHS` name builds (a missing model falls back to YuNet itself: None), and `auto` reads its dark
+    path and that path's own threshold from the YuNet settings file."""
+    import json
+
+    assert set(A.DARK_PATHS.names()) >= {"yunet", "yunet-bright", "yunet-lowlight", "yunet-lowlight+yunet",
+                                          "retinanet", "yunet+retinanet"}
+    monkeypatch.setattr(A, "YUNET_LOWLIGHT", str(tmp_path / "missing.keras"))
+    monkeypatch.setattr(A, "LOWLIGHT_MODEL", str(tmp_path / "missing.npz"))
+    for name in A.DARK_PATHS.names():
+        det = A.dark_path(name, 0.4)
+        assert det is None or hasattr(det, "detect"), name
+    assert A.dark_path("yunet-lowlight", 0.4) is None and A.dark_path("retinanet", 0.4) is None
+    assert A.dark_path("yunet", 0.42).min_score == 0.42
+    settings = tmp_path / "yunet_n.json"
+    settings.write_text(json.dumps({"score_threshold": 0.55, "dark_path": "yunet-bright", "dark_score_threshold": 0.37}))
+    monkeypatch.setattr(A, "YUNET_SETTINGS", str(settings))
+    auto = A.make_detector("auto")
+    assert auto.normal.min_score == 0.55 and isinstance(auto.dark, A.MergedDetector) and auto.dark.bright
+    assert auto.dark.detectors[0].min_score == 0.37  # the dark path's own threshold, chosen on the dark val photos
+    with pytest.raises(A.ConfigError, match="dark-photo path"):
+        A.dark_path("nonsense", 0.4)
+
+
+def test_the_enhancement_path_brightens_before_detecting_and_thresholds_merged_scores():
+    rec = _Recorder()
+    dark = degrade_low_light(np.full((120, 160, 3), 140, np.uint8), np.random.default_rng(0))
+    assert brightness(dark) < 45
+    boxes, _ = A.MergedDetector([rec], bright=True).detect(dark)
+    assert brightness(rec.seen[0]) > 90 and len(boxes) == 1  # the detector saw the brightened photo
+    low, high = _Recorder((0, 0, 20, 20), 0.3), _Recorder((50, 50, 80, 80), 0.8)
+    boxes, scores = A.MergedDetector([low, high], min_score=0.5).detect(dark)
+    assert len(boxes) == 1 and scores[0] == pytest.approx(0.8)  # the merged boxes under min_score are dropped

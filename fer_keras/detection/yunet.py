@@ -28,6 +28,7 @@ from keras import layers
 from fer_keras.detection.boxes import xywh, yunet_input
 from fer_keras.detection.yunet_lite import OUTPUTS, STRIDES, decode, pad32
 from fer_keras.errors import ConfigError
+from fer_keras.io_utils import atomic_write_bytes
 from fer_keras.models.torch_port import TorchPortBuilder, convert
 from fer_keras.torch_weights import load_state_dict
 
@@ -162,8 +163,6 @@ def export_tflite(model, path: str, weights: str = "float32") -> str:
     import tempfile
 
     import tensorflow as tf
-
-    from fer_keras.io_utils import atomic_write_bytes
 
     if weights not in ("float32", "float16", "int8"):
         raise ConfigError(f"YuNet TFLite weights {weights!r}: expected float32, float16 or int8")
