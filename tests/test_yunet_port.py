@@ -72,10 +72,10 @@ def test_weights_convert_without_torch():
 
 
 # Each runtime variant of YuNet against the ONNX model run by OpenCV, after matching boxes by IoU: the largest box
-# difference (px) and score difference allowed, and the IoU a match needs. float16 and int8 store rounded weights, so
-# their boxes move by a fraction of a pixel to a few pixels; the numbers are the measured maxima on these photos
-# (benchmarks/bench_yunet_runtimes.py's `agreement`) with a margin.
-RUNTIME_TOLERANCE = {"float32": (0.05, 1e-3), "float16": (1.5, 0.02), "int8": (6.0, 0.08)}
+# difference (px) and score difference allowed. float16 and int8 store rounded weights; measured on Grace Hopper and 3
+# val photos (benchmarks/bench_yunet_runtimes.py's `agreement`): float32 1e-4 px / 1e-5, float16 0.024 px / 0.0019,
+# int8 0.36 px / 0.029. The tolerances leave about twice that for the other photos here.
+RUNTIME_TOLERANCE = {"float32": (0.05, 1e-3), "float16": (0.5, 0.01), "int8": (3.0, 0.06)}
 
 
 @pytest.mark.slow
