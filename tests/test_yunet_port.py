@@ -72,10 +72,10 @@ def test_weights_convert_without_torch():
 
 
 # Each runtime variant of YuNet against the ONNX model run by OpenCV, after matching boxes by IoU: the largest box
-# difference (px) and score difference allowed. float16 and int8 store rounded weights; measured on Grace Hopper and 3
-# val photos (benchmarks/bench_yunet_runtimes.py's `agreement`): float32 1e-4 px / 1e-5, float16 0.024 px / 0.0019,
-# int8 0.36 px / 0.029. The tolerances leave about twice that for the other photos here.
-RUNTIME_TOLERANCE = {"float32": (0.05, 1e-3), "float16": (0.5, 0.01), "int8": (3.0, 0.06)}
+# difference allowed as a fraction of the face's side, and the largest score difference. float16 and int8 store
+# rounded weights; measured on these photos: float32 under 1e-4 / 1e-4, float16 0.010 / 0.0025 (min IoU 0.975), int8
+# 0.029 / 0.051 (min IoU 0.93). The tolerances are about twice that.
+RUNTIME_TOLERANCE = {"float32": (1e-3, 1e-3), "float16": (0.02, 0.005), "int8": (0.06, 0.1)}
 
 
 @pytest.mark.slow
@@ -97,7 +97,8 @@ def test_litert_variants_equal_the_onnx_model(weights, tmp_path, detectors):
         iou = iou_matrix(b1, b2)
         j = iou.argmax(1)
         assert iou[np.arange(len(b1)), j].min() >= 0.5
-        np.testing.assert_allclose(b2[j], b1, atol=box_tol)
+        side = np.sqrt(np.prod(b1[:, 2:] - b1[:, :2], axis=1))[:, None]
+        assert (np.abs(b2[j] - b1) / side).max() <= box_tol
         np.testing.assert_allclose(s2[j], s1, atol=score_tol)
         total += len(b1)
     assert total >= 2
