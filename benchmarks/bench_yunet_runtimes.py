@@ -9,9 +9,10 @@ Variants (all the same YuNet weights, `fer_keras/pretrained/yunet/`):
 - `litert-<weights>-<n>t`: the Keras port exported to TFLite (`yunet.export_tflite`, float32 / float16 / int8
   dynamic-range weights) run by LiteRT with XNNPACK on n threads (`yunet_lite.LiteRTYuNetDetector`);
 - `two-pass`: OpenCV on the photo downscaled to 320 px first, then on the full photo only when that found no face or
-  a face small enough that smaller ones may be missed (`faces.TwoPassDetector`).
-Speed: images/s over `--speed-photos` val photos resized to 640x480 (a camera frame), one call at a time, best of
-`--repeats`. Recall: on the val photos (files `first .. first+count` of `wider` and `facemask` in ../shared/data/faces,
+  a face small enough that smaller ones may be missed (`faces.TwoPassDetector`); `two-pass-litert` the same on
+  LiteRT float32, one thread.
+Speed: images/s over `--speed-photos` val photos resized to 640x480 (a camera frame), one call at a time (a video's
+frames), and for the one-thread variants also with 2 threads of calls (predict's folder mode), best of `--repeats`. Recall: on the val photos (files `first .. first+count` of `wider` and `facemask` in ../shared/data/faces,
 never the first 150 that bench_detection.py scores), at the plain threshold of 1 false face per photo (IoU 0.3, WIDER
 faces under 16 px ignored). Agreement: on Grace Hopper's photo (matplotlib's sample) and 3 val photos, each variant's
 boxes matched to OpenCV's (IoU), the largest box and score differences. Writes benchmarks/results/yunet_runtimes.json.
@@ -84,6 +85,20 @@ def speed(detector, frames, repeats: int, threads=None) -> float:
         cv2.setNumThreads(old)
 
 
+def parallel_speed(detector, frames, repeats: int, workers: int = 2) -> float:
+    """Best images/s of `repeats` passes with `workers` threads calling the detector, as predict runs a folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as ex:
+        list(ex.map(detector.detect, frames[:workers]))  # warm-up: one network per thread
+        best = 0.0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            list(ex.map(detector.detect, frames))
+            best = max(best, len(frames) / (time.perf_counter() - t0))
+    return best
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--faces", default=os.path.join(ROOT, "..", "shared", "data", "faces"))
@@ -91,9 +106,13 @@ def main(argv=None) -> dict:
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--speed-photos", type=int, default=60)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--variants", default="opencv,opencv-1t,litert-float32-2t,litert-float32-1t,litert-float16-2t,"
-                                         "litert-int8-2t,two-pass")
+    p.add_argument("--variants", default="opencv,opencv-1t,litert-float32-2t,litert-float32-1t,litert-float16-1t,"
+                                         "litert-int8-1t,two-pass,two-pass-litert")
     p.add_argument("--out", default=os.path.join(HERE, "results", "yunet_runtimes.json"))
+    p.add_argument("--write", action="store_true",
+                   help="ship the choice: the float32 export as fer_keras/pretrained/yunet/yunet_n.tflite, and the "
+                        "fastest float32 variant (one call at a time) whose recall is within 0.005 of OpenCV's on "
+                        "both sets as `runtime`, `litert_threads` and `two_pass` in yunet_n.json")
     a = p.parse_args(argv)
 
     import matplotlib
@@ -124,6 +143,8 @@ def main(argv=None) -> dict:
             return YuNetDetector(min_score=min_score)
         if name == "two-pass":
             return TwoPassDetector(YuNetDetector(min_score=min_score))
+        if name == "two-pass-litert":
+            return TwoPassDetector(build("litert-float32-1t", min_score))
         _, weights, threads = name.split("-")
         path = os.path.join(tmp, f"yunet_{weights}.tflite")
         if not os.path.isfile(path):
@@ -139,6 +160,8 @@ def main(argv=None) -> dict:
         det = build(name, 0.05)
         threads = 1 if name == "opencv-1t" else None
         r = {"images_per_second_640x480": round(speed(det, frames, a.repeats, threads), 1)}
+        if name.endswith("-1t") or name in ("opencv", "two-pass", "two-pass-litert"):  # predict's folder mode: 2 threads of calls
+            r["images_per_second_2_workers"] = round(parallel_speed(det, frames, a.repeats), 1)
         for set_name, (photos, boxes, min_face) in sets.items():
             dets = []
             for rgb in photos:
@@ -150,12 +173,38 @@ def main(argv=None) -> dict:
         if name not in ("opencv", "opencv-1t"):
             r["agreement"] = agreement(det, reference, agree_photos)
         out["variants"][name] = r
-        print(f"{name:20s} {r['images_per_second_640x480']:7.1f} img/s  recall wider {r['wider_recall']:.3f} "
+        print(f"{name:20s} {r['images_per_second_640x480']:7.1f} img/s ({r.get('images_per_second_2_workers', '-')} with "
+              f"2 workers)  recall wider {r['wider_recall']:.3f} "
               f"facemask {r['facemask_recall']:.3f}  {r.get('agreement', '')}", flush=True)
+    if a.write:
+        out["chosen"] = write_choice(out["variants"], os.path.join(tmp, "yunet_float32.tflite"))
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1)
     return out
+
+
+def write_choice(variants: dict, float32_file: str) -> str:
+    """Ships the fastest float32 variant within 0.005 recall of OpenCV (see `--write`); returns its name."""
+    import shutil
+
+    from fer_keras.detection.faces import YUNET_SETTINGS, YUNET_TFLITE
+
+    ref = variants["opencv"]
+    ok = {n: v for n, v in variants.items() if "float16" not in n and "int8" not in n
+          and all(v[f"{s}_recall"] >= ref[f"{s}_recall"] - 0.005 for s in ("wider", "facemask"))}
+    best = max(ok, key=lambda n: ok[n]["images_per_second_640x480"])
+    if os.path.isfile(float32_file):
+        shutil.copyfile(float32_file, YUNET_TFLITE)
+    with open(YUNET_SETTINGS) as f:
+        settings = json.load(f)
+    settings.update(runtime="litert" if "litert" in best else "opencv", two_pass=best.startswith("two-pass"),
+                    litert_threads=2 if best.endswith("-2t") else 1,
+                    runtime_chosen_by="python benchmarks/bench_yunet_runtimes.py --write: " + best)
+    with open(YUNET_SETTINGS, "w") as f:
+        json.dump(settings, f, indent=1)
+    print(f"chosen: {best}; wrote {YUNET_SETTINGS}" + (f" and {YUNET_TFLITE}" if "litert" in best else ""))
+    return best
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ The interface (what `predict`, the benchmarks and the visualizer call):
     detector.detect(rgb) -> (boxes (M, 4) float32 x1 y1 x2 y2, scores (M,))   raw boxes, best first
 
 Detectors are registered in `DETECTORS` (the only list of their names: `--detector` help, errors and tests read it):
-    auto            the default: YuNet on normal-light photos; photos darker than `DARK_BELOW` also go through the
-                    dark-photo path (see `AutoFaceDetector`).
+    auto            the default: YuNet on normal-light photos (on the runtime and in the passes its settings file
+                    chose); photos darker than `DARK_BELOW` go through the dark-photo path (see `AutoFaceDetector`).
     yunet           YuNet (libfacedetection, Apache-2.0) through OpenCV's FaceDetectorYN, with 5 landmarks.
+    yunet-litert    the same network's Keras port exported to TFLite, run by LiteRT (XNNPACK).
     yunet-keras     the same network ported to Keras (fer_keras/detection/yunet.py), weights from its .pth.
     blazeface       MediaPipe's short-range BlazeFace (close-ups); `blazeface-back` its 256 px model.
     blazeface-tiled BlazeFace at several scales with tiles for small faces (the default before YuNet).
@@ -46,6 +47,9 @@ DETECTORS: Registry = Registry("face detector", ConfigError)
 _PRETRAINED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
 LOWLIGHT_MODEL = os.path.join(_PRETRAINED, "lowlight_retinanet.npz")
 YUNET_MODEL = os.path.join(_PRETRAINED, "yunet", "yunet_n_640_640.onnx")
+# The same YuNet as the Keras port exported for LiteRT (float32; `python benchmarks/bench_yunet_runtimes.py --write`
+# writes it), which `auto` runs when its settings file says `"runtime": "litert"`.
+YUNET_TFLITE = os.path.join(_PRETRAINED, "yunet", "yunet_n.tflite")
 # The thresholds chosen on the project's own val photos (benchmarks/choose_yunet_thresholds.py writes it).
 YUNET_SETTINGS = os.path.join(_PRETRAINED, "yunet", "yunet_n.json")
 # YuNet fine-tuned for low light by a detection run (configs/lowlight_yunet.yaml), shipped when it beats the RetinaNet
@@ -471,12 +475,12 @@ DARK_PATHS: Registry = Registry("dark-photo path", ConfigError)
 
 @DARK_PATHS.register("yunet")
 def _dark_yunet(threshold: float, low=None):
-    return YuNetDetector(min_score=threshold)
+    return stock_yunet(threshold)
 
 
 @DARK_PATHS.register("yunet-bright")
 def _dark_yunet_bright(threshold: float, low=None):
-    return MergedDetector([YuNetDetector(min_score=threshold)], bright=True)  # gamma + CLAHE first (`brighten`)
+    return MergedDetector([stock_yunet(threshold)], bright=True)  # gamma + CLAHE first (`brighten`)
 
 
 @DARK_PATHS.register("yunet-lowlight")
@@ -492,7 +496,7 @@ def _dark_both_yunets(threshold: float, low=None):
     if low is None and not os.path.isfile(YUNET_LOWLIGHT):
         return None
     # Both at a low threshold and the chosen one on the merged scores: that is how the chooser scored the pair.
-    return MergedDetector([LazyDetector(lambda: (low or yunet_lowlight_detector)(0.05)), YuNetDetector(min_score=0.05)],
+    return MergedDetector([LazyDetector(lambda: (low or yunet_lowlight_detector)(0.05)), stock_yunet(0.05)],
                           min_score=threshold)
 
 
@@ -505,7 +509,7 @@ def _dark_retinanet(threshold: float, low=None):
 def _dark_yunet_retinanet(threshold: float, low=None):
     if not os.path.isfile(LOWLIGHT_MODEL):
         return None
-    return MergedDetector([YuNetDetector(min_score=0.05), lowlight_detector(0.05)], min_score=threshold)
+    return MergedDetector([stock_yunet(0.05), lowlight_detector(0.05)], min_score=threshold)
 
 
 def dark_path(name: str, threshold: float, low=None):
@@ -514,19 +518,46 @@ def dark_path(name: str, threshold: float, low=None):
     return DARK_PATHS.get(name)(threshold, low)
 
 
+def litert_yunet(min_score: Optional[float] = None, threads: Optional[int] = None):
+    """The stock YuNet through LiteRT (`YUNET_TFLITE`), with the thresholds and sizes of its settings file."""
+    from fer_keras.detection.yunet_lite import LiteRTYuNetDetector  # LiteRT: only when this runtime is used
+
+    if not os.path.isfile(YUNET_TFLITE):
+        raise ConfigError(f"{YUNET_TFLITE}: the LiteRT YuNet is missing from this install")
+    cfg = {"score_threshold": 0.6, "nms_threshold": 0.3, "max_side": 1280, "upscale_to": 640, "top_k": 750,
+           "litert_threads": 1, **_yunet_settings()}
+    return LiteRTYuNetDetector(YUNET_TFLITE, cfg["score_threshold"] if min_score is None else min_score,
+                               cfg["nms_threshold"], cfg["max_side"], cfg["upscale_to"], cfg["top_k"],
+                               cfg["litert_threads"] if threads is None else threads)
+
+
+def stock_yunet(min_score: Optional[float] = None):
+    """The stock YuNet on the runtime its settings file chose (`runtime`: opencv or litert, measured by
+    benchmarks/bench_yunet_runtimes.py; OpenCV when the LiteRT file is not installed)."""
+    if _yunet_settings().get("runtime") == "litert" and os.path.isfile(YUNET_TFLITE):
+        return litert_yunet(min_score)
+    return YuNetDetector(min_score=min_score)
+
+
 @DETECTORS.register("auto")
 def _auto(min_face: int = 48, min_score: Optional[float] = None):
-    yunet = YuNetDetector(min_score=min_score)
+    yunet = stock_yunet(min_score)
     settings = _yunet_settings()
     name = settings.get("dark_path", "yunet")
     threshold = settings.get("dark_score_threshold", yunet.min_score) if min_score is None else min_score
     dark = None if name == "yunet" and threshold == yunet.min_score else dark_path(name, threshold)
-    return AutoFaceDetector(yunet, dark)
+    # Two passes (320 px first) when the settings chose it: a close-up then costs a quarter of the pixels.
+    return AutoFaceDetector(TwoPassDetector(yunet) if settings.get("two_pass") else yunet, dark)
 
 
 @DETECTORS.register("yunet")
 def _yunet(min_face: int = 48, min_score: Optional[float] = None):
     return YuNetDetector(min_score=min_score)
+
+
+@DETECTORS.register("yunet-litert")
+def _yunet_litert(min_face: int = 48, min_score: Optional[float] = None):
+    return litert_yunet(min_score)
 
 
 @DETECTORS.register("yunet-keras")
