@@ -153,6 +153,9 @@ class TrainConfig:
     min_learning_rate: float = 1e-6
     label_smoothing: float = 0.0
     ema_momentum: float = 0.0  # > 0 (e.g. 0.999): validation and checkpoints use a moving average of the weights
+    # With ema_momentum: the average's BatchNorm statistics are re-measured on this many training batches before each
+    # validation (the moving statistics belong to the raw weights); 0 = off.
+    bn_recalibration_batches: int = 0
     distill_from: Optional[str] = None  # teacher (.keras file or run): its probabilities join the expression target
     distill_weight: float = 0.5  # share of the teacher in the target: (1 - w) * (smoothed) label + w * teacher
     distill_tta: str = "crops"  # the teacher's views (none | flip | crops): a TTA teacher is a better teacher
@@ -320,6 +323,7 @@ _RANGES = {
     "train.step_every": (1, _INF, "a positive number of epochs"),
     "train.label_smoothing": (0.0, 0.999999, "a fraction in [0, 1)"),
     "train.ema_momentum": (0.0, 0.999999, "0 (off) or a momentum in (0, 1), e.g. 0.999"),
+    "train.bn_recalibration_batches": (0, _INF, "0 (off) or a number of batches"),
     "train.distill_weight": (0.0, 1.0, "a fraction in [0, 1]"),
     "train.expression_loss_weight": (0.0, _INF, "0 or more"),
     "train.va_loss_weight": (0.0, _INF, "0 or more"),

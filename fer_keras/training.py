@@ -328,7 +328,15 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
                     layer.trainable = False
         compile_model(model, cfg, num_classes, weights, schedule_steps=steps * t.epochs, jit_compile=runtime["xla"],
                       soft_labels=data.train.soft is not None)
-    callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var, first_callbacks, num_classes=num_classes)
+    bn_batches = None
+    if t.ema_momentum > 0 and t.bn_recalibration_batches:
+        # The EMA's BatchNorm statistics, measured on plain (unaugmented) training inputs in the sources' natural
+        # proportions: what the model will see, not their augmented versions.
+        bn_ds = (clip_dataset(data.train, cfg, False, temporal) if data.train.frames is not None else
+                 make_dataset(data.train, cfg, training=False)).shuffle(64, seed=t.seed).repeat()
+        bn_batches = lambda: (tf.cast(x, tf.float32) for x, _ in bn_ds.take(t.bn_recalibration_batches))  # noqa: E731
+    callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var, first_callbacks, num_classes=num_classes,
+                                       bn_batches=bn_batches)
     print(describe_training(cfg, data))
     print(f"run: {run_dir}{' (resuming)' if resuming else ''} | model {model.name} "
           f"{model.count_params():,} params | {runtime['device']} xla={runtime['xla']} {runtime['precision']} | "

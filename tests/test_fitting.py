@@ -93,6 +93,58 @@ def test_ema_weights_are_judged_and_raw_weights_are_backed_up():
     np.testing.assert_allclose(np.array(model.layers[-1].kernel), averages[-1], atol=1e-6)
 
 
+def test_batchnorm_recalibration_measures_the_average_of_batch_statistics():
+    import keras
+
+    from fer_keras.fitting import recalibrate_batchnorm
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(momentum=0.99)])
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc=k, scale=1 + k, size=(16, 3)).astype("float32") for k in range(4)]
+    assert recalibrate_batchnorm(model, batches) == 4
+    bn = model.layers[0]
+    np.testing.assert_allclose(bn.moving_mean, np.mean([b.mean(0) for b in batches], 0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance, np.mean([b.var(0) for b in batches], 0), rtol=1e-4)
+    assert bn.momentum == 0.99  # restored
+
+
+def test_ema_gets_its_own_batchnorm_statistics_and_the_backup_keeps_the_raw_ones():
+    """With `bn_batches`, what is judged (and checkpointed) is the average with statistics measured for it; what the
+    backup keeps (after `leave`) is the raw weights with the statistics training collected."""
+    import keras
+
+    from fer_keras.config import TrainConfig
+    from fer_keras.fitting import EMAWeights, make_optimizer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x @ rng.normal(size=(4, 1))).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(1)])
+    model.compile(make_optimizer(TrainConfig(epochs=3, learning_rate=0.1, ema_momentum=0.9, schedule="constant"),
+                                 3), "mse")
+    recal = [x[i:i + 16] for i in range(0, 64, 16)]
+    ema = EMAWeights(lambda: iter(recal))
+    seen = {"judged": [], "kept": []}
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self, key):
+            super().__init__()
+            self.key = key
+
+        def on_epoch_end(self, epoch, logs=None):
+            dense, bn = self.model.layers[0], self.model.layers[1]
+            seen[self.key].append((np.array(bn.moving_mean), np.array(dense.kernel), np.array(dense.bias)))
+
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, validation_data=(x, y),
+              callbacks=[ema.enter, Record("judged"), ema.leave, Record("kept")])
+    for (mean_j, kernel_j, bias_j), (mean_k, kernel_k, _) in zip(seen["judged"], seen["kept"]):
+        assert np.abs(kernel_j - kernel_k).max() > 1e-4  # judged: the average; kept: the raw weights
+        # the judged statistics are the averaged weights' own, on the recalibration batches
+        np.testing.assert_allclose(mean_j, (np.concatenate(recal) @ kernel_j + bias_j).mean(0), rtol=1e-4, atol=1e-4)
+        assert np.abs(mean_j - mean_k).max() > 1e-3  # the backup keeps the statistics training collected
+
+
 def test_stop_report_says_chance_level_and_why_training_stopped(capsys):
     """The console lines of #20: a model at chance after 3 epochs, early stopping and the time limit firing."""
     import types
