@@ -471,7 +471,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
 
     A track is reported only once `confirm` detections found it (its earlier frames are then reported too); the
     rows of tracks never confirmed are dropped and counted in `results.unconfirmed_*` (a box found once and never
-    again is rarely a face).
+    again is rarely a face). A video too short for `confirm` detections reports the tracks found by all of them.
 
     Faces are detected every `detect_every` frames; on the frames between, each face's box moves on at its track's
     velocity (box centre shift per frame between its last two detections). Each track's probabilities and
@@ -500,6 +500,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     prog = Progress(name, total, "frames", enabled=progress)
     frame_no, boxes = 0, []
     size, size_changes = None, 0  # the frame size (H, W) tracks live in; how often a stream changed it
+    detections, seen_in = 0, {}  # detection frames so far; track id -> detections that found it
     show = show and can_show()
     try:
         while max_frames is None or frame_no < max_frames:
@@ -523,6 +524,9 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
                     boxes = [max(boxes, key=lambda bb: bb[2] * bb[3])]
                 boxes = [pad_box(b, padding, rgb.shape[1], rgb.shape[0]) for b in boxes]
                 ids = tracker.update(boxes, frame_no)
+                detections += 1
+                for tid in ids:
+                    seen_in[tid] = seen_in.get(tid, 0) + 1
             else:  # between detections: each face's box moved on at its track's velocity
                 boxes, ids = tracker.predict(frame_no, rgb.shape[1], rgb.shape[0])
             drawn = bgr
@@ -574,6 +578,9 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
         if writer is not None:
             writer.release()
         prog.close()
+    if detections < confirm:  # a clip too short for `confirm` detections: a face found by every one of them counts
+        for tid in [t for t in pending if seen_in.get(t) == detections]:
+            results.rows.extend(pending.pop(tid))
     results.unconfirmed_tracks += len(pending)
     results.unconfirmed_rows += sum(len(rows) for rows in pending.values())
     results.rows[start:] = sorted(results.rows[start:], key=lambda r: (r["frame"], r["face"]))

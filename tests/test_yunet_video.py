@@ -216,6 +216,12 @@ def test_a_box_found_by_one_detection_never_becomes_a_track(tiny_run, face, tmp_
     results, calls[:] = Results(), []
     predict_video(pred, path, detector, 0.0, 5, results, detect_every=5, progress=False, confirm=1)
     assert {r["track"] for r in results.rows} == {0, 1} and results.unconfirmed_tracks == 0  # 1 = every box
+    # A clip too short for 3 detections (8 frames, detections at 0 and 5): the face that both found is reported,
+    # the box that one found is not.
+    results, calls[:] = Results(), []
+    predict_video(pred, path, detector, 0.0, 5, results, detect_every=5, progress=False, max_frames=8)
+    assert [r["frame"] for r in results.rows] == list(range(8)) and {r["track"] for r in results.rows} == {0}
+    assert results.unconfirmed_tracks == 1
 
 
 def test_an_animated_gif_is_predicted_frame_by_frame(tiny_run, face, tmp_path, capsys):
