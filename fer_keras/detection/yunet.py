@@ -20,13 +20,11 @@ import os
 import threading
 from typing import Dict, List, Optional, Tuple
 
-import cv2
 import keras
 import numpy as np
 from keras import layers
 
-from fer_keras.detection.boxes import xywh, yunet_input
-from fer_keras.detection.yunet_lite import OUTPUTS, STRIDES, decode, pad32
+from fer_keras.detection.yunet_lite import OUTPUTS, STRIDES, YuNetOutputs
 from fer_keras.errors import ConfigError
 from fer_keras.io_utils import atomic_write_bytes
 from fer_keras.models.torch_port import TorchPortBuilder, convert
@@ -104,12 +102,10 @@ def load_trained(path: str):
         raise ConfigError(f"{path}: cannot load the YuNet model ({str(e).splitlines()[0]})") from None
 
 
-class KerasYuNetDetector:
+class KerasYuNetDetector(YuNetOutputs):
     """YuNet as a Keras model (the port above), behind the detectors' interface; the trainable path to a low-light
     YuNet. Same pre-processing as `YuNetDetector`: photos under `upscale_to` px are upscaled, over `max_side`
-    downscaled, and padded to a multiple of 32."""
-
-    square_crops = False
+    downscaled, and padded to a multiple of 32 (`YuNetOutputs`)."""
 
     def __init__(self, weights, min_score: float = 0.5, nms_threshold: float = 0.3, max_side: int = 1280,
                  upscale_to: int = 640, top_k: int = 750):
@@ -128,20 +124,9 @@ class KerasYuNetDetector:
         self._fn = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
         self._lock = threading.Lock()
 
-    def detect_landmarks(self, rgb: np.ndarray):
-        bgr, scale = yunet_input(rgb, self.max_side, self.upscale_to)
-        padded = pad32(bgr)
+    def raw_outputs(self, padded: np.ndarray) -> Dict[str, np.ndarray]:
         with self._lock:
-            out = {k: np.asarray(v)[0] for k, v in self._fn(padded[None]).items()}
-        boxes, scores, kps = decode(out, self.min_score, self.nms_threshold, self.top_k)
-        return boxes / scale, scores, kps / scale
-
-    def detect(self, rgb: np.ndarray):
-        boxes, scores, _ = self.detect_landmarks(rgb)
-        return boxes, scores
-
-    def __call__(self, rgb: np.ndarray):
-        return xywh(self.detect(rgb)[0])
+            return {k: np.asarray(v)[0] for k, v in self._fn(padded[None]).items()}
 
 
 def detector_from_run(run_dir: str, min_score: Optional[float] = None) -> KerasYuNetDetector:

@@ -59,19 +59,41 @@ def decode(outputs: Dict[str, np.ndarray], score_threshold: float, nms_threshold
     return boxes[keep].astype(np.float32), scores[keep].astype(np.float32), kps[keep].astype(np.float32)
 
 
-class LiteRTYuNetDetector:
+class YuNetOutputs:
+    """The detectors' interface for a YuNet whose subclass supplies `raw_outputs(padded)` (the per-level outputs of
+    one padded BGR float32 image): pre-processing as `YuNetDetector`'s (OpenCV) and decoding as its."""
+
+    square_crops = False
+    min_score, nms_threshold, max_side, upscale_to, top_k = 0.5, 0.3, 1280, 640, 750
+
+    def raw_outputs(self, padded: np.ndarray) -> Dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def detect_landmarks(self, rgb: np.ndarray):
+        """(boxes (M, 4) x1 y1 x2 y2, scores (M,), landmarks (M, 5, 2) x y), in image pixels, best first."""
+        bgr, scale = yunet_input(rgb, self.max_side, self.upscale_to)
+        boxes, scores, kps = decode(self.raw_outputs(pad32(bgr)), self.min_score, self.nms_threshold, self.top_k)
+        return boxes / scale, scores, kps / scale
+
+    def detect(self, rgb: np.ndarray):
+        boxes, scores, _ = self.detect_landmarks(rgb)
+        return boxes, scores
+
+    def __call__(self, rgb: np.ndarray):
+        return xywh(self.detect(rgb)[0])
+
+
+class LiteRTYuNetDetector(YuNetOutputs):
     """YuNet exported to TFLite (`yunet.export_tflite`) and run by LiteRT (XNNPACK), behind the detectors' interface.
 
-    Same pre-processing and decoding as `YuNetDetector` (OpenCV) and the Keras port. The interpreter is resized
-    only when the padded input size changes (a video keeps one size). One interpreter per thread.
+    Same pre-processing and decoding as `YuNetDetector` (OpenCV) and the Keras port (`YuNetOutputs`). The
+    interpreter is resized only when the padded input size changes (a video keeps one size). One per thread.
 
     Args:
         path: the `.tflite` file.
         min_score, nms_threshold, max_side, upscale_to, top_k: as `YuNetDetector`'s settings.
         threads: LiteRT's CPU threads.
     """
-
-    square_crops = False
 
     def __init__(self, path: str, min_score: float = 0.5, nms_threshold: float = 0.3, max_side: int = 1280,
                  upscale_to: int = 640, top_k: int = 750, threads: int = 2):
@@ -105,15 +127,3 @@ class LiteRTYuNetDetector:
         names them; the runner resizes its input when the size changes)."""
         out = self._runner()(images=padded[None])
         return {name: v[0] for name, v in out.items()}
-
-    def detect_landmarks(self, rgb: np.ndarray):
-        bgr, scale = yunet_input(rgb, self.max_side, self.upscale_to)
-        boxes, scores, kps = decode(self.raw_outputs(pad32(bgr)), self.min_score, self.nms_threshold, self.top_k)
-        return boxes / scale, scores, kps / scale
-
-    def detect(self, rgb: np.ndarray):
-        boxes, scores, _ = self.detect_landmarks(rgb)
-        return boxes, scores
-
-    def __call__(self, rgb: np.ndarray):
-        return xywh(self.detect(rgb)[0])

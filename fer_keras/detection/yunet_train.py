@@ -33,7 +33,8 @@ from fer_keras.fitting import finish_fit, fit_run, fit_verbosity, make_callbacks
 from fer_keras.run_dir import METRICS
 from fer_keras.detection.evaluate import write_eval
 from fer_keras.detection.metrics import iou_matrix, scores_at_fppi
-from fer_keras.detection.yunet import STRIDES, KerasYuNetDetector, inference_model, load_trained
+from fer_keras.detection.yunet import KerasYuNetDetector, inference_model, load_trained
+from fer_keras.detection.yunet_lite import STRIDES
 
 __all__ = ["load_trained", "inference_model"]  # re-exported: a run's YuNet loads as yunet.load_trained does
 FLAT = 16  # per prior: cls, obj, bbox (4), kps (10)
