@@ -11,8 +11,8 @@ raised FER+ val accuracy of one checkpoint from 76.4% to 82.8% (docs/training-st
 before that key existed.
 
 Candidates: `.keras` files (the EMA weights as checkpointed) and the run's epoch backups `*.weights.h5` (raw weights
-and optimizer state: the EMA is read from the optimizer). Each gets statistics measured on `--batches` plain
-training batches (`fitting.recalibrate_batchnorm`) and is scored on the run's val split as training scores it
+and optimizer state: the EMA is read from the optimizer). Each gets statistics measured on `--batches` batches of
+plain training images drawn in the sources' training proportions (`fitting.recalibrate_batchnorm`) and is scored on the run's val split as training scores it
 (`val_score`, `metrics.source_scores`). The best is saved as `<out>/model.keras` with the run's config (plus
 `train.bn_recalibration_batches`), labels and history; `<out>/recalibration.json` lists every candidate's scores.
 Needs the run's data (../shared for the default model).
@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import sys
-
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -61,7 +60,7 @@ def main(argv=None) -> dict:
     import tensorflow as tf
 
     from fer_keras.config import save_config
-    from fer_keras.data.pipeline import load_data, make_dataset
+    from fer_keras.data.pipeline import load_data, make_dataset, weighted_sample
     from fer_keras.evaluation import predict_table
     from fer_keras.fitting import recalibrate_batchnorm
     from fer_keras.metrics import source_scores
@@ -71,7 +70,9 @@ def main(argv=None) -> dict:
     cfg = run.config()
     data = load_data(cfg.data)
     names = [s.name for s in cfg.data.sources]
-    plain = make_dataset(data.train, cfg, training=False).shuffle(64, seed=cfg.train.seed)
+    # plain (unaugmented) training images drawn in the sources' training proportions, as training.py measures them
+    plain = make_dataset(weighted_sample(data.train, cfg.data, a.batches * cfg.data.batch_size, cfg.train.seed), cfg,
+                         training=False)
     results, best = {}, None
     for cand in a.candidates:
         model = ema_model(cand, run.model_path)

@@ -21,7 +21,7 @@ from fer_keras.config import Config
 from fer_keras.data.augment import EPOCH_SEED_STRIDE
 from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities
 from fer_keras.data.pipeline import (DataBundle, class_weights, epoch_size, find_undecodable, load_data,
-                                     make_dataset)
+                                     make_dataset, weighted_sample)
 from fer_keras.distributed import parse_tf_config, shard_options, weights_digest
 from fer_keras.errors import ConfigError
 from fer_keras.evaluation import predict_table
@@ -330,10 +330,11 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
                       soft_labels=data.train.soft is not None)
     bn_batches = None
     if t.ema_momentum > 0 and t.bn_recalibration_batches:
-        # The EMA's BatchNorm statistics, measured on plain (unaugmented) training inputs in the sources' natural
-        # proportions: what the model will see, not their augmented versions.
+        # The EMA's BatchNorm statistics, measured on plain (unaugmented) training inputs drawn in the proportions
+        # training mixes its sources in: what the model will see, in the mix it learnt from.
+        n = t.bn_recalibration_batches * d.batch_size
         bn_ds = (clip_dataset(data.train, cfg, False, temporal) if data.train.frames is not None else
-                 make_dataset(data.train, cfg, training=False)).shuffle(64, seed=t.seed).repeat()
+                 make_dataset(weighted_sample(data.train, d, n, t.seed), cfg, training=False)).repeat()
         bn_batches = lambda: (tf.cast(x, tf.float32) for x, _ in bn_ds.take(t.bn_recalibration_batches))  # noqa: E731
     callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var, first_callbacks, num_classes=num_classes,
                                        bn_batches=bn_batches)

@@ -88,6 +88,17 @@ def test_mix_draws_sources_by_weight(tiny_cfg, demo_root):
     assert a == b
 
 
+def test_weighted_sample_draws_plain_samples_in_the_training_proportions(tiny_cfg, demo_root):
+    from fer_keras.data.pipeline import weighted_sample
+
+    cfg = _two_sources(tiny_cfg, demo_root, weights=(0.8, 0.2))
+    data = load_data(cfg.data)
+    drawn = weighted_sample(data.train, cfg.data, 500, seed=0)
+    assert len(drawn) == 500 and np.mean(drawn.source_id == 1) == pytest.approx(0.2, abs=0.01)
+    again = weighted_sample(data.train, cfg.data, 500, seed=0)
+    assert np.array_equal(drawn.raw_index, again.raw_index)  # seeded
+
+
 def test_va_gradient_is_zero_for_samples_without_va():
     y_true = tf.constant([[0.5, -0.2], [np.nan, np.nan], [-0.3, 0.4], [np.nan, np.nan], [0.1, 0.9]], tf.float32)
     y_pred = tf.Variable(tf.random.stateless_uniform((5, 2), seed=(1, 2), minval=-1, maxval=1))

@@ -588,6 +588,21 @@ def _source_mix(table: SampleTable, d):
             [d.sources[i].weight / total for i in ids], [len(p) for p in parts])
 
 
+def weighted_sample(table: SampleTable, d, n: int, seed: int = 0) -> SampleTable:
+    """`n` samples of a training table drawn (with replacement, seeded) in the proportions training draws its
+    sources in (`sources[].weight`); a single-source table uniformly. For what must see the training mix without its
+    augmentation, e.g. the BatchNorm statistics of an EMA (`fitting.recalibrate_batchnorm`)."""
+    rng = np.random.default_rng(seed)
+    mix = _source_mix(table, d)
+    if mix is None:
+        return table.subset(np.sort(rng.integers(0, len(table), n)))
+    ids = [i for i in range(len(d.sources)) if np.any(table.source_id == i)]
+    total = sum(d.sources[i].weight for i in ids)
+    picks = [rng.choice(np.where(table.source_id == i)[0], int(round(n * d.sources[i].weight / total)))
+             for i in ids]
+    return table.subset(rng.permutation(np.concatenate(picks)))
+
+
 def make_dataset(table: SampleTable, cfg, training: bool, batch_size: Optional[int] = None, seed: int = 0,
                  deterministic: bool = False, epoch: Optional[tf.Variable] = None, drop_remainder: bool = False
                  ) -> tf.data.Dataset:
