@@ -36,6 +36,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
 from bench_detection import read_set  # noqa: E402
+from choose_yunet_thresholds import add_val_args  # noqa: E402
 
 FPS = 30
 SIZE = (640, 480)
@@ -110,9 +111,7 @@ def score(df, truth, min_main: float = 48.0) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--faces", default=os.path.join(ROOT, "..", "shared", "data", "faces"))
-    p.add_argument("--first", type=int, default=150)
-    p.add_argument("--count", type=int, default=100)
+    add_val_args(p)
     p.add_argument("--shots", type=int, default=12, help="photos per clip")
     p.add_argument("--frames-per-shot", type=int, default=60)
     p.add_argument("--confirm", default="1,2,3,4", help="the --confirm values to compare")

@@ -35,7 +35,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-from bench_detection import read_set  # noqa: E402
+from choose_yunet_thresholds import add_val_args, load_val  # noqa: E402
 
 
 def agreement(variant, reference, photos) -> dict:
@@ -101,9 +101,7 @@ def parallel_speed(detector, frames, repeats: int, workers: int = 2) -> float:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--faces", default=os.path.join(ROOT, "..", "shared", "data", "faces"))
-    p.add_argument("--first", type=int, default=150)
-    p.add_argument("--count", type=int, default=100)
+    add_val_args(p)
     p.add_argument("--speed-photos", type=int, default=60)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--variants", default="opencv,opencv-1t,litert-float32-2t,litert-float32-1t,litert-float16-1t,"
@@ -122,11 +120,7 @@ def main(argv=None) -> dict:
     from fer_keras.detection.yunet import export_tflite, inference_model, load_yunet
     from fer_keras.detection.yunet_lite import LiteRTYuNetDetector
 
-    sets = {}
-    for name in ("wider", "facemask"):
-        items = read_set(os.path.join(a.faces, name), a.first + a.count)[a.first:]
-        sets[name] = ([cv2.imread(f)[..., ::-1].copy() for f, _ in items], [b for _, b in items],
-                      16.0 if name == "wider" else 0.0)
+    sets = load_val(a.faces, a.first, a.count, 16.0, dark=False)
     all_photos = sets["wider"][0] + sets["facemask"][0]
     frames = [cv2.resize(all_photos[i], (640, 480), interpolation=cv2.INTER_AREA)
               for i in np.linspace(0, len(all_photos) - 1, a.speed_photos).astype(int)]

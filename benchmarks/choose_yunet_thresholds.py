@@ -32,9 +32,16 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 from bench_detection import read_set  # noqa: E402
 
 
-def load_val(faces: str, first: int, count: int, min_face: float):
-    """{set name: (photos, face boxes, min face size scored)} for the val photos, normal and darkened (darkened as
-    the YuNet runs darken their val photos: `yunet_train.load_photos`)."""
+def add_val_args(p: argparse.ArgumentParser) -> None:
+    """The val photos' options, shared by the benchmarks that choose or score on them."""
+    p.add_argument("--faces", default=os.path.join(ROOT, "..", "shared", "data", "faces"))
+    p.add_argument("--first", type=int, default=150, help="first val photo of each set (the benchmark's come before)")
+    p.add_argument("--count", type=int, default=100, help="val photos per set")
+
+
+def load_val(faces: str, first: int, count: int, min_face: float, dark: bool = True):
+    """{set name: (photos, face boxes, min face size scored)} for the val photos, normal and (with `dark`) darkened
+    (as the YuNet runs darken their val photos: `yunet_train.load_photos`)."""
     from fer_keras.detection.data import DetTable
     from fer_keras.detection.yunet_train import load_photos
 
@@ -44,7 +51,8 @@ def load_val(faces: str, first: int, count: int, min_face: float):
         table = DetTable([f for f, _ in items], [b for _, b in items])
         lim = min_face if name == "wider" else 0.0
         sets[name] = (load_photos(table), table.boxes, lim)
-        sets[f"{name}-dark"] = (load_photos(table, dark=True), table.boxes, lim)
+        if dark:
+            sets[f"{name}-dark"] = (load_photos(table, dark=True), table.boxes, lim)
     return sets
 
 
@@ -52,9 +60,7 @@ def main(argv=None) -> dict:
     from fer_keras.detection.faces import DARK_PATHS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--faces", default=os.path.join(ROOT, "..", "shared", "data", "faces"))
-    p.add_argument("--first", type=int, default=150)
-    p.add_argument("--count", type=int, default=100)
+    add_val_args(p)
     p.add_argument("--min-face", type=float, default=16.0)
     p.add_argument("--iou", type=float, default=0.3)
     p.add_argument("--fppi", type=float, default=1.0, help="false faces per photo allowed")
