@@ -53,6 +53,7 @@ def main(argv=None) -> dict:
     p.add_argument("--candidates", nargs="+", required=True)
     p.add_argument("--batches", type=int, default=100)
     p.add_argument("--out", required=True, help="the new run folder (must not exist)")
+    p.add_argument("--as-saved", action="store_true", help="also score each candidate before recalibration")
     a = p.parse_args(argv)
     if os.path.exists(a.out):
         raise SystemExit(f"{a.out}: exists; name a new folder (earlier results are never overwritten)")
@@ -77,7 +78,8 @@ def main(argv=None) -> dict:
     for cand in a.candidates:
         model = ema_model(cand, run.model_path)
         row = {}
-        for stage in ("as saved", "recalibrated"):
+        # "as saved" is what training logged for the checkpoint (history.csv); --as-saved scores it again here
+        for stage in (("as saved",) if a.as_saved else ()) + ("recalibrated",):
             if stage == "recalibrated":
                 recalibrate_batchnorm(model, (tf.cast(x, tf.float32) for x, _ in plain.take(a.batches)))
             pred = predict_table(model, data.val, cfg, batch_size=256)
