@@ -127,3 +127,28 @@ def test_two_pass_finds_the_faces_of_the_full_pass():
     frame[400:400 + 64, 600:600 + 54] = cv2.resize(hopper[40:400, 100:400], (54, 64), interpolation=cv2.INTER_AREA)
     two.detect(frame)
     assert calls == [(960, 1280, 3)]
+
+
+@pytest.mark.slow
+def test_auto_runs_the_runtime_and_passes_its_settings_chose(tmp_path, monkeypatch):
+    """`auto` builds YuNet on LiteRT, in two passes, when the settings file says so (and OpenCV when the LiteRT file
+    is missing), with the file's threshold; `--detector yunet-litert` is that runtime alone."""
+    import json
+
+    from fer_keras.detection import faces as F
+    from fer_keras.detection.yunet import export_tflite, inference_model, load_yunet
+    from fer_keras.detection.yunet_lite import LiteRTYuNetDetector
+
+    lite = export_tflite(inference_model(load_yunet(PTH)), str(tmp_path / "yunet_n.tflite"))
+    settings = tmp_path / "yunet_n.json"
+    settings.write_text(json.dumps({"score_threshold": 0.55, "runtime": "litert", "two_pass": True,
+                                    "litert_threads": 1}))
+    monkeypatch.setattr(F, "YUNET_SETTINGS", str(settings))
+    monkeypatch.setattr(F, "YUNET_TFLITE", lite)
+    auto = F.make_detector("auto")
+    assert isinstance(auto.normal, F.TwoPassDetector) and isinstance(auto.normal.full, LiteRTYuNetDetector)
+    assert auto.normal.full.min_score == 0.55 and auto.normal.full.threads == 1
+    hopper = _photos()[0]
+    assert len(auto(hopper)) >= 1 and len(F.make_detector("yunet-litert")(hopper)) >= 1
+    monkeypatch.setattr(F, "YUNET_TFLITE", str(tmp_path / "missing.tflite"))
+    assert isinstance(F.make_detector("auto").normal.full, F.YuNetDetector)  # not installed: OpenCV
