@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -54,6 +55,8 @@ def main(argv=None) -> dict:
     p.add_argument("--batches", type=int, default=100)
     p.add_argument("--out", required=True, help="the new run folder (must not exist)")
     p.add_argument("--as-saved", action="store_true", help="also score each candidate before recalibration")
+    p.add_argument("--wait-minutes", type=float, default=0.0,
+                   help="wait this long for a candidate that is not there yet (a training still writing them)")
     a = p.parse_args(argv)
     if os.path.exists(a.out):
         raise SystemExit(f"{a.out}: exists; name a new folder (earlier results are never overwritten)")
@@ -76,6 +79,13 @@ def main(argv=None) -> dict:
                          training=False)
     results, best = {}, None
     for cand in a.candidates:
+        deadline = time.time() + 60 * a.wait_minutes
+        while not os.path.exists(cand) and time.time() < deadline:  # a backup the running training has yet to write
+            time.sleep(10)
+        if not os.path.exists(cand):
+            print(f"{cand}: not there (skipped)", flush=True)
+            continue
+        time.sleep(2 if a.wait_minutes else 0)  # a file that just appeared: let its copy finish
         model = ema_model(cand, run.model_path)
         row = {}
         # "as saved" is what training logged for the checkpoint (history.csv); --as-saved scores it again here
