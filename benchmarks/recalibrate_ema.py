@@ -67,6 +67,7 @@ def main(argv=None) -> dict:
     from fer_keras.data.pipeline import load_data, make_dataset, weighted_sample
     from fer_keras.evaluation import predict_table
     from fer_keras.fitting import recalibrate_batchnorm
+    from fer_keras.io_utils import atomic_path
     from fer_keras.metrics import source_scores
     from fer_keras.run_dir import RunDir
 
@@ -74,10 +75,20 @@ def main(argv=None) -> dict:
     cfg = run.config()
     data = load_data(cfg.data)
     names = [s.name for s in cfg.data.sources]
+    os.makedirs(a.out)
+    out = RunDir(a.out)
+    for name in os.listdir(a.run):  # the run's record (config, labels, history, summaries), not its model or backup
+        src = os.path.join(a.run, name)
+        if os.path.isfile(src) and not name.endswith(".keras") and name not in ("state.json",):
+            shutil.copy2(src, os.path.join(a.out, name))
+    cfg.train.bn_recalibration_batches = a.batches
+    save_config(cfg, os.path.join(a.out, "config.yaml"))
+    with open(os.path.join(a.out, "state.json"), "w") as f:
+        json.dump({"status": "running"}, f)
     # plain (unaugmented) training images drawn in the sources' training proportions, as training.py measures them
     plain = make_dataset(weighted_sample(data.train, cfg.data, a.batches * cfg.data.batch_size, cfg.train.seed), cfg,
                          training=False)
-    results, best = {}, None
+    results, best, summary = {}, None, {}
     for cand in a.candidates:
         deadline = time.time() + 60 * a.wait_minutes
         while not os.path.exists(cand) and time.time() < deadline:  # a backup the running training has yet to write
@@ -99,24 +110,18 @@ def main(argv=None) -> dict:
             print(f"{os.path.basename(cand)} {stage}: val_score {s['score']:.4f} "
                   + " ".join(f"{n} {s[f'{n}_accuracy']:.4f}" for n in names), flush=True)
         results[cand] = row
-        if best is None or row["recalibrated"]["score"] > results[best[0]]["recalibrated"]["score"]:
-            best = (cand, model)
-    os.makedirs(a.out)
-    out = RunDir(a.out)
-    for name in os.listdir(a.run):  # the run's record (config, labels, history, summaries), not its model or backup
-        src = os.path.join(a.run, name)
-        if os.path.isfile(src) and not name.endswith(".keras") and name not in ("state.json",):
-            shutil.copy2(src, os.path.join(a.out, name))
-    cfg.train.bn_recalibration_batches = a.batches
-    save_config(cfg, os.path.join(a.out, "config.yaml"))
-    best[1].save(out.model_path)
+        if best is None or row["recalibrated"]["score"] > results[best]["recalibrated"]["score"]:
+            best = cand
+            with atomic_path(out.model_path) as tmp:  # the best so far: a stopped run of this script keeps it
+                model.save(tmp)
+        summary = {"command": "python benchmarks/recalibrate_ema.py " + " ".join(argv if argv is not None
+                                                                              else sys.argv[1:]),
+                   "run": a.run, "batches": a.batches, "chosen": best, "candidates": results}
+        with open(os.path.join(a.out, "recalibration.json"), "w") as f:
+            json.dump(summary, f, indent=1)
     with open(os.path.join(a.out, "state.json"), "w") as f:
         json.dump({"status": "finished"}, f)
-    summary = {"command": "python benchmarks/recalibrate_ema.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "run": a.run, "batches": a.batches, "chosen": best[0], "candidates": results}
-    with open(os.path.join(a.out, "recalibration.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    print(f"chosen {best[0]} (val_score {results[best[0]]['recalibrated']['score']:.4f}); wrote {a.out}")
+    print(f"chosen {best} (val_score {results[best]['recalibrated']['score']:.4f}); wrote {a.out}")
     return summary
 
 
