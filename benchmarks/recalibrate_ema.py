@@ -40,6 +40,10 @@ def ema_model(candidate: str, template: str):
 
     if candidate.endswith(".keras"):
         return load_keras_model(candidate)
+    import fer_keras.keras_metrics  # noqa: F401  (registers the compiled model's losses and metrics)
+    import fer_keras.losses  # noqa: F401
+    import fer_keras.models.layers  # noqa: F401
+
     model = keras.saving.load_model(template, compile=True)  # the run's model and optimizer (with its EMA)
     model.load_weights(candidate)
     swap = keras.callbacks.SwapEMAWeights()
