@@ -160,9 +160,13 @@ def main(argv=None):
     results = {"command": "python benchmarks/bench_real_faces.py " + " ".join(argv or sys.argv[1:]),
                "model": os.path.relpath(model, ROOT), "baseline": os.path.relpath(a.baseline, ROOT),
                "config": os.path.relpath(a.config, ROOT), "date": time.strftime("%Y-%m-%d"), "sets": {}}
+    # The baseline's row names it: the FER2013-only model by default, else its file (e.g. the previous default).
+    default_baseline = os.path.join(ROOT, "fer_keras", "pretrained", "fer2013_customcnn.keras")
+    baseline_label = "fer_keras FER2013-only" if os.path.abspath(a.baseline) == default_baseline else \
+        f"fer_keras {os.path.basename(a.baseline)}"
     for name, (paths, labels, va) in sets.items():
         tools = {("fer_keras" if t == "auto" else f"fer_keras --tta {t}"): ours(model, paths, tta=t) for t in a.tta}
-        tools["fer_keras FER2013-only"] = ours(a.baseline, paths, tta="none")
+        tools[baseline_label] = ours(a.baseline, paths, tta="none")
         for c in a.candidates:
             tools[f"candidate {os.path.basename(os.path.normpath(c))}"] = ours(c, paths, tta="none")
         if not a.no_fer:

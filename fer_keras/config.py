@@ -160,6 +160,11 @@ class TrainConfig:
     distill_weight: float = 0.5  # share of the teacher in the target: (1 - w) * (smoothed) label + w * teacher
     distill_tta: str = "crops"  # the teacher's views (none | flip | crops): a TTA teacher is a better teacher
     distill_sources: List[str] = field(default_factory=list)  # sources taught by the teacher (empty = all)
+    # Models (run folders, .keras files or shipped names) whose mean valence/arousal becomes the VA target of every
+    # training sample without one (e.g. FER+ and ExpW faces): more VA data than the labelled source alone, which a
+    # VA head otherwise overfits. A teacher with another input size or channel count sees the run's images resized.
+    va_teachers: List[str] = field(default_factory=list)
+    va_teacher_tta: str = "flip"  # the VA teachers' views (none | flip | crops)
     soft_label_weight: float = 1.0  # data with soft labels (FER+ votes): target = (1 - w) * label + w * votes
     va_loss: str = "mse"  # mse | ccc | both
     expression_loss_weight: float = 1.0
@@ -286,7 +291,8 @@ def _backbones() -> tuple:
 
 
 _REGISTRY_CHOICES = {"data.format": _data_formats, "task": _tasks, "detection.architecture": _architectures,
-                     "train.distill_tta": _tta_views, "detection.backbone": _backbones}
+                     "train.distill_tta": _tta_views, "train.va_teacher_tta": _tta_views,
+                     "detection.backbone": _backbones}
 
 
 def choices(key: str) -> Optional[tuple]:

@@ -238,6 +238,68 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
     return soft.astype(np.float32)
 
 
+def _fit_input(model: keras.Model, shape: tuple) -> keras.Model:
+    """`model` fed the run's images of `shape` (H, W, C): resized by area averaging and converted between gray and
+    RGB where its own input differs (as predict prepares a face for it). An in-memory wrapper, never saved."""
+    want = tuple(model.input_shape[1:])
+    if want == tuple(shape):
+        return model
+    x = inp = keras.Input(shape)
+    if (want[0], want[1]) != tuple(shape[:2]):
+        x = keras.layers.Resizing(want[0], want[1], interpolation="area")(x)
+    if want[2] == 1 and shape[2] == 3:
+        x = _Gray()(x)
+    elif want[2] == 3 and shape[2] == 1:
+        x = keras.layers.Concatenate()([x, x, x])
+    return keras.Model(inp, model(x))
+
+
+class _Gray(keras.layers.Layer):
+    """RGB to luminance (ITU-R 601, as OpenCV's and predict's conversion); only inside `_fit_input`'s wrapper."""
+
+    def call(self, x):
+        return tf.image.rgb_to_grayscale(x)
+
+
+def teacher_valence_arousal(cfg: Config, data: DataBundle, run_dir: str) -> np.ndarray:
+    """Valence/arousal targets for training: the labels where a sample has them, elsewhere the mean prediction of
+    `train.va_teachers` (each through `train.va_teacher_tta` views, on the unaugmented image). Writes
+    `va_teachers.json` (the teachers, how many samples they label, and their CCC on the labelled training samples).
+
+    Raises:
+        ConfigError: a teacher whose valence/arousal head was never trained, or a training set without any sample
+            lacking valence/arousal (nothing to teach).
+    """
+    from fer_keras.metrics import ccc
+    from fer_keras.pretrained import resolve_model
+
+    t, d = cfg.train, cfg.data
+    va = np.array(data.train.va, np.float32, copy=True)
+    missing = ~np.isfinite(va).all(axis=1)
+    if not missing.any():
+        raise ConfigError("train.va_teachers: every training sample has valence/arousal labels; nothing to teach")
+    t0, preds, files = time.time(), [], []
+    shape = (d.image_size, d.image_size, d.channels)
+    for spec in t.va_teachers:
+        info = read_model_info(resolve_model(spec))
+        if not info.va_trained:
+            raise ConfigError(f"train.va_teachers: {info.model_file} has an untrained valence_arousal head")
+        teacher = _fit_input(load_keras_model(info.model_file), shape)
+        preds.append(predict_table(teacher, data.train, cfg, 64, t.va_teacher_tta)["valence_arousal"])
+        files.append(info.model_file)
+    mean = np.clip(np.mean(preds, axis=0), -1.0, 1.0)
+    labelled = ~missing
+    agreement = {f: {n: (round(float(ccc(va[labelled, k], p[labelled, k])), 4) if labelled.sum() > 1 else None)
+                     for k, n in enumerate(("valence", "arousal"))} for f, p in zip(files + ["mean"], preds + [mean])}
+    va[missing] = mean[missing]
+    write_json(os.path.join(run_dir, "va_teachers.json"), {
+        "teachers": files, "tta": t.va_teacher_tta, "samples_taught": int(missing.sum()), "samples": len(va),
+        "ccc_on_labelled_training_samples": agreement, "seconds": round(time.time() - t0, 1)})
+    print(f"valence/arousal teachers: {', '.join(files)} ({t.va_teacher_tta} views) label {int(missing.sum())} of "
+          f"{len(va)} training samples")
+    return va
+
+
 def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
     t_start = time.time()
 
@@ -291,6 +353,12 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
                 raise ConfigError("train.distill_from needs the training images in memory or as files; streamed "
                                   "TFRecord shards carry their own labels (raise data.cache_budget_mb)")
             data.train.soft = teacher_probabilities(cfg, data, run_dir)
+        if t.va_teachers:
+            if data.train.images is None and data.train.shards is not None:
+                raise ConfigError("train.va_teachers needs the training images in memory or as files; streamed "
+                                  "TFRecord shards carry their own labels (raise data.cache_budget_mb)")
+            va = teacher_valence_arousal(cfg, data, run_dir)
+            data.train.valence, data.train.arousal = va[:, 0], va[:, 1]
         # Keras 3 under a multi-replica strategy fails on a batch that does not split evenly across the replicas:
         # drop the last partial batch there (evaluate_model.py still scores every sample, on one device).
         even = strategy.num_replicas_in_sync > 1

@@ -23,17 +23,19 @@ AFFECTNET_DIR = os.path.join(os.path.dirname(FER2013_DIR), "affectnet")
 
 def test_default_model_is_the_multitask_model_and_small():
     path = resolve_model("default")
-    assert path is not None and path.endswith("multitask_customcnn.keras")
-    assert os.path.getsize(path) <= 10 * 1024 * 1024
+    assert path is not None and path.endswith("default_mobilenetv2.keras")
+    assert os.path.getsize(path) <= 13 * 1024 * 1024
     info = read_model_info(path)
     assert info.class_names == preset_classes("8") and info.va_trained
+    assert os.path.isfile(os.path.splitext(path)[0] + ".tflite")  # predict runs it through LiteRT
 
 
-@pytest.mark.parametrize("path, classes", [(None, 8), (FER2013_ONLY, 7)])
-def test_shipped_models_load_and_predict_on_generated_faces(path, classes):
-    pred = FacePredictor(path or resolve_model("default"))
-    assert pred.class_names == preset_classes(str(classes)) and pred.size == 48 and pred.channels == 1
-    faces = generate(2, 96, seed=5)["images"]  # RGB 96 px: the predictor converts to 48 px gray
+@pytest.mark.parametrize("name, classes, size, channels", [("default", 8, 112, 3), ("fer2013", 7, 48, 1),
+                                                           ("compact", 8, 48, 1)])
+def test_shipped_models_load_and_predict_on_generated_faces(name, classes, size, channels):
+    pred = FacePredictor(resolve_model(name))
+    assert pred.class_names == preset_classes(str(classes)) and (pred.size, pred.channels) == (size, channels)
+    faces = generate(2, 96, seed=5)["images"]  # RGB 96 px: the predictor resizes (and converts to gray)
     out = pred.predict([pred.prepare(f) for f in faces])
     assert out["expression"].shape == (len(faces), classes) and out["valence_arousal"].shape == (len(faces), 2)
     np.testing.assert_allclose(out["expression"].sum(1), 1.0, atol=1e-4)
@@ -99,7 +101,7 @@ def test_shipped_model_names_resolve_and_are_listed_in_help(capsys):
     from fer_keras.cli_predict import main as predict_main
     from fer_keras.pretrained import SHIPPED_MODELS
 
-    assert SHIPPED_MODELS.names() == ["default", "fer2013"]
+    assert SHIPPED_MODELS.names() == ["compact", "default", "fer2013"]
     for name in SHIPPED_MODELS.names():
         path = resolve_model(name)
         assert os.path.isfile(path) and read_model_info(path).class_names
@@ -115,7 +117,7 @@ def test_shipped_model_names_resolve_and_are_listed_in_help(capsys):
             predict_main(argv)
         assert e.value.code == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "'nosuch'" in err and "default, fer2013" in err
+        assert len(err.splitlines()) == 1 and "'nosuch'" in err and "compact, default, fer2013" in err
     with pytest.raises(SystemExit) as e:
         evaluate_main(["--model", "nosuch"])
-    assert e.value.code == 2 and "default, fer2013" in capsys.readouterr().err
+    assert e.value.code == 2 and "compact, default, fer2013" in capsys.readouterr().err

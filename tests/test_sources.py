@@ -342,3 +342,58 @@ def test_load_all_keeps_every_sample_and_its_source(tiny_cfg, demo_root):
     assert len(every.train) == 0 and every.val is None and len(every.test) == n
     assert {k: len(v) for k, v in every.source_tables("test").items()} == {
         s: sum(len(split.source_tables(p).get(s, [])) for p in ("train", "val", "test")) for s in split.source_names}
+
+
+def test_teacher_input_wrapper_resizes_and_converts():
+    """A VA teacher with another input sees the run's images area-resized and converted gray <-> RGB."""
+    import keras
+
+    from fer_keras.training import _fit_input
+
+    inp = keras.Input((4, 4, 1))
+    gray_model = keras.Model(inp, keras.layers.Flatten()(inp))
+    img = np.zeros((1, 8, 8, 3), np.float32)
+    img[..., 0], img[..., 1], img[..., 2] = 100.0, 50.0, 200.0
+    img[:, :2, :2] = 0.0  # one dark 2x2 corner: area averaging makes it one dark pixel at 4x4
+    out = _fit_input(gray_model, (8, 8, 3)).predict(img, verbose=0).reshape(4, 4)
+    lum = 0.299 * 100 + 0.587 * 50 + 0.114 * 200
+    np.testing.assert_allclose(out[0, 0], 0.0, atol=1e-3)
+    np.testing.assert_allclose(out[1:, 1:], lum, rtol=1e-3)
+    assert _fit_input(gray_model, (4, 4, 1)) is gray_model  # same input: the model itself
+    inp3 = keras.Input((8, 8, 3))
+    rgb_model = keras.Model(inp3, inp3)
+    out3 = _fit_input(rgb_model, (8, 8, 1)).predict(np.full((1, 8, 8, 1), 7.0, np.float32), verbose=0)
+    assert out3.shape == (1, 8, 8, 3) and np.allclose(out3, 7.0)
+
+
+@pytest.mark.slow
+def test_va_teachers_label_the_samples_without_va(tiny_cfg, demo_root, tmp_path):
+    """`train.va_teachers`: the samples without valence/arousal get the teachers' mean prediction (a teacher with
+    another input size and channel count included), labelled samples keep theirs, and va_teachers.json says so;
+    a teacher whose VA head was never trained is refused by name."""
+    from fer_keras.models import build_model
+    from fer_keras.training import train
+
+    teachers = []
+    for i, shape in enumerate([(24, 24, 1), (32, 32, 1)]):
+        m = build_model(tiny_cfg.model, 8, shape)
+        path = str(tmp_path / f"teacher{i}.keras")
+        m.save(path)
+        teachers.append(path)
+    cfg = _two_sources(tiny_cfg, demo_root)
+    cfg.train.va_teachers, cfg.train.va_teacher_tta, cfg.train.name = teachers, "none", "student"
+    data = load_data(cfg.data)
+    had_va = np.isfinite(data.train.valence)
+    before = data.train.va.copy()
+    run = train(cfg, data)
+    info = json.load(open(os.path.join(run, "va_teachers.json")))
+    assert info["samples_taught"] == int((~had_va).sum()) > 0 and info["samples"] == len(data.train)
+    assert set(info["ccc_on_labelled_training_samples"]) == set(teachers) | {"mean"}
+    assert np.isfinite(data.train.va).all() and (np.abs(data.train.va) <= 1).all()
+    np.testing.assert_array_equal(data.train.va[had_va], before[had_va])
+
+    with open(os.path.splitext(teachers[0])[0] + ".json", "w") as f:
+        json.dump({"trained_heads": {"expression": True, "valence_arousal": False}}, f)
+    cfg.train.name = "student2"
+    with pytest.raises(ConfigError, match="teacher0.keras has an untrained valence_arousal head"):
+        train(cfg, load_data(cfg.data))
