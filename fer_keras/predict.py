@@ -241,6 +241,10 @@ class FacePredictor:
         if not len(crops):
             return {"expression": np.zeros((0, len(self.class_names))), "valence_arousal": np.zeros((0, 2))}
         x = np.stack(crops).astype(np.float32)
+        want = (self.size, self.size, self.channels)
+        if x.shape[1:] != want:  # LiteRT would resize its input tensor and answer nonsense without a word
+            raise ValueError(f"crops of shape {x.shape[1:]}: this model reads {want}; pass each crop through "
+                             "FacePredictor.prepare first")
         probs, va = [], []
         for i in range(0, len(x), self.batch_size):
             batch = x[i:i + self.batch_size]

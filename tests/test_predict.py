@@ -171,15 +171,16 @@ def test_flat_folder_with_labels_csv_is_scored(tmp_path):
 
 
 def test_gray_model_with_gray_detector_decodes_straight_to_gray(detectable_faces, tmp_path, monkeypatch):
-    """The shipped 48x48x1 model with Haar reads images as grayscale (no colour decode); it finds the same face as
-    the RGB path (annotating needs colour), up to the few pixels that a different gray conversion moves a box."""
+    """A gray 48x48x1 model (`compact`) with Haar reads images as grayscale (no colour decode); it finds the same
+    face as the RGB path (annotating needs colour), up to the few pixels that a different gray conversion moves a
+    box."""
     import fer_keras.predict as P
 
     flags = []
     real_imread = cv2.imread
     monkeypatch.setattr(P.cv2, "imread", lambda path, flag=cv2.IMREAD_COLOR: flags.append(flag) or
                         real_imread(path, flag))
-    pred = FacePredictor(resolve_model("default"))
+    pred = FacePredictor(resolve_model("compact"))
     assert pred.channels == 1
     path = str(tmp_path / "scene.png")
     cv2.imwrite(path, cv2.cvtColor(_scene(detectable_faces[0]), cv2.COLOR_RGB2BGR))
@@ -207,3 +208,12 @@ def test_an_output_image_that_cannot_be_written_is_listed_not_silent(tmp_path, c
     assert "cannot write the image (name too long)" in errors
     assert "1 problems" in capsys.readouterr().out
     assert "a" * 248 in (out / "predictions.csv").read_text()  # the prediction itself is kept
+
+
+def test_unprepared_crops_are_refused_by_shape():
+    """Crops not passed through `prepare` (here 48 px gray for the 112 px RGB default) are one clear ValueError, not
+    silent nonsense from a resized LiteRT input."""
+    pred = FacePredictor(resolve_model("default"))
+    with pytest.raises(ValueError, match=r"crops of shape \(48, 48, 1\): this model reads \(112, 112, 3\)"):
+        pred.predict([np.zeros((48, 48, 1), np.uint8)])
+    assert pred.predict([pred.prepare(np.zeros((48, 48, 1), np.uint8))])["expression"].shape == (1, 8)
