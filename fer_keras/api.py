@@ -99,8 +99,8 @@ class Analyzer:
     """Finds faces and reads their expression and valence/arousal; the model and detector are loaded once.
 
     Args:
-        model: a shipped model's name (`default`, `fer2013`; `fer_keras.pretrained.SHIPPED_MODELS`), a run folder,
-            or a `.keras` / `.tflite` file.
+        model: a shipped model's name (`default`, `fer2013`, `compact`; `fer_keras.pretrained.SHIPPED_MODELS`),
+            a run folder, or a `.keras` / `.tflite` file.
         detector: a face detector name (`fer_keras.detection.faces.DETECTORS`: `auto`, `yunet`, ...), a
             detection run folder, or None when every image is already a face crop.
         tta: test-time augmentation views (`auto` = the model's own choice for images, `none`, `flip`, `crops`).

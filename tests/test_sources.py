@@ -397,3 +397,12 @@ def test_va_teachers_label_the_samples_without_va(tiny_cfg, demo_root, tmp_path)
     cfg.train.name = "student2"
     with pytest.raises(ConfigError, match="teacher0.keras has an untrained valence_arousal head"):
         train(cfg, load_data(cfg.data))
+
+
+def test_va_teacher_keys_load_and_check():
+    """configs/default_va.yaml names its VA teachers; a view set that is no TTA is a one-line config error."""
+    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    cfg = load_config(os.path.join(root, "default_va.yaml"))
+    assert cfg.train.va_teachers == ["runs/default-v3-bn", "compact"] and cfg.train.va_teacher_tta == "flip"
+    with pytest.raises(ConfigError, match="train.va_teacher_tta"):
+        load_config(os.path.join(root, "default_va.yaml"), overrides=["train.va_teacher_tta=sideways"])
