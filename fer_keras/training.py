@@ -32,10 +32,11 @@ from fer_keras.keras_compat import flatten_layers
 from fer_keras.keras_metrics import ExpressionAccuracy, MacroRecall, MaskedVAMetric
 from fer_keras.labels import preset_classes, preset_for_classes
 from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
-from fer_keras.metrics import expression_metrics, source_scores
+from fer_keras.metrics import ccc, expression_metrics, source_scores
 from fer_keras.model_info import load_keras_model, read_model_info
 from fer_keras.models import MODELS, build_model
 from fer_keras.models.transfer import transfer_weights
+from fer_keras.pretrained import resolve_model
 from fer_keras.run_dir import DATA_SUMMARY, LABELS, RunDir, run_training, write_json
 
 
@@ -270,9 +271,6 @@ def teacher_valence_arousal(cfg: Config, data: DataBundle, run_dir: str) -> np.n
         ConfigError: a teacher whose valence/arousal head was never trained, or a training set without any sample
             lacking valence/arousal (nothing to teach).
     """
-    from fer_keras.metrics import ccc
-    from fer_keras.pretrained import resolve_model
-
     t, d = cfg.train, cfg.data
     va = np.array(data.train.va, np.float32, copy=True)
     missing = ~np.isfinite(va).all(axis=1)

@@ -53,8 +53,7 @@ def test_runs_without_a_record_fall_back_to_their_data_summary(runs, tmp_path):
 def test_shipped_fer2013_model_is_marked_without_va():
     from fer_keras.pretrained import resolve_model
 
-    here = os.path.join(os.path.dirname(__file__), "..", "fer_keras", "pretrained", "fer2013_customcnn.keras")
-    info = read_model_info(here)
+    info = read_model_info(resolve_model("fer2013"))
     assert info.va_trained is False and len(info.class_names) == 7
     assert read_model_info(resolve_model("default")).va_trained is True  # the default model learned VA
 

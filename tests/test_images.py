@@ -3,6 +3,7 @@ training/evaluation/prepare (decode_resize in tf.data) and by predict (OpenCV), 
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -41,3 +42,20 @@ def test_training_evaluation_and_predict_see_the_same_upright_pixels(orientation
         assert np.abs(seen - upright).mean() < 3  # JPEG decoders differ by a few grey levels, not by geometry
         if orientation != 1:
             assert np.abs(seen - stored).mean() > 20  # and the stored (sideways) pixels are not what is seen
+
+
+@pytest.mark.parametrize("shape", [(48, 48, 3), (200, 160, 3), (48, 48, 1)])
+def test_predict_resize_matches_the_training_decode(shape, tmp_path):
+    """What predict feeds a model (`resize_array`, OpenCV) equals what training fed it (`decode_resize`, TensorFlow's
+    area resize) within one grey level, upscaling (48 px faces for a 112 px model) and downscaling alike."""
+    import tensorflow as tf
+
+    from fer_keras.data.images import decode_resize, resize_array
+
+    img = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    path = str(tmp_path / "face.png")
+    cv2.imwrite(path, img if shape[2] == 1 else img[..., ::-1])
+    trained = decode_resize(tf.io.read_file(path), tf.constant([np.nan] * 4, tf.float32), tf.constant(112),
+                            tf.constant(3)).numpy().astype(int)
+    served = resize_array(img[None], 112, 3)[0].astype(int)
+    assert np.abs(trained - served).max() <= 1

@@ -143,7 +143,12 @@ def decode_checked(path: str, box, cfg) -> tuple:
 
 
 def resize_array(images: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """Resizes/convert an in-memory uint8 batch (N,H,W,C) to (N,size,size,channels) with OpenCV."""
+    """Resizes/convert an in-memory uint8 batch (N,H,W,C) to (N,size,size,channels) with OpenCV.
+
+    Area interpolation both ways, as `decode_resize` (TensorFlow's area resize) does for training files: a model
+    trained on 48 px faces upscaled to 112 px sees the same pixels in predict (bilinear upscaling here cost the
+    fer2013 MobileNetV2 1.8 points of val accuracy, 65.7% against 67.6%).
+    """
     n, h, w, c = images.shape
     if c == 1 and channels == 3:
         images = np.repeat(images, 3, axis=-1)
@@ -152,6 +157,5 @@ def resize_array(images: np.ndarray, size: int, channels: int) -> np.ndarray:
         images = np.clip(np.round(images), 0, 255).astype(np.uint8)
     if (h, w) == (size, size):
         return np.ascontiguousarray(images)
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-    out = np.stack([cv2.resize(im, (size, size), interpolation=interp) for im in images])
+    out = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
     return out.reshape(n, size, size, channels)

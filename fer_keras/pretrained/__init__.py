@@ -37,8 +37,9 @@ for _m in (
     ShippedModel("default", "default_mobilenetv2.keras",
                  "8 AffectNet classes + valence/arousal, judged on clean labels (FER+, AffectNet, CK+, JAFFE); "
                  "MobileNetV2 at 112 px RGB"),
-    ShippedModel("fer2013", "fer2013_customcnn.keras",
-                 "7 FER2013 classes on FER2013's own labels, for comparison with the FER2013 literature"),
+    ShippedModel("fer2013", "fer2013_mobilenetv2.keras",
+                 "7 FER2013 classes on FER2013's own labels, for comparison with the FER2013 literature; "
+                 "MobileNetV2 at 112 px RGB"),
     ShippedModel("compact", "multitask_customcnn.keras",
                  "the previous default, 8 classes + valence/arousal: CustomCNN at 48 px gray, 1.7x the default's "
                  "speed, less accurate"),
