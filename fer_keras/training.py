@@ -193,22 +193,42 @@ def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None
           + (f"; not copied: {'; '.join(report['skipped'])}" if report["skipped"] else ""))
 
 
+def _fit_input(model: keras.Model, shape: tuple) -> keras.Model:
+    """`model` fed the run's images of `shape` (H, W, C): resized by area averaging and converted between gray and
+    RGB where its own input differs (as predict prepares a face for it). An in-memory wrapper, never saved."""
+    want = tuple(model.input_shape[1:])
+    if want == tuple(shape):
+        return model
+    x = inp = keras.Input(shape)
+    if (want[0], want[1]) != tuple(shape[:2]):
+        x = keras.layers.Resizing(want[0], want[1], interpolation="area")(x)
+    if want[2] == 1 and shape[2] == 3:
+        x = _Gray()(x)
+    elif want[2] == 3 and shape[2] == 1:
+        x = keras.layers.Concatenate()([x, x, x])
+    return keras.Model(inp, model(x))
+
+
+class _Gray(keras.layers.Layer):
+    """RGB to luminance (ITU-R 601, as OpenCV's and predict's conversion); only inside `_fit_input`'s wrapper."""
+
+    def call(self, x):
+        return tf.image.rgb_to_grayscale(x)
+
+
 def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.ndarray:
     """The teacher's (`train.distill_from`) probabilities for every training sample, in the run's classes.
 
-    The teacher sees each training image without augmentation through `train.distill_tta` views; its classes are
+    The teacher (any input size or channels: `_fit_input`) sees each training image without augmentation through `train.distill_tta` views; its classes are
     mapped by name (a 7-class teacher gives contempt 0). Rows are NaN (no teacher) for samples of sources not in
     `train.distill_sources` and for samples whose class the teacher does not know. Writes `distill.json`.
     """
 
     t, d = cfg.train, cfg.data
     info = read_model_info(t.distill_from)
-    teacher = load_keras_model(info.model_file)
-    want = (d.image_size, d.image_size, d.channels)
-    if tuple(teacher.input_shape[1:]) != want:
-        raise ConfigError(f"train.distill_from {info.model_file}: the teacher reads {teacher.input_shape[1:]} "
-                          f"images, this run {want}; distil from a model with the run's input")
-    k = int(teacher.get_layer("expression").output.shape[-1])
+    raw = load_keras_model(info.model_file)
+    k = int(raw.get_layer("expression").output.shape[-1])
+    teacher = _fit_input(raw, (d.image_size, d.image_size, d.channels))  # any input size or channel count
     names = info.class_names or preset_classes(str(k))
     t0 = time.time()
     probs = predict_table(teacher, data.train, cfg, 64, t.distill_tta)["expression"]
@@ -237,29 +257,6 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
     print(f"distillation: {info.model_file} ({t.distill_tta} views) teaches {int(taught.sum())} of {len(taught)} "
           f"training samples (its accuracy on them {agree:.3f}), weight {t.distill_weight}")
     return soft.astype(np.float32)
-
-
-def _fit_input(model: keras.Model, shape: tuple) -> keras.Model:
-    """`model` fed the run's images of `shape` (H, W, C): resized by area averaging and converted between gray and
-    RGB where its own input differs (as predict prepares a face for it). An in-memory wrapper, never saved."""
-    want = tuple(model.input_shape[1:])
-    if want == tuple(shape):
-        return model
-    x = inp = keras.Input(shape)
-    if (want[0], want[1]) != tuple(shape[:2]):
-        x = keras.layers.Resizing(want[0], want[1], interpolation="area")(x)
-    if want[2] == 1 and shape[2] == 3:
-        x = _Gray()(x)
-    elif want[2] == 3 and shape[2] == 1:
-        x = keras.layers.Concatenate()([x, x, x])
-    return keras.Model(inp, model(x))
-
-
-class _Gray(keras.layers.Layer):
-    """RGB to luminance (ITU-R 601, as OpenCV's and predict's conversion); only inside `_fit_input`'s wrapper."""
-
-    def call(self, x):
-        return tf.image.rgb_to_grayscale(x)
 
 
 def teacher_valence_arousal(cfg: Config, data: DataBundle, run_dir: str) -> np.ndarray:
