@@ -162,13 +162,13 @@ def main(argv=None):
                "config": os.path.relpath(a.config, ROOT), "date": time.strftime("%Y-%m-%d"), "sets": {}}
     # The baseline's row names it: the FER2013-only model by default, else its file (e.g. the previous default).
     default_baseline = os.path.join(ROOT, "fer_keras", "pretrained", "fer2013_customcnn.keras")
-    baseline_label = "fer_keras FER2013-only" if os.path.abspath(a.baseline) == default_baseline else \
-        f"fer_keras {os.path.basename(a.baseline)}"
+    baseline_label = ("fer_keras FER2013-only" if os.path.abspath(a.baseline) == default_baseline else
+                      f"fer_keras {os.path.basename(a.baseline)}") + " (no views)"
     for name, (paths, labels, va) in sets.items():
         tools = {("fer_keras" if t == "auto" else f"fer_keras --tta {t}"): ours(model, paths, tta=t) for t in a.tta}
         tools[baseline_label] = ours(a.baseline, paths, tta="none")
         for c in a.candidates:
-            tools[f"candidate {os.path.basename(os.path.normpath(c))}"] = ours(c, paths, tta="none")
+            tools[f"candidate {os.path.basename(os.path.normpath(c))} (no views)"] = ours(c, paths, tta="none")
         if not a.no_fer:
             tools["fer (pip)"] = fer_package(paths, a.fer_offset)
         presets = ["8", "7"] if any(n == "contempt" for n in labels) else ["7"]

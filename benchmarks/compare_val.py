@@ -42,19 +42,21 @@ def val_sets(config: str) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--models", nargs="+", required=True, help="shipped names, .keras files or run folders")
     p.add_argument("--configs", nargs="+", required=True)
     p.add_argument("--bootstrap", type=int, default=500)
     p.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flip", "crops"],
                    help="score each model with each of these test-time augmentations")
     p.add_argument("--out", default=os.path.join(HERE, "results", "compare_val.json"))
     a = p.parse_args(argv)
+    from fer_keras.pretrained import resolve_model  # shipped names (default, compact, ...) as predict takes them
+
     res = {"command": "python benchmarks/compare_val.py " + " ".join(argv or sys.argv[1:]), "rows": []}
     for config in a.configs:
         for source, (paths, labels, va, preset) in val_sets(config).items():
             for model in a.models:
                 for tta in a.tta:
-                    r = score(ours(model, paths, tta=tta), labels, va, preset, a.bootstrap)
+                    r = score(ours(resolve_model(model), paths, tta=tta), labels, va, preset, a.bootstrap)
                     row = {"config": os.path.basename(config), "source": source, "model": model, "tta": tta, **r}
                     res["rows"].append(row)
                     vac = f" valence {r['valence_ccc']:.3f} arousal {r['arousal_ccc']:.3f}" \

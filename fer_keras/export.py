@@ -1,5 +1,5 @@
-"""Export a trained run: SavedModel (serving signature on raw uint8 images), `.keras`, TFLite (float and
-dynamic-range quantized).
+"""Export a trained run: SavedModel (serving signature on raw uint8 images), `.keras`, TFLite (float32,
+float16 weights, dynamic-range and int8 quantized: `TFLITE_FILES`).
 
     python -m fer_keras.export --run runs/<name> [--format savedmodel|keras|tflite|all]
 
@@ -24,7 +24,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from fer_keras.errors import ConfigError, cli_main
+from fer_keras.config import load_config
+from fer_keras.errors import ConfigError, FerError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
 from fer_keras.model_info import load_keras_model, read_model_info, write_sidecar
 from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir, run_task
@@ -113,21 +114,48 @@ def export_savedmodel(model, class_names: Sequence[str], out_dir: str, trained_h
     return out_dir
 
 
-def export_tflite(model, out_path: str, quantize: bool, dynamic_batch: bool = False) -> str:
+# TFLite weight formats: the only list of them (the export writes each; tests and docs read this).
+TFLITE_FILES = {
+    "float32": "model_float.tflite",    # what predict runs through LiteRT by default
+    "float16": "model_float16.tflite",  # float16 weights (half the file), computed in float32: float32's outputs
+    "dynamic": "model_dynamic.tflite",  # int8 weights, float activations: 4x smaller, slower on x86 XNNPACK
+    "int8": "model_int8.tflite",        # int8 weights and activations (float32 in/out), calibrated on training images
+}
+
+
+def export_tflite(model, out_path: str, quantize=False, dynamic_batch: bool = False,
+                  representative: Optional[np.ndarray] = None) -> str:
     """TFLite with a (1,H,W,C) float32 0-255 input (`dynamic_batch`: any batch size, as predict's LiteRT backend
-    uses it); `quantize` = dynamic-range (int8 weights)."""
+    uses it).
+
+    Args:
+        quantize: a key of `TFLITE_FILES` (`float32`; `float16`: weights stored in half precision; `dynamic`:
+            dynamic-range int8 weights; `int8`: full integer quantization of weights and activations with float32
+            input and outputs); True/False mean `dynamic` / `float32`.
+        representative: (N, H, W, C) 0-255 images the `int8` activation ranges are calibrated on (required for
+            it; the training mix, unaugmented, as `representative_images` draws them).
+    """
     import tensorflow as tf
 
     import tempfile
 
     import keras
 
+    kind = {True: "dynamic", False: "float32"}.get(quantize, quantize)
+    if kind not in TFLITE_FILES:
+        raise ConfigError(f"TFLite quantization {quantize!r}: expected one of {', '.join(TFLITE_FILES)}")
+    if kind == "int8" and (representative is None or len(representative) == 0):
+        raise ConfigError("int8 TFLite export: needs representative images to calibrate activations")
     _, size, _, channels = model.input_shape
 
     def infer(x):
         out = model(x, training=False)
         return {"probabilities": tf.cast(out["expression"], tf.float32),
                 "valence_arousal": tf.cast(out["valence_arousal"], tf.float32)}
+
+    def calibration():
+        for img in representative:
+            yield {"image": np.asarray(img, np.float32)[None]}
 
     # Keras 3 models convert through a SavedModel (the converter's concrete-function path loses their variables).
     archive = keras.export.ExportArchive()
@@ -138,12 +166,40 @@ def export_tflite(model, out_path: str, quantize: bool, dynamic_batch: bool = Fa
     with tempfile.TemporaryDirectory() as tmp:
         archive.write_out(tmp, verbose=False)
         conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        if quantize:
+        if kind != "float32":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if kind == "float16":
+            conv.target_spec.supported_types = [tf.float16]
+        if kind == "int8":
+            conv.representative_dataset = calibration
         data = conv.convert()
 
     atomic_write_bytes(out_path, data)
     return out_path
+
+
+def representative_images(cfg, n: int = 256, seed: int = 0, shape: Optional[tuple] = None) -> np.ndarray:
+    """`n` training images of a config (a run's: `RunDir(run).config()`) as (N, H, W, C), unaugmented, drawn in the
+    proportions training draws its sources in: what an `int8` export calibrates its activation ranges on.
+
+    Args:
+        shape: (H, W, C) to decode them at (a model's input, e.g. an ensemble's); default the config's own.
+
+    Raises:
+        DataError: the config's training data cannot be read here.
+    """
+    import dataclasses
+
+    from fer_keras.data.pipeline import load_data, make_dataset, weighted_sample  # TensorFlow: only to calibrate
+
+    if shape is not None and (shape[0], shape[2]) != (cfg.data.image_size, cfg.data.channels):
+        if shape[0] != shape[1]:
+            raise ConfigError(f"calibration images: a square input is expected, not {shape}")
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=int(shape[0]),
+                                                                channels=int(shape[2])))
+    data = load_data(cfg.data)
+    sample = weighted_sample(data.train, cfg.data, n, seed)
+    return np.concatenate([np.asarray(x) for x, _ in make_dataset(sample, cfg, training=False, batch_size=64)])
 
 
 def tflite_predict(path: str, images: np.ndarray) -> Dict[str, np.ndarray]:
@@ -159,6 +215,29 @@ def tflite_predict(path: str, images: np.ndarray) -> Dict[str, np.ndarray]:
     return {"expression": np.array(probs), "valence_arousal": np.array(va)}
 
 
+def export_model_file(model_file: str, out: Optional[str], quantize: str = "float32",
+                      calibration_config: Optional[str] = None) -> str:
+    """One TFLite file (any batch size) of a `.keras` model outside a run, e.g. an ensemble
+    (`fer_keras.models.ensemble`) or a shipped model; `int8` calibrates on `calibration_config`'s training images.
+
+    Raises:
+        ConfigError: no `out`, an existing `out`, or `int8` without a calibration config.
+    """
+    if not out or not out.endswith(".tflite"):
+        raise ConfigError(f"--out {out}: a .tflite file to write is required with --model")
+    if os.path.exists(out):
+        raise ConfigError(f"--out {out}: exists; an export never overwrites a file")
+    if quantize == "int8" and not calibration_config:
+        raise ConfigError("--quantize int8: needs --calibration-config (the config whose training images "
+                          "calibrate the activation ranges)")
+    model = float32_model(load_keras_model(model_file))
+    images = representative_images(load_config(calibration_config), shape=tuple(model.input_shape[1:])) \
+        if quantize == "int8" else None
+    export_tflite(model, out, quantize, dynamic_batch=True, representative=images)
+    print(f"tflite ({quantize}): {out} ({os.path.getsize(out) / 1e6:.1f} MB)")
+    return out
+
+
 def export_run(run: str, formats: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """Exports `run/model.keras` into `run/export/` in `formats` (default: every format of the run's task);
     returns {format: path}."""
@@ -167,7 +246,8 @@ def export_run(run: str, formats: Optional[Sequence[str]] = None) -> Dict[str, s
 
 def export_expression_run(run: str, formats: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """An expression run exports as a SavedModel (serving signature with class names), `.keras` (+ model.json) and
-    TFLite (float and dynamic-range quantized, any batch size)."""
+    TFLite in each of `TFLITE_FILES`' weight formats (any batch size; `int8` calibrated on the run's training
+    images, skipped with a printed reason where they do not load)."""
     rd = RunDir(run)
     if not os.path.isfile(rd.file(LABELS)):
         raise ConfigError(f"{run}: not a finished run directory (no {LABELS})")
@@ -196,20 +276,37 @@ def export_expression_run(run: str, formats: Optional[Sequence[str]] = None) -> 
                                               run=os.path.basename(os.path.normpath(run)))
     if "tflite" in formats:
         # any batch size: predict's LiteRT backend runs whole batches of faces through it
-        written["tflite"] = export_tflite(model, os.path.join(out, "model_float.tflite"), quantize=False,
-                                          dynamic_batch=True)
-        written["tflite_dynamic"] = export_tflite(model, os.path.join(out, "model_dynamic.tflite"), quantize=True,
-                                                  dynamic_batch=True)
+        for kind, name in TFLITE_FILES.items():
+            key = "tflite" if kind == "float32" else f"tflite_{kind}"
+            if kind == "int8":
+                try:
+                    images = representative_images(rd.config())
+                except (FerError, OSError) as e:  # e.g. a run copied to a machine without its data
+                    print(f"tflite int8: skipped, the run's training images do not load here "
+                          f"({str(e).splitlines()[0]})")
+                    continue
+                written[key] = export_tflite(model, os.path.join(out, name), "int8", True, images)
+            else:
+                written[key] = export_tflite(model, os.path.join(out, name), kind, dynamic_batch=True)
     return written
 
 
 @cli_main
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fer_keras.export", description=__doc__.splitlines()[0])
-    p.add_argument("--run", required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="a finished run: its formats are written into <run>/export/")
+    src.add_argument("--model", help="a .keras model file (e.g. an ensemble): one TFLite file, --out")
     p.add_argument("--format", default="all", choices=sorted(set(FORMATS + DETECTION_FORMATS)) + ["all"],
                    help="all: every format of the run's kind (detection runs: savedmodel, keras, compact)")
+    p.add_argument("--quantize", default="float32", choices=list(TFLITE_FILES),
+                   help="--model: the TFLite weights (int8 needs --calibration-config)")
+    p.add_argument("--calibration-config", help="--model --quantize int8: the config whose training images "
+                                                "calibrate the activation ranges")
+    p.add_argument("--out", help="--model: the .tflite file to write (never overwritten)")
     a = p.parse_args(argv)
+    if a.model:
+        return {"tflite": export_model_file(a.model, a.out, a.quantize, a.calibration_config)}
     written = export_run(a.run, None if a.format == "all" else [a.format])
     for k, v in written.items():
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(v) for f in fs) \

@@ -136,7 +136,10 @@ class _LiteRTModel:
             outs = [self(x[i:i + 1]) for i in range(n)]
             return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
         out = self._runner(image=np.ascontiguousarray(x, np.float32))
-        return {"expression": np.asarray(out["probabilities"], np.float32),
+        probs = np.maximum(np.asarray(out["probabilities"], np.float32), 0.0)
+        # an int8 export's outputs are quantized (sums 0.99-1.01): renormalized, so they stay probabilities
+        probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
+        return {"expression": probs,
                 "valence_arousal": np.asarray(out["valence_arousal"], np.float32)}
 
 

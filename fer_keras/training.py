@@ -35,6 +35,7 @@ from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
 from fer_keras.metrics import ccc, expression_metrics, source_scores
 from fer_keras.model_info import load_keras_model, read_model_info
 from fer_keras.models import MODELS, build_model
+from fer_keras.models.ensemble import fit_input
 from fer_keras.models.transfer import transfer_weights
 from fer_keras.pretrained import resolve_model
 from fer_keras.run_dir import DATA_SUMMARY, LABELS, RunDir, run_training, write_json
@@ -193,33 +194,11 @@ def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None
           + (f"; not copied: {'; '.join(report['skipped'])}" if report["skipped"] else ""))
 
 
-def _fit_input(model: keras.Model, shape: tuple) -> keras.Model:
-    """`model` fed the run's images of `shape` (H, W, C): resized by area averaging and converted between gray and
-    RGB where its own input differs (as predict prepares a face for it). An in-memory wrapper, never saved."""
-    want = tuple(model.input_shape[1:])
-    if want == tuple(shape):
-        return model
-    x = inp = keras.Input(shape)
-    if (want[0], want[1]) != tuple(shape[:2]):
-        x = keras.layers.Resizing(want[0], want[1], interpolation="area")(x)
-    if want[2] == 1 and shape[2] == 3:
-        x = _Gray()(x)
-    elif want[2] == 3 and shape[2] == 1:
-        x = keras.layers.Concatenate()([x, x, x])
-    return keras.Model(inp, model(x))
-
-
-class _Gray(keras.layers.Layer):
-    """RGB to luminance (ITU-R 601, as OpenCV's and predict's conversion); only inside `_fit_input`'s wrapper."""
-
-    def call(self, x):
-        return tf.image.rgb_to_grayscale(x)
-
-
 def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.ndarray:
     """The teacher's (`train.distill_from`) probabilities for every training sample, in the run's classes.
 
-    The teacher (any input size or channels: `_fit_input`) sees each training image without augmentation through `train.distill_tta` views; its classes are
+    The teacher (any input size or channels: `fit_input`) sees each training image unaugmented through
+    `train.distill_tta` views; its classes are
     mapped by name (a 7-class teacher gives contempt 0). Rows are NaN (no teacher) for samples of sources not in
     `train.distill_sources` and for samples whose class the teacher does not know. Writes `distill.json`.
     """
@@ -228,7 +207,7 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
     info = read_model_info(t.distill_from)
     raw = load_keras_model(info.model_file)
     k = int(raw.get_layer("expression").output.shape[-1])
-    teacher = _fit_input(raw, (d.image_size, d.image_size, d.channels))  # any input size or channel count
+    teacher = fit_input(raw, (d.image_size, d.image_size, d.channels))  # any input size or channel count
     names = info.class_names or preset_classes(str(k))
     t0 = time.time()
     probs = predict_table(teacher, data.train, cfg, 64, t.distill_tta)["expression"]
@@ -279,7 +258,7 @@ def teacher_valence_arousal(cfg: Config, data: DataBundle, run_dir: str) -> np.n
         info = read_model_info(resolve_model(spec))
         if not info.va_trained:
             raise ConfigError(f"train.va_teachers: {info.model_file} has an untrained valence_arousal head")
-        teacher = _fit_input(load_keras_model(info.model_file), shape)
+        teacher = fit_input(load_keras_model(info.model_file), shape)
         preds.append(predict_table(teacher, data.train, cfg, 64, t.va_teacher_tta)["valence_arousal"])
         files.append(info.model_file)
     mean = np.clip(np.mean(preds, axis=0), -1.0, 1.0)

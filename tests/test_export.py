@@ -1,6 +1,6 @@
 """Export: each format reloaded and compared with the Keras model; the SavedModel from a process that never
-imports fer_keras. Tolerances: SavedModel and float TFLite 1e-5 (same float32 graph), dynamic-range TFLite 0.1 on
-probabilities (int8 weights)."""
+imports fer_keras. Tolerances: SavedModel and float TFLite 1e-5 (same float32 graph), dynamic-range and int8 TFLite 0.1
+on probabilities (int8 weights; int8 activations calibrated on the run's training images)."""
 
 import json
 import os
@@ -69,9 +69,32 @@ def test_keras_and_tflite_exports_match(exported):
     flt = tflite_predict(paths["tflite"], x)
     np.testing.assert_allclose(flt["expression"], ref["expression"], atol=1e-5)
     np.testing.assert_allclose(flt["valence_arousal"], ref["valence_arousal"], atol=1e-5)
+    half = tflite_predict(paths["tflite_float16"], x)  # float16 weights: float32's outputs to 1e-2
+    np.testing.assert_allclose(half["expression"], ref["expression"], atol=1e-2)
+    assert os.path.getsize(paths["tflite_float16"]) < os.path.getsize(paths["tflite"])
     q = tflite_predict(paths["tflite_dynamic"], x)
     np.testing.assert_allclose(q["expression"], ref["expression"], atol=0.1)
     assert os.path.getsize(paths["tflite_dynamic"]) < os.path.getsize(paths["tflite"])
+    # int8 weights and activations, calibrated on the run's own training images
+    q8 = tflite_predict(paths["tflite_int8"], x)
+    np.testing.assert_allclose(q8["expression"], ref["expression"], atol=0.1)
+    np.testing.assert_allclose(q8["valence_arousal"], ref["valence_arousal"], atol=0.1)
+    assert os.path.getsize(paths["tflite_int8"]) < os.path.getsize(paths["tflite"])
+
+
+def test_tflite_quantization_names_come_from_the_registry(exported, tmp_path):
+    from fer_keras.errors import ConfigError
+    from fer_keras.export import TFLITE_FILES, export_tflite
+
+    run, paths = exported
+    assert {os.path.basename(paths[k]) for k in ("tflite", "tflite_float16", "tflite_dynamic", "tflite_int8")} == \
+        set(TFLITE_FILES.values())
+    model = load_keras_model(os.path.join(run, "model.keras"))
+    with pytest.raises(ConfigError, match="expected one of float32, float16, dynamic, int8"):
+        export_tflite(model, str(tmp_path / "m.tflite"), "int4")
+    with pytest.raises(ConfigError, match="needs representative images"):
+        export_tflite(model, str(tmp_path / "m.tflite"), "int8")
+    assert not os.path.exists(tmp_path / "m.tflite")
 
 
 def test_train_export_flag_uses_the_same_exporter(demo_root, tmp_path):

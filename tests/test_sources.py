@@ -344,28 +344,6 @@ def test_load_all_keeps_every_sample_and_its_source(tiny_cfg, demo_root):
         s: sum(len(split.source_tables(p).get(s, [])) for p in ("train", "val", "test")) for s in split.source_names}
 
 
-def test_teacher_input_wrapper_resizes_and_converts():
-    """A VA teacher with another input sees the run's images area-resized and converted gray <-> RGB."""
-    import keras
-
-    from fer_keras.training import _fit_input
-
-    inp = keras.Input((4, 4, 1))
-    gray_model = keras.Model(inp, keras.layers.Flatten()(inp))
-    img = np.zeros((1, 8, 8, 3), np.float32)
-    img[..., 0], img[..., 1], img[..., 2] = 100.0, 50.0, 200.0
-    img[:, :2, :2] = 0.0  # one dark 2x2 corner: area averaging makes it one dark pixel at 4x4
-    out = _fit_input(gray_model, (8, 8, 3)).predict(img, verbose=0).reshape(4, 4)
-    lum = 0.299 * 100 + 0.587 * 50 + 0.114 * 200
-    np.testing.assert_allclose(out[0, 0], 0.0, atol=1e-3)
-    np.testing.assert_allclose(out[1:, 1:], lum, rtol=1e-3)
-    assert _fit_input(gray_model, (4, 4, 1)) is gray_model  # same input: the model itself
-    inp3 = keras.Input((8, 8, 3))
-    rgb_model = keras.Model(inp3, inp3)
-    out3 = _fit_input(rgb_model, (8, 8, 1)).predict(np.full((1, 8, 8, 1), 7.0, np.float32), verbose=0)
-    assert out3.shape == (1, 8, 8, 3) and np.allclose(out3, 7.0)
-
-
 @pytest.mark.slow
 def test_va_teachers_label_the_samples_without_va(tiny_cfg, demo_root, tmp_path):
     """`train.va_teachers`: the samples without valence/arousal get the teachers' mean prediction (a teacher with

@@ -21,7 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @dataclass(frozen=True)
 class ShippedModel:
-    """A model file in this folder (with its `.json` sidecar and, where present, its `.tflite` export)."""
+    """A model file in this folder (with its `.json` sidecar and, where present, its `.tflite` export, which predict
+    runs through LiteRT; an ensemble's sidecar names its members and weights, `fer_keras.models.ensemble`)."""
 
     name: str
     file: str
@@ -34,15 +35,15 @@ class ShippedModel:
 
 SHIPPED_MODELS: Registry[ShippedModel] = Registry("shipped model", ModelError)
 for _m in (
-    ShippedModel("default", "default_mobilenetv2.keras",
+    ShippedModel("default", "default_ensemble.keras",
                  "8 AffectNet classes + valence/arousal, judged on clean labels (FER+, AffectNet, CK+, JAFFE); "
-                 "MobileNetV2 at 112 px RGB"),
-    ShippedModel("fer2013", "fer2013_mobilenetv2.keras",
+                 "MobileNetV2 at 112 px RGB + the compact CustomCNN (valence/arousal mostly), int8 LiteRT"),
+    ShippedModel("fer2013", "fer2013_ensemble.keras",
                  "7 FER2013 classes on FER2013's own labels, for comparison with the FER2013 literature; "
-                 "MobileNetV2 at 112 px RGB"),
+                 "MobileNetV2 + CustomCNN at 144 px RGB"),
     ShippedModel("compact", "multitask_customcnn.keras",
-                 "the previous default, 8 classes + valence/arousal: CustomCNN at 48 px gray, 1.7x the default's "
-                 "speed, less accurate"),
+                 "the default until 2026-12-07, 8 classes + valence/arousal: one CustomCNN at 48 px gray, faster, "
+                 "less accurate"),
 ):
     SHIPPED_MODELS.register(_m.name)(_m)
 
