@@ -95,9 +95,10 @@ def main(argv=None) -> dict:
         keys = [k for k in r if k.endswith(("_accuracy", "_ccc"))]
         print(f"expression {r['expression_weights']} va {r['va_weights']}: score {r['score']:.4f} | "
               + ", ".join(f"{k} {r[k]:.4f}" for k in keys))
+    from fer_keras.io_utils import atomic_write_text
+
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(res, f, indent=2, default=float)
+    atomic_write_text(a.out, json.dumps(res, indent=2, default=float))  # a half-written result never stays
     return res
 
 

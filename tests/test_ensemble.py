@@ -129,3 +129,25 @@ def test_saved_ensemble_loads_through_the_library_loader(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-1500:]
     assert res.stdout.strip().splitlines()[-1] == "['expression', 'valence_arousal']"
+
+
+def test_choose_ensemble_grid_and_scores():
+    """benchmarks/choose_ensemble.py: every grid point sums to 1, and mixing scores as the checkpoint monitor does."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from choose_ensemble import scores_for, weight_grid
+
+    assert sorted(weight_grid(2, 0.5)) == [(0.0, 1.0), (0.5, 0.5), (1.0, 0.0)]
+    three = list(weight_grid(3, 0.25))
+    assert len(three) == 15 and all(abs(sum(w) - 1) < 1e-9 for w in three)
+    # member 0 is right on the expressions, member 1 on valence/arousal: each output takes its own member's values
+    labels = ["neutral", "happy", "neutral", "happy"]
+    va = np.array([[0.1, 0.2], [0.5, -0.3], [-0.4, 0.0], [0.8, 0.6]])
+    good = np.eye(8)[[0, 1, 0, 1]]
+    preds = [{"s": {"probs": good, "va": np.zeros((4, 2))}},
+             {"s": {"probs": good[:, ::-1].copy(), "va": va}}]
+    truth = {"s": (labels, va, "8")}
+    best = scores_for(preds, truth, (1.0, 0.0), (0.0, 1.0))
+    assert best["s_accuracy"] == 1.0 and best["s_valence_ccc"] == pytest.approx(1.0)
+    assert scores_for(preds, truth, (0.0, 1.0), (1.0, 0.0))["score"] < best["score"]
