@@ -215,18 +215,62 @@ def tflite_predict(path: str, images: np.ndarray) -> Dict[str, np.ndarray]:
     return {"expression": np.array(probs), "valence_arousal": np.array(va)}
 
 
+def half_precision_keras(model_file: str, out: str) -> str:
+    """A copy of a `.keras` file whose float32 weights are stored in float16 (half the file, zip-deflated); Keras
+    loads them back into the model's float32 variables, so it computes as before, with weights rounded to 11 bits
+    (the shipped ensembles: outputs within 2e-3 of the float32 file)."""
+    import tempfile
+    import zipfile
+
+    import h5py
+
+    weights = "model.weights.h5"
+
+    def halve(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            data = obj[()]
+            dst.create_dataset(name, data=data.astype(np.float16) if data.dtype == np.float32 else data)
+        else:
+            dst.require_group(name)
+        dst[name].attrs.update(dict(obj.attrs))
+
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(model_file) as src_zip:
+        names = src_zip.namelist()
+        if weights not in names:
+            raise ConfigError(f"{model_file}: not a Keras 3 .keras file (no {weights} inside)")
+        src_zip.extractall(tmp)
+        with h5py.File(os.path.join(tmp, weights), "r") as src, h5py.File(os.path.join(tmp, "half.h5"), "w") as dst:
+            dst.attrs.update(dict(src.attrs))
+            src.visititems(halve)
+        os.replace(os.path.join(tmp, "half.h5"), os.path.join(tmp, weights))
+        with atomic_path(out) as part, zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as z:
+            for name in names:
+                z.write(os.path.join(tmp, name), name)
+    return out
+
+
 def export_model_file(model_file: str, out: Optional[str], quantize: str = "float32",
                       calibration_config: Optional[str] = None) -> str:
-    """One TFLite file (any batch size) of a `.keras` model outside a run, e.g. an ensemble
-    (`fer_keras.models.ensemble`) or a shipped model; `int8` calibrates on `calibration_config`'s training images.
+    """One file of a `.keras` model outside a run, e.g. an ensemble (`fer_keras.models.ensemble`) or a shipped
+    model: a TFLite file (any batch size; `int8` calibrates on `calibration_config`'s training images), or, for an
+    `out` ending in `.keras` with `float16`, the model with its weights stored in half precision
+    (`half_precision_keras`).
 
     Raises:
-        ConfigError: no `out`, an existing `out`, or `int8` without a calibration config.
+        ConfigError: no `out`, an existing `out`, `int8` without a calibration config, or a `.keras` `out` with
+            another quantization than float16.
     """
-    if not out or not out.endswith(".tflite"):
-        raise ConfigError(f"--out {out}: a .tflite file to write is required with --model")
+    if not out or not out.endswith((".tflite", ".keras")):
+        raise ConfigError(f"--out {out}: a .tflite (or, with --quantize float16, .keras) file to write is required "
+                          "with --model")
     if os.path.exists(out):
         raise ConfigError(f"--out {out}: exists; an export never overwrites a file")
+    if out.endswith(".keras"):
+        if quantize != "float16":
+            raise ConfigError(f"--out {out}: a .keras export stores float16 weights only (--quantize float16)")
+        half_precision_keras(model_file, out)
+        print(f"keras (float16 weights): {out} ({os.path.getsize(out) / 1e6:.1f} MB)")
+        return out
     if quantize == "int8" and not calibration_config:
         raise ConfigError("--quantize int8: needs --calibration-config (the config whose training images "
                           "calibrate the activation ranges)")
@@ -303,7 +347,8 @@ def main(argv=None):
                    help="--model: the TFLite weights (int8 needs --calibration-config)")
     p.add_argument("--calibration-config", help="--model --quantize int8: the config whose training images "
                                                 "calibrate the activation ranges")
-    p.add_argument("--out", help="--model: the .tflite file to write (never overwritten)")
+    p.add_argument("--out", help="--model: the .tflite file to write, or a .keras file with float16 weights "
+                                 "(--quantize float16); never overwritten")
     a = p.parse_args(argv)
     if a.model:
         return {"tflite": export_model_file(a.model, a.out, a.quantize, a.calibration_config)}

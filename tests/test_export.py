@@ -137,3 +137,26 @@ def test_compact_is_refused_for_an_expression_run(exported, capsys):
         export_main(["--run", run, "--format", "compact"])
     assert e.value.code == 2 and "--format compact: not a format of an expression run" in capsys.readouterr().err
     assert sorted(os.listdir(os.path.join(run, "export"))) == before
+
+
+def test_a_keras_file_with_float16_weights_computes_as_the_float32_one(exported, tmp_path, capsys):
+    """`export --model X.keras --quantize float16 --out Y.keras`: half the weights' bytes, loaded back into float32
+    variables, the same outputs to 1e-2; other quantizations to .keras and an existing output are refused."""
+    run, _ = exported
+    src = os.path.join(run, "model.keras")
+    out = str(tmp_path / "half.keras")
+    export_main(["--model", src, "--quantize", "float16", "--out", out])
+    half = load_keras_model(out)
+    assert {v.dtype for v in half.weights} == {"float32"}
+    assert os.path.getsize(out) < 0.7 * os.path.getsize(src)
+    x = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3)).astype("float32")
+    ref = load_keras_model(src).predict(x, verbose=0)
+    got = half.predict(x, verbose=0)
+    np.testing.assert_allclose(got["expression"], ref["expression"], atol=1e-2)
+    np.testing.assert_allclose(got["valence_arousal"], ref["valence_arousal"], atol=1e-2)
+    capsys.readouterr()
+    for argv, msg in ((["--quantize", "int8", "--out", str(tmp_path / "q.keras")], "float16 weights only"),
+                      (["--quantize", "float16", "--out", out], "never overwrites")):
+        with pytest.raises(SystemExit) as e:
+            export_main(["--model", src, *argv])
+        assert e.value.code == 2 and msg in capsys.readouterr().err
