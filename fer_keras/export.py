@@ -192,11 +192,15 @@ def representative_images(cfg, n: int = 256, seed: int = 0, shape: Optional[tupl
 
     from fer_keras.data.pipeline import load_data, make_dataset, weighted_sample  # TensorFlow: only to calibrate
 
-    if shape is not None and (shape[0], shape[2]) != (cfg.data.image_size, cfg.data.channels):
+    size, channels = cfg.data.image_size, cfg.data.channels
+    if shape is not None and (shape[0], shape[2]) != (size, channels):
         if shape[0] != shape[1]:
             raise ConfigError(f"calibration images: a square input is expected, not {shape}")
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=int(shape[0]),
-                                                                channels=int(shape[2])))
+        size, channels = int(shape[0]), int(shape[2])
+    # Only n images are decoded (by the dataset below): the tables are read with file-signature checks and nothing
+    # cached, instead of decoding the whole training set as a training run does.
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=size, channels=channels,
+                                                            validate_images="header", cache="none"))
     data = load_data(cfg.data)
     sample = weighted_sample(data.train, cfg.data, n, seed)
     return np.concatenate([np.asarray(x) for x, _ in make_dataset(sample, cfg, training=False, batch_size=64)])
@@ -340,7 +344,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fer_keras.export", description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="a finished run: its formats are written into <run>/export/")
-    src.add_argument("--model", help="a .keras model file (e.g. an ensemble): one TFLite file, --out")
+    src.add_argument("--model", help="a .keras model file (e.g. an ensemble): one file, --out (.tflite, or .keras "
+                                     "with float16 weights)")
     p.add_argument("--format", default="all", choices=sorted(set(FORMATS + DETECTION_FORMATS)) + ["all"],
                    help="all: every format of the run's kind (detection runs: savedmodel, keras, compact)")
     p.add_argument("--quantize", default="float32", choices=list(TFLITE_FILES),
@@ -351,7 +356,7 @@ def main(argv=None):
                                  "(--quantize float16); never overwritten")
     a = p.parse_args(argv)
     if a.model:
-        return {"tflite": export_model_file(a.model, a.out, a.quantize, a.calibration_config)}
+        return {"out": export_model_file(a.model, a.out, a.quantize, a.calibration_config)}
     written = export_run(a.run, None if a.format == "all" else [a.format])
     for k, v in written.items():
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(v) for f in fs) \

@@ -198,8 +198,7 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
     """The teacher's (`train.distill_from`) probabilities for every training sample, in the run's classes.
 
     The teacher (any input size or channels: `fit_input`) sees each training image unaugmented through
-    `train.distill_tta` views; its classes are
-    mapped by name (a 7-class teacher gives contempt 0). Rows are NaN (no teacher) for samples of sources not in
+    `train.distill_tta` views; its classes are mapped by name (a 7-class teacher gives contempt 0). Rows are NaN (no teacher) for samples of sources not in
     `train.distill_sources` and for samples whose class the teacher does not know. Writes `distill.json`.
     """
 
