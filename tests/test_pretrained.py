@@ -88,8 +88,9 @@ def _fer2013_sample():
 def test_fer2013_models_accuracy_on_fer2013_sample(name, floor):
     """Class-balanced sample of PublicTest (<= 100 per class), FER2013's labels, scored in the 7-class preset
     (--labels 7), each model's own views. Measured: the fer2013 ensemble (flip) 0.672, compact (the previous
-    default, flip) 0.607; the default, which learnt the FER+ labels of these faces, 0.537 (no views). PublicTest picked these
-    models' checkpoints, so this is a floor against regressions, not a test score (see the model card)."""
+    default, flip) 0.607; the MobileNetV2 default member, which learnt the FER+ labels of these faces, 0.537 (no
+    views). PublicTest picked these models' checkpoints, so this is a floor against regressions, not a test score
+    (see the model card)."""
     pred = FacePredictor(resolve_model(name), labels="7")
     x, y = _fer2013_sample()
     acc = float(np.mean(pred.predict([pred.prepare(f) for f in x])["expression"].argmax(1) == y))
