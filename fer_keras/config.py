@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
@@ -47,6 +48,13 @@ class AugmentConfig:
     low_light_prob: float = 0.0  # probability of gamma darkening
     low_light_gamma: float = 2.5  # max gamma for darkening (1 = unchanged)
     erasing_prob: float = 0.0  # probability of random erasing (cutout) of one rectangle
+    # Toward other cameras and framings (posed lab portraits, film stills): faces seen in gray, at low resolution
+    # or through JPEG compression. Each is applied to a random share of the batch.
+    gray_prob: float = 0.0  # probability of converting to gray (ITU-R 601 luma, kept in every channel)
+    low_res_prob: float = 0.0  # probability of an area downscale to low_res_min..the image side, then back up
+    low_res_min: int = 24  # smallest side of that downscale, pixels
+    jpeg_prob: float = 0.0  # probability of JPEG compression at a random quality in jpeg_quality_min..95
+    jpeg_quality_min: int = 30
 
 
 @dataclass
@@ -60,9 +68,18 @@ class SourceConfig:
     path: str = ""
     format: str = "auto"
     weight: float = 1.0  # sampling weight in the training mix (normalised over the sources)
+    # train: split into train/val/test as below; val: every sample is validation, none is trained on (a set to
+    # choose checkpoints, weights and calibration on, e.g. posed lab faces that must never be trained on).
+    use: str = "train"
+    # in: the kind of faces the model trains on; out: another distribution (posed lab portraits, film stills). The
+    # checkpoint monitor weighs the two groups with train.out_of_domain_weight and reports both.
+    domain: str = "in"
     val_fraction: float = 0.1  # used only when the dataset has no val split of its own (or heldout_as_test)
     test_fraction: float = 0.0  # likewise for test
     split_seed: int = 1234
+    # A regex whose first group, searched in each file name, names the sample's group (e.g. the film of a still):
+    # the val/test split then takes whole groups, so near-identical frames never straddle train and val.
+    split_group_pattern: Optional[str] = None
     heldout_as_test: bool = False  # the dataset's own val split becomes the test split; val is cut from train
     heldout_test_fraction: float = 0.0  # or: this fraction of the dataset's own val split becomes the test split
 
@@ -82,6 +99,7 @@ class DataConfig:
     val_fraction: float = 0.1  # used only when the dataset has no split of its own
     test_fraction: float = 0.1
     split_seed: int = 1234
+    split_group_pattern: Optional[str] = None  # as in data.sources[]: split whole groups of files
     balance: str = "none"  # none | class_weights | oversample | undersample
     max_per_class: Optional[int] = None  # undersample: at most this many samples of a class per epoch (re-drawn)
     class_weight_smoothing: float = 0.0  # 0 = inverse frequency; 1 = uniform
@@ -169,6 +187,9 @@ class TrainConfig:
     va_loss: str = "mse"  # mse | ccc | both
     expression_loss_weight: float = 1.0
     va_loss_weight: float = 1.0
+    # Multi-source runs: val_score = (1 - w) * mean of the in-domain sources' scores + w * mean of the out-of-domain
+    # ones (data.sources[].domain); val_score_in and val_score_out are logged beside it.
+    out_of_domain_weight: float = 0.5
     monitor: str = "val_expression_uar"
     monitor_mode: str = "max"
     early_stopping_patience: int = 10  # stop when the monitor has not improved for this many epochs; 0 = off
@@ -256,6 +277,8 @@ _CHOICES = {
     "train.optimizer": ("sgd", "adam", "adamw"),
     "train.schedule": ("cosine", "plateau", "step", "constant"),
     "train.va_loss": ("mse", "ccc", "both"),
+    "data.sources[].use": ("train", "val"),
+    "data.sources[].domain": ("in", "out"),
     "train.monitor_mode": ("max", "min"),
     "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     "train.xla": ("auto", "on", "off"),
@@ -318,6 +341,8 @@ _RANGES = {
     "data.frames_per_clip": (1, _INF, "a positive number of frames"),
     "data.demo_per_class": (1, _INF, "a positive number of samples"),
     "data.demo_size": (8, 4096, "an image side in pixels, 8-4096"),
+    "augment.low_res_min": (4, 4096, "pixels, 4 or more"),
+    "augment.jpeg_quality_min": (1, 95, "a JPEG quality, 1-95"),
     "model.dropout": (0.0, 0.999999, "a fraction in [0, 1)"),
     "model.head_units": (0, _INF, "0 or more units"),
     "model.fine_tune_last": (0, _INF, "0 or more layers"),
@@ -331,6 +356,7 @@ _RANGES = {
     "train.ema_momentum": (0.0, 0.999999, "0 (off) or a momentum in (0, 1), e.g. 0.999"),
     "train.bn_recalibration_batches": (0, _INF, "0 (off) or a number of batches"),
     "train.distill_weight": (0.0, 1.0, "a fraction in [0, 1]"),
+    "train.out_of_domain_weight": (0.0, 1.0, "a fraction in [0, 1]"),
     "train.expression_loss_weight": (0.0, _INF, "0 or more"),
     "train.va_loss_weight": (0.0, _INF, "0 or more"),
     "train.early_stopping_patience": (0, _INF, "0 (off) or more epochs"),
@@ -349,6 +375,9 @@ _RANGES = {
     "augment.clahe_prob": (0.0, 1.0, "a probability"),
     "augment.low_light_prob": (0.0, 1.0, "a probability"),
     "augment.erasing_prob": (0.0, 1.0, "a probability"),
+    "augment.gray_prob": (0.0, 1.0, "a probability"),
+    "augment.low_res_prob": (0.0, 1.0, "a probability"),
+    "augment.jpeg_prob": (0.0, 1.0, "a probability"),
     "detection.max_boxes": (1, _INF, "a positive number of boxes"),
     "detection.min_level": (2, 5, "a pyramid level in 2-5"),
     "detection.max_level": (3, 7, "a pyramid level in 3-7"),
@@ -588,11 +617,25 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (), flags
     return cfg
 
 
+def _check_group_pattern(pattern: Optional[str], key: str) -> None:
+    if pattern is None:
+        return
+    try:
+        groups = re.compile(pattern).groups
+    except (re.error, TypeError) as e:
+        raise ConfigError(f"{key}: {_short(pattern)} is not a regular expression ({e})") from None
+    if groups < 1:
+        raise ConfigError(f"{key}: {_short(pattern)} has no group; its first (...) group names a file's group")
+
+
 def check_sources(d: DataConfig) -> None:
     """Validates `data.sources` (a multi-source run): no `data.path` beside it, each source with a path, a known
     format, a positive weight and split fractions in [0, 1); source names unique (defaulting to the folder name)."""
+    _check_group_pattern(d.split_group_pattern, "data.split_group_pattern")
     if not d.sources:
         return
+    if all(s.use == "val" for s in d.sources):
+        raise ConfigError("data.sources: every source has use: val; at least one must be trained on")
     if d.path is not None:
         raise ConfigError("data.path and data.sources are both set; use one (data.sources lists every dataset)")
     if d.balance in ("oversample", "undersample"):
@@ -613,6 +656,11 @@ def check_sources(d: DataConfig) -> None:
                 raise ConfigError(f"{key}.{f}: must be in [0, 1), got {_short(v)}")
         if not 0.0 <= s.heldout_test_fraction < 1.0:
             raise ConfigError(f"{key}.heldout_test_fraction: must be in [0, 1), got {_short(s.heldout_test_fraction)}")
+        for f in ("use", "domain"):
+            if getattr(s, f) not in _CHOICES[f"data.sources[].{f}"]:
+                raise ConfigError(f"{key}.{f}: {_short(getattr(s, f))} is not one of "
+                                  f"{list(_CHOICES[f'data.sources[].{f}'])}")
+        _check_group_pattern(s.split_group_pattern, f"{key}.split_group_pattern")
         if s.heldout_as_test and s.heldout_test_fraction > 0:
             raise ConfigError(f"{key}: heldout_as_test and heldout_test_fraction exclude each other")
         if s.val_fraction + s.test_fraction >= 1.0:

@@ -343,15 +343,19 @@ def _nan_to_none(v) -> Optional[float]:
 # === Several sources ===
 
 def source_scores(y_true: np.ndarray, probs: np.ndarray, va_true: np.ndarray, va_pred: np.ndarray,
-                  source_id: np.ndarray, source_names: Sequence[str]) -> Dict[str, float]:
+                  source_id: np.ndarray, source_names: Sequence[str], domains: Optional[Sequence[str]] = None,
+                  out_of_domain_weight: float = 0.5) -> Dict[str, float]:
     """Per-source validation scores of a multi-source run, flat (`<source>_accuracy`, `_uar`, `_valence_ccc`,
-    `_arousal_ccc`, `_score`) plus `score`, the checkpoint monitor.
+    `_arousal_ccc`, `_score`) plus `score`, the checkpoint monitor, and `score_in` / `score_out`.
 
     A source's `score` is the mean of its accuracy and, where that source has valence/arousal labels, its valence
-    and arousal CCC; `score` is the mean over the sources, so a small source with VA counts as much as a large one
-    without.
+    and arousal CCC. `score_in` is the mean over the in-domain sources, `score_out` over the out-of-domain ones
+    (`domains`, one "in" or "out" per source; all "in" when None), so a small source counts as much as a large one
+    within its group. `score` = (1 - out_of_domain_weight) * score_in + out_of_domain_weight * score_out, or the one
+    group present.
     """
-    out, scores = {}, []
+    out, groups = {}, {"in": [], "out": []}
+    domains = list(domains) if domains is not None else ["in"] * len(source_names)
     probs = np.asarray(probs, np.float64)
     # The history columns are named and computed from the summary-metric table.
     acc, uar, va_ccc = (SUMMARY_METRICS[k] for k in ("expression.accuracy", "expression.uar", "valence_arousal.ccc"))
@@ -370,6 +374,12 @@ def source_scores(y_true: np.ndarray, probs: np.ndarray, va_true: np.ndarray, va
                 out[f"{name}_{k}_{va_ccc.key}"] = va_ccc.fn(vt[lab, j], vp[lab, j])
                 parts.append(out[f"{name}_{k}_{va_ccc.key}"])
         out[f"{name}_score"] = float(np.mean(parts))
-        scores.append(out[f"{name}_score"])
-    out["score"] = float(np.mean(scores)) if scores else float("nan")
+        groups[domains[i]].append(out[f"{name}_score"])
+    for g, vals in groups.items():
+        if vals:
+            out[f"score_{g}"] = float(np.mean(vals))
+    if "score_in" in out and "score_out" in out:
+        out["score"] = (1.0 - out_of_domain_weight) * out["score_in"] + out_of_domain_weight * out["score_out"]
+    else:
+        out["score"] = out.get("score_in", out.get("score_out", float("nan")))
     return out

@@ -85,8 +85,9 @@ class ClipMetrics(keras.callbacks.Callback):
 
 class SourceMetrics(keras.callbacks.Callback):
     """Per-source validation for multi-source runs: adds `val_<source>_accuracy/_uar/_valence_ccc/_arousal_ccc/
-    _score` and `val_score` (mean of the sources' scores, see `metrics.source_scores`) to the epoch logs, before
-    the checkpoint reads them."""
+    _score`, `val_score_in` / `val_score_out` (means over the in- and out-of-domain sources) and `val_score` (the two
+    weighed by `train.out_of_domain_weight`, see `metrics.source_scores`) to the epoch logs, before the checkpoint
+    reads them."""
 
     def __init__(self, table, source_names, cfg: Config):
         super().__init__()
@@ -96,7 +97,8 @@ class SourceMetrics(keras.callbacks.Callback):
 
         pred = predict_table(self.model, self.table, self.cfg, batch_size=256)
         scores = source_scores(self.table.expression, pred["expression"], self.table.va, pred["valence_arousal"],
-                               self.table.source_id, self.source_names)
+                               self.table.source_id, self.source_names,
+                               [s.domain for s in self.cfg.data.sources], self.cfg.train.out_of_domain_weight)
         if logs is not None:
             logs.update({f"val_{k}": v for k, v in scores.items()})
 

@@ -142,12 +142,63 @@ def test_source_scores_match_sklearn():
     assert s["score"] == pytest.approx((s["fer_score"] + s["affectnet_score"]) / 2)
 
 
+def test_source_scores_weigh_in_and_out_of_domain_groups():
+    y = np.array([0, 1, 0, 1, 0, 1])
+    probs = np.eye(2)[[0, 1, 1, 1, 0, 0]]  # source 0: 2/2 right; source 1: 1/2; source 2: 1/2
+    src = np.array([0, 0, 1, 1, 2, 2])
+    va = np.full((6, 2), np.nan)
+    s = source_scores(y, probs, va, np.zeros((6, 2)), src, ["web", "lab", "film"], ["in", "out", "out"], 0.25)
+    assert (s["score_in"], s["score_out"]) == (1.0, 0.5)
+    assert s["score"] == pytest.approx(0.75 * 1.0 + 0.25 * 0.5)
+    only_in = source_scores(y, probs, va, np.zeros((6, 2)), src, ["web", "lab", "film"])
+    assert "score_out" not in only_in and only_in["score"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+
+
+def test_val_only_source_is_never_trained_on(tiny_cfg, demo_root):
+    cfg = _two_sources(tiny_cfg, demo_root)
+    cfg.data.sources[1].use, cfg.data.sources[1].domain = "val", "out"
+    data = load_data(cfg.data)
+    tables = {s: data.source_tables(s) for s in ("train", "val", "test")}
+    assert "withva" not in tables["train"] and "withva" not in tables["test"]
+    assert len(tables["val"]["withva"]) == 12 * 8  # every sample of it
+    assert data.source_weights == [1.0, 0.0]
+
+
+def test_grouped_split_keeps_each_group_in_one_part():
+    from fer_keras.data.pipeline import grouped_split
+
+    groups = [f"film{i // 5}" for i in range(100)]  # 20 films of 5 frames
+    tr, va = grouped_split(groups, [0.3], seed=3)
+    assert len(va) == 30 and len(tr) == 70
+    assert not {groups[i] for i in tr} & {groups[i] for i in va}
+    assert [a.tolist() for a in grouped_split(groups, [0.3], seed=3)] == [tr.tolist(), va.tolist()]
+
+
+def test_split_group_pattern_splits_a_folder_by_film(tmp_path):
+    from PIL import Image
+
+    for cls in ("happy", "sad"):
+        os.makedirs(tmp_path / cls)
+        for film in range(6):
+            for frame in range(3):
+                Image.new("L", (16, 16), 40 * film).save(tmp_path / cls / f"Film_{cls}{film}_{100 + frame}_1.png")
+    cfg = Config()
+    cfg.data.sources = [SourceConfig(name="films", path=str(tmp_path), val_fraction=0.3, test_fraction=0.0,
+                                     split_group_pattern=r"^(.*)_\d+_\d+\.png$")]
+    cfg.data.image_size = 16
+    data = load_data(cfg.data)
+    film = lambda t: {os.path.basename(p).rsplit("_", 2)[0] for p in t.sources}  # noqa: E731
+    assert not film(data.train) & film(data.val)
+    assert len(data.val) % 3 == 0 and len(data.val) >= 9
+
+
 @pytest.mark.slow
 def test_train_and_evaluate_with_sources(tiny_cfg, demo_root):
     from fer_keras.evaluation import evaluate_run as evaluate
     from fer_keras.training import train
 
     cfg = _two_sources(tiny_cfg, demo_root)
+    cfg.data.sources[0].domain = "out"
     cfg.train.epochs = 2
     cfg.train.seed = 0  # seed 0 once crashed every tf.data shuffle keyed by the epoch variable
     cfg.train.va_loss = "both"
@@ -155,8 +206,11 @@ def test_train_and_evaluate_with_sources(tiny_cfg, demo_root):
     import csv
 
     hist = list(csv.DictReader(open(os.path.join(run, "history.csv"))))
-    for key in ("val_score", "val_novA_accuracy", "val_withva_valence_ccc", "val_withva_score"):
+    for key in ("val_score", "val_novA_accuracy", "val_withva_valence_ccc", "val_withva_score", "val_score_in",
+                "val_score_out"):
         assert key in hist[0], key
+    row = {k: float(v) for k, v in hist[0].items() if k.startswith("val_score")}
+    assert row["val_score"] == pytest.approx((row["val_score_in"] + row["val_score_out"]) / 2, abs=1e-5)
     runtime = json.load(open(os.path.join(run, "runtime.json")))
     assert runtime["monitor"] == "val_score"
     heads = json.load(open(os.path.join(run, "labels.json")))["trained_heads"]
@@ -187,6 +241,11 @@ def test_train_and_evaluate_with_sources(tiny_cfg, demo_root):
     ([{"path": "a/x"}, {"path": "b/x"}], "source name 'x' is used twice"),
     ([{"path": "x", "heldout_as_test": True, "heldout_test_fraction": 0.5}], "exclude each other"),
     ("notalist", "expected a mapping"),
+    ([{"path": "x", "use": "test"}], "use: 'test' is not one of ['train', 'val']"),
+    ([{"path": "x", "domain": "far"}], "domain: 'far' is not one of ['in', 'out']"),
+    ([{"path": "x", "split_group_pattern": "(x"}], "split_group_pattern: '(x' is not a regular expression"),
+    ([{"path": "x", "split_group_pattern": "x"}], "has no group"),
+    ([{"path": "x", "use": "val"}], "at least one must be trained on"),
 ])
 def test_bad_sources_config_is_one_clear_error(tmp_path, sources, message):
     import yaml

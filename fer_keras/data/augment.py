@@ -105,6 +105,38 @@ def random_erasing(images: tf.Tensor, seed=None, max_frac: float = 0.33) -> tf.T
     return tf.where(inside, mean, images)
 
 
+def to_gray(images: tf.Tensor) -> tf.Tensor:
+    """ITU-R 601 luma of every image, repeated in each channel (a 1-channel batch is returned unchanged)."""
+    if images.shape[-1] != 3:
+        return images
+    luma = tf.tensordot(images, tf.constant([0.299, 0.587, 0.114], tf.float32), axes=[[3], [0]])[..., None]
+    return tf.tile(luma, [1, 1, 1, 3])
+
+
+def low_resolution(images: tf.Tensor, min_side: int, seed=None) -> tf.Tensor:
+    """An area downscale of the batch to a random side in [min_side, side] and a bilinear upscale back: the
+    detail of a small or distant face (one random side per call, so the batch keeps one shape)."""
+    h, w = images.shape[1], images.shape[2]
+    lo = min(int(min_side), int(h))
+    u = tf.random.stateless_uniform([], seed=seed) if seed is not None else tf.random.uniform([])
+    side = tf.cast(tf.round(lo + u * (h - lo)), tf.int32)
+    small = tf.image.resize(images, tf.stack([side, tf.cast(tf.round(tf.cast(side, tf.float32) * w / h), tf.int32)]),
+                            method="area")
+    return tf.image.resize(small, [h, w], method="bilinear")
+
+
+def jpeg(images: tf.Tensor, min_quality: int, seed=None) -> tf.Tensor:
+    """JPEG-compresses every image at one random quality in [min_quality, 95] (TensorFlow's encoder)."""
+    u = tf.random.stateless_uniform([], seed=seed) if seed is not None else tf.random.uniform([])
+    quality = tf.cast(tf.round(min_quality + u * (95 - min_quality)), tf.int32)
+
+    def one(img):
+        u8 = tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+        return tf.cast(tf.reshape(tf.image.adjust_jpeg_quality(u8, quality), tf.shape(img)), tf.float32)
+
+    return tf.map_fn(one, images, fn_output_signature=tf.float32)
+
+
 def build_augmenter(aug, seed: int = 0) -> Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]:
     """Returns `f(batch, seeds) -> batch` implementing `AugmentConfig`, or None when everything is off.
 
@@ -129,7 +161,10 @@ def build_augmenter(aug, seed: int = 0) -> Optional[Callable[[tf.Tensor, tf.Tens
     customs = [(aug.blur_prob, lambda x, s: gaussian_blur(x)), (aug.equalize_prob, lambda x, s: equalize(x)),
                (aug.clahe_prob, lambda x, s: clahe(x)),
                (aug.low_light_prob, lambda x, s: low_light(x, aug.low_light_gamma, s)),
-               (aug.erasing_prob, lambda x, s: random_erasing(x, s))]
+               (aug.erasing_prob, lambda x, s: random_erasing(x, s)),
+               (aug.gray_prob, lambda x, s: to_gray(x)),
+               (aug.low_res_prob, lambda x, s: low_resolution(x, aug.low_res_min, s)),
+               (aug.jpeg_prob, lambda x, s: jpeg(x, aug.jpeg_quality_min, s))]
     customs = [(p, f) for p, f in customs if p > 0]
     if not layers and not customs:
         return None

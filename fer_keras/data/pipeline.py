@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -168,6 +169,37 @@ def stratified_split(labels: np.ndarray, fractions: List[float], seed: int) -> L
         for i, h in enumerate(held):
             parts[i + 1].extend(h.tolist())
     return [np.sort(np.array(p, np.int64)) for p in parts]
+
+
+def grouped_split(groups: Sequence[str], fractions: List[float], seed: int) -> List[np.ndarray]:
+    """Like `stratified_split`, but whole groups go to one part: the groups are shuffled (seeded) and each held-out
+    part takes groups until it holds its fraction of the samples; the rest is parts[0] (train)."""
+    groups = np.asarray(groups)
+    names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(names))
+    part_of = np.zeros(len(names), np.int64)
+    n, filled, k = len(groups), 0, 0
+    targets = np.cumsum(fractions) * n
+    for g in order:
+        while k < len(fractions) and filled >= targets[k]:
+            k += 1
+        if k == len(fractions):
+            break
+        part_of[g] = k + 1
+        filled += counts[g]
+    return [np.where(part_of[inverse] == i)[0] for i in range(len(fractions) + 1)]
+
+
+def split_groups(table: SampleTable, pattern: str) -> List[str]:
+    """The group of each sample: the first group of `pattern` searched in its file name (the whole name when the
+    pattern does not match, so such a file is a group of its own)."""
+    rx = re.compile(pattern)
+    out = []
+    for p in table.sources:
+        name = os.path.basename(str(p))
+        m = rx.search(name)
+        out.append(m.group(1) if m else name)
+    return out
 
 
 def _validation_mode(table: SampleTable, mode: str) -> str:
@@ -344,12 +376,20 @@ def source_data_config(d, s):
     """The `DataConfig` that reads one source `s` of `d.sources`: its path, format and split settings, the rest
     (size, channels, preset, validation) from `d`."""
     return dataclasses.replace(d, path=s.path, format=s.format, val_fraction=s.val_fraction,
-                               test_fraction=s.test_fraction, split_seed=s.split_seed, val_path=None,
-                               test_path=None, sources=[])
+                               test_fraction=s.test_fraction, split_seed=s.split_seed,
+                               split_group_pattern=s.split_group_pattern, val_path=None, test_path=None, sources=[])
 
 
 def read_source_splits(d, s, log: Optional[BadLog] = None) -> DataBundle:
-    """`read_splits` of one source: the splits a multi-source run makes of it (images untouched)."""
+    """`read_splits` of one source: the splits a multi-source run makes of it (images untouched). A source with
+    `use: val` is all validation: every sample it has, whatever splits it carries, and no train or test."""
+    if s.use == "val":
+        log = log or BadLog(skip=d.skip_bad)
+        path, fmt, _, table, dropped = _read_mapped(source_data_config(d, s), log)
+        if len(table) == 0:
+            raise DataError(f"{path}: source '{s.name}' has no samples of the preset's classes after reading and "
+                            f"label mapping (preset {d.labels})")
+        return DataBundle(None, table, None, preset_classes(d.labels), log, dropped, path, fmt)
     return read_splits(source_data_config(d, s), log, heldout_as_test=s.heldout_as_test,
                        heldout_test_fraction=s.heldout_test_fraction)
 
@@ -366,7 +406,7 @@ def _load_sources(d, log: Optional[BadLog] = None) -> DataBundle:
         for split in ("train", "val", "test"):
             if getattr(b, split) is not None:
                 setattr(b, split, load_images(getattr(b, split), sd, b.bad))
-        if b.train is None or len(b.train) == 0:
+        if s.use == "train" and (b.train is None or len(b.train) == 0):
             raise DataError(f"{s.path}: every training sample of source '{s.name}' was bad or dropped")
         dropped.update({f"{s.name}: {k}": v for k, v in b.dropped.items()})
         parts.append(b)
@@ -374,11 +414,11 @@ def _load_sources(d, log: Optional[BadLog] = None) -> DataBundle:
     for split in ("train", "val", "test"):
         tables = [(i, getattr(b, split)) for i, b in enumerate(parts) if getattr(b, split) is not None]
         splits[split] = concat_tables(tables, [s.name for s in d.sources]) if tables else None
-    total = sum(s.weight for s in d.sources)
+    total = sum(s.weight for s in d.sources if s.use == "train")
     bundle = DataBundle(splits["train"], splits["val"], splits["test"], preset_classes(d.labels), log, dropped,
                         " + ".join(s.path for s in d.sources), "sources",
                         source_names=[s.name for s in d.sources],
-                        source_weights=[s.weight / total for s in d.sources])
+                        source_weights=[s.weight / total if s.use == "train" else 0.0 for s in d.sources])
     bundle.train = shuffled_train(bundle.train, d.split_seed)
     return bundle
 
@@ -503,7 +543,9 @@ def read_splits(d, log: Optional[BadLog] = None, heldout_as_test: bool = False, 
         raise DataError(f"{path}: prepared without a {'val' if need_val else 'test'} split; prepare again with "
                         "data.val_fraction/test_fraction > 0, or give data.val_path")
     if any(f > 0 for f in fracs):
-        tr, va, te = stratified_split(splits["train"].expression, fracs, d.split_seed)
+        pattern = getattr(d, "split_group_pattern", None)
+        tr, va, te = grouped_split(split_groups(splits["train"], pattern), fracs, d.split_seed) if pattern else \
+            stratified_split(splits["train"].expression, fracs, d.split_seed)
         base = splits["train"]
         splits["train"] = base.subset(tr)
         if need_val and len(va):
