@@ -51,13 +51,13 @@ def test_sets(config: str) -> dict:
     return sets
 
 
-def ours(model: str, paths, batch_size: int = 64, tta: str = "auto") -> dict:
+def ours(model: str, paths, batch_size: int = 64, tta: str = "auto", calibration: str = "auto") -> dict:
     """Probabilities (by class name) and VA of a fer_keras model on face crops, as `predict --no-detect` makes
-    them (`tta="auto"`: the model's own views, predict's default), and the classification faces/s (decoding
-    excluded)."""
+    them (`tta="auto"`: the model's own views, `calibration="auto"`: its stored output prior, both predict's
+    defaults), and the classification faces/s (decoding excluded)."""
     from fer_keras.predict import FacePredictor, read_rgb
 
-    p = FacePredictor(model, batch_size, tta=tta)  # LiteRT when the model has a TFLite export, as predict
+    p = FacePredictor(model, batch_size, tta=tta, calibration=calibration)  # LiteRT when it has a TFLite export
     crops = [p.prepare(read_rgb(f)) for f in paths]
     p.predict(crops[:batch_size])  # warm-up (tracing)
     t0 = time.perf_counter()

@@ -1,11 +1,13 @@
 """Choose an ensemble's weights on val splits: each member's predictions on every val source of a config, then a grid
-of weights per output scored by the checkpoint monitor (`metrics.source_scores`' score).
+of weights per output scored by the checkpoint monitor (`metrics.source_scores`' score: in- and out-of-domain sources weighed as the
+config's `train.out_of_domain_weight` says).
 
     python benchmarks/choose_ensemble.py --members runs/default-v3-bn compact --config configs/default.yaml \
         [--tta flip] [--step 0.1]
 
 Each member predicts as `predict --no-detect` runs it alone (its own input size and channels, LiteRT where it ships a
-TFLite export); members must share their class names. The expression weights only move accuracy and the
+TFLite export), without its calibration (choose that for the built ensemble: benchmarks/choose_calibration.py);
+members must share their class names. The expression weights only move accuracy and the
 valence/arousal weights only move the CCCs, so the two grids are searched on their own and then joined. Val splits
 pick weights and are never reported as tests: score the built ensemble (`python -m fer_keras.models.ensemble`) on
 the test splits with `benchmarks/bench_real_faces.py`. Writes benchmarks/results/choose_ensemble.json.
@@ -27,7 +29,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 from bench_real_faces import ours  # noqa: E402
-from compare_val import val_sets  # noqa: E402
+from compare_val import val_domains, val_sets  # noqa: E402
 
 
 def weight_grid(n: int, step: float):
@@ -38,8 +40,10 @@ def weight_grid(n: int, step: float):
             yield tuple([(k - sum(combo)) / k] + [c / k for c in combo])
 
 
-def scores_for(preds, truth, ew, vw) -> dict:
-    """`source_scores` of the members' predictions mixed with expression weights `ew` and VA weights `vw`."""
+def scores_for(preds, truth, ew, vw, domains=None, out_of_domain_weight: float = 0.5, calibration=None) -> dict:
+    """`source_scores` of the members' predictions mixed with expression weights `ew` and VA weights `vw`, the
+    sources weighed by their `domains` ({source: "in" | "out"}) as the config's val score weighs them, after an
+    optional `calibration` of the mixed probabilities."""
     from fer_keras.labels import preset_classes
     from fer_keras.metrics import source_scores
 
@@ -48,13 +52,15 @@ def scores_for(preds, truth, ew, vw) -> dict:
         classes = preset_classes(preset)
         member_probs = [p[source]["probs"] for p in preds]
         ys.append(np.array([classes.index(n) for n in labels]))
-        ps.append(sum(w * p for w, p in zip(ew, member_probs)))
+        mixed = sum(w * p for w, p in zip(ew, member_probs))
+        ps.append(mixed if calibration is None else calibration.apply(mixed))
         vts.append(np.asarray(va, np.float64))
         vps.append(sum(w * p[source]["va"] for w, p in zip(vw, preds)))
         ids.append(np.full(len(labels), i))
         names.append(source)
     return source_scores(np.concatenate(ys), np.concatenate(ps), np.concatenate(vts), np.concatenate(vps),
-                         np.concatenate(ids), names)
+                         np.concatenate(ids), names, [(domains or {}).get(n, "in") for n in names],
+                         out_of_domain_weight)
 
 
 def main(argv=None) -> dict:
@@ -70,11 +76,12 @@ def main(argv=None) -> dict:
     from fer_keras.pretrained import resolve_model
 
     sets = val_sets(a.config)
+    domains, w_out = val_domains(a.config)
     preds, truth = [], {}
     for m in map(resolve_model, a.members):
         per = {}
         for source, (paths, labels, va, preset) in sets.items():
-            o = ours(m, paths, tta=a.tta)
+            o = ours(m, paths, tta=a.tta, calibration="none")  # raw outputs: calibration is chosen afterwards
             if preds and o["class_names"] != preds[0]["class_names"]:
                 p.error(f"--members: {m} predicts {o['class_names']}, the first member {preds[0]['class_names']}")
             per[source] = {"probs": np.asarray(o["probs"], np.float64), "va": np.asarray(o["va"], np.float64)}
@@ -85,15 +92,17 @@ def main(argv=None) -> dict:
     only = [tuple(float(i == j) for j in range(n)) for i in range(n)]
     grid = list(weight_grid(n, a.step))
     # accuracy depends on the expression weights only, the CCCs on the VA weights only: two searches
-    best_e = max(grid, key=lambda w: scores_for(preds, truth, w, only[0])["score"])
-    best_v = max(grid, key=lambda w: scores_for(preds, truth, best_e, w)["score"])
-    rows = [{"expression_weights": ew, "va_weights": vw, **scores_for(preds, truth, ew, vw)}
+    score = lambda ew, vw: scores_for(preds, truth, ew, vw, domains, w_out)  # noqa: E731
+    best_e = max(grid, key=lambda w: score(w, only[0])["score"])
+    best_v = max(grid, key=lambda w: score(best_e, w)["score"])
+    rows = [{"expression_weights": ew, "va_weights": vw, **score(ew, vw)}
             for ew, vw in [(o, o) for o in only] + [(best_e, best_v)]]
     res = {"command": "python benchmarks/choose_ensemble.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "members": a.members, "tta": a.tta, "config": a.config, "chosen": rows[-1], "rows": rows}
     for r in rows:
         keys = [k for k in r if k.endswith(("_accuracy", "_ccc"))]
-        print(f"expression {r['expression_weights']} va {r['va_weights']}: score {r['score']:.4f} | "
+        print(f"expression {r['expression_weights']} va {r['va_weights']}: score {r['score']:.4f} (in "
+              f"{r.get('score_in', float('nan')):.4f}, out {r.get('score_out', float('nan')):.4f}) | "
               + ", ".join(f"{k} {r[k]:.4f}" for k in keys))
     from fer_keras.io_utils import atomic_write_text
 

@@ -40,6 +40,14 @@ def val_sets(config: str) -> dict:
     return out
 
 
+def val_domains(config: str) -> tuple:
+    """({source: "in" | "out"}, train.out_of_domain_weight) of a config: how its val score weighs the sources."""
+    from fer_keras.config import load_config
+
+    cfg = load_config(config)
+    return {s.name: s.domain for s in cfg.data.sources}, cfg.train.out_of_domain_weight
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", required=True, help="shipped names, .keras files or run folders")

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from fer_keras.calibration import check_mode as check_calibration_mode
 from fer_keras.config import load_config
 from fer_keras.detection.faces import make_detector, whole_image
 from fer_keras.errors import ConfigError, DataError, quiet_tensorflow_import
@@ -104,6 +105,8 @@ class Analyzer:
         detector: a face detector name (`fer_keras.detection.faces.DETECTORS`: `auto`, `yunet`, ...), a
             detection run folder, or None when every image is already a face crop.
         tta: test-time augmentation views (`auto` = the model's own choice for images, `none`, `flip`, `crops`).
+        calibration: `auto` = the model's stored output prior (chosen on val data, see its model card); `none` =
+            the network's raw probabilities.
         largest_face: keep only the largest face of each image or frame.
         padding: box padding as a fraction of the face size.
         min_score: lowest detection score kept (default: the detector's own threshold).
@@ -121,7 +124,7 @@ class Analyzer:
     """
 
     def __init__(self, model: str = "default", *, detector: Optional[str] = "auto", tta: str = "auto",
-                 largest_face: bool = False, padding: float = 0.15, min_score: Optional[float] = None,
+                 calibration: str = "auto", largest_face: bool = False, padding: float = 0.15, min_score: Optional[float] = None,
                  min_face: int = 48, batch_size: int = 64, backend: str = "auto", labels: Optional[str] = None,
                  window: int = 5, detect_every: int = 5, hysteresis: float = 0.1, confirm: int = CONFIRM, **unknown):
         if unknown:
@@ -133,7 +136,9 @@ class Analyzer:
                       hysteresis=hysteresis, min_face=min_face, min_score=min_score, confirm=confirm)
         if tta not in ("auto", *TTA):
             raise ConfigError(f"tta {tta!r}; valid: auto, {', '.join(TTA)}")
-        self.predictor = FacePredictor(resolve_model(model), batch_size, tta=tta, labels=labels, backend=backend)
+        check_calibration_mode(calibration)
+        self.predictor = FacePredictor(resolve_model(model), batch_size, tta=tta, labels=labels, backend=backend,
+                                       calibration=calibration)
         self.detector = whole_image if detector is None else make_detector(detector, min_face, min_score)
         self.tta, self.largest_face, self.padding = tta, largest_face, padding
         self.window, self.detect_every, self.hysteresis, self.confirm = window, detect_every, hysteresis, confirm
@@ -256,7 +261,8 @@ class Run:
         return pd.read_csv(self._dir.history_path)
 
     def evaluate(self, data: Optional[str] = None, split: str = "test", labels: Optional[str] = None,
-                 bootstrap: int = 0, tta: str = "auto", batch_size: int = 64) -> Dict[str, Any]:
+                 bootstrap: int = 0, tta: str = "auto", batch_size: int = 64, calibration: str = "auto",
+                 classes: str = "model") -> Dict[str, Any]:
         """Scores the run's model (as `evaluate_model.py --run`) and returns what its metrics.json holds.
 
         Args:
@@ -266,6 +272,9 @@ class Run:
             bootstrap: bootstrap resamples for confidence intervals (0 = none).
             tta: test-time augmentation views (`auto` = the model's own).
             batch_size: samples per model call.
+            calibration: `auto` = the model's stored output prior, `none` = raw probabilities.
+            classes: the headline accuracy when the data lacks some of the model's classes: `model` = argmax over
+                all the model's classes, `data` = argmax restricted to the classes the data has (both are stored).
         """
         quiet_tensorflow_import()
         if not run_task(self.path).expression_model:
@@ -275,7 +284,7 @@ class Run:
         from fer_keras.evaluation import evaluate_run  # TensorFlow: loaded once a run is scored
 
         return evaluate_run(run=self.path, data=data, split=split, labels=labels, bootstrap=bootstrap, tta=tta,
-                            batch_size=batch_size)[1]
+                            batch_size=batch_size, calibration=calibration, classes=classes)[1]
 
     def report(self) -> str:
         """Writes the run's plots and self-contained report.html (as `visualize_results.py`); returns its path."""

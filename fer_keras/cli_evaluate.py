@@ -13,6 +13,8 @@ from fer_keras.metrics import summary_metrics
 from fer_keras.pretrained import SHIPPED_MODELS, resolve_model, shipped_names_help
 from fer_keras.run_dir import RunDir, new_run_dir, newest_run, run_task
 from fer_keras.tasks import TASKS
+from fer_keras.calibration import CALIBRATION_MODES
+from fer_keras.metrics import CLASS_SCOPES
 from fer_keras.tta import TTA
 
 
@@ -39,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test-time augmentation: flip = average with the horizontal mirror; crops = 4 corner + "
                         "centre crops (90%%) and their mirrors (10 views); auto (default) = the model's own "
                         "choice (the shipped default model: flip), none for a run that names none")
+    p.add_argument("--calibration", choices=CALIBRATION_MODES, default="auto",
+                   help="auto (default): the model's stored output prior, chosen on val data (see its model card); "
+                        "none: the network's raw probabilities")
+    p.add_argument("--classes", choices=CLASS_SCOPES, default="model",
+                   help="when the data lacks some of the model's classes (CK+ has no neutral): the headline "
+                        "accuracy takes the argmax over all the model's classes (model, default) or only over the "
+                        "classes the data has (data); both are written to metrics.json and metrics.md")
     p.add_argument("--skip-bad", action="store_true")
     p.add_argument("--unsafe-load", action="store_true",
                    help="load models outside Keras safe mode (allows Lambda layers: only for files you trust)")
@@ -71,6 +80,11 @@ def _print_result(out, result):
     if va.get("unavailable"):
         t.add_row("valence / arousal", "unavailable (head never trained)")
     Console().print(t)
+    scopes = result.get("classes")
+    if scopes:
+        print(f"accuracy over all {len(info['class_names'])} classes {scopes['model']['accuracy']:.4f}; with the argmax "
+              f"restricted to the {len(scopes['data_classes'])} classes the data has {scopes['data']['accuracy']:.4f} "
+              f"(headline: {scopes['headline']})")
     for name, r in result.get("per_source", {}).items():
         e, va = r["expression"], r["valence_arousal"]
         line = f"{name}: {e['num_samples']} samples, accuracy {e['accuracy']:.4f}, UAR {e['uar']:.4f}"
@@ -87,7 +101,7 @@ def main(argv=None):
         a.set.append(f"data.fold={a.fold}")
     common = dict(data=a.data, fmt=a.format, split=a.split, labels=a.labels, bootstrap=a.bootstrap, seed=a.seed,
                   batch_size=a.batch_size, skip_bad=a.skip_bad, overrides=a.set, tta=a.tta,
-                  unsafe_load=a.unsafe_load)
+                  unsafe_load=a.unsafe_load, calibration=a.calibration, classes=a.classes)
     if a.compare:
 
         if len(a.compare) < 2:

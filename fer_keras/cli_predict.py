@@ -25,6 +25,7 @@ from fer_keras.model_info import VA_UNTRAINED_NOTE
 from fer_keras.predict import (BACKENDS, CONFIRM, FacePredictor, Results, can_show, check_options, expand_inputs,
                                predict_images, predict_video)
 from fer_keras.pretrained import resolve_model, shipped_names_help
+from fer_keras.calibration import CALIBRATION_MODES
 from fer_keras.tta import TTA
 
 LABEL_PATH_COLUMNS = ("path", "file", "filename", "image")
@@ -150,6 +151,9 @@ def main(argv=None):
                         "corner + centre crops and their mirrors, 10 views; auto (default) = the model's own "
                         "choice for images (see its model card) and none for videos (tracks are averaged over "
                         "--window frames instead)")
+    p.add_argument("--calibration", choices=CALIBRATION_MODES, default="auto",
+                   help="auto (default): the model's stored output prior, chosen on val data (see its model card); "
+                        "none: the network's raw probabilities")
     p.add_argument("--window", type=int, default=5,
                    help="video: average each face's predictions over its last N frames (its own track only)")
     p.add_argument("--detect-every", type=int, default=5,
@@ -189,7 +193,7 @@ def main(argv=None):
         raise DataError(f"{missing[0]}: no such file, folder or webcam index" if len(missing) == 1 else
                         f"none of the {len(missing)} inputs exists (first: {missing[0]})")
     predictor = FacePredictor(model, a.batch_size, safe_mode=not a.unsafe_load, tta=a.tta, labels=a.labels,
-                              backend=a.backend)
+                              backend=a.backend, calibration=a.calibration)
     if not predictor.va_trained:
 
         print(f"note: {VA_UNTRAINED_NOTE}; the valence/arousal columns are left empty")

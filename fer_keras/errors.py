@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 import tempfile
+import threading
 import warnings
 
 EXIT_USAGE = 2
@@ -40,19 +41,26 @@ _LIBRARY_NOISE = (
 )
 
 
+_STDERR_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def stderr_captured():
-    """Redirects file descriptor 2 (where TensorFlow's C++ logging writes) to a temporary file; yields the file."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield tmp
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+    """Redirects file descriptor 2 (where TensorFlow's C++ logging writes) to a temporary file; yields the file.
+
+    One thread at a time (fd 2 belongs to the process): two threads interleaving their save and restore would
+    leave stderr pointing at a closed temporary file."""
+    with _STDERR_LOCK:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield tmp
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
 
 
 def quiet_tensorflow_import() -> None:

@@ -18,6 +18,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fer_keras import metrics as M
+from fer_keras.calibration import apply as apply_calibration, check_mode as check_calibration_mode
+from fer_keras.calibration import resolve as resolve_calibration
 from fer_keras.config import Config, parse_overrides, set_key
 from fer_keras.errors import ConfigError, DataError, ModelError
 from fer_keras.io_utils import atomic_write_text, slug
@@ -121,6 +123,14 @@ def metrics_markdown(result: dict) -> str:
     if e["classes_absent"]:
         lines += ["", f"Classes with no test samples (excluded from UAR and macro averages): "
                       f"{', '.join(e['classes_absent'])}."]
+    scopes = result.get("classes")
+    if scopes:
+        lines += ["", "## Over which classes", "", "| argmax over | accuracy % | UAR % |", "|---|---|---|",
+                  f"| all {len(info.get('class_names', [])) or ''} classes (model) | "
+                  f"{_fmt(scopes['model']['accuracy'], True)} | {_fmt(scopes['model']['uar'], True)} |",
+                  f"| the {len(scopes['data_classes'])} classes the data has (data) | "
+                  f"{_fmt(scopes['data']['accuracy'], True)} | {_fmt(scopes['data']['uar'], True)} |", "",
+                  f"Headline (the tables above): {scopes['headline']} (`--classes`)."]
     lines += ["", "## Continuous (valence / arousal)", ""]
     if va.get("unavailable"):
         lines.append(f"Unavailable: {va['unavailable'].split(': ', 1)[-1]}.")
@@ -259,6 +269,21 @@ def _predict(model, table, cfg: Config, temporal: bool, model_file: str, batch_s
     return predict_table(model, table, cfg, batch_size, tta), ""
 
 
+def _class_scopes(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], headline: str
+                  ) -> Tuple[np.ndarray, Optional[dict]]:
+    """(the headline probabilities, the two scopes' scores) when the data lacks some of the classes, else
+    (probs, None). `model`: argmax over every class; `data`: argmax over the classes present in `y_true`."""
+    present = np.unique(np.asarray(y_true, np.int64))
+    if len(present) == len(class_names):
+        return probs, None
+    restricted = M.restrict_to_classes(probs, present)
+    scopes = {"headline": headline, "data_classes": [class_names[i] for i in present]}
+    for scope, p in (("model", probs), ("data", restricted)):
+        scopes[scope] = {"accuracy": M.SUMMARY_METRICS["expression.accuracy"].fn(y_true, p),
+                         "uar": M.SUMMARY_METRICS["expression.uar"].fn(y_true, p)}
+    return (restricted if headline == "data" else probs), scopes
+
+
 def _default_out(run: Optional[str], model_file: str, cfg: Config, data: Optional[str], used_split: str,
                  fmt: str, tta: str, own_default: bool) -> str:
     """The run folder itself for its own default evaluation, else `<run or model folder>/eval/<data-split-preset>`.
@@ -276,11 +301,19 @@ def _default_out(run: Optional[str], model_file: str, cfg: Config, data: Optiona
 def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, data: Optional[str] = None,
                  fmt: Optional[str] = None, split: str = "test", labels: Optional[str] = None, bootstrap: int = 0,
                  seed: int = 0, batch_size: int = 64, skip_bad: bool = False, out: Optional[str] = None,
-                 overrides=(), tta: str = "auto", unsafe_load: bool = False) -> tuple:
+                 overrides=(), tta: str = "auto", unsafe_load: bool = False, calibration: str = "auto",
+                 classes: str = "model") -> tuple:
     """Evaluates one model (a run directory or a `.keras` file) on one split; writes metrics.json, metrics.md and
     predictions.csv and returns (output folder, result dict). The arguments are `evaluate_model.py`'s flags;
-    `tta="auto"` uses the model's own default views (`ModelInfo.tta`)."""
+    `tta="auto"` uses the model's own default views (`ModelInfo.tta`), `calibration="auto"` its stored output
+    prior (`ModelInfo.calibration`). When the data lacks some of the scored classes, both accuracies are stored
+    (`result["classes"]`: over all classes, and with the argmax restricted to the data's) and `classes` (`model` or
+    `data`) picks the headline (`result["expression"]`)."""
+    if classes not in M.CLASS_SCOPES:
+        raise ConfigError(f"--classes {classes!r}: valid: {', '.join(M.CLASS_SCOPES)}")
+    check_calibration_mode(calibration)
     cfg, info, model, model_file = _open_model(run, model_path, unsafe_load)
+    cal = resolve_calibration(info.calibration, calibration)
     tta = info.tta if tta == "auto" else tta
     shape, k = check_expression_model(model, model_file, info.class_names)
     temporal = len(shape) == 4  # (T, H, W, C): a clip model
@@ -293,11 +326,16 @@ def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, da
     bundle, table, used_split, note = _pick_split(cfg, split)
     pred, how = _predict(model, table, cfg, temporal, model_file, batch_size, tta)
     note += how
-    probs = map_probabilities(pred["expression"], model_classes, cfg.data.labels)
+    if cal is not None:
+        note += f" Probabilities calibrated: {cal.describe()}."
+    probs = map_probabilities(apply_calibration(pred["expression"], cal), model_classes, cfg.data.labels)
     if not info.va_trained:  # an untrained head's outputs are not results
         pred["valence_arousal"] = np.full_like(pred["valence_arousal"], np.nan)
+    probs, scopes = _class_scopes(table.expression, probs, bundle.class_names, classes)
     result = compute_metrics(table.expression, probs, table.va, pred["valence_arousal"], bundle.class_names,
                              bootstrap, seed)
+    if scopes:
+        result["classes"] = scopes
     if not info.va_trained:
         result["valence_arousal"].update(valence=None, arousal=None, unavailable=VA_UNTRAINED_NOTE)
         note += f" {VA_UNTRAINED_NOTE}."
@@ -316,6 +354,7 @@ def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, da
                       "format": bundle.format, "split": used_split, "preset": cfg.data.labels,
                       "class_names": bundle.class_names, "model_class_names": list(model_classes),
                       "skipped_bad": len(bundle.bad), "note": note.strip(), "tta": tta,
+                      "calibration": cal.to_dict() if cal is not None else None,
                       "evaluated_at": _dt.datetime.now().isoformat(timespec="seconds")}
     if demo:
         result["info"]["data_name"] = "synthetic demo faces"

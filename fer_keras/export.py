@@ -320,8 +320,9 @@ def export_expression_run(run: str, formats: Optional[Sequence[str]] = None) -> 
             model.save(tmp)
         written["keras"] = os.path.join(out, MODEL)
         # Outside its run, the .keras file carries its class names and trained heads in model.json beside it.
+        extra = {"calibration": info.calibration.to_dict()} if info.calibration is not None else {}
         written["keras_info"] = write_sidecar(written["keras"], class_names, info.trained_heads,
-                                              run=os.path.basename(os.path.normpath(run)))
+                                              run=os.path.basename(os.path.normpath(run)), **extra)
     if "tflite" in formats:
         # any batch size: predict's LiteRT backend runs whole batches of faces through it
         for kind, name in TFLITE_FILES.items():

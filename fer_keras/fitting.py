@@ -8,6 +8,7 @@ through these; nothing here knows which task it serves.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ from fer_keras.errors import DataError, describe_os_error
 from fer_keras.io_utils import atomic_path
 from fer_keras.keras_compat import seed_generators
 from fer_keras.models import MODELS
-from fer_keras.run_dir import BACKUP, RUNTIME, RunDir, resume_command
+from fer_keras.run_dir import BACKUP, RUNTIME, RunDir, resume_command, write_json
 
 
 # === Runtime choices ===
@@ -327,26 +328,91 @@ class TimeLimit(keras.callbacks.Callback):
 
 
 class RunBackup(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore, except that a run stopped by `TimeLimit` keeps its backup: it is not finished."""
+    """Keras' BackupAndRestore made safe to kill at any moment, and kept by a run that `TimeLimit` stopped (it is
+    not finished).
 
-    def __init__(self, backup_dir: str, time_limit: Optional[TimeLimit] = None):
+    Each epoch's weights go to a new file, `epoch<N>.weights.h5`, written under a temporary name and renamed; only
+    then does `training_metadata.json` (also renamed into place) point at it, and the older file is removed. A
+    SIGINT or `kill -9` during the write leaves the previous epoch's pair intact, so `--resume` always finds a
+    readable backup. Backups written before this (Keras' in-place `latest.weights.h5`) are still read.
+
+    Restoring happens in `restore()`, called by `ResumeFirst` at the very start of training: the backup is read
+    before anything else is touched, and only once it has loaded are history.csv's rows of later epochs removed.
+    """
+
+    def __init__(self, backup_dir: str, time_limit: Optional[TimeLimit] = None, run: Optional[RunDir] = None):
         super().__init__(backup_dir, delete_checkpoint=True)
-        self.time_limit = time_limit
+        self.time_limit, self.run = time_limit, run
+        self._restored = False
+
+    def _meta(self) -> dict:
+        if not os.path.isfile(self._training_metadata_path):
+            return {}
+        try:
+            with open(self._training_metadata_path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise OSError(f"{self._training_metadata_path}: {e}") from None
+
+    def _load_model(self):
+        meta = self._meta()
+        weights = os.path.join(self.backup_dir, meta["weights"]) if meta.get("weights") else self._weights_path
+        if os.path.isfile(weights):
+            if self.model.optimizer is not None and not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(weights)
+        elif meta.get("weights"):
+            raise OSError(f"{weights}: missing, though training_metadata.json names it")
+        if "epoch" in meta:
+            self.model._initial_epoch = int(meta["epoch"])
+
+    def restore(self) -> None:
+        """Loads the backup (a resumed run); then trims history.csv to the epochs the backup holds."""
+        if self._restored:
+            return
+        try:
+            self._load_model()
+        except (OSError, ValueError, KeyError) as e:  # a read: the backup is damaged, not the run folder
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise DataError(f"{self.backup_dir}: this run's backup cannot be read ({first}); it was damaged or "
+                            "written by another fer_keras version. Move that folder away and resume again to "
+                            "restart the run's training from its first epoch, or restore it from a copy") from None
+        self._restored = True
+        if self.run is not None:
+            # rows of epochs after the backup (written before a stop that came ahead of the backup) go, so each
+            # epoch has one history row
+            self.run.trim_history(int(self._meta().get("epoch", 0)))
 
     def on_train_begin(self, logs=None):
-        try:
-            super().on_train_begin(logs)
-        except (OSError, ValueError) as e:  # a read: the backup is damaged, not the run folder unwritable
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise DataError(f"{self.backup_dir}: this run's backup cannot be read ({first}); it was damaged (a "
-                            "kill or a full disk while it was written) or written by another fer_keras version. Move "
-                            "that folder away and resume again to restart the run's training from its first epoch, "
-                            "or restore it from a copy") from None
+        self.restore()
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"epoch{self._current_epoch:04d}.weights.h5"
+        with atomic_path(os.path.join(self.backup_dir, name)) as tmp:
+            self.model.save_weights(tmp, overwrite=True)
+        write_json(self._training_metadata_path,
+                   {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name})
+        for old in os.listdir(self.backup_dir):  # the previous epoch's file, Keras' in-place one
+            if old != name and old.endswith(".weights.h5"):  # also a temp file a kill left
+                os.remove(os.path.join(self.backup_dir, old))
 
     def on_train_end(self, logs=None):
         if self.time_limit is not None and self.time_limit.stopped:
             return
         super().on_train_end(logs)
+
+
+class ResumeFirst(keras.callbacks.Callback):
+    """Placed first among the callbacks: restores the run's backup before any other callback opens a file (the
+    history logger appends to history.csv, which the restore may trim)."""
+
+    def __init__(self, backup: RunBackup):
+        super().__init__()
+        self.backup = backup
+
+    def on_train_begin(self, logs=None):
+        self.backup.restore()
 
 
 class StopReport(keras.callbacks.Callback):
@@ -416,22 +482,20 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
     mode = mode or t.monitor_mode
     logger = RunLogger()
     run = RunDir(run_dir)
-    # Resuming: the best value so far comes from history.csv, so the first resumed epoch cannot overwrite a better
-    # model.
-    # A resumed run restarts at the backup's epoch: rows of later epochs (written before a failure that stopped the
-    # backup) go, so each epoch has one history row.
-    run.trim_history(run.resume_epoch())
-    ckpt = BestModelCheckpoint(run.model_path, monitor, mode, run.best_so_far(monitor, mode))
+    # Resuming: the best value so far comes from history.csv's epochs before the backup's, so the first resumed
+    # epoch cannot overwrite a better model. Nothing is deleted here: the backup is read first (ResumeFirst).
+    ckpt = BestModelCheckpoint(run.model_path, monitor, mode, run.best_so_far(monitor, mode, run.resume_epoch()))
     # The backup comes after the checkpoint and the history row: an epoch counts as done for resuming only once
     # both are written (a failed write at an epoch end redoes that epoch instead of losing it).
     ema = EMAWeights(bn_batches) if t.ema_momentum > 0 else None
     time_limit = TimeLimit(t.time_limit_minutes) if t.time_limit_minutes else None
-    cbs = [logger, *([ema.enter] if ema else []), *first,
+    backup = RunBackup(run.file(BACKUP), time_limit, run)
+    cbs = [ResumeFirst(backup), logger, *([ema.enter] if ema else []), *first,
            *([EpochSeeder(epoch_var, t.seed)] if epoch_var is not None else []),
            ckpt,
            keras.callbacks.CSVLogger(run.history_path, append=True),
            *([ema.leave] if ema else []),
-           RunBackup(run.file(BACKUP), time_limit),
+           backup,
            *([follow_the_chief_callback()] if t.strategy == "multiworker" else []),
            keras.callbacks.TerminateOnNaN()]
     if t.schedule == "plateau":

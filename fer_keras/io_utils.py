@@ -17,7 +17,10 @@ def atomic_path(path: str):
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    base, ext = os.path.splitext(os.path.basename(path))
+    name = os.path.basename(path)
+    # Keras' save_weights takes only names ending in .weights.h5: a compound suffix stays whole
+    base, ext = (name[:-len(".weights.h5")], ".weights.h5") if name.endswith(".weights.h5") else \
+        os.path.splitext(name)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
     os.close(fd)
     try:

@@ -340,6 +340,24 @@ def _nan_to_none(v) -> Optional[float]:
     return None if v is None or not np.isfinite(v) else float(v)
 
 
+# === Data that lacks some of the model's classes ===
+
+# The headline of a cross-dataset score (evaluate --classes): `model` = the argmax over all the model's classes,
+# `data` = the argmax restricted to the classes the scored data has (as cross-dataset papers report, e.g. CK+ has
+# no neutral frames).
+CLASS_SCOPES = ("model", "data")
+
+
+def restrict_to_classes(probs: np.ndarray, present: Sequence[int]) -> np.ndarray:
+    """`probs` with the columns of classes not in `present` set to 0 and each row renormalised, so the argmax
+    ranges over `present` only."""
+    probs = np.asarray(probs, np.float64)
+    keep = np.zeros(probs.shape[1], bool)
+    keep[np.asarray(list(present), np.int64)] = True
+    out = np.where(keep[None, :], probs, 0.0)
+    return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-300)
+
+
 # === Several sources ===
 
 def source_scores(y_true: np.ndarray, probs: np.ndarray, va_true: np.ndarray, va_pred: np.ndarray,

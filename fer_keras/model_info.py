@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from fer_keras.calibration import Calibration, parse_calibration
 from fer_keras.errors import ConfigError, ModelError
 from fer_keras.labels import PRESETS
 from fer_keras.io_utils import atomic_write_text
@@ -29,12 +30,14 @@ class ModelInfo:
     """`model_file`: the .keras file; `class_names`: output order, or None when unknown (then the preset of the
     output size is used); `trained_heads`: output name -> trained (missing = unknown, treated as trained); `tta`:
     the views `--tta auto` (the CLIs' default) averages, chosen on val data for the model (`"tta"` in its
-    metadata; none when unset)."""
+    metadata; none when unset); `calibration`: the output prior `--calibration auto` applies (`"calibration"` in
+    its metadata, see fer_keras/calibration.py; None when unset)."""
 
     model_file: str
     class_names: Optional[List[str]] = None
     trained_heads: Dict[str, bool] = field(default_factory=dict)
     tta: str = "none"  # the test-time augmentation its predictions use by default (fer_keras/tta.py)
+    calibration: Optional[Calibration] = None
 
     @property
     def va_trained(self) -> bool:
@@ -96,7 +99,8 @@ def read_model_info(model: str) -> ModelInfo:
     if heads is not None and not (isinstance(heads, dict) and all(
             isinstance(heads[k], bool) for k in ("expression", "valence_arousal") if k in heads)):
         raise ConfigError(f"{model}: trained_heads in its metadata is not an object of true/false values")
-    return ModelInfo(model_file, names, _heads_from(meta, summary), tta)
+    calibration = parse_calibration(meta.get("calibration"), names, model)
+    return ModelInfo(model_file, names, _heads_from(meta, summary), tta, calibration)
 
 
 def check_expression_model(model, path: str, class_names=None) -> tuple:
@@ -144,6 +148,25 @@ def write_sidecar(model_file: str, class_names: List[str], trained_heads: Dict[s
     path = sidecar_path(model_file)
     atomic_write_text(path, json.dumps({"class_names": list(class_names), "trained_heads": dict(trained_heads),
                                         **extra}, indent=2) + "\n")
+    return path
+
+
+def write_calibration(model: str, calibration: Optional[Calibration]) -> str:
+    """Stores `calibration` (None removes it) in a model's metadata: `labels.json` of a run directory, or the
+    sidecar `.json` beside a `.keras` file (written with the model's class names when it has none yet). Returns the
+    metadata file's path."""
+    info = read_model_info(model)
+    if calibration is not None and info.class_names is not None and calibration.class_names != info.class_names:
+        raise ConfigError(f"{model}: the calibration's classes {calibration.class_names} differ from the model's "
+                          f"{info.class_names}")
+    path = RunDir(model).file(LABELS) if os.path.isdir(model) else sidecar_path(model)
+    meta = _read_json(path) if os.path.isfile(path) else {}
+    if calibration is None:
+        meta.pop("calibration", None)
+    else:
+        meta.setdefault("class_names", list(calibration.class_names))
+        meta["calibration"] = calibration.to_dict()
+    atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
     return path
 
 

@@ -22,9 +22,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from fer_keras.calibration import apply as apply_calibration, resolve as resolve_calibration
 from fer_keras.limits import MAX_IMAGE_PIXELS
 from fer_keras.data.images import IMAGE_EXTS, resize_array
-from fer_keras.detection.faces import whole_image
+from fer_keras.detection.faces import for_stream, whole_image
 from fer_keras.errors import ConfigError, DataError, ModelError, quiet_tensorflow_import, stderr_captured
 from fer_keras.io_utils import write_image
 from fer_keras.labels import class_mapping_matrix, map_probabilities, preset_classes
@@ -154,12 +155,14 @@ class FacePredictor:
     """
 
     def __init__(self, model: str, batch_size: int = 64, safe_mode: bool = True, tta: str = "auto",
-                 labels: Optional[str] = None, backend: str = "auto"):
+                 labels: Optional[str] = None, backend: str = "auto", calibration: str = "auto"):
         if backend not in BACKENDS:
             raise ConfigError(f"--backend {backend!r}: valid: {', '.join(BACKENDS)}")
         info = read_model_info(model)
         path, names = info.model_file, info.class_names
         self.va_trained = info.va_trained
+        # the model's stored output prior (fer_keras/calibration.py), applied to both backends' probabilities
+        self.calibration = resolve_calibration(info.calibration, calibration)
         tta = info.tta if tta == "auto" else tta
         lite = tflite_sibling(model, path) if backend != "keras" else None
         if backend == "litert" and lite is None:
@@ -255,7 +258,7 @@ class FacePredictor:
             probs.append(np.asarray(out["expression"], np.float32))
             va.append(np.asarray(out["valence_arousal"], np.float32))
         va = np.concatenate(va)
-        probs = np.concatenate(probs)
+        probs = apply_calibration(np.concatenate(probs), self.calibration)
         if self.labels:
 
             probs = map_probabilities(probs, self.model_class_names, self.labels).astype(np.float32)
@@ -502,6 +505,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     total = min(declared or max_frames or 0, max_frames or declared) or None
     writer = None
     tracker = FaceTracker(window=window, margin=margin, min_hits=confirm)
+    detector = for_stream(detector)  # e.g. auto: one detector per scene, not one per frame near the dark threshold
     start, pending = len(results.rows), {}  # this video's first row; track id -> rows awaiting confirmation
     name = "webcam" if webcam else os.path.basename(source)
     prog = Progress(name, total, "frames", enabled=progress)

@@ -116,12 +116,15 @@ class RunDir:
         state = self.read_json(STATE)
         return state.get("status") if isinstance(state, dict) else None
 
-    def best_so_far(self, monitor: str, mode: str) -> Optional[float]:
-        """The best value of `monitor` in history.csv (None before the first epoch)."""
+    def best_so_far(self, monitor: str, mode: str, before_epoch: Optional[int] = None) -> Optional[float]:
+        """The best value of `monitor` in history.csv (None before the first epoch), over the epochs before
+        `before_epoch` when given (a resumed run: the epochs its backup holds)."""
         if not os.path.isfile(self.history_path):
             return None
         with open(self.history_path, newline="") as f:
-            vals = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor) not in (None, "", "nan")]
+            vals = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor) not in (None, "", "nan")
+                    and (before_epoch is None or (str(r.get("epoch", "")).isdigit()
+                                                  and int(r["epoch"]) < before_epoch))]
         if not vals:
             return None
         return max(vals) if mode == "max" else min(vals)

@@ -116,7 +116,8 @@ def describe_training(cfg: Config, data: DataBundle) -> str:
     """One line saying what this run trains on and from what weights (printed at the start of every run)."""
     d, m = cfg.data, cfg.model
     if d.sources:
-        what = " + ".join(f"{s.name} ({s.path}, weight {s.weight:g})" for s in d.sources)
+        what = " + ".join(f"{s.name} ({s.path}, " + (f"weight {s.weight:g}" if s.use == "train" else "val only")
+                          + (", out of domain" if s.domain == "out" else "") + ")" for s in d.sources)
     elif d.path is None:
         what = ("the built-in synthetic demo data (generated cartoon faces, not real ones: pass --data for your "
                 "dataset)")

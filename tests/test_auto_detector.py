@@ -197,3 +197,111 @@ def test_the_enhancement_path_brightens_before_detecting_and_thresholds_merged_s
     low, high = _Recorder((0, 0, 20, 20), 0.3), _Recorder((50, 50, 80, 80), 0.8)
     boxes, scores = A.MergedDetector([low, high], min_score=0.5).detect(dark)
     assert len(boxes) == 1 and scores[0] == pytest.approx(0.8)  # the merged boxes under min_score are dropped
+
+
+def _synthetic_faces(rng) -> np.ndarray:
+    """A 480x640 photo with Grace Hopper's face (matplotlib's sample photo) pasted three times at random sizes and
+    places on a noisy background."""
+    import matplotlib
+
+    hopper = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data", "grace_hopper.jpg")
+    face = cv2.cvtColor(cv2.imread(hopper), cv2.COLOR_BGR2RGB)[60:420, 110:410]
+    img = np.clip(rng.normal(120, 30, (480, 640, 3)), 0, 255).astype(np.uint8)
+    for i, w in enumerate(rng.integers(70, 150, 3)):
+        f = cv2.resize(face, (int(w), int(w * 1.2)), interpolation=cv2.INTER_AREA)
+        x, y = 20 + i * 205, int(rng.integers(10, 480 - f.shape[0] - 10))
+        img[y:y + f.shape[0], x:x + f.shape[1]] = f
+    return img
+
+
+def test_the_lowlight_yunet_through_litert_equals_keras():
+    """The shipped low-light YuNet's TFLite export finds the boxes the Keras model finds, within 0.01 px and 1e-4 in
+    score, on darkened photos (its outputs are the same float32 graph)."""
+    import glob
+
+    import cv2
+
+    if not os.path.isfile(A.YUNET_LOWLIGHT_TFLITE):
+        pytest.skip("the low-light YuNet's TFLite export is not shipped")
+    lite = A.yunet_lowlight_detector(0.3)
+    keras_det = A.yunet_lowlight_detector(0.3, runtime="keras")
+    assert type(lite).__name__ == "LiteRTYuNetDetector" and type(keras_det).__name__ == "KerasYuNetDetector"
+    rng = np.random.default_rng(1)
+    photos = [degrade_low_light(_synthetic_faces(rng), rng) for _ in range(3)]
+    found = 0
+    for photo in photos:
+        (bk, sk), (bl, sl) = keras_det.detect(photo), lite.detect(photo)
+        assert len(bk) == len(bl)
+        if len(bk):
+            np.testing.assert_allclose(bl, bk, atol=0.01)
+            np.testing.assert_allclose(sl, sk, atol=1e-4)
+        found += len(bk)
+    assert found > 0  # the comparison saw faces
+
+
+def test_a_dark_photo_through_predict_imports_no_tensorflow(tmp_path):
+    """auto's dark path on a dark photo runs the low-light YuNet through LiteRT: the whole predict run, API and
+    CLI, never imports TensorFlow."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    if not os.path.isfile(A.YUNET_LOWLIGHT_TFLITE):
+        pytest.skip("the low-light YuNet's TFLite export is not shipped")
+    rng = np.random.default_rng(2)
+    dark = degrade_low_light(_synthetic_faces(rng), rng)
+    assert brightness(dark) < A.DARK_BELOW
+    path = str(tmp_path / "dark.jpg")
+    cv2.imwrite(path, cv2.cvtColor(dark, cv2.COLOR_RGB2BGR))
+    code = ("import sys, fer_keras\n"
+            "from fer_keras.cli_predict import main\n"
+            f"faces = fer_keras.analyze({path!r})\n"
+            "det = fer_keras.Analyzer().detector\n"
+            f"det.detect(__import__('cv2').imread({path!r})[:, :, ::-1].copy())\n"
+            "assert type(det.dark.detector).__name__ == 'LiteRTYuNetDetector', type(det.dark.detector)\n"
+            f"main([{path!r}, '--out', {str(tmp_path / 'out')!r}, '-q'])\n"
+            "print('tensorflow' in sys.modules)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_stream_near_the_dark_threshold_keeps_one_detector():
+    """Frames alternating 4 luma units either side of DARK_BELOW (a dim film scene) stay on the detector of the
+    first frame; a real change of scene (bright to dark and back) switches, once each way."""
+    normal, dark = _Recorder(), _Recorder()
+    auto = A.AutoFaceDetector(normal, dark)
+    stream = auto.for_stream()
+    frames = [np.full((40, 40, 3), A.DARK_BELOW + d, np.uint8) for d in (-4, 4) * 10]
+    for f in frames:
+        stream.detect(f)
+    assert len(dark.seen) == 20 and not normal.seen and stream.switches == 0
+    for f in frames:  # the plain threshold, as for photos, would flip on every frame
+        auto.detect(f)
+    assert len(normal.seen) == 10
+    scene = [np.full((40, 40, 3), v, np.uint8) for v in (120,) * 3 + (30,) * 3 + (120,) * 3]
+    other = auto.for_stream()  # a new stream starts undecided
+    for f in scene:
+        other.detect(f)
+    assert other.switches == 2
+    assert A.for_stream(normal) is normal  # a detector without per-stream state is used as it is
+
+
+def test_predict_video_decides_the_dark_path_per_stream(tmp_path):
+    """predict_video runs `auto` with its per-stream hysteresis: a clip flickering around the threshold is seen by
+    one detector on every detection frame."""
+    from fer_keras.predict import FacePredictor, Results, predict_video
+
+    path = str(tmp_path / "dim.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(12):
+        writer.write(np.full((48, 64, 3), A.DARK_BELOW + (-4 if i % 2 else 4), np.uint8))
+    writer.release()
+    normal, dark = _Recorder(), _Recorder()
+    from fer_keras.pretrained import resolve_model
+
+    predict_video(FacePredictor(resolve_model("compact")), path, A.AutoFaceDetector(normal, dark), 0.1, 5, Results(),
+                  detect_every=1, progress=False)
+    assert len(normal.seen) + len(dark.seen) == 12 and min(len(normal.seen), len(dark.seen)) == 0

@@ -409,11 +409,52 @@ def test_a_damaged_backup_is_a_read_error_naming_it(demo_root, tmp_path, capsys)
         with open(w, "r+b") as f:
             f.truncate(100)
     capsys.readouterr()
+    history = open(os.path.join(run, "history.csv")).read()
     with pytest.raises(SystemExit) as e:
         train_main(["--resume", run, "--set", "train.time_limit_minutes=30"])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1
     assert "backup cannot be read" in err and "cannot write" not in err
+    assert open(os.path.join(run, "history.csv")).read() == history  # the failed resume deleted nothing
+
+
+@pytest.mark.slow
+def test_sigkill_during_the_backup_write_then_resume(demo_root, tmp_path):
+    """`kill -9` while the third epoch's backup is being written (half the weights file on disk): the resume
+    continues from the second epoch's backup, and history.csv ends with one row per epoch."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    args = _tiny_args(demo_root, str(tmp_path), "--epochs", "4", "--name", "k")
+    script = f"""
+import os, signal, sys
+import keras
+from fer_keras.cli_train import main
+real = keras.Model.save_weights
+def dying(self, filepath, *a, **k):
+    if "backup" in str(filepath) and "epoch0003" in str(filepath):
+        real(self, filepath, *a, **k)
+        size = os.path.getsize(filepath)
+        with open(filepath, "r+b") as f:
+            f.truncate(size // 2)  # the write is half done
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, filepath, *a, **k)
+keras.Model.save_weights = dying
+main({args!r})
+"""
+    env = {**os.environ, "PYTHONPATH": repo}
+    died = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=600)
+    assert died.returncode == -9, died.stderr[-1500:]
+    run = tmp_path / "k"
+    backup = sorted(os.listdir(run / "backup"))
+    assert [f for f in backup if not f.startswith(".")] == ["epoch0002.weights.h5", "training_metadata.json"]
+    assert len(_read_history(str(run))) == 3  # epoch 3's row was written before its backup
+    again = subprocess.run([sys.executable, os.path.join(repo, "train_model.py"), "--resume", str(run)], env=env,
+                           capture_output=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-1500:]
+    assert [int(r["epoch"]) for r in _read_history(str(run))] == [0, 1, 2, 3]
+    assert not os.path.exists(run / "backup")
 
 
 @pytest.mark.parametrize("change, words", [("key", "unknown config key 'train.removed_key'"),

@@ -55,10 +55,14 @@ YUNET_SETTINGS = os.path.join(_PRETRAINED, "yunet", "yunet_n.json")
 # YuNet fine-tuned for low light by a detection run (configs/lowlight_yunet.yaml), shipped when it beats the RetinaNet
 # on the darkened val photos; its settings (score threshold chosen on val) sit next to it.
 YUNET_LOWLIGHT = os.path.join(_PRETRAINED, "yunet", "yunet_lowlight.keras")
+# its TFLite export (yunet.export_tflite, float32: boxes equal Keras' within 1e-4 px), run by LiteRT
+YUNET_LOWLIGHT_TFLITE = os.path.join(_PRETRAINED, "yunet", "yunet_lowlight.tflite")
 YUNET_LOWLIGHT_SETTINGS = os.path.join(_PRETRAINED, "yunet", "yunet_lowlight.json")
 # Mean brightness (0-255) under which `auto` hands a photo to the low-light RetinaNet. DARK FACE's images have means
 # of 19-41; ordinary photos 80-160. See AutoFaceDetector for the measurements behind the value.
 DARK_BELOW = 60.0
+# Video: luma units on each side of DARK_BELOW that a stream must cross to change detector (StreamAutoDetector)
+STREAM_BAND = 8.0
 
 
 class HaarDetector:
@@ -395,6 +399,53 @@ class AutoFaceDetector:
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
         return xywh(self.detect(rgb)[0])
 
+    def for_stream(self, band: float = STREAM_BAND) -> "StreamAutoDetector":
+        """This detector for the frames of one video: the dark/normal choice with hysteresis (see
+        `StreamAutoDetector`). Photos keep the plain threshold: each is decided on its own."""
+        return StreamAutoDetector(self, band)
+
+
+class StreamAutoDetector:
+    """`AutoFaceDetector` over the frames of one video or webcam stream, with hysteresis: the first frame is decided
+    by the plain threshold; after that the stream switches to the dark path only below `dark_below - band` and back
+    only above `dark_below + band`. A film scene whose frames sit near the threshold (mean luma 55-65) keeps one
+    detector, so its tracks do not jump between two detectors' boxes and scores frame to frame.
+
+    Args:
+        auto: the `AutoFaceDetector` whose detectors and threshold it uses.
+        band: luma units (0-255) on each side of the threshold.
+    """
+
+    square_crops = False
+
+    def __init__(self, auto: AutoFaceDetector, band: float = STREAM_BAND):
+        self.auto, self.band, self.dark_now = auto, band, None
+        self.switches = 0  # how often the stream changed detector (after its first frame)
+
+    def is_dark(self, rgb: np.ndarray) -> bool:
+        if self.auto.dark is None:
+            return False
+        luma = brightness(rgb)
+        if self.dark_now is None:
+            self.dark_now = luma < self.auto.dark_below
+        elif self.dark_now and luma > self.auto.dark_below + self.band:
+            self.dark_now, self.switches = False, self.switches + 1
+        elif not self.dark_now and luma < self.auto.dark_below - self.band:
+            self.dark_now, self.switches = True, self.switches + 1
+        return self.dark_now
+
+    def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        return (self.auto.dark if self.is_dark(rgb) else self.auto.normal).detect(rgb)
+
+    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+        return xywh(self.detect(rgb)[0])
+
+
+def for_stream(detector):
+    """The detector to use on one video's frames: a stateful per-stream copy where the detector has one
+    (`for_stream`, e.g. `auto`'s hysteresis), else the detector itself."""
+    return detector.for_stream() if hasattr(detector, "for_stream") else detector
+
 
 class LazyDetector:
     """A detector built by `factory` on its first call (one whose start-up cost only some inputs need)."""
@@ -448,22 +499,30 @@ def _yunet_settings() -> dict:
     return {}
 
 
-def yunet_lowlight_detector(min_score: Optional[float] = None):
-    """The shipped low-light YuNet (Keras; see fer_keras/pretrained/yunet/README.md), its threshold from its
-    settings file."""
+def yunet_lowlight_detector(min_score: Optional[float] = None, runtime: str = "litert"):
+    """The shipped low-light YuNet (see fer_keras/pretrained/yunet/README.md), its threshold from its settings file.
+
+    `runtime`: `litert` runs its TFLite export (`YUNET_LOWLIGHT_TFLITE`: no TensorFlow import, so a dark photo
+    costs what a bright one does; falls back to Keras when that file is missing), `keras` the Keras model.
+    """
     if not os.path.isfile(YUNET_LOWLIGHT):
         raise ConfigError(f"{YUNET_LOWLIGHT}: the low-light YuNet is not installed (train one with "
                           "configs/lowlight_yunet.yaml and pass its run directory to --detector)")
+    settings = {"score_threshold": 0.5, "nms_threshold": 0.3, "max_side": 1280, "upscale_to": 640, "top_k": 750}
+    if os.path.isfile(YUNET_LOWLIGHT_SETTINGS):
+        with open(YUNET_LOWLIGHT_SETTINGS) as f:
+            settings.update(json.load(f))
+    threshold = settings["score_threshold"] if min_score is None else min_score
+    args = (threshold, settings["nms_threshold"], settings["max_side"], settings["upscale_to"], settings["top_k"])
+    if runtime == "litert" and os.path.isfile(YUNET_LOWLIGHT_TFLITE):
+        from fer_keras.detection.yunet_lite import LiteRTYuNetDetector  # LiteRT: only when this detector is used
+
+        return LiteRTYuNetDetector(YUNET_LOWLIGHT_TFLITE, *args,
+                                   threads=_yunet_settings().get("litert_threads", 1))
     quiet_tensorflow_import()
     from fer_keras.detection.yunet import KerasYuNetDetector  # imports Keras: loaded only when this detector is used
 
-    settings = {}
-    if os.path.isfile(YUNET_LOWLIGHT_SETTINGS):
-        with open(YUNET_LOWLIGHT_SETTINGS) as f:
-            settings = json.load(f)
-    return KerasYuNetDetector(YUNET_LOWLIGHT, settings.get("score_threshold", 0.5) if min_score is None else min_score,
-                              settings.get("nms_threshold", 0.3), settings.get("max_side", 1280),
-                              settings.get("upscale_to", 640))
+    return KerasYuNetDetector(YUNET_LOWLIGHT, *args)
 
 
 # The detectors `auto` may hand a dark photo to: the only list of their names (the YuNet settings file names one,
@@ -487,7 +546,7 @@ def _dark_yunet_bright(threshold: float, low=None):
 def _dark_yunet_lowlight(threshold: float, low=None):
     if low is None and not os.path.isfile(YUNET_LOWLIGHT):
         return None  # not shipped: YuNet itself on dark photos
-    # Built on the first dark photo: it imports TensorFlow, which a run of bright photos never needs.
+    # Built on the first dark photo: a run of bright photos never loads it.
     return LazyDetector(lambda: (low or yunet_lowlight_detector)(threshold))
 
 

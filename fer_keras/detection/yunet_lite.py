@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from fer_keras.detection.boxes import xywh, yunet_input
-from fer_keras.errors import ConfigError
+from fer_keras.errors import ConfigError, stderr_captured
 
 STRIDES = (8, 16, 32)
 OUTPUTS = ("cls", "obj", "bbox", "kps")
@@ -111,7 +111,8 @@ class LiteRTYuNetDetector(YuNetOutputs):
             from ai_edge_litert.interpreter import Interpreter  # LiteRT: only for this detector
 
             try:
-                interp = Interpreter(model_path=self.path, num_threads=self.threads)
+                with stderr_captured():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate": noise
+                    interp = Interpreter(model_path=self.path, num_threads=self.threads)
             except (ValueError, RuntimeError) as e:
                 raise ConfigError(f"{self.path}: LiteRT cannot load it ({str(e).splitlines()[0][:200]})") from None
             runner = interp.get_signature_runner("serving_default")
