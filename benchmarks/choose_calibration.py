@@ -1,15 +1,17 @@
 """Choose a model's calibrated output prior on val splits and store it in the model's metadata.
 
     python benchmarks/choose_calibration.py --model fer_keras/pretrained/default_ensemble.keras \
-        --config configs/default_v4.yaml [--tta auto] [--taus 0 1.5 0.05] [--write]
+        --config configs/default_v4.yaml [--method logit_adjustment|class_bias] [--tta auto] [--write]
 
 The model predicts every val source of the config as `predict --no-detect` runs it (LiteRT where it ships a TFLite
 export, its own views), without calibration. The prior is the model's mean prediction over the in-domain val faces
 (what it learnt to expect: FER+'s majority votes make neutral and happy common). Each `tau` of the grid is scored
 by the config's val score (`metrics.source_scores`: in- and out-of-domain sources weighed by
-`train.out_of_domain_weight`); the best is chosen, and with `--write` stored as the model's `"calibration"`
-(fer_keras/calibration.py) in its sidecar `.json` or run `labels.json`. `--min-in-domain` keeps only taus whose
-in-domain score stays within that much of the raw model's. Val splits choose; they are never reported as tests.
+`train.out_of_domain_weight`). `--method class_bias` then searches one log-probability shift per class from there
+(coordinate ascent on a grid of `--step`, `--rounds` passes over the classes, each shift within +-`--max-shift`). The
+best is chosen, and with `--write` stored as the model's `"calibration"`
+(fer_keras/calibration.py) in its sidecar `.json` or run `labels.json`. `--keep KEY=DROP` (repeatable) admits only
+calibrations whose val number KEY (e.g. `score_in`, `ferplus_accuracy`) stays within DROP of the raw model's. Val splits choose; they are never reported as tests.
 Writes benchmarks/results/choose_calibration.json (or --out).
 """
 
@@ -59,6 +61,33 @@ def score(probs, truth, va, names, domains, w_out, calibration=None) -> dict:
         np.concatenate(vps)), np.concatenate(ids), srcs, [domains.get(s, "in") for s in srcs], w_out)
 
 
+def search_class_bias(start, names, score_of, step: float, max_shift: float, rounds: int, admitted=None) -> tuple:
+    """Coordinate ascent of per-class log-probability shifts from `start`: each class's shift in turn takes the grid
+    value (step `step`, within +-`max_shift`) that maximises `score_of(calibration)["score"]` among the scores
+    `admitted` accepts, `rounds` times. Returns (the calibration, its scores)."""
+    from fer_keras.calibration import class_bias
+
+    bias = np.asarray(start, np.float64) - np.mean(start)  # only differences between classes matter
+    grid = np.round(np.arange(-max_shift, max_shift + step / 2, step), 4)
+
+    def ok(r):
+        return admitted is None or admitted(r)
+
+    best = score_of(class_bias(bias, names))
+    for _ in range(rounds):
+        moved = False
+        for c in range(len(names)):
+            for v in grid:
+                trial = bias.copy()
+                trial[c] = v
+                r = score_of(class_bias(trial, names))
+                if ok(r) and r["score"] > best["score"] + 1e-9:
+                    bias, best, moved = trial, r, True
+        if not moved:
+            break
+    return class_bias(bias, names), best
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="a shipped name, .keras file or run folder")
@@ -66,12 +95,17 @@ def main(argv=None) -> dict:
                    help="its val sources (with domains) choose the prior's strength")
     p.add_argument("--tta", default="auto", choices=["auto", "none", "flip", "crops"])
     p.add_argument("--taus", nargs=3, type=float, default=[0.0, 1.5, 0.05], metavar=("FROM", "TO", "STEP"))
-    p.add_argument("--min-in-domain", type=float, default=None, metavar="DROP",
-                   help="only taus whose in-domain val score is at most DROP below the raw model's")
+    p.add_argument("--method", default="logit_adjustment", choices=["logit_adjustment", "class_bias"])
+    p.add_argument("--step", type=float, default=0.1, help="class_bias: the shifts' grid step")
+    p.add_argument("--max-shift", type=float, default=2.0, help="class_bias: largest shift either way")
+    p.add_argument("--rounds", type=int, default=3, help="class_bias: passes over the classes")
+    p.add_argument("--keep", action="append", default=[], metavar="KEY=DROP",
+                   help="admit only calibrations whose val number KEY (score_in, ferplus_accuracy, ...) is at most "
+                        "DROP below the raw model's (repeatable)")
     p.add_argument("--write", action="store_true", help="store the chosen calibration in the model's metadata")
     p.add_argument("--out", default=os.path.join(HERE, "results", "choose_calibration.json"))
     a = p.parse_args(argv)
-    from fer_keras.calibration import logit_adjustment
+    from fer_keras.calibration import class_bias, logit_adjustment
     from fer_keras.io_utils import atomic_write_text
     from fer_keras.model_info import write_calibration
     from fer_keras.pretrained import resolve_model
@@ -87,23 +121,43 @@ def main(argv=None) -> dict:
         cal = logit_adjustment(prior, float(tau), names)
         rows.append({"tau": float(tau), **score(probs, truth, va, names, domains, w_out, cal)})
     raw = rows[0] if taus[0] == 0 else {"tau": 0.0, **score(probs, truth, va, names, domains, w_out)}
-    allowed = [r for r in rows if a.min_in_domain is None or r.get("score_in", 0) >= raw["score_in"] - a.min_in_domain]
-    best = max(allowed, key=lambda r: r["score"])
+    keep = {k: float(v) for k, v in (item.split("=", 1) for item in a.keep)}
+    unknown = [k for k in keep if k not in raw]
+    if unknown:
+        p.error(f"--keep {unknown[0]}: not a val number (valid: {', '.join(sorted(raw))})")
+
+    def admitted(r) -> bool:
+        return all(r.get(k, -np.inf) >= raw[k] - drop for k, drop in keep.items())
+
+    best = max((r for r in rows if admitted(r)), key=lambda r: r["score"], default=rows[0])
     for r in rows:
         keys = [k for k in r if k.endswith("_accuracy")]
         print(f"tau {r['tau']:.2f}: score {r['score']:.4f} (in {r.get('score_in', float('nan')):.4f}, out "
               f"{r.get('score_out', float('nan')):.4f}) | " + ", ".join(f"{k} {100 * r[k]:.2f}" for k in keys)
               + ("  <- chosen" if r is best else ""))
-    how = (f"benchmarks/choose_calibration.py on the val splits of {os.path.relpath(a.config, ROOT)} "
-           f"(tta {a.tta}): prior = mean prediction on the in-domain val faces ({', '.join(inside)}); tau chosen by "
-           f"the val score (out-of-domain weight {w_out}): {best['score']:.4f} vs {raw['score']:.4f} raw")
-    chosen = logit_adjustment(prior, best["tau"], names, chosen_on=how)
+    how = (f"benchmarks/choose_calibration.py --method {a.method} on the val splits of "
+           f"{os.path.relpath(a.config, ROOT)} (tta {a.tta}, out-of-domain weight {w_out})")
+    chosen = logit_adjustment(prior, best["tau"], names)
+    if a.method == "class_bias":
+        chosen, best = search_class_bias(chosen.bias, names, lambda cal: score(probs, truth, va, names, domains,
+                                                                                w_out, cal),
+                                         a.step, a.max_shift, a.rounds, admitted)
+        print("class_bias: " + ", ".join(f"{n} {b:+.2f}" for n, b in zip(names, chosen.bias)) + f": score "
+              f"{best['score']:.4f} (in {best.get('score_in', float('nan')):.4f}, out "
+              f"{best.get('score_out', float('nan')):.4f})")
+        chosen = class_bias(chosen.bias, names, chosen_on=f"{how}: val score {best['score']:.4f} vs "
+                                                          f"{raw['score']:.4f} raw")
+    else:
+        chosen = logit_adjustment(prior, best["tau"], names, chosen_on=f"{how}: prior = mean prediction on the "
+                                  f"in-domain val faces ({', '.join(inside)}); val score {best['score']:.4f} vs "
+                                  f"{raw['score']:.4f} raw")
     res = {"command": "python benchmarks/choose_calibration.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "model": a.model, "config": a.config, "tta": a.tta, "class_names": names, "prior": prior.tolist(),
-           "raw": raw, "chosen": best, "calibration": chosen.to_dict(), "rows": rows}
+           "keep": keep, "raw": raw, "chosen": best, "calibration": chosen.to_dict(), "rows": rows}
     if a.write:
-        res["written_to"] = write_calibration(model, chosen if best["tau"] > 0 else None)
-        print(f"wrote the calibration (tau {best['tau']}) into {res['written_to']}")
+        keep = any(abs(b) > 1e-9 for b in chosen.bias)
+        res["written_to"] = write_calibration(model, chosen if keep else None)
+        print(f"wrote the calibration ({chosen.describe()}) into {res['written_to']}")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     atomic_write_text(a.out, json.dumps(res, indent=2, default=float))
     return res

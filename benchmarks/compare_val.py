@@ -22,7 +22,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-from bench_real_faces import ours, score  # noqa: E402
+from bench_real_faces import fer_package, ours, score  # noqa: E402
 
 
 def val_sets(config: str) -> dict:
@@ -55,6 +55,10 @@ def main(argv=None) -> dict:
     p.add_argument("--bootstrap", type=int, default=500)
     p.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flip", "crops"],
                    help="score each model with each of these test-time augmentations")
+    p.add_argument("--sources", nargs="*", help="only these sources of the configs (default: all)")
+    p.add_argument("--preset", help="score in this label preset instead of the config's (e.g. 7: without contempt)")
+    p.add_argument("--fer", action="store_true",
+                   help="add the `fer` package (requirements-bench.txt) as a row, scored in preset 7 (its classes)")
     p.add_argument("--out", default=os.path.join(HERE, "results", "compare_val.json"))
     a = p.parse_args(argv)
     from fer_keras.pretrained import resolve_model  # shipped names (default, compact, ...) as predict takes them
@@ -62,10 +66,20 @@ def main(argv=None) -> dict:
     res = {"command": "python benchmarks/compare_val.py " + " ".join(argv or sys.argv[1:]), "rows": []}
     for config in a.configs:
         for source, (paths, labels, va, preset) in val_sets(config).items():
+            if a.sources and source not in a.sources:
+                continue
+            preset = a.preset or preset
+            if a.fer:
+                r = score(fer_package(paths, 0), labels, va, "7", a.bootstrap)
+                res["rows"].append({"config": os.path.basename(config), "source": source, "model": "fer (pip)",
+                                    "tta": "none", "preset": "7", **r})
+                print(f"{os.path.basename(config):28s} {source:10s} {'fer (pip), preset 7':50s} n {r['n']:5d} acc "
+                      f"{100 * r['accuracy']:.2f} UAR {100 * r['uar']:.2f}", flush=True)
             for model in a.models:
                 for tta in a.tta:
                     r = score(ours(resolve_model(model), paths, tta=tta), labels, va, preset, a.bootstrap)
-                    row = {"config": os.path.basename(config), "source": source, "model": model, "tta": tta, **r}
+                    row = {"config": os.path.basename(config), "source": source, "model": model, "tta": tta,
+                           "preset": preset, **r}
                     res["rows"].append(row)
                     vac = f" valence {r['valence_ccc']:.3f} arousal {r['arousal_ccc']:.3f}" \
                         if "valence_ccc" in r else ""

@@ -7,7 +7,8 @@ frame at all get called neutral. Logit adjustment (Menon et al., "Long-tail lear
 
     p'(c) ∝ p(c) · prior(c) ** -tau
 
-`tau = 0` is the raw model, `tau = 1` divides the prior out. `prior` and `tau` are chosen on val data (by
+`tau = 0` is the raw model, `tau = 1` divides the prior out. `class_bias` generalises it to one free shift per class
+(p'(c) ∝ p(c) · exp(bias(c))), searched on val data. Either is chosen on val data (by
 `benchmarks/choose_calibration.py`) and stored in the model's metadata (`"calibration"` in a run's labels.json or in
 the sidecar `.json` beside a `.keras` file) as a per-class log-space `bias`, with how it was chosen. predict (Keras
 and LiteRT), evaluate and the API all call `Calibration.apply` on the view-averaged probabilities, before any
@@ -29,6 +30,7 @@ from fer_keras.errors import ConfigError
 # method name -> what it does (the sidecar's "method"; --help and errors list these)
 CALIBRATION_METHODS: Dict[str, str] = {
     "logit_adjustment": "p ∝ p · prior ** -tau: a share tau of a class prior removed from the log-probabilities",
+    "class_bias": "p ∝ p · exp(bias): one log-probability shift per class, searched on val data",
 }
 # What --calibration / calibration= take: the model's stored calibration (auto) or the raw network outputs (none).
 CALIBRATION_MODES = ("auto", "none")
@@ -84,6 +86,15 @@ def logit_adjustment(prior: Sequence[float], tau: float, class_names: Sequence[s
     prior = prior / prior.sum()
     return Calibration("logit_adjustment", list(class_names), (-float(tau) * np.log(prior)).tolist(),
                        prior.tolist(), float(tau), chosen_on, dict(extra))
+
+
+def class_bias(bias: Sequence[float], class_names: Sequence[str], chosen_on: str = "", **extra) -> Calibration:
+    """The `class_bias` calibration: per-class log-probability shifts chosen directly (e.g. by coordinate search on
+    val data, `benchmarks/choose_calibration.py --method class_bias`)."""
+    bias = np.asarray(bias, np.float64)
+    if bias.shape != (len(class_names),) or not np.all(np.isfinite(bias)):
+        raise ConfigError(f"class bias: expected {len(class_names)} finite numbers, got {bias.tolist()}")
+    return Calibration("class_bias", list(class_names), bias.tolist(), chosen_on=chosen_on, extra=dict(extra))
 
 
 def parse_calibration(meta: Optional[dict], class_names: Optional[Sequence[str]], where: str

@@ -201,7 +201,10 @@ def headline(metrics: dict, run_name: str, model_name: str = "") -> str:
             f"<b>{html.escape(data)}</b> ({html.escape(str(info.get('format', '')))}), split "
             f"<b>{html.escape(str(info.get('split')))}</b>, n = <b>{e['num_samples']:,}</b>, "
             f"{len(info['class_names'])} classes (preset {html.escape(str(info.get('preset')))})"
-            + (f", TTA {html.escape(info['tta'])}" if info.get("tta") not in (None, "none") else ""))
+            + (f", TTA {html.escape(info['tta'])}" if info.get("tta") not in (None, "none") else "")
+            + (f", calibration {html.escape(str(info['calibration'].get('method')))}"
+               + (f" (tau {info['calibration']['tau']:g})" if info["calibration"].get("tau") is not None else "")
+               if info.get("calibration") else ""))
     note = f"<p class='meta'>{html.escape(info['note'])}</p>" if info.get("note") else ""
     return f"<p class='meta'>{meta}</p><div class='card'>{''.join(cards)}</div>{note}"
 
@@ -211,6 +214,15 @@ def metric_tables(metrics: dict) -> List[Tuple[str, str]]:
     e = metrics["expression"]
     out = [("Metrics", _table(["metric", "value"], [[m.label, e[m.key]] for m in summary_metrics("expression")
                                                      if m.key in e]))]
+    scopes = metrics.get("classes")
+    if scopes:  # the data lacks some of the model's classes: both accuracies, the headline named
+        out.append(("Over which classes", _table(["argmax over", "accuracy", "UAR"], [
+            [f"all {len(metrics['info']['class_names'])} classes (model)" + (" ← headline" if scopes["headline"] ==
+                                                                             "model" else ""),
+             scopes["model"]["accuracy"], scopes["model"]["uar"]],
+            [f"the {len(scopes['data_classes'])} classes the data has (data)"
+             + (" ← headline" if scopes["headline"] == "data" else ""),
+             scopes["data"]["accuracy"], scopes["data"]["uar"]]])))
     pc = e.get("per_class") or {}
     out.append(("Per class", _table(["class", "precision", "recall", "F1", "support", "ROC AUC"], [
         [c, v.get("precision"), v.get("recall"), v.get("f1"), v.get("support"), v.get("roc_auc")]

@@ -163,3 +163,17 @@ def test_evaluate_scores_both_class_scopes_and_the_calibration(exported_run, tmp
     assert none["classes"]["model"]["accuracy"] == pytest.approx(hand_model)
     recal = cal.apply(probs)
     assert calibrated["classes"]["model"]["accuracy"] == pytest.approx(float(np.mean(recal.argmax(1) == truth)))
+
+
+def test_the_report_names_the_calibration_and_both_class_scopes():
+    from fer_keras.report import headline, metric_tables
+
+    cal = logit_adjustment([0.4, 0.3, 0.1, 0.1, 0.1], 0.6, NAMES).to_dict()
+    metrics = {"info": {"class_names": NAMES, "calibration": cal, "split": "all", "preset": "5", "model": "m.keras"},
+               "expression": {"num_samples": 10, "accuracy": 0.5, "uar": 0.4, "per_class": {}},
+               "classes": {"headline": "data", "data_classes": NAMES[1:], "model": {"accuracy": 0.5, "uar": 0.4},
+                           "data": {"accuracy": 0.7, "uar": 0.6}}}
+    assert "calibration logit_adjustment (tau 0.6)" in headline(metrics, "run")
+    tables = dict(metric_tables(metrics))
+    assert "the 4 classes the data has (data) ← headline" in tables["Over which classes"]
+    assert "0.700" in tables["Over which classes"]
