@@ -315,17 +315,21 @@ def load_run(path: Union[str, os.PathLike]) -> Run:
 
 
 def train(config: Optional[str] = None, *, model: Optional[str] = None, data: Optional[str] = None,
-          epochs: Optional[int] = None, name: Optional[str] = None, runs_dir: str = "runs",
+          epochs: Optional[int] = None, name: Optional[str] = None, runs_dir: Optional[str] = None,
           overrides: Optional[Dict[str, Any]] = None) -> Run:
     """Trains a model (as `train_model.py`) and returns its run.
 
+    Settings merge in this order, each over the one before: the dataclass defaults, the `config` file, `overrides`,
+    the named parameters that are given (not None). A key set both in `overrides` and by a named parameter is
+    refused, so no setting is silently dropped. Paths may be `str` or `os.PathLike` (`pathlib.Path`).
+
     Args:
         config: a YAML config file (e.g. `configs/default.yaml`); None = the defaults.
-        model: the architecture (`fer_keras.models.MODELS`: `CustomCNN`, `VGG16`, ...).
-        data: the dataset folder or file (None = the built-in synthetic demo data).
-        epochs: number of epochs.
-        name: the run's name under `runs_dir` (an unfinished run of that name resumes).
-        runs_dir: where runs are written.
+        model: the architecture (`fer_keras.models.MODELS`: `CustomCNN`, `VGG16`, ...) = `model.name`.
+        data: the dataset folder or file = `data.path` (None = the config's; the built-in demo data by default).
+        epochs: number of epochs = `train.epochs`.
+        name: the run's name under `runs_dir` = `train.name` (an unfinished run of that name resumes).
+        runs_dir: where runs are written = `train.runs_dir` (None = the config's; `runs` by default).
         overrides: dotted config keys and values, as `--set` takes them, e.g. `{"train.learning_rate": 1e-3}`
             (a text value is read as `--set` reads it: `"[8, 16]"` is a list).
 
@@ -333,15 +337,20 @@ def train(config: Optional[str] = None, *, model: Optional[str] = None, data: Op
         The finished (or, after `train.time_limit_minutes`, stopped and resumable) `Run`.
 
     Raises:
-        ValueError: an unknown config key or a bad value, or unusable data (the message names it).
+        ValueError: an unknown config key or a bad value, a key given twice, or unusable data (the message names it).
     """
     if overrides is not None and not isinstance(overrides, dict):
         raise ConfigError(f"overrides: expected a dict of dotted keys, got {type(overrides).__name__}")
-    overrides = overrides or {}
+    overrides = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in (overrides or {}).items()}
+    named = {"model.name": model, "data.path": data, "train.epochs": epochs, "train.name": name,
+             "train.runs_dir": runs_dir}
+    named = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in named.items() if v is not None}
+    twice = sorted(set(named) & set(overrides))
+    if twice:
+        raise ConfigError(f"{twice[0]} is given twice (as a named parameter and in overrides); give it once")
     # Text values are read as `--set key=value` reads them (YAML: "[8, 16]" is a list); others are used as given.
     texts = [f"{k}={v}" for k, v in overrides.items() if isinstance(v, str)]
-    flags = {**{k: v for k, v in overrides.items() if not isinstance(v, str)}, "model.name": model,
-             "data.path": data, "train.epochs": epochs, "train.name": name, "train.runs_dir": runs_dir}
+    flags = {**{k: v for k, v in overrides.items() if not isinstance(v, str)}, **named}
     cfg = load_config(config, texts, flags)
     if cfg.train.strategy == "multiworker":
         raise ConfigError("train.strategy=multiworker: start each worker with train_model.py (see docs/training.md)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -117,6 +118,9 @@ class _LiteRTModel:
         self._runner = self.interp.get_signature_runner()
         self.shape = tuple(int(v) for v in self.input["shape"][1:])
         self._batch, self._fixed = 1, False
+        # One interpreter, resized per batch size: calls from several threads (one Analyzer shared by a web
+        # server's workers) take turns, or one thread's resize would hand another its tensors.
+        self._lock = threading.Lock()
 
     def _resize(self, n: int) -> None:
         self._runner = None  # the old runner holds tensors that block re-allocation
@@ -126,6 +130,10 @@ class _LiteRTModel:
         self._batch = n
 
     def __call__(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        with self._lock:
+            return self._call(x)
+
+    def _call(self, x: np.ndarray) -> Dict[str, np.ndarray]:
         n = len(x)
         if n != self._batch and not self._fixed:
             try:
@@ -134,7 +142,7 @@ class _LiteRTModel:
                 self._fixed = True
                 self._resize(1)
         if self._fixed and n > 1:
-            outs = [self(x[i:i + 1]) for i in range(n)]
+            outs = [self._call(x[i:i + 1]) for i in range(n)]
             return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
         out = self._runner(image=np.ascontiguousarray(x, np.float32))
         probs = np.maximum(np.asarray(out["probabilities"], np.float32), 0.0)
@@ -622,15 +630,17 @@ def can_show() -> bool:
 # Numeric options of predict (CLI flags and `fer_keras.Analyzer` keywords): (valid?, what a valid value is).
 OPTION_RANGES = {
     "padding": (lambda v: 0.0 <= v <= 2.0, "a fraction in [0, 2]"),
-    "batch_size": (lambda v: v >= 1, "at least 1"),
-    "window": (lambda v: v >= 1, "at least 1 frame"),
-    "detect_every": (lambda v: v >= 1, "at least 1 frame"),
+    "batch_size": (lambda v: v >= 1, "a whole number, at least 1"),
+    "window": (lambda v: v >= 1, "a whole number of frames, at least 1"),
+    "detect_every": (lambda v: v >= 1, "a whole number of frames, at least 1"),
     "hysteresis": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-    "min_face": (lambda v: v >= 1, "at least 1 px"),
-    "max_frames": (lambda v: v >= 1, "at least 1 frame"),
+    "min_face": (lambda v: v >= 1, "a whole number of px, at least 1"),
+    "max_frames": (lambda v: v >= 1, "a whole number of frames, at least 1"),
     "min_score": (lambda v: 0.0 <= v < 1.0, "a score in [0, 1)"),
-    "confirm": (lambda v: v >= 1, "at least 1 detection"),
+    "confirm": (lambda v: v >= 1, "a whole number of detections, at least 1"),
 }
+# options that count things: a float (2.5 frames) is as wrong as a negative number
+INTEGER_OPTIONS = ("batch_size", "window", "detect_every", "min_face", "max_frames", "confirm")
 
 
 def check_options(flags: bool = True, **values) -> None:
@@ -641,7 +651,8 @@ def check_options(flags: bool = True, **values) -> None:
         if value is None:
             continue
         name = "--" + key.replace("_", "-") if flags else key
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not ok(value):
+        kinds = (int, np.integer) if key in INTEGER_OPTIONS else (int, float, np.integer, np.floating)
+        if isinstance(value, bool) or not isinstance(value, kinds) or value != value or not ok(value):
             raise ConfigError(f"{name} {value!r}: out of range (expected {what})")
 
 

@@ -54,20 +54,21 @@ def shipped_names_help() -> str:
 
 
 def resolve_model(spec: Optional[str] = None) -> str:
-    """The path to load for `--model SPEC`: an existing file or run folder as given, else a shipped model's name
-    (None = `default`).
+    """The path to load for `--model SPEC`: a shipped model's name (None = `default`), else an existing file or run
+    folder as given. A shipped name wins over a file or folder of that name in the working folder (write
+    `./default` for that one): the same command must not load another model depending on where it runs.
 
     Raises:
-        ModelError: SPEC is neither an existing path nor a shipped name (the message lists the names), or the
+        ModelError: SPEC is neither a shipped name nor an existing path (the message lists the names), or the
             shipped file is missing from this install.
     """
-    spec = "default" if spec is None else str(spec)
-    if os.path.exists(spec):
-        return spec
+    spec = "default" if spec is None else os.fspath(spec)
     if spec in SHIPPED_MODELS:
         path = SHIPPED_MODELS.get(spec).path
         if not os.path.isfile(path):
             raise ModelError(f"shipped model {spec!r} ({path}) is missing from this install; reinstall fer_keras")
         return path
+    if os.path.exists(spec):
+        return spec
     raise ModelError(f"model {spec!r}: no such file or run folder, and not a shipped model name (shipped: "
                      f"{', '.join(SHIPPED_MODELS.names())})")

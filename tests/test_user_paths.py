@@ -1,0 +1,90 @@
+"""User paths that must hold whatever the caller does: one Analyzer shared by threads, whole-number options,
+shipped names against files of the same name."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import fer_keras
+from fer_keras.errors import ConfigError
+from fer_keras.predict import FacePredictor
+from fer_keras.pretrained import resolve_model
+
+
+def test_one_litert_predictor_is_safe_from_several_threads():
+    """Threads sharing one predictor (LiteRT, batches of other sizes) each get their own images' outputs."""
+    pred = FacePredictor(resolve_model("compact"), backend="litert", tta="none")
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (n, pred.size, pred.size, pred.channels)).astype(np.uint8)
+               for n in (1, 3, 5, 2, 7, 4)]
+    want = [pred.predict(list(b))["expression"] for b in batches]
+    wrong, errors = [], []
+
+    def work(k):
+        try:
+            for i in range(20):
+                j = (k + i) % len(batches)
+                got = pred.predict(list(batches[j]))["expression"]
+                if not np.allclose(got, want[j], atol=1e-6):
+                    wrong.append(j)
+        except Exception as e:  # noqa: BLE001 - the test reports any failure of a thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not wrong
+
+
+@pytest.mark.parametrize("option, value", [("batch_size", 2.5), ("window", 2.5), ("min_face", 10.5),
+                                           ("confirm", 1.5), ("batch_size", "8")])
+def test_counting_options_take_whole_numbers_only(option, value):
+    with pytest.raises(ConfigError, match=f"{option} {value!r}: out of range .*whole number"):
+        fer_keras.Analyzer("compact", **{option: value})
+
+
+def test_a_shipped_name_wins_over_a_file_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()  # a folder named like the shipped model
+    assert resolve_model("default").endswith(".keras") and os.path.isfile(resolve_model("default"))
+    assert resolve_model("./default") == "./default"  # the local one, asked for as a path
+    assert resolve_model(tmp_path / "default") == str(tmp_path / "default")  # Path objects work
+
+
+def _captured_train(monkeypatch):
+    """fer_keras.train with the training replaced by a recorder of the resolved config."""
+    import fer_keras.api as api
+
+    seen = {}
+
+    class Task:
+        def fn(self, role):
+            return lambda cfg: seen.setdefault("cfg", cfg) and "run"
+
+    monkeypatch.setattr(api, "task_of", lambda cfg: Task())
+    monkeypatch.setattr(api, "Run", lambda path: path)
+    monkeypatch.setattr(api, "quiet_tensorflow_import", lambda: None)
+    return seen
+
+
+def test_train_applies_every_override_and_named_parameter(monkeypatch, tmp_path):
+    import pathlib
+
+    seen = _captured_train(monkeypatch)
+    fer_keras.train(overrides={"train.epochs": 1, "train.runs_dir": str(tmp_path / "r"),
+                               "data.path": pathlib.Path(tmp_path / "faces")})
+    cfg = seen.pop("cfg")
+    assert cfg.train.epochs == 1 and cfg.train.runs_dir == str(tmp_path / "r")
+    assert cfg.data.path == str(tmp_path / "faces")  # a Path, not the demo data
+    fer_keras.train(data=pathlib.Path(tmp_path / "x"), epochs=2, runs_dir=tmp_path, overrides={"train.seed": 3})
+    cfg = seen.pop("cfg")
+    assert (cfg.data.path, cfg.train.epochs, cfg.train.runs_dir, cfg.train.seed) == (str(tmp_path / "x"), 2,
+                                                                                      str(tmp_path), 3)
+    with pytest.raises(ConfigError, match="train.epochs is given twice"):
+        fer_keras.train(epochs=2, overrides={"train.epochs": 1})
+    with pytest.raises(ConfigError, match="unknown config key 'train.epoch'"):
+        fer_keras.train(overrides={"train.epoch": 1})
