@@ -346,6 +346,10 @@ def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, da
     if list(model_classes) != bundle.class_names:
         note += f" Model classes ({', '.join(model_classes)}) were mapped by name to the {cfg.data.labels}-class " \
                 "preset."
+    status = RunDir(run).status() if run else None
+    if status not in (None, "finished"):  # scored mid-training: a later checkpoint may replace this model
+        note += (f" This run is not finished (state: {status}): its model is the best checkpoint so far; evaluate "
+                 "again once it finishes.")
     demo = data is None and cfg.data.path is None and not cfg.data.sources  # the built-in demo data
     if demo:
         note = ("Built-in synthetic demo data (generated cartoon faces, not real ones): these numbers show that the "
@@ -354,7 +358,7 @@ def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, da
                       "format": bundle.format, "split": used_split, "preset": cfg.data.labels,
                       "class_names": bundle.class_names, "model_class_names": list(model_classes),
                       "skipped_bad": len(bundle.bad), "note": note.strip(), "tta": tta,
-                      "calibration": cal.to_dict() if cal is not None else None,
+                      "calibration": cal.to_dict() if cal is not None else None, "run_status": status,
                       "evaluated_at": _dt.datetime.now().isoformat(timespec="seconds")}
     if demo:
         result["info"]["data_name"] = "synthetic demo faces"

@@ -27,7 +27,7 @@ import numpy as np
 from fer_keras.config import load_config
 from fer_keras.errors import ConfigError, FerError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
-from fer_keras.model_info import load_keras_model, read_model_info, write_sidecar
+from fer_keras.model_info import load_keras_model, read_model_info, stamp_tflite, write_sidecar
 from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir, run_task
 from fer_keras.tasks import TASKS
 
@@ -283,6 +283,8 @@ def export_model_file(model_file: str, out: Optional[str], quantize: str = "floa
         if quantize == "int8" else None
     export_tflite(model, out, quantize, dynamic_batch=True, representative=images)
     print(f"tflite ({quantize}): {out} ({os.path.getsize(out) / 1e6:.1f} MB)")
+    if os.path.splitext(os.path.abspath(out))[0] == os.path.splitext(os.path.abspath(model_file))[0]:
+        stamp_tflite(model_file)  # the .tflite beside its model: predict runs it only with this model version
     return out
 
 
@@ -337,6 +339,7 @@ def export_expression_run(run: str, formats: Optional[Sequence[str]] = None) -> 
                 written[key] = export_tflite(model, os.path.join(out, name), "int8", True, images)
             else:
                 written[key] = export_tflite(model, os.path.join(out, name), kind, dynamic_batch=True)
+        stamp_tflite(run)  # predict runs export/model_float.tflite only while model.keras is this version
     return written
 
 

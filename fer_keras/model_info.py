@@ -38,6 +38,9 @@ class ModelInfo:
     trained_heads: Dict[str, bool] = field(default_factory=dict)
     tta: str = "none"  # the test-time augmentation its predictions use by default (fer_keras/tta.py)
     calibration: Optional[Calibration] = None
+    # the SHA-256 of the .keras file its TFLite export (the `.tflite` beside it, a run's export/model_float.tflite)
+    # was made from or shipped with: a `.tflite` of another model version is refused (`check_tflite_belongs`)
+    tflite_model_sha256: Optional[str] = None
 
     @property
     def va_trained(self) -> bool:
@@ -100,7 +103,58 @@ def read_model_info(model: str) -> ModelInfo:
             isinstance(heads[k], bool) for k in ("expression", "valence_arousal") if k in heads)):
         raise ConfigError(f"{model}: trained_heads in its metadata is not an object of true/false values")
     calibration = parse_calibration(meta.get("calibration"), names, model)
-    return ModelInfo(model_file, names, _heads_from(meta, summary), tta, calibration)
+    sha = meta.get(TFLITE_SHA_KEY)
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64):
+        raise ConfigError(f"{model}: {TFLITE_SHA_KEY} in its metadata is not a SHA-256 hex digest")
+    return ModelInfo(model_file, names, _heads_from(meta, summary), tta, calibration, sha)
+
+
+TFLITE_SHA_KEY = "tflite_of_model_sha256"
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 hex digest of a file's bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _metadata_path(model: str) -> str:
+    return RunDir(model).file(LABELS) if os.path.isdir(model) else sidecar_path(model)
+
+
+def update_metadata(model: str, **values) -> str:
+    """Sets (or, for a None value, removes) top-level keys of a model's metadata: `labels.json` of a run directory
+    or the sidecar `.json` beside a `.keras` file (created when missing). Written atomically; returns its path."""
+    path = _metadata_path(model)
+    meta = _read_json(path) if os.path.isfile(path) else {}
+    for k, v in values.items():
+        if v is None:
+            meta.pop(k, None)
+        else:
+            meta[k] = v
+    atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def stamp_tflite(model: str) -> str:
+    """Records in a model's metadata that its TFLite export belongs to the `.keras` file as it is now."""
+    return update_metadata(model, **{TFLITE_SHA_KEY: file_sha256(read_model_info(model).model_file)})
+
+
+def check_tflite_belongs(model: str, info: ModelInfo, tflite: str) -> None:
+    """Raises a one-line ModelError when `tflite` (the export beside a model) was made from another version of the
+    model's `.keras` file than the one there now (a model retrained or rebuilt under the same name). An export
+    without a record (made before records were kept) passes."""
+    if info.tflite_model_sha256 is None or not os.path.isfile(info.model_file):
+        return
+    if file_sha256(info.model_file) != info.tflite_model_sha256:
+        raise ModelError(f"{tflite}: exported from another version of {info.model_file} (the model changed since); "
+                         f"export it again (python -m fer_keras.export) or run the model with --backend keras")
 
 
 def check_expression_model(model, path: str, class_names=None) -> tuple:
@@ -159,15 +213,8 @@ def write_calibration(model: str, calibration: Optional[Calibration]) -> str:
     if calibration is not None and info.class_names is not None and calibration.class_names != info.class_names:
         raise ConfigError(f"{model}: the calibration's classes {calibration.class_names} differ from the model's "
                           f"{info.class_names}")
-    path = RunDir(model).file(LABELS) if os.path.isdir(model) else sidecar_path(model)
-    meta = _read_json(path) if os.path.isfile(path) else {}
-    if calibration is None:
-        meta.pop("calibration", None)
-    else:
-        meta.setdefault("class_names", list(calibration.class_names))
-        meta["calibration"] = calibration.to_dict()
-    atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
-    return path
+    extra = {} if calibration is None or info.class_names else {"class_names": list(calibration.class_names)}
+    return update_metadata(model, calibration=None if calibration is None else calibration.to_dict(), **extra)
 
 
 def load_keras_model(path: str, safe_mode: bool = True):

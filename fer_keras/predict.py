@@ -31,7 +31,8 @@ from fer_keras.errors import ConfigError, DataError, ModelError, quiet_tensorflo
 from fer_keras.io_utils import write_image
 from fer_keras.labels import class_mapping_matrix, map_probabilities, preset_classes
 from fer_keras.progress import Progress
-from fer_keras.model_info import check_class_count, check_expression_model, load_keras_model, read_model_info
+from fer_keras.model_info import (check_class_count, check_expression_model, check_tflite_belongs, load_keras_model,
+                                  read_model_info)
 from fer_keras.tta import tta_views, tta_views_numpy
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -178,6 +179,8 @@ class FacePredictor:
                               "--run RUN --format tflite)")
         self.batch_size, self.tta, self.labels = batch_size, tta, labels
         if lite is not None:
+            if lite != model:  # the export beside a model: it must be of this version of the model
+                check_tflite_belongs(model, info, lite)
             self.backend = "litert"
             self._lite = _LiteRTModel(lite)
             self._views = tta_views_numpy(tta)

@@ -177,3 +177,21 @@ def test_the_report_names_the_calibration_and_both_class_scopes():
     tables = dict(metric_tables(metrics))
     assert "the 4 classes the data has (data) ← headline" in tables["Over which classes"]
     assert "0.700" in tables["Over which classes"]
+
+
+def test_an_unfinished_runs_scores_say_so(exported_run, tmp_path):
+    from fer_keras.evaluation import evaluate_run
+
+    run, _ = exported_run
+    state = os.path.join(run, "state.json")
+    before = open(state).read()
+    try:
+        with open(state, "w") as f:
+            json.dump({"status": "stopped"}, f)
+        _, res = evaluate_run(run=run, out=str(tmp_path / "e"))
+    finally:
+        with open(state, "w") as f:
+            f.write(before)
+    assert res["info"]["run_status"] == "stopped" and "not finished (state: stopped)" in res["info"]["note"]
+    _, done = evaluate_run(run=run, out=str(tmp_path / "f"))
+    assert done["info"]["run_status"] == "finished" and "not finished" not in done["info"]["note"]

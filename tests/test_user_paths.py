@@ -88,3 +88,27 @@ def test_train_applies_every_override_and_named_parameter(monkeypatch, tmp_path)
         fer_keras.train(epochs=2, overrides={"train.epochs": 1})
     with pytest.raises(ConfigError, match="unknown config key 'train.epoch'"):
         fer_keras.train(overrides={"train.epoch": 1})
+
+
+def test_a_tflite_of_another_model_version_is_refused(tmp_path):
+    """The .tflite beside a .keras records the model it belongs to: a model rebuilt under the same name is refused
+    with one line instead of being answered by the old export; --backend keras still runs the new one."""
+    import shutil
+
+    from fer_keras.errors import ModelError
+    from fer_keras.model_info import load_keras_model, stamp_tflite
+
+    src = resolve_model("compact")
+    for ext in (".keras", ".tflite", ".json"):
+        shutil.copy(os.path.splitext(src)[0] + ext, tmp_path / f"m{ext}")
+    model = str(tmp_path / "m.keras")
+    assert FacePredictor(model).backend == "litert"  # the shipped pair belongs together
+    m = load_keras_model(model)
+    m.get_layer("expression").bias.assign(m.get_layer("expression").bias.numpy() + 1.0)
+    os.remove(model)
+    m.save(model)  # rebuilt under the same name
+    with pytest.raises(ModelError, match="m.tflite: exported from another version of .*m.keras"):
+        FacePredictor(model)
+    assert FacePredictor(model, backend="keras").backend == "keras"
+    stamp_tflite(model)  # declared to belong (as export does after writing it)
+    assert FacePredictor(model).backend == "litert"
