@@ -15,7 +15,8 @@ import os
 
 from fer_keras.errors import ConfigError, cli_main
 from fer_keras.io_utils import atomic_path
-from fer_keras.model_info import load_keras_model, read_model_info, write_sidecar
+from fer_keras.model_info import (check_expression_model, load_keras_model, read_model_info, sidecar_path,
+                                  write_sidecar)
 from fer_keras.models.ensemble import build_ensemble
 from fer_keras.pretrained import resolve_model
 from fer_keras.tta import TTA
@@ -33,13 +34,19 @@ def main(argv=None):
     a = p.parse_args(argv)
     if not a.out.endswith(".keras"):
         raise ConfigError(f"--out {a.out}: must end in .keras")
-    if os.path.exists(a.out):
-        raise ConfigError(f"--out {a.out}: exists; an ensemble never overwrites a file")
+    side = sidecar_path(a.out)
+    for path in (a.out, side):
+        if os.path.exists(path):
+            raise ConfigError(f"--out {a.out}: {path} exists; an ensemble never overwrites a file")
+    if a.input_size is not None and not 8 <= a.input_size <= 4096:
+        raise ConfigError(f"--input-size {a.input_size}: out of range (expected an image side in pixels, 8-4096)")
     infos = [read_model_info(resolve_model(m)) for m in a.members]
     names = [i.class_names for i in infos]
     if names[0] is None or any(n != names[0] for n in names):
         raise ConfigError(f"ensemble members have different classes: {names}")
     models = [load_keras_model(i.model_file) for i in infos]
+    for m, info, name in zip(models, infos, a.members):  # each member agrees with its own metadata
+        check_expression_model(m, name, info.class_names)
     shape = None
     if a.input_size:
         shape = (a.input_size, a.input_size, int(models[0].input_shape[-1]))

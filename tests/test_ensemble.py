@@ -116,6 +116,22 @@ def test_ensemble_cli_writes_model_and_sidecar_and_never_overwrites(tmp_path, ca
     with pytest.raises(SystemExit) as e:
         ensemble_main(["--members", *paths, "--out", out])
     assert e.value.code == 2 and "never overwrites" in capsys.readouterr().err
+    other = str(tmp_path / "ens" / "other.keras")
+    open(os.path.splitext(other)[0] + ".json", "w").write("{}")  # a sidecar of that name exists: kept
+    for args, words in ((["--out", other], "other.json exists; an ensemble never overwrites"),
+                        (["--expression-weights", "nan", "1", "--out", str(tmp_path / "n.keras")], "finite numbers"),
+                        (["--va-weights", "inf", "1", "--out", str(tmp_path / "i.keras")], "finite numbers"),
+                        (["--input-size", "-8", "--out", str(tmp_path / "s.keras")], "--input-size -8: out of range")):
+        with pytest.raises(SystemExit) as e:
+            ensemble_main(["--members", *paths, *args])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and words in err and len(err.splitlines()) == 1, err
+    assert open(os.path.splitext(other)[0] + ".json").read() == "{}"
+    for path in paths:  # metadata of another model (4 classes; the members predict 3)
+        write_sidecar(path, ["neutral", "happy", "sad", "anger"], {"expression": True})
+    with pytest.raises(SystemExit) as e:
+        ensemble_main(["--members", *paths, "--out", str(tmp_path / "m.keras")])
+    assert e.value.code == 2 and "do not belong together" in capsys.readouterr().err
 
 
 def test_saved_ensemble_loads_through_the_library_loader(tmp_path):

@@ -14,6 +14,8 @@ nothing to it (its branch is still computed if its other output is used).
 
 from __future__ import annotations
 
+import math
+
 from typing import List, Optional, Sequence, Tuple
 
 import keras
@@ -140,8 +142,8 @@ def _normalized(weights: Optional[Sequence[float]], n: int, what: str) -> List[f
     w = [1.0 / n] * n if weights is None else [float(v) for v in weights]
     if len(w) != n:
         raise ConfigError(f"{what}: {len(w)} weights for {n} members")
-    if any(v < 0 for v in w) or sum(w) <= 0:
-        raise ConfigError(f"{what}: weights must be >= 0 with a positive sum (got {w})")
+    if any(not math.isfinite(v) or v < 0 for v in w) or sum(w) <= 0:
+        raise ConfigError(f"{what}: weights must be finite numbers >= 0 with a positive sum (got {w})")
     return [v / sum(w) for v in w]
 
 
