@@ -87,7 +87,7 @@ def test_bad_ensembles_are_one_line_errors():
         build_ensemble([a])
     with pytest.raises(ConfigError, match="2 weights for 3 members"):
         build_ensemble([a, a, a], expression_weights=[1, 1])
-    with pytest.raises(ConfigError, match="weights must be >= 0"):
+    with pytest.raises(ConfigError, match="weights must be finite numbers >= 0"):
         build_ensemble([a, a], va_weights=[1, -1])
     inp = keras.Input((16, 16, 3))
     x = keras.layers.GlobalAveragePooling2D()(inp)
