@@ -25,8 +25,9 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from fer_keras.config import load_config
-from fer_keras.errors import ConfigError, FerError, cli_main
+from fer_keras.errors import ConfigError, FerError, ModelError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
+from fer_keras.limits import model_zip_problem
 from fer_keras.model_info import load_keras_model, read_model_info, stamp_tflite, write_sidecar
 from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir, run_task
 from fer_keras.tasks import TASKS
@@ -238,6 +239,9 @@ def half_precision_keras(model_file: str, out: str) -> str:
             dst.require_group(name)
         dst[name].attrs.update(dict(obj.attrs))
 
+    problem = model_zip_problem(model_file)
+    if problem:
+        raise ModelError(f"{model_file}: {problem}")
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(model_file) as src_zip:
         names = src_zip.namelist()
         if weights not in names:

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 
 from fer_keras.calibration import Calibration, parse_calibration
 from fer_keras.errors import ConfigError, ModelError
+from fer_keras.limits import model_zip_problem
 from fer_keras.labels import PRESETS
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.run_dir import DATA_SUMMARY, LABELS, RunDir
@@ -229,11 +230,9 @@ def load_keras_model(path: str, safe_mode: bool = True):
     if not os.path.exists(path):
         raise ModelError(f"model file not found: {path}")
     if os.path.isfile(path) and path.endswith(".keras"):
-        import zipfile
-
-        if not zipfile.is_zipfile(path):  # Keras would say "File not found" for a truncated or foreign file
-            raise ModelError(f"{path}: not a complete .keras file (a .keras file is a zip archive; this one is "
-                             "truncated or something else)")
+        problem = model_zip_problem(path)  # Keras would say "File not found" for a truncated or foreign file
+        if problem:
+            raise ModelError(f"{path}: {problem}")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as e:  # corrupted zip, wrong format, unsafe Lambda

@@ -310,10 +310,12 @@ def _file_kind(path: str) -> str:
     if ext == ".gif":
         from PIL import Image  # only for GIFs: one photo's start-up does without it
 
+        if image_problem(path):  # too large by its header: the image path refuses it in one line, unread
+            return "image"
         try:
             with Image.open(path) as im:
                 return "video" if getattr(im, "n_frames", 1) > 1 else "image"
-        except (OSError, ValueError):  # unreadable: the image path reports it in one line
+        except Exception:  # unreadable (Pillow raises several kinds): the image path reports it in one line
             return "image"
     return "image"
 
@@ -508,6 +510,13 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
         if webcam:  # nothing else to do: a live input that is not there is the user's error, exit 2
             raise DataError(f"webcam {source}: cannot open it (no camera at that index, or no permission)")
         what = "cannot open video"
+        results.errors.append((source, what))
+        print(f"warning: {source}: {what} (skipped; listed in errors.csv)", file=sys.stderr)
+        return
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if width * height > MAX_IMAGE_PIXELS:  # the same pixel limit as photos: one frame would not fit in memory
+        cap.release()
+        what = f"frames too large ({width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,})"
         results.errors.append((source, what))
         print(f"warning: {source}: {what} (skipped; listed in errors.csv)", file=sys.stderr)
         return

@@ -112,3 +112,47 @@ def test_a_tflite_of_another_model_version_is_refused(tmp_path):
     assert FacePredictor(model, backend="keras").backend == "keras"
     stamp_tflite(model)  # declared to belong (as export does after writing it)
     assert FacePredictor(model).backend == "litert"
+
+
+def test_a_zip_bomb_model_file_is_refused_unopened(tmp_path, capsys):
+    """A small .keras (a zip) whose members declare gigabytes: loading and exporting refuse it in one line, before
+    extracting anything."""
+    import zipfile
+
+    from fer_keras.errors import ModelError
+    from fer_keras.export import main as export_main
+    from fer_keras.limits import MAX_MODEL_BYTES
+    from fer_keras.model_info import load_keras_model
+
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("model.weights.h5", "w", force_zip64=True) as f:
+            chunk = b"\0" * (1 << 24)
+            for _ in range(MAX_MODEL_BYTES // len(chunk) + 1):
+                f.write(chunk)
+    assert bomb.stat().st_size < 10_000_000
+    with pytest.raises(ModelError, match="unpack to .* bytes .*refused unopened"):
+        load_keras_model(str(bomb))
+    with pytest.raises(SystemExit) as e:
+        export_main(["--model", str(bomb), "--quantize", "float16", "--out", str(tmp_path / "half.keras")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "refused unopened" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "half.keras").exists()
+
+
+def test_a_gif_too_large_by_its_header_is_one_problem_not_a_traceback(tmp_path):
+    import struct
+
+    from fer_keras.predict import _file_kind, image_problem
+
+    from PIL import Image
+
+    small = tmp_path / "small.gif"
+    frames = [Image.new("L", (8, 8), v) for v in (0, 255)]
+    frames[0].save(small, save_all=True, append_images=frames[1:])
+    data = bytearray(small.read_bytes())
+    data[6:10] = struct.pack("<HH", 14000, 14000)  # the header now declares 196 MP (Pillow's own bomb error)
+    gif = tmp_path / "huge.gif"
+    gif.write_bytes(bytes(data))
+    assert _file_kind(str(gif)) == "image"
+    assert "image too large" in image_problem(str(gif))
