@@ -25,6 +25,7 @@ import numpy as np
 
 from fer_keras.calibration import check_mode as check_calibration_mode
 from fer_keras.config import load_config
+from fer_keras.data.images import pil_orientation, upright_array
 from fer_keras.detection.faces import make_detector, whole_image
 from fer_keras.errors import ConfigError, DataError, quiet_tensorflow_import
 from fer_keras.model_info import load_keras_model, read_model_info
@@ -76,6 +77,8 @@ def _to_rgb(image: ImageLike) -> np.ndarray:
     """An RGB uint8 (H, W, 3) array from a path, a PIL image or an array (HxWx3 uint8 RGB, or HxW gray)."""
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
+        if os.path.isdir(path):
+            raise DataError(f"{path}: a folder; analyze takes one image (or a list of images)")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such image file")
         problem = image_problem(path)
@@ -84,7 +87,15 @@ def _to_rgb(image: ImageLike) -> np.ndarray:
             raise DataError(f"{path}: {problem or 'cannot be decoded as an image'}")
         return rgb
     if type(image).__module__.startswith("PIL.") and hasattr(image, "convert"):
-        return np.asarray(image.convert("RGB"))
+        from PIL import Image
+
+        orientation = pil_orientation(image)
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit gray: scaled to 8 bits, not clipped white
+            wide = np.asarray(image, dtype=np.float64)
+            top = 65535.0 if image.mode.startswith("I;16") or wide.max() > 255 else 255.0
+            image = Image.fromarray(np.clip(np.round(wide * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+        # turned upright by the same EXIF policy as a path (Image.open(path) keeps the stored orientation)
+        return upright_array(np.asarray(image.convert("RGB")), orientation)
     if not isinstance(image, np.ndarray):
         raise ConfigError(f"image: expected a path, a PIL image or a NumPy array, got {type(image).__name__}")
     if image.dtype != np.uint8:

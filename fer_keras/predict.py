@@ -25,7 +25,7 @@ import numpy as np
 
 from fer_keras.calibration import apply as apply_calibration, resolve as resolve_calibration
 from fer_keras.limits import MAX_IMAGE_PIXELS
-from fer_keras.data.images import IMAGE_EXTS, resize_array
+from fer_keras.data.images import IMAGE_EXTS, file_orientation, resize_array, upright_array
 from fer_keras.detection.faces import for_stream, whole_image
 from fer_keras.errors import ConfigError, DataError, ModelError, quiet_tensorflow_import, stderr_captured
 from fer_keras.io_utils import write_image
@@ -343,8 +343,11 @@ def read_rgb(path: str, checked: bool = False) -> Optional[np.ndarray]:
     the caller already asked it)."""
     if not checked and image_problem(path):
         return None
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    # OpenCV's own EXIF handling differs from training's (PNG, LONG-typed tags): the one policy is images.py's
+    img = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if img is None:
+        return None
+    return upright_array(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), file_orientation(path))
 
 
 def output_stems(paths: Sequence[str]) -> Dict[str, str]:

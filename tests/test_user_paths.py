@@ -156,3 +156,63 @@ def test_a_gif_too_large_by_its_header_is_one_problem_not_a_traceback(tmp_path):
     gif.write_bytes(bytes(data))
     assert _file_kind(str(gif)) == "image"
     assert "image too large" in image_problem(str(gif))
+
+
+def _oriented(tmp_path, fmt: str, value, name: str, tag_type: int = 3):
+    """A 40x20 (w x h) photo, left half black, right half white, with EXIF Orientation `value` written with TIFF
+    tag type `tag_type` (3 SHORT, 4 LONG, 2 ASCII text)."""
+    from PIL import Image, TiffImagePlugin
+
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, 20:] = 255
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    ifd[0x0112] = value
+    ifd.tagtype[0x0112] = tag_type
+    exif = b"Exif\x00\x00II\x2a\x00\x08\x00\x00\x00" + ifd.tobytes(8)
+    path = str(tmp_path / f"{name}.{fmt}")
+    Image.fromarray(img).save(path, exif=exif, **({"quality": 95} if fmt == "jpg" else {}))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "png"])
+@pytest.mark.parametrize("value, tag_type, upright_shape", [(1, 3, (20, 40)), (3, 3, (20, 40)), (6, 3, (40, 20)),
+                                                            (8, 3, (40, 20)), (6, 4, (40, 20)), ("6", 2, (20, 40))])
+def test_one_exif_policy_for_training_and_predict(tmp_path, fmt, value, tag_type, upright_shape):
+    """JPEG and PNG, numeric and text orientation tags: training's decode and predict's read give the same
+    upright image (a text tag is ignored by both)."""
+    import tensorflow as tf
+
+    from fer_keras.data.images import _decode_resize_fn
+    from fer_keras.predict import read_rgb
+
+    path = _oriented(tmp_path, fmt, value, f"o{value}", tag_type)
+    from PIL import Image
+
+    assert Image.open(path).getexif().get(0x0112) == value  # the tag as written (its type kept)
+    got = read_rgb(path)
+    assert got.shape[:2] == upright_shape
+    data = tf.io.read_file(path)
+    decoded = _decode_resize_fn()(data, tf.constant([np.nan] * 4, tf.float32), tf.constant(max(upright_shape)),
+                                  tf.constant(3)).numpy()
+    side = max(upright_shape)
+    want = __import__("cv2").resize(got, (side, side), interpolation=__import__("cv2").INTER_AREA)
+    assert np.abs(decoded.astype(int) - want.astype(int)).mean() < 8  # same orientation (JPEG noise aside)
+    import fer_keras.api as api
+    from PIL import Image
+
+    np.testing.assert_array_equal(api._to_rgb(Image.open(path)), got)
+
+
+def test_api_takes_16_bit_gray_and_names_a_folder(tmp_path):
+    from PIL import Image
+
+    import fer_keras.api as api
+    from fer_keras.errors import DataError
+
+    wide = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    im = Image.fromarray(wide)
+    assert im.mode == "I;16"
+    rgb = api._to_rgb(im)
+    np.testing.assert_array_equal(rgb[..., 0], np.round(wide / 257.0).astype(np.uint8))  # scaled, not clipped
+    with pytest.raises(DataError, match="a folder; analyze takes one image"):
+        fer_keras.analyze(str(tmp_path))

@@ -52,8 +52,8 @@ def check_header(path: str, min_side: int = 8, max_pixels: int = MAX_IMAGE_PIXEL
 
 
 def decode_resize(data, box, size, channels):
-    """Decodes JPEG/PNG/BMP/GIF bytes, turns them upright by their EXIF orientation (as OpenCV's `imread` does for
-    predict), crops `box` (x,y,w,h in the upright image; NaN = none), resizes to size x size; uint8 out.
+    """Decodes JPEG/PNG/BMP/GIF bytes, turns them upright by their EXIF orientation (`exif_orientation`, as predict's
+    `read_rgb` does), crops `box` (x,y,w,h in the upright image; NaN = none), resizes to size x size; uint8 out.
 
     Grayscale, gray+alpha, RGB and RGBA inputs all give what decoding to RGB (alpha dropped) would give; channels=1
     then converts to luminance. An image already in the wanted channels and size (e.g. FER2013's 48 px gray JPEGs)
@@ -69,12 +69,9 @@ def _decode_resize_fn():
     import tensorflow as tf
 
     def upright(img, data):
-        # JPEG only (the one format here that carries EXIF orientation); the tag is read by Pillow from the bytes
-        # already in memory, so every path (training, evaluation, prepare, predict through OpenCV) sees a phone
-        # photo upright, as a person does.
-        orientation = tf.cond(tf.strings.substr(data, 0, 2) == b"\xff\xd8",
-                              lambda: tf.numpy_function(exif_orientation, [data], tf.int32, stateful=False),
-                              lambda: tf.constant(1, tf.int32))
+        # The tag is read by Pillow from the bytes already in memory, with the policy predict uses
+        # (`_orientation_of`), so every path (training, evaluation, prepare, predict) sees a photo upright.
+        orientation = tf.numpy_function(exif_orientation, [data], tf.int32, stateful=False)
         def swapped():  # rows <-> columns in NumPy: oneDNN logs an error line for a uint8 transpose on this CPU
             out = tf.numpy_function(lambda a: np.ascontiguousarray(a.transpose(1, 0, 2)), [img], tf.uint8,
                                     stateful=False)
@@ -110,16 +107,48 @@ def _decode_resize_fn():
     return fn
 
 
+def _orientation_of(im) -> int:
+    """The one EXIF policy (training and predict alike): the Orientation tag (0x0112) of any format Pillow reads
+    it from (JPEG, PNG, WebP, TIFF), honoured when it is a number 1-8 (SHORT or LONG); a text value or anything
+    else is ignored (1 = as stored)."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:  # an unreadable EXIF block: the pixels are still the image
+        return 1
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8 else 1
+
+
 def exif_orientation(data: bytes) -> np.int32:
     """The EXIF orientation (1-8; 1 = as stored) of encoded image bytes, 1 when there is none or it is unreadable."""
     import io
 
     try:
         with Image.open(io.BytesIO(bytes(data))) as im:
-            value = int(im.getexif().get(0x0112, 1))
+            return np.int32(_orientation_of(im))
     except Exception:  # a broken header is decode_image's to report, not this
-        value = 1
-    return np.int32(value if 1 <= value <= 8 else 1)
+        return np.int32(1)
+
+
+def file_orientation(path: str) -> int:
+    """`exif_orientation` of an image file, reading its header only."""
+    try:
+        with Image.open(path) as im:
+            return _orientation_of(im)
+    except Exception:
+        return 1
+
+
+def pil_orientation(im) -> int:
+    """`exif_orientation` of an open PIL image (e.g. one passed to the API)."""
+    return _orientation_of(im)
+
+
+def upright_array(img: np.ndarray, orientation: int) -> np.ndarray:
+    """An (H, W, C) image turned upright by its EXIF orientation (1-8), as `decode_resize` turns it."""
+    ops = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
+           7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1], 8: lambda a: a.transpose(1, 0, 2)[::-1]}
+    return np.ascontiguousarray(ops.get(int(orientation), ops[1])(img))
 
 
 def decode_checked(path: str, box, cfg) -> tuple:
