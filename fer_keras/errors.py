@@ -72,12 +72,19 @@ def quiet_tensorflow_import() -> None:
     """
     if "tensorflow" in sys.modules or os.environ.get("FER_KERAS_TF_LOGS"):
         return
+    captured = ""
     try:
         with stderr_captured() as tmp:
-            import tensorflow  # noqa: F401  (imported for its side effect: loaded while fd 2 is captured)
+            try:
+                import tensorflow  # noqa: F401  (imported for its side effect: loaded while fd 2 is captured)
+            except BaseException:
+                tmp.seek(0)  # read while the capture file is still open
+                captured = tmp.read().decode("utf-8", "replace")
+                raise
+    except KeyboardInterrupt:  # Ctrl-C during the import: the CLI's one line, not TensorFlow's load noise
+        raise
     except BaseException:
-        tmp.seek(0)
-        sys.stderr.write(tmp.read().decode("utf-8", "replace"))
+        sys.stderr.write(captured)  # why the import failed
         raise
 
 

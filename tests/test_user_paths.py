@@ -216,3 +216,28 @@ def test_api_takes_16_bit_gray_and_names_a_folder(tmp_path):
     np.testing.assert_array_equal(rgb[..., 0], np.round(wide / 257.0).astype(np.uint8))  # scaled, not clipped
     with pytest.raises(DataError, match="a folder; analyze takes one image"):
         fer_keras.analyze(str(tmp_path))
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, ImportError])
+def test_a_failed_tensorflow_import_shows_its_reason_and_ctrl_c_stays_quiet(error, monkeypatch, capsys):
+    """The hidden load-time lines are printed when the import fails (they say why); after Ctrl-C nothing of them."""
+    import builtins
+    import sys
+
+    from fer_keras.errors import quiet_tensorflow_import
+
+    real = builtins.__import__
+
+    def failing(name, *a, **k):
+        if name == "tensorflow":
+            os.write(2, b"libtensorflow: the reason\n")
+            raise error("stopped")
+        return real(name, *a, **k)
+
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    monkeypatch.delenv("FER_KERAS_TF_LOGS", raising=False)
+    monkeypatch.setattr(builtins, "__import__", failing)
+    with pytest.raises(error):
+        quiet_tensorflow_import()
+    err = capsys.readouterr().err
+    assert ("the reason" in err) == (error is ImportError)
