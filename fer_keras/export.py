@@ -28,6 +28,7 @@ from fer_keras.config import load_config
 from fer_keras.errors import ConfigError, FerError, ModelError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
 from fer_keras.limits import model_zip_problem
+from fer_keras.pretrained import resolve_model
 from fer_keras.model_info import load_keras_model, read_model_info, stamp_tflite, write_sidecar
 from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir, run_task
 from fer_keras.tasks import TASKS
@@ -364,7 +365,7 @@ def main(argv=None):
                                  "(--quantize float16); never overwritten")
     a = p.parse_args(argv)
     if a.model:
-        return {"out": export_model_file(a.model, a.out, a.quantize, a.calibration_config)}
+        return {"out": export_model_file(resolve_model(a.model), a.out, a.quantize, a.calibration_config)}
     written = export_run(a.run, None if a.format == "all" else [a.format])
     for k, v in written.items():
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(v) for f in fs) \

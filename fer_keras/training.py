@@ -23,7 +23,7 @@ from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities
 from fer_keras.data.pipeline import (DataBundle, class_weights, epoch_size, find_undecodable, load_data,
                                      make_dataset, weighted_sample)
 from fer_keras.distributed import parse_tf_config, shard_options, weights_digest
-from fer_keras.errors import ConfigError
+from fer_keras.errors import ConfigError, FerError
 from fer_keras.evaluation import predict_table
 from fer_keras.fitting import (finish_fit, fit_run, fit_verbosity, make_callbacks, make_optimizer, make_strategy,
                                resolve_runtime)
@@ -33,7 +33,7 @@ from fer_keras.keras_metrics import ExpressionAccuracy, MacroRecall, MaskedVAMet
 from fer_keras.labels import preset_classes, preset_for_classes
 from fer_keras.losses import ExpressionLoss, ValenceArousalLoss
 from fer_keras.metrics import ccc, expression_metrics, source_scores
-from fer_keras.model_info import load_keras_model, read_model_info
+from fer_keras.model_info import check_expression_model, load_keras_model, read_model_info
 from fer_keras.models import MODELS, build_model
 from fer_keras.models.ensemble import fit_input
 from fer_keras.models.transfer import transfer_weights
@@ -197,6 +197,20 @@ def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None
           + (f"; not copied: {'; '.join(report['skipped'])}" if report["skipped"] else ""))
 
 
+def load_teacher(spec: str, key: str):
+    """(ModelInfo, Keras model) of a teacher named by `key`'s value `spec`: a shipped model's name, a run folder or
+    a `.keras` file; anything but an expression model (a detector, a clip model) is one ConfigError naming `key`."""
+    try:
+        info = read_model_info(resolve_model(spec))
+        model = load_keras_model(info.model_file)
+        shape, _ = check_expression_model(model, info.model_file, info.class_names)
+    except FerError as e:
+        raise ConfigError(f"{key}: {e}") from None
+    if len(shape) != 3:
+        raise ConfigError(f"{key}: {info.model_file} is a clip model; a teacher reads single images")
+    return info, model
+
+
 def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.ndarray:
     """The teacher's (`train.distill_from`) probabilities for every training sample, in the run's classes.
 
@@ -206,8 +220,7 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
     """
 
     t, d = cfg.train, cfg.data
-    info = read_model_info(t.distill_from)
-    raw = load_keras_model(info.model_file)
+    info, raw = load_teacher(t.distill_from, "train.distill_from")
     k = int(raw.get_layer("expression").output.shape[-1])
     teacher = fit_input(raw, (d.image_size, d.image_size, d.channels))  # any input size or channel count
     names = info.class_names or preset_classes(str(k))
@@ -257,10 +270,10 @@ def teacher_valence_arousal(cfg: Config, data: DataBundle, run_dir: str) -> np.n
     t0, preds, files = time.time(), [], []
     shape = (d.image_size, d.image_size, d.channels)
     for spec in t.va_teachers:
-        info = read_model_info(resolve_model(spec))
-        if not info.va_trained:
-            raise ConfigError(f"train.va_teachers: {info.model_file} has an untrained valence_arousal head")
-        teacher = fit_input(load_keras_model(info.model_file), shape)
+        info, model = load_teacher(spec, "train.va_teachers")
+        if not info.va_trained or "valence_arousal" not in [layer.name for layer in model.layers]:
+            raise ConfigError(f"train.va_teachers: {info.model_file} has no trained valence_arousal output")
+        teacher = fit_input(model, shape)
         preds.append(predict_table(teacher, data.train, cfg, 64, t.va_teacher_tta)["valence_arousal"])
         files.append(info.model_file)
     mean = np.clip(np.mean(preds, axis=0), -1.0, 1.0)

@@ -432,8 +432,26 @@ def test_va_teachers_label_the_samples_without_va(tiny_cfg, demo_root, tmp_path)
     with open(os.path.splitext(teachers[0])[0] + ".json", "w") as f:
         json.dump({"trained_heads": {"expression": True, "valence_arousal": False}}, f)
     cfg.train.name = "student2"
-    with pytest.raises(ConfigError, match="teacher0.keras has an untrained valence_arousal head"):
+    with pytest.raises(ConfigError, match="teacher0.keras has no trained valence_arousal output"):
         train(cfg, load_data(cfg.data))
+
+
+def test_a_teacher_that_is_no_expression_model_is_one_config_error(tmp_path):
+    """A detector, a model without a valence_arousal output or a missing file as a teacher: one ConfigError naming
+    the key, never a KeyError or TypeError from inside Keras."""
+    import keras
+
+    from fer_keras.training import load_teacher
+
+    inp = keras.Input((16, 16, 3))
+    det = keras.Model(inp, {"boxes": keras.layers.Dense(4, name="boxes")(keras.layers.Flatten()(inp))})
+    det.save(str(tmp_path / "det.keras"))
+    with pytest.raises(ConfigError, match="train.distill_from: .*det.keras: not a fer_keras model"):
+        load_teacher(str(tmp_path / "det.keras"), "train.distill_from")
+    with pytest.raises(ConfigError, match="train.va_teachers: model .*nothing.keras.*: no such file"):
+        load_teacher(str(tmp_path / "nothing.keras"), "train.va_teachers")
+    info, model = load_teacher("compact", "train.distill_from")  # a shipped name works
+    assert info.class_names and "expression" in [layer.name for layer in model.layers]
 
 
 def test_va_teacher_keys_load_and_check():
