@@ -4,7 +4,8 @@
     >>> for face in fer_keras.analyze("group.jpg"):
     ...     print(face.box, face.label, round(face.confidence, 2), face.valence, face.arousal)
 
-The API (`fer_keras/api.py`): `analyze`, `Analyzer`, `Face`, `train`, `Run`, `load_run`, `load_model`. Importing
+The API (`fer_keras/api.py`): `analyze`, `Analyzer`, `Face`, `track_summary`, `train`, `Run`, `load_run`,
+`load_model`. Importing
 `fer_keras` imports no TensorFlow; each name is loaded on first use.
 """
 
@@ -14,7 +15,7 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
-__all__ = ["Face", "Analyzer", "analyze", "Run", "train", "load_run", "load_model"]
+__all__ = ["Face", "Analyzer", "analyze", "track_summary", "Run", "train", "load_run", "load_model"]
 
 
 def __getattr__(name):

@@ -36,7 +36,7 @@ from fer_keras.run_dir import RunDir, run_task
 from fer_keras.tasks import task_of
 from fer_keras.tta import TTA
 
-__all__ = ["Face", "Analyzer", "analyze", "Run", "train", "load_run", "load_model"]
+__all__ = ["Face", "Analyzer", "analyze", "track_summary", "Run", "train", "load_run", "load_model"]
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Face:
         probabilities: class name → probability, in the model's class order.
         valence: in [-1, 1], or None when the model's valence/arousal head was not trained.
         arousal: likewise.
-        track: the face's track id across video frames ("" for a still image).
+        track: the face's track id across video frames (None for a still image), as the video table's `track`.
         frame: the video frame number (None for a still image).
     """
 
@@ -60,7 +60,7 @@ class Face:
     probabilities: Dict[str, float]
     valence: Optional[float]
     arousal: Optional[float]
-    track: str = ""
+    track: Optional[int] = None
     frame: Optional[int] = None
 
     def to_dict(self) -> Dict[str, Any]:
@@ -73,8 +73,14 @@ class Face:
 ImageLike = Union[str, os.PathLike, np.ndarray, Any]  # Any: a PIL.Image.Image
 
 
-def _to_rgb(image: ImageLike) -> np.ndarray:
-    """An RGB uint8 (H, W, 3) array from a path, a PIL image or an array (HxWx3 uint8 RGB, or HxW gray)."""
+COLORS = ("rgb", "bgr")  # the channel orders an array image may come in (`color=`)
+
+
+def _to_rgb(image: ImageLike, color: str = "rgb") -> np.ndarray:
+    """An RGB uint8 (H, W, 3) array from a path, a PIL image or an array (HxWx3 uint8 in `color` order, or HxW
+    gray)."""
+    if color not in COLORS:
+        raise ConfigError(f"color {color!r}: valid: {', '.join(COLORS)} (the channel order of array images)")
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         if os.path.isdir(path):
@@ -104,7 +110,7 @@ def _to_rgb(image: ImageLike) -> np.ndarray:
         image = np.repeat(image[..., None], 3, axis=-1)
     if image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
         raise ConfigError(f"image array: shape {image.shape}, expected (height, width, 3) RGB or (height, width)")
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(image[..., ::-1] if color == "bgr" else image)
 
 
 class Analyzer:
@@ -139,10 +145,15 @@ class Analyzer:
                  min_face: int = 48, batch_size: int = 64, backend: str = "auto", labels: Optional[str] = None,
                  window: int = 5, detect_every: int = 5, hysteresis: float = 0.1, confirm: int = CONFIRM, **unknown):
         if unknown:
+            import difflib
             import inspect
 
-            valid = [k for k, p in inspect.signature(Analyzer).parameters.items() if p.kind == p.KEYWORD_ONLY]
-            raise ConfigError(f"unknown option {sorted(unknown)[0]!r}; valid: {', '.join(valid)}")
+            valid = [k for k, p in inspect.signature(Analyzer).parameters.items()
+                     if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            name = sorted(unknown)[0]
+            near = difflib.get_close_matches(name, valid, n=1)
+            raise ConfigError(f"unknown option {name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+                              + f"; valid: {', '.join(valid)}")
         check_options(False, padding=padding, batch_size=batch_size, window=window, detect_every=detect_every,
                       hysteresis=hysteresis, min_face=min_face, min_score=min_score, confirm=confirm)
         if tta not in ("auto", *TTA):
@@ -159,20 +170,46 @@ class Analyzer:
         """The classes the probabilities are over, in order."""
         return list(self.predictor.class_names)
 
-    def analyze(self, image: ImageLike) -> List[Face]:
-        """The faces in one image, largest first when `largest_face`, else in the detector's order.
+    def analyze(self, image: Union[ImageLike, Sequence[ImageLike]], color: str = "rgb"):
+        """The faces in an image (arrays are RGB unless `color="bgr"`: pass `cv2.imread` frames with it), largest
+        first when `largest_face`, else in the detector's order; a list of images gives one list per image.
 
         Args:
-            image: a file path, a PIL image, or an (H, W, 3) uint8 RGB array (an (H, W) gray array also works).
+            image: a file path, a PIL image, or an (H, W, 3) uint8 array (an (H, W) gray array also works); or a
+                list of them.
+            color: the channel order of array images: `rgb` (default; PIL, imageio, matplotlib) or `bgr` (OpenCV).
+                Paths and PIL images are decoded here and need no flag.
 
         Returns:
-            One `Face` per face found (an empty list when there is none).
+            One `Face` per face found (an empty list when there is none); for a list of images, a list of those.
         """
-        rgb = _to_rgb(image)
+        if isinstance(image, (list, tuple)):
+            return [self.analyze(one, color) for one in image]
+        rgb = _to_rgb(image, color)
         boxes = face_boxes(rgb, self.detector, self.padding, largest=self.largest_face)
         out = self.predictor.predict([self.predictor.prepare(rgb[y:y + h, x:x + w]) for x, y, w, h in boxes])
         return [_face(b, self.predictor.class_names, p, va)
                 for b, p, va in zip(boxes, out["expression"], out["valence_arousal"])]
+
+    def table(self, images: Sequence[ImageLike], color: str = "rgb"):
+        """A flat pandas DataFrame of the faces in several images: one row per face with predict's
+        predictions.csv columns (source, face, x, y, w, h, label, confidence, p_<class>..., valence, arousal), the
+        `source` being the path, or the image's index in `images` for arrays and PIL images."""
+        import pandas as pd
+
+        if isinstance(images, (str, os.PathLike, np.ndarray)) or not isinstance(images, (list, tuple)):
+            images = [images]
+        rows = []
+        for i, (img, faces) in enumerate(zip(images, self.analyze(list(images), color))):
+            source = os.fspath(img) if isinstance(img, (str, os.PathLike)) else i
+            for k, f in enumerate(faces):
+                rows.append({"source": source, "face": k, "x": f.box[0], "y": f.box[1], "w": f.box[2],
+                             "h": f.box[3], "label": f.label, "confidence": f.confidence,
+                             **{f"p_{n}": p for n, p in f.probabilities.items()}, "valence": f.valence,
+                             "arousal": f.arousal})
+        columns = ["source", "face", "x", "y", "w", "h", "label", "confidence",
+                   *[f"p_{n}" for n in self.predictor.class_names], "valence", "arousal"]
+        return pd.DataFrame(rows, columns=columns)
 
     def analyze_video(self, source: Union[str, os.PathLike, int], max_frames: Optional[int] = None):
         """Every face of every frame of a video file or webcam, tracked across frames.
@@ -183,8 +220,9 @@ class Analyzer:
 
         Returns:
             A pandas DataFrame with the columns of predict's predictions.csv (source, frame, face, track, x, y, w,
-            h, label, confidence, p_<class>..., valence, arousal): one row per face per frame. `df.attrs` holds
-            `unconfirmed_tracks` and `unconfirmed_rows`: the tracks (and their rows) dropped as unconfirmed.
+            h, label, confidence, p_<class>..., valence, arousal) and `time` (seconds from the start, frame / fps):
+            one row per face per frame. `df.attrs` holds `fps` and `unconfirmed_tracks` / `unconfirmed_rows` (the
+            tracks, and their rows, dropped as unconfirmed). `track_summary(df)` gives one row per track.
         """
         import pandas as pd
 
@@ -203,9 +241,32 @@ class Analyzer:
         columns = ["source", "frame", "face", "track", "x", "y", "w", "h", "label", "confidence",
                    *[f"p_{n}" for n in self.predictor.class_names], "valence", "arousal"]
         df = pd.DataFrame(results.rows, columns=columns)
+        fps = results.fps.get(src, 25.0)
+        df["time"] = df["frame"].astype(float) / fps
+        df.attrs["fps"] = fps
         # What the confirmation dropped (tracks found by fewer than `confirm` detections), as the CLI's summary says.
         df.attrs.update(unconfirmed_tracks=results.unconfirmed_tracks, unconfirmed_rows=results.unconfirmed_rows)
         return df
+
+
+def track_summary(table):
+    """One row per face track of `Analyzer.analyze_video`'s table: track, first and last frame, start and end
+    time (s), frames seen, the most frequent label and its share of the track's frames, mean confidence, mean
+    valence and arousal."""
+    import pandas as pd
+
+    rows = []
+    for track, g in table.groupby("track", sort=True):
+        labels = g["label"].value_counts()
+        rows.append({"track": int(track), "first_frame": int(g["frame"].min()), "last_frame": int(g["frame"].max()),
+                     "start_time": float(g["time"].min()) if "time" in g else None,
+                     "end_time": float(g["time"].max()) if "time" in g else None,
+                     "frames": int(len(g)), "label": str(labels.index[0]),
+                     "label_share": float(labels.iloc[0] / len(g)), "confidence": float(g["confidence"].mean()),
+                     "valence": float(g["valence"].mean()) if g["valence"].notna().any() else None,
+                     "arousal": float(g["arousal"].mean()) if g["arousal"].notna().any() else None})
+    return pd.DataFrame(rows, columns=["track", "first_frame", "last_frame", "start_time", "end_time", "frames",
+                                       "label", "label_share", "confidence", "valence", "arousal"])
 
 
 def _face(box, names, probs, va) -> Face:
@@ -221,19 +282,21 @@ def _cached_analyzer(options: Tuple[Tuple[str, Any], ...]) -> Analyzer:
     return Analyzer(**dict(options))
 
 
-def analyze(image: ImageLike, **options) -> List[Face]:
-    """The faces in one image: `Analyzer(**options).analyze(image)`, with the last two Analyzers kept loaded.
+def analyze(image: Union[ImageLike, Sequence[ImageLike]], color: str = "rgb", **options):
+    """The faces in an image (arrays are RGB unless `color="bgr"`, e.g. `cv2.imread` frames):
+    `Analyzer(**options).analyze(image, color)`, with the last two Analyzers kept loaded.
 
     Args:
-        image: a file path, a PIL image, or an (H, W, 3) uint8 RGB array.
+        image: a file path, a PIL image, or an (H, W, 3) uint8 array; or a list of them (one list of faces each).
+        color: the channel order of array images: `rgb` (default) or `bgr` (OpenCV).
         **options: `Analyzer`'s options (model, detector, tta, largest_face, padding, ...).
     """
     try:
         key = tuple(sorted(options.items()))
         hash(key)
     except TypeError:  # an unhashable option value: no cache
-        return Analyzer(**options).analyze(image)
-    return _cached_analyzer(key).analyze(image)
+        return Analyzer(**options).analyze(image, color)
+    return _cached_analyzer(key).analyze(image, color)
 
 
 class Run:

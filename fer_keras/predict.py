@@ -338,6 +338,12 @@ def image_problem(path: str) -> Optional[str]:
     return None
 
 
+def read_gray(path: str) -> Optional[np.ndarray]:
+    """The image as (H, W) uint8 gray, upright by the EXIF policy of `read_rgb` (the caller checked its size)."""
+    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    return None if img is None else upright_array(img, file_orientation(path))
+
+
 def read_rgb(path: str, checked: bool = False) -> Optional[np.ndarray]:
     """The image as RGB uint8, or None when it cannot be decoded or is too large (see `image_problem`; `checked`:
     the caller already asked it)."""
@@ -392,9 +398,10 @@ class Results:
     errors: List[Tuple[str, str]] = field(default_factory=list)
     unconfirmed_tracks: int = 0  # video tracks never confirmed (FaceTracker.min_hits): their rows were dropped
     unconfirmed_rows: int = 0
+    fps: Dict[str, float] = field(default_factory=dict)  # video source -> its frames per second
 
 
-def _row(source, frame, idx, box, names, probs, va, label: Optional[int] = None, track=""):
+def _row(source, frame, idx, box, names, probs, va, label: Optional[int] = None, track=None):
     k = int(np.argmax(probs)) if label is None else int(label)
     return {"source": source, "frame": frame, "face": idx, "track": track,
             "x": box[0], "y": box[1], "w": box[2], "h": box[3],
@@ -438,7 +445,7 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
         problem = image_problem(path)
         if problem:
             return None, problem
-        rgb = cv2.imread(path, cv2.IMREAD_GRAYSCALE) if gray else read_rgb(path, checked=True)
+        rgb = read_gray(path) if gray else read_rgb(path, checked=True)
         return rgb, (detector(rgb) if rgb is not None else "unreadable image")
 
     crops, meta = [], []
@@ -524,6 +531,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
         print(f"warning: {source}: {what} (skipped; listed in errors.csv)", file=sys.stderr)
         return
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    results.fps[source] = float(fps)
     declared = 0 if webcam else int(max(0.0, cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0))
     total = min(declared or max_frames or 0, max_frames or declared) or None
     writer = None

@@ -83,14 +83,36 @@ def test_analyze_video_one_row_per_face_per_frame(group_photo, tmp_path):
     assert list(table.columns[:10]) == ["source", "frame", "face", "track", "x", "y", "w", "h", "label",
                                         "confidence"]
     assert table["frame"].nunique() >= 0.95 * 40 and table["track"].nunique() == 1
+    assert table.attrs["fps"] == pytest.approx(25.0)
+    np.testing.assert_allclose(table["time"], table["frame"] / 25.0)
+    summary = fer_keras.track_summary(table)
+    assert len(summary) == 1 and summary["frames"][0] == len(table)
+    assert summary["end_time"][0] == pytest.approx(table["time"].max())
+    assert summary["label"][0] == table["label"].mode()[0] and 0 < summary["label_share"][0] <= 1
     assert len(fer_keras.Analyzer().analyze_video(path, max_frames=10)["frame"].unique()) == 10
+
+
+def test_bgr_frames_lists_and_a_flat_table(group_photo):
+    """`color="bgr"` reads OpenCV frames as the RGB array; a list of images gives a list per image; `table` is flat."""
+    path, rgb = group_photo
+    analyzer = fer_keras.Analyzer()
+    want = [f.to_dict() for f in analyzer.analyze(rgb)]
+    assert [f.to_dict() for f in analyzer.analyze(cv2.imread(path), color="bgr")] == want
+    assert [f.to_dict() for f in analyzer.analyze(rgb[..., ::-1].copy())] != want  # BGR read as RGB differs
+    both = analyzer.analyze([path, rgb])
+    assert len(both) == 2 and [f.to_dict() for f in both[1]] == want
+    table = analyzer.table([path, rgb])
+    assert len(table) == 2 * len(want) and set(table["source"]) == {path, 1}
+    assert table["label"].tolist()[:len(want)] == [f["label"] for f in want] and want[0]["track"] is None
 
 
 @pytest.mark.parametrize("call, error, words", [
     (lambda: fer_keras.analyze("/no/such.jpg"), FileNotFoundError, "/no/such.jpg"),
     (lambda: fer_keras.analyze(np.zeros((40, 40, 3), np.float32)), ValueError, "dtype float32"),
     (lambda: fer_keras.analyze(np.zeros((40, 40, 4), np.uint8)), ValueError, "shape (40, 40, 4)"),
-    (lambda: fer_keras.analyze([1, 2]), ValueError, "got list"),
+    (lambda: fer_keras.analyze([1, 2]), ValueError, "got int"),
+    (lambda: fer_keras.analyze(np.zeros((9, 9, 3), np.uint8), color="hsv"), ValueError, "color 'hsv': valid: rgb, bgr"),
+    (lambda: fer_keras.Analyzer(padd=0.1), ValueError, "unknown option 'padd' (did you mean 'padding'?)"),
     (lambda: fer_keras.analyze(np.zeros((9, 9, 3), np.uint8), colour=True), ValueError, "unknown option 'colour'"),
     (lambda: fer_keras.analyze(np.zeros((9, 9, 3), np.uint8), padding=5), ValueError, "padding 5"),
     (lambda: fer_keras.Analyzer(model="nosuch"), ValueError, "'nosuch'"),

@@ -144,10 +144,12 @@ def pil_orientation(im) -> int:
 
 
 def upright_array(img: np.ndarray, orientation: int) -> np.ndarray:
-    """An (H, W, C) image turned upright by its EXIF orientation (1-8), as `decode_resize` turns it."""
+    """An (H, W, C) or (H, W) image turned upright by its EXIF orientation (1-8), as `decode_resize` turns it."""
+    def t(a):
+        return a.transpose(1, 0, *range(2, a.ndim))
+
     ops = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
-           7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1], 8: lambda a: a.transpose(1, 0, 2)[::-1]}
+           5: t, 6: lambda a: t(a)[:, ::-1], 7: lambda a: t(a)[::-1, ::-1], 8: lambda a: t(a)[::-1]}
     return np.ascontiguousarray(ops.get(int(orientation), ops[1])(img))
 
 
