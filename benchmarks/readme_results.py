@@ -5,16 +5,20 @@
 Runs `train_model.py --config configs/demo.yaml --set train.seed=S` and `evaluate_model.py --bootstrap 1000` for
 each seed in a temporary runs folder, then rewrites the rows between `<!-- demo-results:start -->` and
 `<!-- demo-results:end -->` in README.md: the first seed's (the config's own) training and evaluation, and the test
-accuracy's mean and range over the seeds. Runs are bit-identical on one CPU but not across CPUs, so the range, not one
-number, is the promise; configs/demo.yaml's `train.expected_accuracy` must state the same range (evaluate prints it
-beside a run's result). `--check` rewrites nothing: one fresh run with the config's seed must land in the README's
-range, and the config must state that range; else it exits 1 and says which.
+accuracy's mean and range over the seeds. Runs are bit-identical on one CPU but not across CPUs (their kernels round
+differently, and 40 epochs of small differences move a few of the ~112 test faces), so the promise is the seeds'
+range widened by the test set's sampling: from the 95% Wilson lower bound of the lowest seed's accuracy to the upper
+bound of the highest's, over the demo's test faces. configs/demo.yaml's `train.expected_accuracy` must state that
+range (evaluate prints it beside a run's result). `--check` rewrites nothing: one fresh run with the config's seed
+must land in the README's promised range (compared unrounded), and the config must state it; else it exits 1 and
+says which.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -45,17 +49,34 @@ def run_demo(runs_dir: str, seed: int = None) -> dict:
     return {"runtime": rt, "metrics": m, "load": os.getloadavg()[0], "cpus": os.cpu_count(), "seed": seed}
 
 
+def wilson(p: float, n: int, z: float = 1.96) -> tuple:
+    """The Wilson score interval of a proportion `p` measured on `n` samples (pure)."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def promised_range(accuracies, n: int) -> tuple:
+    """The range, in %, that a fresh run on any CPU is promised: the seeds' range widened by the test set's 95%
+    binomial (Wilson) interval, rounded outwards to 0.1 (pure)."""
+    lo, hi = wilson(min(accuracies), n)[0], wilson(max(accuracies), n)[1]
+    return math.floor(1000 * lo) / 10, math.ceil(1000 * hi) / 10
+
+
 def seeds_row(results: list) -> str:
-    """The README row of the test accuracy over seeds (pure)."""
-    acc = [100 * r["metrics"]["expression"]["accuracy"] for r in results]
+    """The README row of the test accuracy over seeds and the range it promises (pure)."""
+    acc = [r["metrics"]["expression"]["accuracy"] for r in results]
+    n = results[0]["metrics"]["expression"]["num_samples"]
     seeds = ", ".join(str(r["seed"]) for r in results)
-    return (f"| demo over {len(acc)} seeds | `... --set train.seed=S` | test accuracy mean {sum(acc) / len(acc):.1f}%, "
-            f"range {min(acc):.1f}-{max(acc):.1f}% (seeds {seeds}) |")
+    lo, hi = promised_range(acc, n)
+    return (f"| demo over {len(acc)} seeds | `... --set train.seed=S` | test accuracy mean "
+            f"{100 * sum(acc) / len(acc):.1f}%, range {100 * min(acc):.1f}-{100 * max(acc):.1f}% (seeds {seeds}); "
+            f"promised on any CPU: {lo:.1f}-{hi:.1f}% (that range widened by the 95% interval of {n} test faces) |")
 
 
 def stated_range(text: str):
-    """(low, high) test accuracy in % from README's seeds row, or None."""
-    m = re.search(r"\| demo over \d+ seeds \|.*?range (\d+\.\d)-(\d+\.\d)%", text)
+    """(low, high) test accuracy in % that README's seeds row promises, or None."""
+    m = re.search(r"\| demo over \d+ seeds \|.*?promised on any CPU: (\d+\.\d)-(\d+\.\d)%", text)
     return (float(m.group(1)), float(m.group(2))) if m else None
 
 
@@ -105,9 +126,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             fresh = run_demo(os.path.join(tmp, "runs"))
         acc = 100 * fresh["metrics"]["expression"]["accuracy"]
-        # Three seeds bound the spread only roughly: one test face either side of their range still counts as in.
-        face = 100.0 / fresh["metrics"]["expression"]["num_samples"]
-        if stated is None or not stated[0] - face <= round(acc, 1) <= stated[1] + face:
+        if stated is None or not stated[0] <= acc <= stated[1]:  # unrounded: the promise is already widened
             print(f"README.md states the range {stated}; a fresh run here: test accuracy {acc:.1f}%\n{rows(fresh)}")
             return 1
         if list(stated) != config_range():
@@ -126,7 +145,8 @@ def main(argv=None) -> int:
         f.write(text)
     print(fresh)
     acc = [r["metrics"]["expression"]["accuracy"] for r in results]
-    print(f"set configs/demo.yaml's train.expected_accuracy to [{min(acc):.3f}, {max(acc):.3f}]")
+    lo, hi = promised_range(acc, results[0]["metrics"]["expression"]["num_samples"])
+    print(f"set configs/demo.yaml's train.expected_accuracy to [{lo / 100:.3f}, {hi / 100:.3f}]")
     return 0
 
 
