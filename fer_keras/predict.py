@@ -374,19 +374,62 @@ def output_stems(paths: Sequence[str]) -> Dict[str, str]:
 
 # === Annotation ===
 
+def _overlaps(a, b) -> bool:
+    """Whether rectangles (x1, y1, x2, y2) a and b intersect."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def label_box(box, size, image_shape, avoid) -> Tuple[int, int, int, int]:
+    """Where a face's label of `size` (w, h) goes: above the face, else below it, else inside its top edge; the
+    first place that stays in the image and covers no rectangle in `avoid` (other faces, labels already placed),
+    else the first that stays in the image. Returns the label's (x1, y1, x2, y2)."""
+    (x, y, w, h), (tw, th), (H, W) = box, size, image_shape[:2]
+    x1 = int(min(max(0, x), max(0, W - tw)))  # never off the right (or left) edge
+    places = [(x1, y - th), (x1, y + h), (x1, y)]
+    rects = [(px, py, px + tw, py + th) for px, py in places]
+    inside = [r for r in rects if r[1] >= 0 and r[3] <= H]
+    for r in inside:
+        if not any(_overlaps(r, o) for o in avoid):
+            return r
+    return inside[0] if inside else (x1, 0, x1 + tw, th)
+
+
 def annotate(rgb: np.ndarray, boxes, labels, confidences, vas) -> np.ndarray:
-    """Draws box, label, confidence and a small valence-arousal indicator per face; returns BGR for writing."""
+    """Draws each face's box, its label and confidence on a filled tag placed where it covers no other face and
+    stays inside the image, and a valence-arousal dial (right = positive valence, up = high arousal; explained by a
+    legend in the corner); returns BGR for writing."""
     img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    for (x, y, w, h), lab, conf, (v, a) in zip(boxes, labels, confidences, vas):
-        cv2.rectangle(img, (x, y), (x + w, y + h), (0, 220, 0), 2)
-        cv2.putText(img, f"{lab} {conf:.2f}", (x, max(12, y - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 220, 0), 1,
+    H, W = img.shape[:2]
+    scale = float(np.clip(min(H, W) / 700.0, 0.45, 1.2))  # legible on a phone photo and on a 640 px frame
+    thick = max(1, int(round(scale * 2)))
+    faces = [(x, y, x + w, y + h) for x, y, w, h in boxes]
+    placed, any_va = [], False
+    for i, ((x, y, w, h), lab, conf, (v, a)) in enumerate(zip(boxes, labels, confidences, vas)):
+        cv2.rectangle(img, (x, y), (x + w, y + h), (0, 200, 0), thick)
+        text = f"{lab} {conf:.2f}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        others = [f for j, f in enumerate(faces) if j != i] + placed
+        r = label_box((x, y, w, h), (tw + 6, th + base + 6), img.shape, others)
+        placed.append(r)
+        cv2.rectangle(img, (r[0], r[1]), (r[2], r[3]), (0, 110, 0), -1)
+        cv2.putText(img, text, (r[0] + 3, r[3] - base - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
                     cv2.LINE_AA)
         if v is None or a is None or not (np.isfinite(v) and np.isfinite(a)):
-            continue  # an untrained VA head: no indicator rather than a made-up one
-        r = max(8, w // 6)  # VA indicator: a circle with a dot at (valence, -arousal)
-        cx, cy = x + w - r, y + h + r + 2
-        cv2.circle(img, (cx, cy), r, (200, 200, 200), 1)
-        cv2.circle(img, (int(cx + v * r), int(cy - a * r)), 2, (0, 0, 255), -1)
+            continue  # an untrained VA head: no dial rather than a made-up one
+        any_va = True
+        rad = max(8, w // 6)  # the dial: a circle with axes and a dot at (valence, -arousal)
+        cx, cy = min(x + w - rad, W - rad - 1), min(y + h + rad + 2, H - rad - 1)
+        cv2.circle(img, (cx, cy), rad, (40, 40, 40), -1)
+        cv2.circle(img, (cx, cy), rad, (220, 220, 220), 1)
+        cv2.line(img, (cx - rad, cy), (cx + rad, cy), (120, 120, 120), 1)
+        cv2.line(img, (cx, cy - rad), (cx, cy + rad), (120, 120, 120), 1)
+        cv2.circle(img, (int(cx + v * rad), int(cy - a * rad)), max(2, rad // 5), (0, 0, 255), -1)
+    if any_va:
+        legend = "dial: right = positive valence, up = high arousal"
+        (tw, th), base = cv2.getTextSize(legend, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8, 1)
+        cv2.rectangle(img, (0, H - th - base - 6), (tw + 6, H), (40, 40, 40), -1)
+        cv2.putText(img, legend, (3, H - base - 3), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8, (255, 255, 255), 1,
+                    cv2.LINE_AA)
     return img
 
 

@@ -241,3 +241,19 @@ def test_a_failed_tensorflow_import_shows_its_reason_and_ctrl_c_stays_quiet(erro
         quiet_tensorflow_import()
     err = capsys.readouterr().err
     assert ("the reason" in err) == (error is ImportError)
+
+
+def test_labels_stay_in_the_image_and_off_the_other_faces():
+    from fer_keras.predict import _overlaps, annotate, label_box
+
+    boxes = [(10, 60, 100, 100), (10, 170, 100, 100), (560, 5, 78, 90)]  # a face under another; one at the right edge
+    faces = [(x, y, x + w, y + h) for x, y, w, h in boxes]
+    placed = []
+    for i, b in enumerate(boxes):
+        r = label_box(b, (120, 20), (300, 640), [f for j, f in enumerate(faces) if j != i] + placed)
+        placed.append(r)
+        assert 0 <= r[0] and r[2] <= 640 and 0 <= r[1] and r[3] <= 300  # inside the image
+        assert not any(_overlaps(r, f) for j, f in enumerate(faces) if j != i)
+    assert not _overlaps(placed[0], placed[1])
+    img = annotate(np.zeros((300, 640, 3), np.uint8), boxes, ["happy"] * 3, [0.9] * 3, [(0.5, 0.5)] * 3)
+    assert img.shape == (300, 640, 3) and img[-5:, :40].max() > 0  # the dial's legend in the corner
