@@ -234,7 +234,7 @@ class Analyzer:
         predictor = self.predictor.with_tta("none") if self.tta == "auto" else self.predictor
         predict_video(predictor, src, self.detector, self.padding, self.window, results, max_frames=max_frames,
                       detect_every=self.detect_every, largest_face=self.largest_face, margin=self.hysteresis,
-                      progress=False, confirm=self.confirm)
+                      progress=False, confirm=self.confirm, warn=False)
         unreadable = [e for s, e in results.errors if not e.startswith("no face found")]
         if not results.rows and unreadable:
             raise DataError(f"{src}: {unreadable[0]}")

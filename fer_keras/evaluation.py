@@ -25,8 +25,13 @@ from fer_keras.errors import ConfigError, DataError, ModelError
 from fer_keras.io_utils import atomic_write_text, slug
 from fer_keras.labels import check_preset, map_probabilities, preset_classes, preset_for_classes
 from fer_keras.model_info import VA_UNTRAINED_NOTE, ModelInfo, check_expression_model, load_keras_model, read_model_info
+from fer_keras.pretrained import HERE as PRETRAINED_HERE
 from fer_keras.run_dir import RunDir
 from fer_keras.tta import tta_views
+
+
+# What evaluate can score (`--split`): a split of the data, or every sample of it.
+SPLITS = ("test", "val", "train", "all")
 
 
 def compute_metrics(y_true: np.ndarray, probs: np.ndarray, va_true: np.ndarray, va_pred: np.ndarray,
@@ -286,9 +291,12 @@ def _class_scopes(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[s
 
 def _default_out(run: Optional[str], model_file: str, cfg: Config, data: Optional[str], used_split: str,
                  fmt: str, tta: str, own_default: bool) -> str:
-    """The run folder itself for its own default evaluation, else `<run or model folder>/eval/<data-split-preset>`.
+    """The run folder itself for its own default evaluation, else `<run or model folder>/eval/<data-split-preset>`;
+    a shipped model's under `runs/eval-<model>/` in the working folder (never inside the installed package).
     Other data is named by its folder and a hash of its full path: A/test and B/test never share a folder."""
     base = run or os.path.dirname(os.path.abspath(model_file))
+    if not run and os.path.abspath(base) == os.path.abspath(PRETRAINED_HERE):
+        base = os.path.join("runs", "eval-" + os.path.splitext(os.path.basename(model_file))[0])
     if own_default:
         return base
     tag = "" if data is None else "-" + hashlib.sha1(os.path.abspath(data).encode()).hexdigest()[:6]
@@ -309,6 +317,8 @@ def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, da
     prior (`ModelInfo.calibration`). When the data lacks some of the scored classes, both accuracies are stored
     (`result["classes"]`: over all classes, and with the argmax restricted to the data's) and `classes` (`model` or
     `data`) picks the headline (`result["expression"]`)."""
+    if split not in SPLITS:
+        raise ConfigError(f"split {split!r}: valid: {', '.join(SPLITS)}")
     if classes not in M.CLASS_SCOPES:
         raise ConfigError(f"--classes {classes!r}: valid: {', '.join(M.CLASS_SCOPES)}")
     check_calibration_mode(calibration)

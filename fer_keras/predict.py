@@ -542,7 +542,8 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
 def predict_video(predictor: FacePredictor, source: str, detector, padding: float, window: int,
                   results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
                   show: bool = False, max_frames: Optional[int] = None, detect_every: int = 5,
-                  largest_face: bool = False, margin: float = 0.1, progress: bool = True, confirm: int = CONFIRM) -> None:
+                  largest_face: bool = False, margin: float = 0.1, progress: bool = True, confirm: int = CONFIRM,
+                  warn: bool = True) -> None:
     """Predictions for every face of every frame, tracked: one `track` id per face across frames.
 
     A track is reported only once `confirm` detections found it (its earlier frames are then reported too); the
@@ -554,8 +555,13 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     valence/arousal are averaged over its last `window` frames, and its label changes only when another class
     beats the shown one by `margin` (hysteresis), so a steady face does not flicker. A progress line goes to
     stderr. An unopenable, empty or truncated video is reported in `results.errors`; an empty one writes nothing.
+    `warn=False` keeps the CLI's warning lines off stderr (the API reports through `results` instead).
     """
     from fer_keras.tracking import FaceTracker  # imports SciPy: only for videos, so one photo starts faster
+
+    def say(line: str, **kw) -> None:
+        if warn:
+            print(line, **kw)
 
     webcam = source.isdigit() and not os.path.exists(source)
     cap = cv2.VideoCapture(int(source) if webcam else source)
@@ -564,14 +570,14 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
             raise DataError(f"webcam {source}: cannot open it (no camera at that index, or no permission)")
         what = "cannot open video"
         results.errors.append((source, what))
-        print(f"warning: {source}: {what} (skipped; listed in errors.csv)", file=sys.stderr)
+        say(f"warning: {source}: {what} (skipped; listed in errors.csv)", file=sys.stderr)
         return
     width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
     if width * height > MAX_IMAGE_PIXELS:  # the same pixel limit as photos: one frame would not fit in memory
         cap.release()
         what = f"frames too large ({width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,})"
         results.errors.append((source, what))
-        print(f"warning: {source}: {what} (skipped; listed in errors.csv)", file=sys.stderr)
+        say(f"warning: {source}: {what} (skipped; listed in errors.csv)", file=sys.stderr)
         return
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     results.fps[source] = float(fps)
@@ -597,7 +603,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
             if resized:  # a stream that changes resolution: boxes of the old size mean nothing in the new frames
                 size_changes += 1
                 if size_changes == 1:  # one line per video, however often it changes
-                    print(f"warning: {source}: the frame size changed from {size[1]}x{size[0]} to "
+                    say(f"warning: {source}: the frame size changed from {size[1]}x{size[0]} to "
                           f"{rgb.shape[1]}x{rgb.shape[0]} at frame {frame_no} (faces detected again, tracks "
                           "restarted" + (", the annotated video keeps the first size)" if annotate_out else ")"),
                           file=sys.stderr)
@@ -640,7 +646,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
                     writer = cv2.VideoWriter(video_out, cv2.VideoWriter_fourcc(*"mp4v"), fps, writer_size)
                     if not writer.isOpened():  # OpenCV says nothing: the annotated video would just be missing
                         results.errors.append((source, f"cannot write the annotated video {video_out}"))
-                        print(f"warning: {video_out}: cannot write the annotated video (listed in errors.csv)",
+                        say(f"warning: {video_out}: cannot write the annotated video (listed in errors.csv)",
                               file=sys.stderr)
                         annotate_out = show  # keep predicting; drawing only for a window
                 if writer.isOpened() and annotate_out:
@@ -674,12 +680,12 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
         what = "no frame could be read from the webcam" if webcam else \
             "no frame could be decoded (empty, truncated or unsupported video)"
         results.errors.append((source, what))
-        print(f"warning: {source}: {what} (listed in errors.csv)", file=sys.stderr)
+        say(f"warning: {source}: {what} (listed in errors.csv)", file=sys.stderr)
         return
     if declared and frame_no < declared and (max_frames is None or frame_no < max_frames):
         what = f"truncated: decoded {frame_no} of the {declared} frames its header declares"
         results.errors.append((source, what))
-        print(f"warning: {source}: {what} (the decoded frames are in predictions.csv)", file=sys.stderr)
+        say(f"warning: {source}: {what} (the decoded frames are in predictions.csv)", file=sys.stderr)
     if no_face:
         results.errors.append((source, f"no face found in {no_face} of {frame_no} frames"))
 

@@ -257,3 +257,14 @@ def test_labels_stay_in_the_image_and_off_the_other_faces():
     assert not _overlaps(placed[0], placed[1])
     img = annotate(np.zeros((300, 640, 3), np.uint8), boxes, ["happy"] * 3, [0.9] * 3, [(0.5, 0.5)] * 3)
     assert img.shape == (300, 640, 3) and img[-5:, :40].max() > 0  # the dial's legend in the corner
+
+
+def test_evaluating_a_shipped_model_writes_in_the_working_folder_and_a_bad_split_is_named(tmp_path, monkeypatch):
+    from fer_keras.config import Config
+    from fer_keras.evaluation import _default_out, evaluate_run
+
+    monkeypatch.chdir(tmp_path)
+    out = _default_out(None, resolve_model("compact"), Config(), "/data/faces", "all", "folder", "none", False)
+    assert out.startswith(os.path.join("runs", "eval-multitask_customcnn")) and not os.path.isabs(out)
+    with pytest.raises(ConfigError, match="split 'testing': valid: test, val, train, all"):
+        evaluate_run(model_path=resolve_model("compact"), split="testing")
