@@ -10,10 +10,9 @@ Choose the weights on val splits first (`benchmarks/choose_ensemble.py`). The ou
 
 from __future__ import annotations
 
-import argparse
 import os
 
-from fer_keras.errors import ConfigError, cli_main
+from fer_keras.errors import CliParser, ConfigError, cli_main
 from fer_keras.io_utils import atomic_path
 from fer_keras.model_info import (check_expression_model, load_keras_model, read_model_info, sidecar_path,
                                   write_sidecar)
@@ -24,7 +23,7 @@ from fer_keras.tta import TTA
 
 @cli_main
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fer_keras.cli_ensemble", description=__doc__.splitlines()[0])
+    p = CliParser(prog="python -m fer_keras.cli_ensemble", description=__doc__.splitlines()[0])
     p.add_argument("--members", nargs="+", required=True, help="shipped names, .keras files or run folders")
     p.add_argument("--expression-weights", nargs="+", type=float)
     p.add_argument("--va-weights", nargs="+", type=float)

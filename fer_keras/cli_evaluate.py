@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Optional
 
-from fer_keras.errors import ConfigError, cli_main
+from fer_keras.errors import CliParser, ConfigError, cli_main
 from fer_keras.evaluation import comparison_table, display_path, evaluate_run
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.metrics import summary_metrics
@@ -19,7 +19,7 @@ from fer_keras.tta import TTA
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evaluate_model.py", description="Evaluate a trained model; writes "
+    p = CliParser(prog="evaluate_model.py", description="Evaluate a trained model; writes "
                                 "metrics.json, metrics.md and predictions.csv.", allow_abbrev=False)
     p.add_argument("--model", metavar="NAME|PATH",
                    help=f"a shipped model by name: {shipped_names_help()}; or a .keras file or run folder")

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from fer_keras.detection.faces import DETECTORS, make_detector, whole_image
-from fer_keras.errors import DataError, cli_main
+from fer_keras.errors import CliParser, DataError, cli_main
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.labels import PRESETS, map_name, normalize_name
 from fer_keras.model_info import VA_UNTRAINED_NOTE
@@ -120,14 +120,32 @@ def _write_csv(path: str, rows: Sequence[dict], header: Optional[Sequence[str]] 
     atomic_write_text(path, buf.getvalue())
 
 
+DESCRIPTION = ("Detect, track and classify faces in images, folders, videos and webcams: expression and "
+               "valence/arousal per face, written to predictions.csv / .json.")
+EXAMPLES = """examples:
+  python -m fer_keras.predict photo.jpg                      # every face: box, label, probabilities, valence/arousal
+  python -m fer_keras.predict photos/ --annotate             # a folder; annotated copies in predictions/annotated/
+  python -m fer_keras.predict clip.mp4 --largest-face        # a video, tracked; one face per frame
+  python -m fer_keras.predict 0 --show                       # webcam 0 in a window
+  python -m fer_keras.predict crops/ --no-detect --model fer2013   # face crops, another shipped model
+  python -m fer_keras.predict photos/ --min-score 0.8 --out results/   # stricter detection, another folder
+"""
+# other tools' names for our options: an unknown flag names ours
+SYNONYMS = {"--threshold": "--min-score", "--conf": "--min-score", "--confidence": "--min-score",
+            "--output": "--out", "--output-dir": "--out", "--weights": "--model", "--device": "--backend",
+            "--save": "--annotate", "--batch": "--batch-size"}
+
+
 @cli_main(tensorflow=False)
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fer_keras.predict", description=__doc__.splitlines()[0])
+    p = CliParser(prog="python -m fer_keras.predict", description=DESCRIPTION, epilog=EXAMPLES,
+                  formatter_class=argparse.RawDescriptionHelpFormatter, synonyms=SYNONYMS)
     p.add_argument("paths", nargs="+", help="images, folders, videos, or a webcam index")
     p.add_argument("--model", metavar="NAME|PATH", default="default",
                    help=f"a shipped model by name: {shipped_names_help()}; or a run folder, .keras or .tflite "
                         "file (default: default)")
-    p.add_argument("--out", default="predictions", help="output folder")
+    p.add_argument("--out", default="predictions",
+                   help="output folder: predictions.csv/.json, errors.csv, annotated/ (default: predictions)")
     p.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
     p.add_argument("--largest-face", action="store_true",
                    help="keep only the largest face of each image/frame (default: every face found; a labelled "
@@ -142,7 +160,7 @@ def main(argv=None):
                    help="lowest detection score kept (default: each detector's own, e.g. YuNet's chosen on val photos)")
     p.add_argument("--min-face", type=int, default=48,
                    help="smallest face (px) the Haar detector reports (default: 48, a FER crop)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="faces per model call (default: 64)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="auto: the model's TFLite export through LiteRT when it has one (no TensorFlow import: "
                         "fast start), else Keras; keras / litert force one")

@@ -10,7 +10,7 @@ import sys
 from fer_keras.config import load_config, parse_overrides, set_key
 from fer_keras.data.formats import READERS
 from fer_keras.distributed import finish_worker, start_worker
-from fer_keras.errors import ConfigError, cli_main, quiet_tensorflow_import
+from fer_keras.errors import CliParser, ConfigError, cli_main, quiet_tensorflow_import
 from fer_keras.export import export_run
 from fer_keras.run_dir import RESUME_KEYS, RUNTIME, RunDir
 from fer_keras.tasks import TASKS, task_of
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     quiet_tensorflow_import()
     from fer_keras.models import MODELS  # after the quiet TensorFlow import above (models import Keras)
 
-    p = argparse.ArgumentParser(
+    p = CliParser(
         prog="train_model.py",
         description="Train a multi-task (expression + valence/arousal) model. With no --data it trains on the "
                     "built-in synthetic demo dataset.")

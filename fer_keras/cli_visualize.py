@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 
-from fer_keras.errors import cli_main
+from fer_keras.errors import CliParser, cli_main
 from fer_keras.report import write_report
 
 
 @cli_main
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="visualize_results.py", description=__doc__)
+    p = CliParser(prog="visualize_results.py", description=__doc__)
     p.add_argument("--run", help="run directory (default: the newest under --runs-dir)")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--compare", nargs="+", metavar="RUN", help="also plot the main metrics of several runs")

@@ -16,7 +16,6 @@ TensorFlow Serving:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from fer_keras.config import load_config
-from fer_keras.errors import ConfigError, FerError, ModelError, cli_main
+from fer_keras.errors import CliParser, ConfigError, FerError, ModelError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
 from fer_keras.limits import model_zip_problem
 from fer_keras.pretrained import resolve_model
@@ -350,7 +349,7 @@ def export_expression_run(run: str, formats: Optional[Sequence[str]] = None) -> 
 
 @cli_main
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fer_keras.export", description=__doc__.splitlines()[0])
+    p = CliParser(prog="python -m fer_keras.export", description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="a finished run: its formats are written into <run>/export/")
     src.add_argument("--model", help="a .keras model file (e.g. an ensemble): one file, --out (.tflite, or .keras "

@@ -192,3 +192,29 @@ def test_truncated_run_files_are_one_line(tmp_path):
     (run / "labels.json").write_text('{"preset": "8", "class_na')
     proc = run_cli([os.path.join(ROOT, "evaluate_model.py"), "--run", str(run)], tmp_path)
     assert_one_line_error(proc, "labels.json: cannot read model metadata")
+
+
+def test_an_unknown_flag_is_one_line_with_the_nearest_option(capsys):
+    """A wrong flag prints one error line naming it and the nearest valid option (by spelling or by another tool's
+    name for it), not the whole usage text."""
+    from fer_keras.cli_predict import main as predict_main
+    from fer_keras.cli_evaluate import main as evaluate_main
+
+    for main, flag, near in ((predict_main, "--threshold", "--min-score"), (predict_main, "--anotate", "--annotate"),
+                             (evaluate_main, "--bootstrp", "--bootstrap")):
+        with pytest.raises(SystemExit) as e:
+            main(["x.jpg" if main is predict_main else "--run", flag, "1"] if main is predict_main else
+                 ["--run", "r", flag, "1"])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1, err
+        assert f"unknown option {flag} (did you mean {near}?)" in err
+
+
+def test_predict_help_has_examples_and_stated_defaults(capsys):
+    from fer_keras.cli_predict import main as predict_main
+
+    with pytest.raises(SystemExit):
+        predict_main(["--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and "(default: predictions)" in out and "faces per model call (default: 64)" in out
+    assert out.split("\n\n")[1].rstrip().endswith(".")  # the description is a whole sentence
