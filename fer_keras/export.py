@@ -27,6 +27,7 @@ from fer_keras.config import load_config
 from fer_keras.errors import CliParser, ConfigError, FerError, ModelError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
 from fer_keras.limits import model_zip_problem
+from fer_keras.tflite import convert_quietly
 from fer_keras.pretrained import resolve_model
 from fer_keras.model_info import load_keras_model, read_model_info, stamp_tflite, write_sidecar
 from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir, run_task
@@ -173,7 +174,7 @@ def export_tflite(model, out_path: str, quantize=False, dynamic_batch: bool = Fa
             conv.target_spec.supported_types = [tf.float16]
         if kind == "int8":
             conv.representative_dataset = calibration
-        data = conv.convert()
+        data = convert_quietly(conv, out_path)
 
     atomic_write_bytes(out_path, data)
     return out_path

@@ -160,3 +160,28 @@ def test_a_keras_file_with_float16_weights_computes_as_the_float32_one(exported,
         with pytest.raises(SystemExit) as e:
             export_main(["--model", src, *argv])
         assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_a_failed_conversion_is_one_line(monkeypatch):
+    """The converter's log and a failure's dump stay off the console: one ModelError naming the model and the
+    converter's last error line."""
+    import os as _os
+
+    from fer_keras.errors import ModelError
+    from fer_keras.tflite import convert_quietly
+
+    class Failing:
+        def convert(self):
+            _os.write(2, b"loc(fused): error: 'tf.BadOp' op is neither a custom op nor a flex op\n" * 400)
+            raise RuntimeError("ConverterError: see above")
+
+    class Quiet:
+        def convert(self):
+            _os.write(2, b"W0000 converter noise\n")
+            return b"tflite bytes"
+
+    with pytest.raises(ModelError) as e:
+        convert_quietly(Failing(), "m.keras")
+    assert "m.keras: TFLite conversion failed" in str(e.value) and "neither a custom op" in str(e.value)
+    assert "\n" not in str(e.value)
+    assert convert_quietly(Quiet(), "m.keras") == b"tflite bytes"

@@ -26,6 +26,7 @@ from keras import layers
 
 from fer_keras.detection.yunet_lite import OUTPUTS, STRIDES, YuNetOutputs
 from fer_keras.errors import ConfigError
+from fer_keras.tflite import convert_quietly
 from fer_keras.io_utils import atomic_write_bytes
 from fer_keras.models.torch_port import TorchPortBuilder, convert
 from fer_keras.torch_weights import load_state_dict
@@ -163,6 +164,6 @@ def export_tflite(model, path: str, weights: str = "float32") -> str:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if weights == "float16":
             converter.target_spec.supported_types = [tf.float16]
-        data = converter.convert()
+        data = convert_quietly(converter, path)
     atomic_write_bytes(path, data)
     return path
