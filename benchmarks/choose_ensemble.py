@@ -69,6 +69,13 @@ def main(argv=None) -> dict:
     p.add_argument("--config", default=os.path.join(ROOT, "configs", "default.yaml"))
     p.add_argument("--tta", default="flip", choices=["none", "flip", "crops"])
     p.add_argument("--step", type=float, default=0.1)
+    p.add_argument("--calibrate", action="store_true",
+                   help="score each expression weighting after its own class_bias calibration (searched as "
+                        "benchmarks/choose_calibration.py --method class_bias does), so the weights are chosen for the "
+                        "calibrated ensemble; choose the built ensemble's calibration afterwards with that script")
+    p.add_argument("--keep", action="append", default=[], metavar="KEY=FLOOR",
+                   help="admit only weightings whose val number KEY (e.g. ferplus_accuracy) is at least FLOOR "
+                        "(repeatable)")
     p.add_argument("--out", default=os.path.join(HERE, "results", "choose_ensemble.json"))
     a = p.parse_args(argv)
     if len(a.members) < 2:
@@ -92,13 +99,36 @@ def main(argv=None) -> dict:
     only = [tuple(float(i == j) for j in range(n)) for i in range(n)]
     grid = list(weight_grid(n, a.step))
     # accuracy depends on the expression weights only, the CCCs on the VA weights only: two searches
-    score = lambda ew, vw: scores_for(preds, truth, ew, vw, domains, w_out)  # noqa: E731
-    best_e = max(grid, key=lambda w: score(w, only[0])["score"])
+    floors = {k: float(v) for k, v in (item.split("=", 1) for item in a.keep)}
+
+    def admitted(r) -> bool:
+        return all(r.get(k, -np.inf) >= v for k, v in floors.items())
+
+    calibrations = {}
+
+    def score(ew, vw):
+        if not a.calibrate:
+            return scores_for(preds, truth, ew, vw, domains, w_out)
+        if ew not in calibrations:  # the class_bias search for this weighting (VA weights do not move it)
+            from choose_calibration import search_class_bias
+
+            names = preds[0]["class_names"]
+            calibrations[ew] = search_class_bias(np.zeros(len(names)), names, lambda cal: scores_for(
+                preds, truth, ew, only[0], domains, w_out, cal), 0.1, 2.0, 2, admitted)[0]
+        return scores_for(preds, truth, ew, vw, domains, w_out, calibrations[ew])
+
+    def best_of(candidates, key):
+        ok = [c for c in candidates if admitted(key(c))]
+        return max(ok or candidates, key=lambda c: key(c)["score"])
+
+    best_e = best_of(grid, lambda w: score(w, only[0]))
     best_v = max(grid, key=lambda w: score(best_e, w)["score"])
-    rows = [{"expression_weights": ew, "va_weights": vw, **score(ew, vw)}
+    rows = [{"expression_weights": ew, "va_weights": vw, **score(ew, vw),
+             **({"class_bias": [round(b, 3) for b in calibrations[ew].bias]} if a.calibrate else {})}
             for ew, vw in [(o, o) for o in only] + [(best_e, best_v)]]
     res = {"command": "python benchmarks/choose_ensemble.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "members": a.members, "tta": a.tta, "config": a.config, "chosen": rows[-1], "rows": rows}
+           "members": a.members, "tta": a.tta, "config": a.config, "keep": floors, "calibrated": a.calibrate,
+           "chosen": rows[-1], "rows": rows}
     for r in rows:
         keys = [k for k in r if k.endswith(("_accuracy", "_ccc"))]
         print(f"expression {r['expression_weights']} va {r['va_weights']}: score {r['score']:.4f} (in "

@@ -195,3 +195,31 @@ def test_an_unfinished_runs_scores_say_so(exported_run, tmp_path):
     assert res["info"]["run_status"] == "stopped" and "not finished (state: stopped)" in res["info"]["note"]
     _, done = evaluate_run(run=run, out=str(tmp_path / "f"))
     assert done["info"]["run_status"] == "finished" and "not finished" not in done["info"]["note"]
+
+
+def test_the_class_bias_search_lowers_an_over_predicted_class_within_its_floor():
+    """benchmarks/choose_calibration.py's coordinate search: on predictions that favour class 0 too much, the
+    search shifts class 0 down and raises accuracy; a floor on another number keeps it from going further."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    from choose_calibration import search_class_bias
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 600)
+    logits = rng.normal(0, 1, (600, 3))
+    logits[np.arange(600), y] += 1.5
+    logits[:, 0] += 1.2  # class 0 over-predicted
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    names = ["neutral", "happy", "sad"]
+
+    def score_of(cal):
+        acc = float(np.mean(cal.apply(probs).argmax(1) == y))
+        return {"score": acc, "recall_0": float(np.mean(cal.apply(probs)[y == 0].argmax(1) == 0))}
+
+    raw = score_of(Calibration("class_bias", names, [0.0, 0.0, 0.0]))
+    cal, best = search_class_bias(np.zeros(3), names, score_of, 0.1, 2.0, 2)
+    assert best["score"] > raw["score"] + 0.05 and cal.bias[0] < min(cal.bias[1:])
+    floor = raw["recall_0"] - 0.02
+    cal2, best2 = search_class_bias(np.zeros(3), names, score_of, 0.1, 2.0, 2, lambda r: r["recall_0"] >= floor)
+    assert best2["recall_0"] >= floor and best2["score"] <= best["score"]
