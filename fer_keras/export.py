@@ -24,7 +24,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from fer_keras.config import load_config
-from fer_keras.errors import CliParser, ConfigError, FerError, ModelError, cli_main
+from fer_keras.errors import CliParser, ConfigError, DataError, FerError, ModelError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
 from fer_keras.limits import model_zip_problem
 from fer_keras.tflite import convert_quietly
@@ -192,6 +192,7 @@ def representative_images(cfg, n: int = 256, seed: int = 0, shape: Optional[tupl
     """
     import dataclasses
 
+    from fer_keras.data.images import decode_checked
     from fer_keras.data.pipeline import load_data, make_dataset, weighted_sample  # TensorFlow: only to calibrate
 
     size, channels = cfg.data.image_size, cfg.data.channels
@@ -204,8 +205,28 @@ def representative_images(cfg, n: int = 256, seed: int = 0, shape: Optional[tupl
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=size, channels=channels,
                                                             validate_images="header", cache="none"))
     data = load_data(cfg.data)
-    sample = weighted_sample(data.train, cfg.data, n, seed)
-    return np.concatenate([np.asarray(x) for x, _ in make_dataset(sample, cfg, training=False, batch_size=64)])
+    if data.train.images is not None:  # decoded in memory already (a small dataset): nothing can fail to decode
+        sample = weighted_sample(data.train, cfg.data, n, seed)
+        return np.concatenate([np.asarray(x) for x, _ in make_dataset(sample, cfg, training=False, batch_size=64)])
+    # Files: each decoded on its own, so a truncated file (which the header check cannot see; a run trained with
+    # --skip-bad may have some) is skipped and counted instead of failing the export; a few spares are drawn.
+    sample = weighted_sample(data.train, cfg.data, n + n // 4 + 4, seed)
+    boxes = sample.boxes if sample.boxes is not None else np.full((len(sample), 4), np.nan, np.float32)
+    images, bad = [], 0
+    for path, box in zip(sample.sources, boxes):
+        img, problem = decode_checked(path, np.asarray(box, np.float32), cfg.data)
+        if problem:
+            bad += 1
+        else:
+            images.append(img)
+        if len(images) == n:
+            break
+    if len(images) < max(1, n // 2):
+        raise DataError(f"calibration images: only {len(images)} of the {len(sample)} drawn training images decode "
+                        f"({bad} do not): too few to calibrate int8 activations")
+    if bad:
+        print(f"calibration images: {bad} of the drawn training images do not decode (skipped)")
+    return np.stack(images)
 
 
 def tflite_predict(path: str, images: np.ndarray) -> Dict[str, np.ndarray]:

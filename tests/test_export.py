@@ -185,3 +185,28 @@ def test_a_failed_conversion_is_one_line(monkeypatch):
     assert "m.keras: TFLite conversion failed" in str(e.value) and "neither a custom op" in str(e.value)
     assert "\n" not in str(e.value)
     assert convert_quietly(Quiet(), "m.keras") == b"tflite bytes"
+
+
+def test_int8_calibration_skips_truncated_images(tmp_path, capsys):
+    """A training folder with truncated JPEGs (the header check passes them): calibration decodes each image on its
+    own, skips and counts the bad ones, and returns the images it asked for."""
+    import cv2
+
+    from fer_keras.config import Config
+    from fer_keras.export import representative_images
+
+    rng = np.random.default_rng(0)
+    for cls in ("happy", "sad"):
+        (tmp_path / cls).mkdir()
+        for i in range(10):
+            path = tmp_path / cls / f"{i}.jpg"
+            cv2.imwrite(str(path), rng.integers(0, 256, (40, 40, 3)).astype(np.uint8))
+            if i < 4:
+                data = path.read_bytes()
+                path.write_bytes(data[:len(data) * 3 // 5])  # truncated: its header still reads
+    cfg = Config()
+    cfg.data.path, cfg.data.image_size, cfg.data.val_fraction, cfg.data.test_fraction = str(tmp_path), 32, 0.0, 0.0
+    cfg.data.validate_images = "header"
+    images = representative_images(cfg, n=8)
+    assert 4 <= len(images) <= 8 and images.shape[1:] == (32, 32, 3)  # 14 drawn (with spares), the bad ones skipped
+    assert "do not decode (skipped)" in capsys.readouterr().out
