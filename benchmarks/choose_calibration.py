@@ -10,8 +10,8 @@ by the config's val score (`metrics.source_scores`: in- and out-of-domain source
 `train.out_of_domain_weight`). `--method class_bias` then searches one log-probability shift per class from there
 (coordinate ascent on a grid of `--step`, `--rounds` passes over the classes, each shift within +-`--max-shift`). The
 best is chosen, and with `--write` stored as the model's `"calibration"`
-(fer_keras/calibration.py) in its sidecar `.json` or run `labels.json`. `--keep KEY=DROP` (repeatable) admits only
-calibrations whose val number KEY (e.g. `score_in`, `ferplus_accuracy`) stays within DROP of the raw model's. Val splits choose; they are never reported as tests.
+(fer_keras/calibration.py) in its sidecar `.json` or run `labels.json`. `--keep KEY=FLOOR` (repeatable) admits only
+calibrations whose val number KEY (e.g. `score_in`, `ferplus_accuracy`) is at least FLOOR. Val splits choose; they are never reported as tests.
 Writes benchmarks/results/choose_calibration.json (or --out).
 """
 
@@ -99,9 +99,9 @@ def main(argv=None) -> dict:
     p.add_argument("--step", type=float, default=0.1, help="class_bias: the shifts' grid step")
     p.add_argument("--max-shift", type=float, default=2.0, help="class_bias: largest shift either way")
     p.add_argument("--rounds", type=int, default=3, help="class_bias: passes over the classes")
-    p.add_argument("--keep", action="append", default=[], metavar="KEY=DROP",
-                   help="admit only calibrations whose val number KEY (score_in, ferplus_accuracy, ...) is at most "
-                        "DROP below the raw model's (repeatable)")
+    p.add_argument("--keep", action="append", default=[], metavar="KEY=FLOOR",
+                   help="admit only calibrations whose val number KEY (score_in, ferplus_accuracy, ...) is at least "
+                        "FLOOR (repeatable)")
     p.add_argument("--write", action="store_true", help="store the chosen calibration in the model's metadata")
     p.add_argument("--out", default=os.path.join(HERE, "results", "choose_calibration.json"))
     a = p.parse_args(argv)
@@ -127,7 +127,7 @@ def main(argv=None) -> dict:
         p.error(f"--keep {unknown[0]}: not a val number (valid: {', '.join(sorted(raw))})")
 
     def admitted(r) -> bool:
-        return all(r.get(k, -np.inf) >= raw[k] - drop for k, drop in keep.items())
+        return all(r.get(k, -np.inf) >= floor for k, floor in keep.items())
 
     best = max((r for r in rows if admitted(r)), key=lambda r: r["score"], default=rows[0])
     for r in rows:
