@@ -127,7 +127,7 @@ class Analyzer:
         largest_face: keep only the largest face of each image or frame.
         padding: box padding as a fraction of the face size.
         min_score: lowest detection score kept (default: the detector's own threshold).
-        min_face: smallest face in pixels (Haar detector).
+        min_face: smallest face kept, in pixels of its shorter side, whatever the detector (None: every face found).
         batch_size: faces per model call.
         backend: `auto` (LiteRT when the model has a TFLite export, else Keras), `keras` or `litert`.
         labels: report in this label preset (`8`, `7`, `5`, `4`, `2`), probabilities mapped by class name.
@@ -142,7 +142,7 @@ class Analyzer:
 
     def __init__(self, model: str = "default", *, detector: Optional[str] = "auto", tta: str = "auto",
                  calibration: str = "auto", largest_face: bool = False, padding: float = 0.15, min_score: Optional[float] = None,
-                 min_face: int = 48, batch_size: int = 64, backend: str = "auto", labels: Optional[str] = None,
+                 min_face: Optional[int] = None, batch_size: int = 64, backend: str = "auto", labels: Optional[str] = None,
                  window: int = 5, detect_every: int = 5, hysteresis: float = 0.1, confirm: int = CONFIRM, **unknown):
         if unknown:
             import difflib

@@ -158,8 +158,9 @@ def main(argv=None):
                         "path chosen on val photos")
     p.add_argument("--min-score", type=float,
                    help="lowest detection score kept (default: each detector's own, e.g. YuNet's chosen on val photos)")
-    p.add_argument("--min-face", type=int, default=48,
-                   help="smallest face (px) the Haar detector reports (default: 48, a FER crop)")
+    p.add_argument("--min-face", type=int, default=None,
+                   help="smallest face kept, px of its shorter side, any detector (default: every face found; the "
+                        "Haar detector's own minimum is then 48, a FER crop)")
     p.add_argument("--batch-size", type=int, default=64, help="faces per model call (default: 64)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="auto: the model's TFLite export through LiteRT when it has one (no TensorFlow import: "

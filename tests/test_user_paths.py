@@ -268,3 +268,25 @@ def test_evaluating_a_shipped_model_writes_in_the_working_folder_and_a_bad_split
     assert out.startswith(os.path.join("runs", "eval-multitask_customcnn")) and not os.path.isabs(out)
     with pytest.raises(ConfigError, match="split 'testing': valid: test, val, train, all"):
         evaluate_run(model_path=resolve_model("compact"), split="testing")
+
+
+def test_min_face_drops_small_faces_for_every_detector():
+    """`min_face` filters any detector's boxes by their shorter side (not only Haar's), also on video streams."""
+    from fer_keras.detection import faces as F
+
+    class Two:
+        min_score = 0.5
+
+        def detect(self, rgb):
+            return np.array([[0, 0, 14, 18], [10, 10, 90, 100]], np.float32), np.array([0.9, 0.8], np.float32)
+
+    F.DETECTORS.register("two-test")(lambda min_face=48, min_score=None: Two())
+    try:
+        assert len(F.make_detector("two-test").detect(np.zeros((120, 120, 3), np.uint8))[0]) == 2
+        det = F.make_detector("two-test", min_face=20)
+        boxes, scores = det.detect(np.zeros((120, 120, 3), np.uint8))
+        assert boxes.tolist() == [[10, 10, 90, 100]] and scores.tolist() == [pytest.approx(0.8)]
+        assert det.min_score == 0.5 and F.for_stream(det).min_face == 20
+        assert isinstance(F.make_detector("haar", min_face=30), F.HaarDetector)  # Haar applies it itself
+    finally:
+        F.DETECTORS._items.pop("two-test"), F.DETECTORS._names.pop("two-test")

@@ -60,6 +60,7 @@ YUNET_LOWLIGHT_TFLITE = os.path.join(_PRETRAINED, "yunet", "yunet_lowlight.tflit
 YUNET_LOWLIGHT_SETTINGS = os.path.join(_PRETRAINED, "yunet", "yunet_lowlight.json")
 # Mean brightness (0-255) under which `auto` hands a photo to the low-light RetinaNet. DARK FACE's images have means
 # of 19-41; ordinary photos 80-160. See AutoFaceDetector for the measurements behind the value.
+HAAR_MIN_FACE = 48  # the Haar cascade's smallest face when none is asked for (a FER crop)
 DARK_BELOW = 60.0
 # Video: luma units on each side of DARK_BELOW that a stream must cross to change detector (StreamAutoDetector)
 STREAM_BAND = 8.0
@@ -684,24 +685,52 @@ def retinanet_from_run(run_dir: str, min_score: Optional[float] = None) -> "Reti
     return RetinaNetFaceDetector.from_run(run_dir, min_score)
 
 
-def make_detector(name: str = "auto", min_face: int = 48, min_score: Optional[float] = None):
+class MinFaceFilter:
+    """Any detector with its faces smaller than `min_face` pixels (the shorter box side) dropped: tiny background
+    faces and figurines get no labels. Forwards everything else, per-stream state included."""
+
+    def __init__(self, detector, min_face: int):
+        self.detector, self.min_face = detector, int(min_face)
+
+    def __getattr__(self, name):  # square_crops, accepts_gray, min_score ... of the wrapped detector
+        if name == "detector":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.detector, name)
+
+    def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        boxes, scores = self.detector.detect(rgb)
+        boxes, scores = np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1)
+        keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.min_face
+        return boxes[keep], scores[keep]
+
+    def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
+        return xywh(self.detect(rgb)[0])
+
+    def for_stream(self) -> "MinFaceFilter":
+        return MinFaceFilter(for_stream(self.detector), self.min_face)
+
+
+def make_detector(name: str = "auto", min_face: Optional[int] = None, min_score: Optional[float] = None):
     """The face detector called `name` (a name in `DETECTORS`), or a detection run directory (a trained RetinaNet or
     YuNet).
 
     Args:
         name: a registered name (`auto`, `yunet`, `blazeface`, `blazeface-back`, `blazeface-tiled`, `haar`,
             `lowlight`) or a run directory.
-        min_face: smallest face in pixels the Haar cascade reports.
+        min_face: smallest face kept, in pixels of its shorter side, whatever the detector (None: every face the
+            detector reports; the Haar cascade's own minimum is then 48, a FER crop).
         min_score: lowest detection score kept (default: each detector's own threshold).
     """
     if name in DETECTORS:
-        return DETECTORS.get(name)(min_face, min_score)
-    if os.path.isdir(name):
+        det = DETECTORS.get(name)(HAAR_MIN_FACE if min_face is None else min_face, min_score)
+    elif os.path.isdir(name):
         kind = RunDir.open(name).task()  # RunDir.open: one line for a folder that is no run
         task = TASKS.get(kind)
         if task.detector is None:
             raise ConfigError(f"{name}: a run of task {kind!r}; --detector takes a face-detection run "
                               f"(task: {' or '.join(tasks_with('detector'))})")
-        return task.fn("detector")(name, min_score)
-    raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS.names())}) nor a run "
-                      "directory")
+        det = task.fn("detector")(name, min_score)
+    else:
+        raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS.names())}) nor a run "
+                          "directory")
+    return det if min_face is None or isinstance(det, HaarDetector) else MinFaceFilter(det, min_face)
