@@ -195,8 +195,9 @@ def headline(metrics: dict, run_name: str, model_name: str = "") -> str:
             why = "head not trained" if va == "unavailable" else "no labels"
             cards.append(kpi(f"{d} {m.label}", v[m.key], f"{d}_{m.key}") if v else
                          f"<div class='kpi'><span>{d} {m.label}</span><b>–</b><span>{why}</span></div>")
-    data = info.get("data_name") or " + ".join(  # dataset names, not machine paths
-        os.path.basename(os.path.normpath(part)) for part in str(info.get("data") or "demo data").split(" + "))
+    # dataset names, not machine paths; a multi-source run: the sources this split has samples of, by name
+    data = info.get("data_name") or " + ".join(metrics.get("per_source") or [
+        os.path.basename(os.path.normpath(part)) for part in str(info.get("data") or "demo data").split(" + ")])
     meta = (f"model <b>{html.escape(model_name or os.path.basename(str(info.get('model', ''))))}</b> · data "
             f"<b>{html.escape(data)}</b> ({html.escape(str(info.get('format', '')))}), split "
             f"<b>{html.escape(str(info.get('split')))}</b>, n = <b>{e['num_samples']:,}</b>, "
