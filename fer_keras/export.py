@@ -26,6 +26,7 @@ import numpy as np
 from fer_keras.config import load_config
 from fer_keras.errors import CliParser, ConfigError, DataError, FerError, ModelError, cli_main
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
+from fer_keras.data.images import decode_checked
 from fer_keras.limits import model_zip_problem
 from fer_keras.tflite import convert_quietly
 from fer_keras.pretrained import resolve_model
@@ -192,7 +193,6 @@ def representative_images(cfg, n: int = 256, seed: int = 0, shape: Optional[tupl
     """
     import dataclasses
 
-    from fer_keras.data.images import decode_checked
     from fer_keras.data.pipeline import load_data, make_dataset, weighted_sample  # TensorFlow: only to calibrate
 
     size, channels = cfg.data.image_size, cfg.data.channels
