@@ -27,7 +27,7 @@ from fer_keras.calibration import check_mode as check_calibration_mode
 from fer_keras.config import load_config
 from fer_keras.data.images import pil_orientation, upright_array
 from fer_keras.detection.faces import make_detector, whole_image
-from fer_keras.errors import ConfigError, DataError, quiet_tensorflow_import
+from fer_keras.errors import ConfigError, DataError, choice_error, quiet_tensorflow_import
 from fer_keras.model_info import load_keras_model, read_model_info
 from fer_keras.predict import (CONFIRM, FacePredictor, Results, check_options, face_boxes, image_problem,
                                predict_video, read_rgb)
@@ -80,7 +80,7 @@ def _to_rgb(image: ImageLike, color: str = "rgb") -> np.ndarray:
     """An RGB uint8 (H, W, 3) array from a path, a PIL image or an array (HxWx3 uint8 in `color` order, or HxW
     gray)."""
     if color not in COLORS:
-        raise ConfigError(f"color {color!r}: valid: {', '.join(COLORS)} (the channel order of array images)")
+        raise choice_error("color", color, COLORS)  # the channel order of array images
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         if os.path.isdir(path):
@@ -157,7 +157,7 @@ class Analyzer:
         check_options(False, padding=padding, batch_size=batch_size, window=window, detect_every=detect_every,
                       hysteresis=hysteresis, min_face=min_face, min_score=min_score, confirm=confirm)
         if tta not in ("auto", *TTA):
-            raise ConfigError(f"tta {tta!r}; valid: auto, {', '.join(TTA)}")
+            raise choice_error("tta", tta, ["auto", *TTA])
         check_calibration_mode(calibration)
         self.predictor = FacePredictor(resolve_model(model), batch_size, tta=tta, labels=labels, backend=backend,
                                        calibration=calibration)

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from fer_keras.errors import ConfigError
+from fer_keras.errors import ConfigError, choice_error
 
 # method name -> what it does (the sidecar's "method"; --help and errors list these)
 CALIBRATION_METHODS: Dict[str, str] = {
@@ -130,7 +130,7 @@ def parse_calibration(meta: Optional[dict], class_names: Optional[Sequence[str]]
 def check_mode(mode: str) -> str:
     """`mode` if it is one of `CALIBRATION_MODES`, else a ConfigError naming the valid values."""
     if mode not in CALIBRATION_MODES:
-        raise ConfigError(f"calibration {mode!r}: valid: {', '.join(CALIBRATION_MODES)}")
+        raise choice_error("calibration", mode, CALIBRATION_MODES)
     return mode
 
 

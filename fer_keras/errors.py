@@ -120,6 +120,16 @@ def reading(path: str, what: str = "cannot read it"):
         raise DataError(f"{path}: {what} ({detail})") from None
 
 
+def choice_error(what: str, value, valid) -> "ConfigError":
+    """The one-line error for a value that is none of `valid`: names the valid values and the nearest one."""
+    import difflib
+
+    valid = [str(v) for v in valid]
+    near = difflib.get_close_matches(str(value), valid, n=1, cutoff=0.5)
+    return ConfigError(f"{what} {value!r}: valid: {', '.join(valid)}" + (f" (did you mean {near[0]!r}?)" if near
+                                                                         else ""))
+
+
 class CliParser(argparse.ArgumentParser):
     """argparse with the project's error style: a wrong flag or value is one `error:` line naming it and, for an
     unknown flag, the nearest valid one (by spelling, or by `synonyms`: other tools' names for the same option,

@@ -27,7 +27,8 @@ from fer_keras.calibration import apply as apply_calibration, resolve as resolve
 from fer_keras.limits import MAX_IMAGE_PIXELS
 from fer_keras.data.images import IMAGE_EXTS, file_orientation, resize_array, upright_array
 from fer_keras.detection.faces import for_stream, whole_image
-from fer_keras.errors import ConfigError, DataError, ModelError, quiet_tensorflow_import, stderr_captured
+from fer_keras.errors import (ConfigError, DataError, ModelError, choice_error, quiet_tensorflow_import,
+                              stderr_captured)
 from fer_keras.io_utils import write_image
 from fer_keras.labels import class_mapping_matrix, map_probabilities, preset_classes
 from fer_keras.progress import Progress
@@ -166,7 +167,7 @@ class FacePredictor:
     def __init__(self, model: str, batch_size: int = 64, safe_mode: bool = True, tta: str = "auto",
                  labels: Optional[str] = None, backend: str = "auto", calibration: str = "auto"):
         if backend not in BACKENDS:
-            raise ConfigError(f"--backend {backend!r}: valid: {', '.join(BACKENDS)}")
+            raise choice_error("backend", backend, BACKENDS)
         info = read_model_info(model)
         path, names = info.model_file, info.class_names
         self.va_trained = info.va_trained

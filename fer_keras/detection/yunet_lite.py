@@ -126,5 +126,11 @@ class LiteRTYuNetDetector(YuNetOutputs):
     def raw_outputs(self, padded: np.ndarray) -> Dict[str, np.ndarray]:
         """The per-level outputs (batch axis removed) for one padded BGR float32 image (the export's signature
         names them; the runner resizes its input when the size changes)."""
-        out = self._runner()(images=padded[None])
+        runner = self._runner()
+        if not getattr(self._local, "ran", False):  # LiteRT creates its XNNPACK delegate (and says so) on the first run
+            with stderr_captured():
+                out = runner(images=padded[None])
+            self._local.ran = True
+        else:
+            out = runner(images=padded[None])
         return {name: v[0] for name, v in out.items()}
