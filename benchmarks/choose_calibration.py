@@ -61,6 +61,16 @@ def score(probs, truth, va, names, domains, w_out, calibration=None) -> dict:
         np.concatenate(vps)), np.concatenate(ids), srcs, [domains.get(s, "in") for s in srcs], w_out)
 
 
+def floors(items) -> dict:
+    """`--keep KEY=FLOOR` arguments as {key: floor}."""
+    return {k: float(v) for k, v in (item.split("=", 1) for item in items)}
+
+
+def admitted_by(keep: dict):
+    """The test `--keep` sets: every named val number is at least its floor."""
+    return lambda r: all(r.get(k, -np.inf) >= floor for k, floor in keep.items())
+
+
 def search_class_bias(start, names, score_of, step: float, max_shift: float, rounds: int, admitted=None) -> tuple:
     """Coordinate ascent of per-class log-probability shifts from `start`: each class's shift in turn takes the grid
     value (step `step`, within +-`max_shift`) that maximises `score_of(calibration)["score"]` among the scores
@@ -121,13 +131,11 @@ def main(argv=None) -> dict:
         cal = logit_adjustment(prior, float(tau), names)
         rows.append({"tau": float(tau), **score(probs, truth, va, names, domains, w_out, cal)})
     raw = rows[0] if taus[0] == 0 else {"tau": 0.0, **score(probs, truth, va, names, domains, w_out)}
-    keep = {k: float(v) for k, v in (item.split("=", 1) for item in a.keep)}
+    keep = floors(a.keep)
     unknown = [k for k in keep if k not in raw]
     if unknown:
         p.error(f"--keep {unknown[0]}: not a val number (valid: {', '.join(sorted(raw))})")
-
-    def admitted(r) -> bool:
-        return all(r.get(k, -np.inf) >= floor for k, floor in keep.items())
+    admitted = admitted_by(keep)
 
     best = max((r for r in rows if admitted(r)), key=lambda r: r["score"], default=rows[0])
     for r in rows:

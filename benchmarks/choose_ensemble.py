@@ -29,6 +29,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 from bench_real_faces import ours  # noqa: E402
+from choose_calibration import admitted_by, floors, search_class_bias  # noqa: E402
 from compare_val import val_domains, val_sets  # noqa: E402
 
 
@@ -99,10 +100,8 @@ def main(argv=None) -> dict:
     only = [tuple(float(i == j) for j in range(n)) for i in range(n)]
     grid = list(weight_grid(n, a.step))
     # accuracy depends on the expression weights only, the CCCs on the VA weights only: two searches
-    floors = {k: float(v) for k, v in (item.split("=", 1) for item in a.keep)}
-
-    def admitted(r) -> bool:
-        return all(r.get(k, -np.inf) >= v for k, v in floors.items())
+    keep = floors(a.keep)
+    admitted = admitted_by(keep)
 
     calibrations = {}
 
@@ -110,8 +109,6 @@ def main(argv=None) -> dict:
         if not a.calibrate:
             return scores_for(preds, truth, ew, vw, domains, w_out)
         if ew not in calibrations:  # the class_bias search for this weighting (VA weights do not move it)
-            from choose_calibration import search_class_bias
-
             names = preds[0]["class_names"]
             calibrations[ew] = search_class_bias(np.zeros(len(names)), names, lambda cal: scores_for(
                 preds, truth, ew, only[0], domains, w_out, cal), 0.1, 2.0, 2, admitted)[0]
@@ -127,7 +124,7 @@ def main(argv=None) -> dict:
              **({"class_bias": [round(b, 3) for b in calibrations[ew].bias]} if a.calibrate else {})}
             for ew, vw in [(o, o) for o in only] + [(best_e, best_v)]]
     res = {"command": "python benchmarks/choose_ensemble.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "members": a.members, "tta": a.tta, "config": a.config, "keep": floors, "calibrated": a.calibrate,
+           "members": a.members, "tta": a.tta, "config": a.config, "keep": keep, "calibrated": a.calibrate,
            "chosen": rows[-1], "rows": rows}
     for r in rows:
         keys = [k for k in r if k.endswith(("_accuracy", "_ccc"))]

@@ -197,7 +197,7 @@ class Analyzer:
         `source` being the path, or the image's index in `images` for arrays and PIL images."""
         import pandas as pd
 
-        if isinstance(images, (str, os.PathLike, np.ndarray)) or not isinstance(images, (list, tuple)):
+        if not isinstance(images, (list, tuple)):  # one image
             images = [images]
         rows = []
         for i, (img, faces) in enumerate(zip(images, self.analyze(list(images), color))):

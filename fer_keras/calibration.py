@@ -52,11 +52,11 @@ class Calibration:
     extra: dict = field(default_factory=dict)
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
-        """Adjusted probabilities of (N, K) `probs` in the model's class order: `probs * exp(bias)`, renormalised."""
-        probs = np.asarray(probs, np.float64)
-        out = probs * np.exp(np.asarray(self.bias, np.float64))[None, :]
+        """Adjusted probabilities of (N, K) `probs` in the model's class order: `probs * exp(bias)`, renormalised
+        (computed in float64, returned in the input's float type)."""
+        out = np.asarray(probs, np.float64) * np.exp(np.asarray(self.bias, np.float64))[None, :]
         out /= np.maximum(out.sum(axis=1, keepdims=True), 1e-300)
-        return out.astype(np.float32)
+        return out.astype(np.result_type(np.asarray(probs).dtype, np.float32))
 
     def to_dict(self) -> dict:
         d = {"method": self.method, "class_names": list(self.class_names),
@@ -140,5 +140,5 @@ def resolve(stored: Optional[Calibration], mode: str) -> Optional[Calibration]:
 
 
 def apply(probs: np.ndarray, calibration: Optional[Calibration]) -> np.ndarray:
-    """`calibration.apply(probs)`, or `probs` unchanged (as float32) when there is none."""
-    return np.asarray(probs, np.float32) if calibration is None else calibration.apply(probs)
+    """`calibration.apply(probs)`, or `probs` unchanged when there is none."""
+    return probs if calibration is None else calibration.apply(probs)
