@@ -31,6 +31,7 @@ CLASSES = {
     "Flags and config": (
         "one line naming the flag or key and the valid values",
         ["test_bad_inputs::test_bad_cli_arguments", "test_cli_errors::test_training_range_and_path_errors",
+         "test_cli_errors::test_a_wrong_option_value_names_the_nearest_valid_one",
          "test_config::test_yaml_errors_name_line_and_column_and_values_are_capped"]),
     "Model files and their metadata": (
         "one line naming the file; a model that disagrees with its labels.json is refused before anything is written",

@@ -29,8 +29,8 @@ from fer_keras.data.images import pil_orientation, upright_array
 from fer_keras.detection.faces import make_detector, whole_image
 from fer_keras.errors import ConfigError, DataError, choice_error, quiet_tensorflow_import
 from fer_keras.model_info import load_keras_model, read_model_info
-from fer_keras.predict import (CONFIRM, FacePredictor, Results, check_options, face_boxes, image_problem,
-                               predict_video, read_rgb)
+from fer_keras.predict import (CONFIRM, FacePredictor, Results, check_options, confident, face_boxes,
+                               image_problem, predict_video, read_rgb)
 from fer_keras.pretrained import resolve_model
 from fer_keras.run_dir import RunDir, run_task
 from fer_keras.tasks import task_of
@@ -128,6 +128,8 @@ class Analyzer:
         padding: box padding as a fraction of the face size.
         min_score: lowest detection score kept (default: the detector's own threshold).
         min_face: smallest face kept, in pixels of its shorter side, whatever the detector (None: every face found).
+        min_confidence: drop faces whose top expression probability is below this (None: keep every face); video
+            tables count the dropped rows in `df.attrs["low_confidence_rows"]`.
         batch_size: faces per model call.
         backend: `auto` (LiteRT when the model has a TFLite export, else Keras), `keras` or `litert`.
         labels: report in this label preset (`8`, `7`, `5`, `4`, `2`), probabilities mapped by class name.
@@ -142,7 +144,7 @@ class Analyzer:
 
     def __init__(self, model: str = "default", *, detector: Optional[str] = "auto", tta: str = "auto",
                  calibration: str = "auto", largest_face: bool = False, padding: float = 0.15, min_score: Optional[float] = None,
-                 min_face: Optional[int] = None, batch_size: int = 64, backend: str = "auto", labels: Optional[str] = None,
+                 min_face: Optional[int] = None, min_confidence: Optional[float] = None, batch_size: int = 64, backend: str = "auto", labels: Optional[str] = None,
                  window: int = 5, detect_every: int = 5, hysteresis: float = 0.1, confirm: int = CONFIRM, **unknown):
         if unknown:
             import difflib
@@ -155,14 +157,16 @@ class Analyzer:
             raise ConfigError(f"unknown option {name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
                               + f"; valid: {', '.join(valid)}")
         check_options(False, padding=padding, batch_size=batch_size, window=window, detect_every=detect_every,
-                      hysteresis=hysteresis, min_face=min_face, min_score=min_score, confirm=confirm)
+                      hysteresis=hysteresis, min_face=min_face, min_score=min_score, confirm=confirm, min_confidence=min_confidence)
+        if not isinstance(largest_face, (bool, np.bool_)):  # "no" would be truthy: keep one face by accident
+            raise ConfigError(f"largest_face {largest_face!r}: expected True or False")
         if tta not in ("auto", *TTA):
             raise choice_error("tta", tta, ["auto", *TTA])
         check_calibration_mode(calibration)
         self.predictor = FacePredictor(resolve_model(model), batch_size, tta=tta, labels=labels, backend=backend,
                                        calibration=calibration)
         self.detector = whole_image if detector is None else make_detector(detector, min_face, min_score)
-        self.tta, self.largest_face, self.padding = tta, largest_face, padding
+        self.tta, self.largest_face, self.padding, self.min_confidence = tta, largest_face, padding, min_confidence
         self.window, self.detect_every, self.hysteresis, self.confirm = window, detect_every, hysteresis, confirm
 
     @property
@@ -189,7 +193,8 @@ class Analyzer:
         boxes = face_boxes(rgb, self.detector, self.padding, largest=self.largest_face)
         out = self.predictor.predict([self.predictor.prepare(rgb[y:y + h, x:x + w]) for x, y, w, h in boxes])
         return [_face(b, self.predictor.class_names, p, va)
-                for b, p, va in zip(boxes, out["expression"], out["valence_arousal"])]
+                for b, p, va in zip(boxes, out["expression"], out["valence_arousal"])
+                if confident(p, self.min_confidence)]
 
     def table(self, images: Sequence[ImageLike], color: str = "rgb"):
         """A flat pandas DataFrame of the faces in several images: one row per face with predict's
@@ -234,7 +239,7 @@ class Analyzer:
         predictor = self.predictor.with_tta("none") if self.tta == "auto" else self.predictor
         predict_video(predictor, src, self.detector, self.padding, self.window, results, max_frames=max_frames,
                       detect_every=self.detect_every, largest_face=self.largest_face, margin=self.hysteresis,
-                      progress=False, confirm=self.confirm, warn=False)
+                      progress=False, confirm=self.confirm, warn=False, min_confidence=self.min_confidence)
         unreadable = [e for s, e in results.errors if not e.startswith("no face found")]
         if not results.rows and unreadable:
             raise DataError(f"{src}: {unreadable[0]}")
@@ -245,7 +250,8 @@ class Analyzer:
         df["time"] = df["frame"].astype(float) / fps
         df.attrs["fps"] = fps
         # What the confirmation dropped (tracks found by fewer than `confirm` detections), as the CLI's summary says.
-        df.attrs.update(unconfirmed_tracks=results.unconfirmed_tracks, unconfirmed_rows=results.unconfirmed_rows)
+        df.attrs.update(unconfirmed_tracks=results.unconfirmed_tracks, unconfirmed_rows=results.unconfirmed_rows,
+                        low_confidence_rows=results.low_confidence)
         return df
 
 

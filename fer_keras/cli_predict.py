@@ -161,6 +161,9 @@ def main(argv=None):
     p.add_argument("--min-face", type=int, default=None,
                    help="smallest face kept, px of its shorter side, any detector (default: every face found; the "
                         "Haar detector's own minimum is then 48, a FER crop)")
+    p.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                   help="drop faces whose top expression probability is below P (e.g. 0.5: figurines, posters and "
+                        "blurred background faces often read below it), counted in the summary (default: keep all)")
     p.add_argument("--batch-size", type=int, default=64, help="faces per model call (default: 64)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="auto: the model's TFLite export through LiteRT when it has one (no TensorFlow import: "
@@ -201,7 +204,7 @@ def main(argv=None):
     model = resolve_model(a.model)
     check_options(padding=a.padding, batch_size=a.batch_size, window=a.window, detect_every=a.detect_every,
                   hysteresis=a.hysteresis, min_face=a.min_face, max_frames=a.max_frames, min_score=a.min_score,
-                  confirm=a.confirm)
+                  confirm=a.confirm, min_confidence=a.min_confidence)
     if a.show and not can_show():
         why = "no display (DISPLAY is not set)" if not os.environ.get("DISPLAY") else \
             "this OpenCV has no GUI backend (opencv-python-headless; `pip install opencv-python` adds one)"
@@ -226,7 +229,7 @@ def main(argv=None):
     images = [path for kind, path in inputs if kind == "image"]
     if images:
         predict_images(predictor, images, detector, a.padding, not a.largest_face, results, a.out, a.annotate,
-                       a.save_crops, progress=not a.quiet)
+                       a.save_crops, progress=not a.quiet, min_confidence=a.min_confidence)
     # Videos: `--tta auto` means no views. A face is seen in many frames and its track is averaged over --window
     # frames, and the views would cost the frame rate (crops: 10 model calls per face and frame).
     video_predictor = predictor.with_tta("none") if a.tta == "auto" and any(
@@ -235,7 +238,7 @@ def main(argv=None):
         if kind in ("video", "webcam"):
             predict_video(video_predictor, path, detector, a.padding, a.window, results, a.out, a.annotate, a.show,
                           a.max_frames, a.detect_every, a.largest_face, a.hysteresis, progress=not a.quiet,
-                          confirm=a.confirm)
+                          confirm=a.confirm, min_confidence=a.min_confidence)
     _write_csv(os.path.join(a.out, "predictions.csv"), results.rows)
 
     atomic_write_text(os.path.join(a.out, "predictions.json"), json.dumps(results.rows, indent=1))
@@ -273,6 +276,8 @@ def main(argv=None):
               f"in {total['classes']} classes (preset {a.labels or len(predictor.class_names)})")
     dropped = (f"; {results.unconfirmed_tracks} unconfirmed video tracks dropped ({results.unconfirmed_rows} rows)"
                if results.unconfirmed_tracks else "")
+    if results.low_confidence:
+        dropped += f"; {results.low_confidence} faces below --min-confidence {a.min_confidence:g} dropped"
     print(f"{len(results.rows)} faces from {len(inputs)} inputs{dropped}; {len(results.errors)} problems "
           f"(see {a.out}/errors.csv); wrote {a.out}/predictions.csv")
     return results

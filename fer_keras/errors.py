@@ -120,14 +120,18 @@ def reading(path: str, what: str = "cannot read it"):
         raise DataError(f"{path}: {what} ({detail})") from None
 
 
-def choice_error(what: str, value, valid) -> "ConfigError":
-    """The one-line error for a value that is none of `valid`: names the valid values and the nearest one."""
+def nearest_hint(value, valid) -> str:
+    """` (did you mean 'x'?)` for the valid name nearest to `value` by spelling, or '' when none is near."""
     import difflib
 
+    near = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1, cutoff=0.5)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def choice_error(what: str, value, valid) -> "ConfigError":
+    """The one-line error for a value that is none of `valid`: names the valid values and the nearest one."""
     valid = [str(v) for v in valid]
-    near = difflib.get_close_matches(str(value), valid, n=1, cutoff=0.5)
-    return ConfigError(f"{what} {value!r}: valid: {', '.join(valid)}" + (f" (did you mean {near[0]!r}?)" if near
-                                                                         else ""))
+    return ConfigError(f"{what} {value!r}: valid: {', '.join(valid)}" + nearest_hint(value, valid))
 
 
 class CliParser(argparse.ArgumentParser):
@@ -156,6 +160,10 @@ class CliParser(argparse.ArgumentParser):
         if m:
             near = self.nearest(m.group(1))
             message = f"unknown option {m.group(1)}" + (f" (did you mean {near}?)" if near else "")
+        m = re.match(r"argument (\S+): invalid choice: '(.*)' \(choose from (.*)\)$", message)
+        if m:  # argparse lists the choices; name the nearest too
+            choices = re.findall(r"'([^']*)'", m.group(3))
+            message += nearest_hint(m.group(2), choices)
         print(f"error: {self.prog}: {message}; see {self.prog} --help", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 

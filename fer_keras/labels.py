@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from fer_keras.errors import ConfigError, DataError
+from fer_keras.errors import ConfigError, DataError, nearest_hint
 
 # AffectNet order; FER2013 and the other datasets map into it by name.
 CANONICAL: List[str] = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"]
@@ -67,7 +67,8 @@ def check_preset(preset) -> str:
     """Returns the preset key ('8','7','5','4','2') or raises a `ConfigError` listing the valid ones."""
     key = str(preset).strip()
     if key not in _PRESET_CLASSES:
-        raise ConfigError(f"unknown label preset {preset!r}; valid: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown label preset {preset!r}; valid: {', '.join(PRESETS)}"
+                          f"{nearest_hint(preset, PRESETS)}")
     return key
 
 

@@ -443,6 +443,7 @@ class Results:
     unconfirmed_tracks: int = 0  # video tracks never confirmed (FaceTracker.min_hits): their rows were dropped
     unconfirmed_rows: int = 0
     fps: Dict[str, float] = field(default_factory=dict)  # video source -> its frames per second
+    low_confidence: int = 0  # faces (video: face rows) dropped by min_confidence
 
 
 def _row(source, frame, idx, box, names, probs, va, label: Optional[int] = None, track=None):
@@ -476,11 +477,17 @@ def _checked_write(out_path: str, bgr: np.ndarray, source: str, results: "Result
         results.errors.append((source, str(e)))
 
 
+def confident(probs: np.ndarray, min_confidence: Optional[float]) -> bool:
+    """Whether a face's top expression probability reaches `min_confidence` (None: every face does)."""
+    return min_confidence is None or float(np.max(probs)) >= min_confidence
+
+
 def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, padding: float, all_faces: bool,
                    results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
-                   save_crops: bool = False, progress: bool = True) -> None:
+                   save_crops: bool = False, progress: bool = True, min_confidence: Optional[float] = None) -> None:
     """Detects and crops faces of many images (every face, or the largest when `all_faces` is False), then
-    classifies all crops in batches. A progress line goes to stderr for more than one image."""
+    classifies all crops in batches. A progress line goes to stderr for more than one image. Faces whose top
+    expression probability is below `min_confidence` are dropped and counted in `results.low_confidence`."""
     # A grayscale model with a grayscale detector needs no colour: decoding straight to gray saves ~1 ms a photo.
     gray = predictor.channels == 1 and getattr(detector, "accepts_gray", False) and not annotate_out \
         and not save_crops
@@ -526,6 +533,9 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
     out = predictor.predict(crops)
     per_image: Dict[str, list] = {}
     for (path, i, box, rgb), probs, va in zip(meta, out["expression"], out["valence_arousal"]):
+        if not confident(probs, min_confidence):
+            results.low_confidence += 1
+            continue
         results.rows.append(_row(path, "", i, box, predictor.class_names, probs, va))
         if annotate_out:
             per_image.setdefault(path, [rgb, []])[1].append(results.rows[-1])
@@ -544,7 +554,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
                   results: Results, out_dir: Optional[str] = None, annotate_out: bool = False,
                   show: bool = False, max_frames: Optional[int] = None, detect_every: int = 5,
                   largest_face: bool = False, margin: float = 0.1, progress: bool = True, confirm: int = CONFIRM,
-                  warn: bool = True) -> None:
+                  warn: bool = True, min_confidence: Optional[float] = None) -> None:
     """Predictions for every face of every frame, tracked: one `track` id per face across frames.
 
     A track is reported only once `confirm` detections found it (its earlier frames are then reported too); the
@@ -554,7 +564,9 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     Faces are detected every `detect_every` frames; on the frames between, each face's box moves on at its track's
     velocity (box centre shift per frame between its last two detections). Each track's probabilities and
     valence/arousal are averaged over its last `window` frames, and its label changes only when another class
-    beats the shown one by `margin` (hysteresis), so a steady face does not flicker. A progress line goes to
+    beats the shown one by `margin` (hysteresis), so a steady face does not flicker. A frame's face whose smoothed
+    label probability is below `min_confidence` is not reported (counted in `results.low_confidence`; its track
+    goes on). A progress line goes to
     stderr. An unopenable, empty or truncated video is reported in `results.errors`; an empty one writes nothing.
     `warn=False` keeps the CLI's warning lines off stderr (the API reports through `results` instead).
     """
@@ -628,7 +640,9 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
                 for i, (b, tid) in enumerate(zip(boxes, ids)):
                     label, probs, va = tracker.smooth(tid, out["expression"][i], out["valence_arousal"][i])
                     row = _row(source, frame_no, i, b, predictor.class_names, probs, va, label, tid)
-                    if tracker.confirmed(tid):
+                    if min_confidence is not None and row["confidence"] < min_confidence:
+                        results.low_confidence += 1
+                    elif tracker.confirmed(tid):
                         results.rows.extend(pending.pop(tid, ()))
                         results.rows.append(row)
                         rows.append(row)
@@ -710,6 +724,7 @@ OPTION_RANGES = {
     "min_face": (lambda v: v >= 1, "a whole number of px, at least 1"),
     "max_frames": (lambda v: v >= 1, "a whole number of frames, at least 1"),
     "min_score": (lambda v: 0.0 <= v < 1.0, "a score in [0, 1)"),
+    "min_confidence": (lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"),
     "confirm": (lambda v: v >= 1, "a whole number of detections, at least 1"),
 }
 # options that count things: a float (2.5 frames) is as wrong as a negative number

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Dict, Generic, TypeVar
 
-from fer_keras.errors import FerError
+from fer_keras.errors import FerError, nearest_hint
 
 T = TypeVar("T")
 
@@ -45,7 +45,8 @@ class Registry(Generic[T]):
         """Returns the registered spelling of `name` (case-insensitive), or raises with the valid names."""
         key = str(name).lower()
         if key not in self._names:
-            raise self.error_cls(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}")
+            raise self.error_cls(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}"
+                                 + nearest_hint(name, self.names()))
         return self._names[key]
 
     def get(self, name: str) -> T:

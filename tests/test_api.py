@@ -119,6 +119,11 @@ def test_bgr_frames_lists_and_a_flat_table(group_photo):
     (lambda: fer_keras.analyze(np.zeros((9, 9, 3), np.uint8), colour=True), ValueError, "unknown option 'colour'"),
     (lambda: fer_keras.analyze(np.zeros((9, 9, 3), np.uint8), padding=5), ValueError, "padding 5"),
     (lambda: fer_keras.Analyzer(model="nosuch"), ValueError, "'nosuch'"),
+    (lambda: fer_keras.Analyzer(model="defualt"), ValueError, "(did you mean 'default'?)"),
+    (lambda: fer_keras.Analyzer(detector="yunett"), ValueError, "(did you mean 'yunet'?)"),
+    (lambda: fer_keras.Analyzer(labels="77"), ValueError, "label preset '77'; valid: 8, 7, 5, 4, 2 (did you mean '7'?)"),
+    (lambda: fer_keras.Analyzer(largest_face="yes"), ValueError, "largest_face 'yes': expected True or False"),
+    (lambda: fer_keras.Analyzer(min_confidence="0.5"), ValueError, "min_confidence '0.5': out of range"),
     (lambda: fer_keras.Analyzer().analyze_video("/no/clip.mp4"), FileNotFoundError, "/no/clip.mp4"),
     (lambda: fer_keras.load_run("/no/run"), FileNotFoundError, "/no/run"),
     (lambda: fer_keras.train(overrides={"train.nosuch": 1}), ValueError, "train.nosuch"),
@@ -210,3 +215,43 @@ def test_every_public_name_has_a_google_style_docstring():
         obj = getattr(api, name)
         assert (obj.__doc__ or "").strip(), name
     assert "Args:" in api.train.__doc__ and "Returns:" in api.Analyzer.analyze.__doc__
+
+
+def test_min_confidence_drops_the_faces_below_it_and_counts_them(group_photo, tmp_path):
+    """The expression-confidence floor: faces whose top probability is below it are dropped (API: photos and video;
+    the CLI counts them in its summary); the floor between the faces' own confidences splits them exactly."""
+    path, rgb = group_photo
+    analyzer = fer_keras.Analyzer()
+    faces = analyzer.analyze(rgb)
+    conf = sorted(f.confidence for f in faces)
+    assert conf[0] < conf[-1], "the three faces need different confidences for this test"
+    floor = (conf[0] + conf[-1]) / 2
+    kept = fer_keras.Analyzer(min_confidence=floor).analyze(rgb)
+    assert [f.to_dict() for f in kept] == [f.to_dict() for f in faces if f.confidence >= floor]
+    assert fer_keras.Analyzer(min_confidence=0.0).analyze(rgb) == faces
+    assert fer_keras.Analyzer(min_confidence=1.0).analyze(rgb) == []
+    with pytest.raises(ValueError, match="min_confidence 1.5: out of range"):
+        fer_keras.Analyzer(min_confidence=1.5)
+
+    from fer_keras.cli_predict import main
+
+    results = main([path, "--min-confidence", f"{floor}", "--out", str(tmp_path / "out"), "--quiet"])
+    assert len(results.rows) == len(kept) and results.low_confidence == len(faces) - len(kept)
+    assert all(r["confidence"] >= floor for r in results.rows)
+
+
+def test_min_confidence_on_video_keeps_the_track_and_counts_the_rows(tmp_path):
+    face = cv2.resize(cv2.cvtColor(cv2.imread(HOPPER), cv2.COLOR_BGR2RGB)[60:420, 110:410], (120, 144))
+    path = str(tmp_path / "clip.mp4")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25, (320, 240))
+    for i in range(20):
+        img = np.full((240, 320, 3), 90, np.uint8)
+        img[40:184, 60 + 3 * i:180 + 3 * i] = face
+        writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    writer.release()
+    everything = fer_keras.Analyzer().analyze_video(path)
+    floor = float(everything["confidence"].median())
+    table = fer_keras.Analyzer(min_confidence=floor).analyze_video(path)
+    assert 0 < len(table) < len(everything), "the clip's rows need different confidences for this test"
+    assert (table["confidence"] >= floor).all() and len(table) == (everything["confidence"] >= floor).sum()
+    assert table.attrs["low_confidence_rows"] == len(everything) - len(table)

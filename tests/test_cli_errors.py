@@ -210,6 +210,20 @@ def test_an_unknown_flag_is_one_line_with_the_nearest_option(capsys):
         assert f"unknown option {flag} (did you mean {near}?)" in err
 
 
+def test_a_wrong_option_value_names_the_nearest_valid_one(capsys):
+    """A value outside a flag's choices, or a registry name misspelt, names the nearest valid value."""
+    from fer_keras.cli_predict import main as predict_main
+    from fer_keras.models import MODELS
+
+    with pytest.raises(SystemExit) as e:
+        predict_main(["x.jpg", "--tta", "flp"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1, err
+    assert "invalid choice: 'flp'" in err and "(did you mean 'flip'?)" in err
+    with pytest.raises(ValueError, match=r"unknown model 'MobileNetV22'.*\(did you mean 'MobileNetV2'\?\)"):
+        MODELS.canonical("MobileNetV22")
+
+
 def test_predict_help_has_examples_and_stated_defaults(capsys):
     from fer_keras.cli_predict import main as predict_main
 

@@ -38,7 +38,7 @@ from fer_keras.detection.data import enhance, letterbox
 from fer_keras.detection.retinanet import STRIDE, check_input_size, load_compact, load_detector, predict_boxes
 from fer_keras.detection.lowlight import brighten, brightness
 from fer_keras.detection.metrics import iou_matrix
-from fer_keras.errors import ConfigError, quiet_tensorflow_import
+from fer_keras.errors import ConfigError, nearest_hint, quiet_tensorflow_import
 from fer_keras.registry import Registry
 from fer_keras.run_dir import RunDir
 from fer_keras.tasks import TASKS, tasks_with
@@ -732,5 +732,5 @@ def make_detector(name: str = "auto", min_face: Optional[int] = None, min_score:
         det = task.fn("detector")(name, min_score)
     else:
         raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS.names())}) nor a run "
-                          "directory")
+                          f"directory{nearest_hint(name, DETECTORS.names())}")
     return det if min_face is None or isinstance(det, HaarDetector) else MinFaceFilter(det, min_face)

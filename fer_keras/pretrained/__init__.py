@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from fer_keras.errors import ModelError
+from fer_keras.errors import ModelError, nearest_hint
 from fer_keras.registry import Registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -71,4 +71,4 @@ def resolve_model(spec: Optional[str] = None) -> str:
     if os.path.exists(spec):
         return spec
     raise ModelError(f"model {spec!r}: no such file or run folder, and not a shipped model name (shipped: "
-                     f"{', '.join(SHIPPED_MODELS.names())})")
+                     f"{', '.join(SHIPPED_MODELS.names())}){nearest_hint(spec, SHIPPED_MODELS.names())}")
