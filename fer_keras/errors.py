@@ -38,7 +38,6 @@ class ModelError(FerError):
 
 # Python warnings from libraries that say nothing to a user of the CLIs (they are about our calls, not their data).
 _LIBRARY_NOISE = (
-    r"`shuffle=True` was passed, but will be ignored",  # Keras, for a tf.data input that we shuffle ourselves
     r"\s*Warning: tf.lite.Interpreter is deprecated",  # TF 2.21: the replacement (ai_edge_litert) is not pinned
 )
 

@@ -28,7 +28,7 @@ from fer_keras.errors import CliParser, ConfigError, DataError, FerError, ModelE
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
 from fer_keras.data.images import decode_checked
 from fer_keras.limits import model_zip_problem
-from fer_keras.tflite import convert_quietly
+from fer_keras.tflite import keras_to_tflite
 from fer_keras.pretrained import resolve_model
 from fer_keras.model_info import load_keras_model, read_model_info, stamp_tflite, write_sidecar
 from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir, run_task
@@ -140,10 +140,6 @@ def export_tflite(model, out_path: str, quantize=False, dynamic_batch: bool = Fa
     """
     import tensorflow as tf
 
-    import tempfile
-
-    import keras
-
     kind = {True: "dynamic", False: "float32"}.get(quantize, quantize)
     if kind not in TFLITE_FILES:
         raise ConfigError(f"TFLite quantization {quantize!r}: expected one of {', '.join(TFLITE_FILES)}")
@@ -160,23 +156,8 @@ def export_tflite(model, out_path: str, quantize=False, dynamic_batch: bool = Fa
         for img in representative:
             yield {"image": np.asarray(img, np.float32)[None]}
 
-    # Keras 3 models convert through a SavedModel (the converter's concrete-function path loses their variables).
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", infer,
-                         input_signature=[tf.TensorSpec([None if dynamic_batch else 1, size, size, channels], tf.float32,
-                                                         name="image")])
-    with tempfile.TemporaryDirectory() as tmp:
-        archive.write_out(tmp, verbose=False)
-        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        if kind != "float32":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        if kind == "float16":
-            conv.target_spec.supported_types = [tf.float16]
-        if kind == "int8":
-            conv.representative_dataset = calibration
-        data = convert_quietly(conv, out_path)
-
+    signature = [tf.TensorSpec([None if dynamic_batch else 1, size, size, channels], tf.float32, name="image")]
+    data = keras_to_tflite(model, infer, signature, out_path, kind, calibration)
     atomic_write_bytes(out_path, data)
     return out_path
 

@@ -400,7 +400,7 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
           f"{model.count_params():,} params | {runtime['device']} xla={runtime['xla']} {runtime['precision']} | "
           f"train {len(data.train)} val {len(data.val) if data.val is not None else 0}")
     fit_run(lambda: model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
-                              callbacks=callbacks, verbose=fit_verbosity(t.verbose)),
+                              callbacks=callbacks, verbose=fit_verbosity(t.verbose), shuffle=False),
             run_dir, t.strategy, lambda: find_undecodable([data.train, data.val], d))
     if t.strategy == "multiworker":
         print(f"final weights digest {weights_digest(model)} (equal on every worker when the replicas are in sync)")

@@ -148,8 +148,13 @@ def test_train_evaluate_report_export(demo_root, tmp_path):
         if flag == "--set":
             k, v = value.split("=", 1)
             over[k] = v
-    run = fer_keras.train(model="CustomCNN", data=demo_root["csv"], epochs=1, runs_dir=str(tmp_path),
-                          name="api", overrides={**over, "data.image_size": 32})
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run = fer_keras.train(model="CustomCNN", data=demo_root["csv"], epochs=1, runs_dir=str(tmp_path),
+                              name="api", overrides={**over, "data.image_size": 32})
+    assert not [w for w in seen if "shuffle" in str(w.message)], "Keras' shuffle warning reached an API caller"
     assert isinstance(run, fer_keras.Run) and run.status == "finished" and len(run.history) == 1
     metrics = run.evaluate()
     assert 0 <= metrics["expression"]["accuracy"] <= 1 and "per_class" in metrics["expression"]

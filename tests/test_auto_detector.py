@@ -289,6 +289,28 @@ def test_a_stream_near_the_dark_threshold_keeps_one_detector():
     assert A.for_stream(normal) is normal  # a detector without per-stream state is used as it is
 
 
+def test_a_dim_tier_sends_each_brightness_to_its_own_detector_and_streams_keep_one():
+    """Three tiers (DARK FACE-like, dim, normal): photos go by their own brightness; a stream near the dim/dark
+    boundary keeps its first tier; a tier that cannot be reached is refused."""
+    normal, dim, dark = _Recorder(), _Recorder(), _Recorder()
+    auto = A.AutoFaceDetector(normal, dark, dim=dim, dim_from=45.0)
+    for v in (20, 44, 46, 59, 61, 120):
+        auto.detect(np.full((40, 40, 3), v, np.uint8))
+    assert (len(dark.seen), len(dim.seen), len(normal.seen)) == (2, 2, 2)
+    stream = auto.for_stream()
+    for d in (-4, 4) * 10:  # around the dim/dark boundary
+        stream.detect(np.full((40, 40, 3), 45 + d, np.uint8))
+    assert len(dark.seen) == 2 + 20 and stream.switches == 0
+    scene = auto.for_stream()
+    for v in (120,) * 2 + (50,) * 2 + (20,) * 2 + (120,) * 2:  # bright -> dim -> dark -> bright: 3 switches
+        scene.detect(np.full((40, 40, 3), v, np.uint8))
+    assert scene.switches == 3 and len(dim.seen) == 2 + 2
+    with pytest.raises(ValueError, match="dim_from"):
+        A.AutoFaceDetector(normal, dark, dim=dim, dim_from=70.0)
+    with pytest.raises(ValueError, match="dark path"):
+        A.AutoFaceDetector(normal, None, dim=dim, dim_from=45.0)
+
+
 def test_predict_video_decides_the_dark_path_per_stream(tmp_path):
     """predict_video runs `auto` with its per-stream hysteresis: a clip flickering around the threshold is seen by
     one detector on every detection frame."""

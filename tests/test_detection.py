@@ -178,3 +178,27 @@ def test_detection_batches_pad_boxes_and_last_batch(tmp_path):
     assert np.all((y["classes"] == 0) == np.all(y["boxes"] >= 0, axis=-1))
     again = list(detection_batches(t, (96, 96), 4, training=True, aug=DetAugment(), max_boxes=8))
     np.testing.assert_array_equal(again[0][0], x)  # same (seed, epoch), same batch
+
+
+def test_the_dim_tier_is_written_only_when_it_pays():
+    """benchmarks/choose_yunet_thresholds.py's tier decision: the dim photos get their own path and threshold when
+    that finds more faces than the dark tier's setting (or the dark tier's threshold is over budget there)."""
+    import argparse
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    from choose_yunet_thresholds import dim_tier
+
+    boxes = [np.array([[0, 0, 40, 40]], np.float32)] * 4
+    sets = {"w-dim": (None, boxes, 0.0)}
+    face = lambda score: np.array([[0, 0, 40, 40, score]], np.float32)  # noqa: E731
+    a = argparse.Namespace(iou=0.3, fppi=1.0, tolerance=0.01)
+    # the dark path finds the dim faces only below its dark threshold 0.5; the other path finds them at 0.8
+    dets = {"w-dim/dark": [face(0.3)] * 4, "w-dim/other": [face(0.8)] * 4}
+    res = {"w-dim/dark": {"recall": 1.0, "threshold": 0.25, "seconds_per_image": 0.1},
+           "w-dim/other": {"recall": 1.0, "threshold": 0.7, "seconds_per_image": 0.2}}
+    tier = dim_tier(sets, dets, res, ["dark", "other"], "dark", 0.5, a)
+    assert tier["pays"] and tier["path"] == "dark" and tier["threshold"] == 0.25  # the faster of two equal paths
+    assert tier["one_tier"]["w-dim"]["recall"] == 0.0 and tier["two_tiers"]["w-dim"]["recall"] == 1.0
+    dets["w-dim/dark"] = [face(0.9)] * 4  # the dark tier's setting already finds them: one tier is enough
+    assert not dim_tier(sets, dets, res, ["dark", "other"], "dark", 0.5, a)["pays"]

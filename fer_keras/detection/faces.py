@@ -376,7 +376,8 @@ class TiledBlazeFaceDetector:
 
 
 class AutoFaceDetector:
-    """The default detector: YuNet on normal-light photos; on photos darker than `dark_below` the dark path.
+    """The default detector: YuNet on normal-light photos; on photos darker than `dark_below` the dark path, and,
+    when a dim tier is set, photos between `dim_from` and `dark_below` through the dim path.
 
     Args:
         normal: the detector for ordinary photos (YuNet).
@@ -384,59 +385,76 @@ class AutoFaceDetector:
             project's val photos by benchmarks/choose_yunet_thresholds.py (see the YuNet settings file).
         dark_below: mean brightness (0-255) under which a photo is dark (DARK FACE's means are 19-41; ordinary
             photos 80-160).
+        dim: the detector for dim photos, mean brightness in [`dim_from`, `dark_below`) (None: one dark tier).
+        dim_from: where the dim tier starts (the val photos' tiers: DARK FACE-like 15-45, dim 45-60).
     """
 
     square_crops = False
 
-    def __init__(self, normal, dark=None, dark_below: float = DARK_BELOW):
-        self.normal, self.dark, self.dark_below = normal, dark, dark_below
+    def __init__(self, normal, dark=None, dark_below: float = DARK_BELOW, dim=None, dim_from: Optional[float] = None):
+        if dim is not None and (dark is None or dim_from is None or not 0 < dim_from < dark_below):
+            raise ConfigError(f"a dim tier needs a dark path and 0 < dim_from < {dark_below}, got {dim_from}")
+        self.normal, self.dark, self.dark_below, self.dim, self.dim_from = normal, dark, dark_below, dim, dim_from
+        # (detector, brightness it serves up to), darkest first: the tiers a photo's brightness picks from
+        self.tiers = [t for t in ((dark, dim_from if dim is not None else dark_below), (dim, dark_below),
+                                  (normal, float("inf"))) if t[0] is not None] if dark is not None else \
+            [(normal, float("inf"))]
+
+    def tier(self, luma: float) -> int:
+        """The index in `tiers` of the detector for a photo of this mean brightness."""
+        return next(k for k, (_, upto) in enumerate(self.tiers) if luma < upto)
 
     def is_dark(self, rgb: np.ndarray) -> bool:
         return self.dark is not None and brightness(rgb) < self.dark_below
 
     def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        return (self.dark if self.is_dark(rgb) else self.normal).detect(rgb)
+        return self.tiers[self.tier(brightness(rgb))][0].detect(rgb)
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
         return xywh(self.detect(rgb)[0])
 
     def for_stream(self, band: float = STREAM_BAND) -> "StreamAutoDetector":
-        """This detector for the frames of one video: the dark/normal choice with hysteresis (see
-        `StreamAutoDetector`). Photos keep the plain threshold: each is decided on its own."""
+        """This detector for the frames of one video: the tier choice with hysteresis (see `StreamAutoDetector`).
+        Photos keep the plain thresholds: each is decided on its own."""
         return StreamAutoDetector(self, band)
 
 
 class StreamAutoDetector:
     """`AutoFaceDetector` over the frames of one video or webcam stream, with hysteresis: the first frame is decided
-    by the plain threshold; after that the stream switches to the dark path only below `dark_below - band` and back
-    only above `dark_below + band`. A film scene whose frames sit near the threshold (mean luma 55-65) keeps one
-    detector, so its tracks do not jump between two detectors' boxes and scores frame to frame.
+    by the plain thresholds; after that the stream moves to a darker tier only below its boundary minus `band` and
+    to a brighter one only above it plus `band`. A film scene whose frames sit near a threshold (mean luma 55-65)
+    keeps one detector, so its tracks do not jump between two detectors' boxes and scores frame to frame.
 
     Args:
-        auto: the `AutoFaceDetector` whose detectors and threshold it uses.
-        band: luma units (0-255) on each side of the threshold.
+        auto: the `AutoFaceDetector` whose detectors and thresholds it uses.
+        band: luma units (0-255) on each side of a threshold.
     """
 
     square_crops = False
 
     def __init__(self, auto: AutoFaceDetector, band: float = STREAM_BAND):
-        self.auto, self.band, self.dark_now = auto, band, None
+        self.auto, self.band, self.now = auto, band, None
         self.switches = 0  # how often the stream changed detector (after its first frame)
 
     def is_dark(self, rgb: np.ndarray) -> bool:
-        if self.auto.dark is None:
-            return False
-        luma = brightness(rgb)
-        if self.dark_now is None:
-            self.dark_now = luma < self.auto.dark_below
-        elif self.dark_now and luma > self.auto.dark_below + self.band:
-            self.dark_now, self.switches = False, self.switches + 1
-        elif not self.dark_now and luma < self.auto.dark_below - self.band:
-            self.dark_now, self.switches = True, self.switches + 1
-        return self.dark_now
+        return self.auto.tiers[self._tier(rgb)][0] is not self.auto.normal
+
+    def _tier(self, rgb: np.ndarray) -> int:
+        luma, tiers = brightness(rgb), self.auto.tiers
+        if self.now is None:
+            self.now = self.auto.tier(luma)
+            return self.now
+        k = self.now
+        while k + 1 < len(tiers) and luma > tiers[k][1] + self.band:  # brighter than this tier's top: up
+            k += 1
+        while k > 0 and luma < tiers[k - 1][1] - self.band:  # darker than the tier below's top: down
+            k -= 1
+        self.switches += k != self.now
+        self.now = k
+        return k
 
     def detect(self, rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        return (self.auto.dark if self.is_dark(rgb) else self.auto.normal).detect(rgb)
+        return self.auto.tiers[self._tier(rgb)][0].detect(rgb)
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
         return xywh(self.detect(rgb)[0])
@@ -606,8 +624,14 @@ def _auto(min_face: int = 48, min_score: Optional[float] = None):
     name = settings.get("dark_path", "yunet")
     threshold = settings.get("dark_score_threshold", yunet.min_score) if min_score is None else min_score
     dark = None if name == "yunet" and threshold == yunet.min_score else dark_path(name, threshold)
+    # A dim tier (photos between DARK FACE-like darkness and DARK_BELOW) when the chooser found that two tiers pay.
+    dim = None
+    if dark is not None and settings.get("dim_from") is not None:
+        dim_threshold = settings["dim_score_threshold"] if min_score is None else min_score
+        dim = dark_path(settings["dim_path"], dim_threshold) or yunet
     # Two passes (320 px first) when the settings chose it: a close-up then costs a quarter of the pixels.
-    return AutoFaceDetector(TwoPassDetector(yunet) if settings.get("two_pass") else yunet, dark)
+    return AutoFaceDetector(TwoPassDetector(yunet) if settings.get("two_pass") else yunet, dark, dim=dim,
+                            dim_from=settings.get("dim_from") if dim is not None else None)
 
 
 @DETECTORS.register("yunet")

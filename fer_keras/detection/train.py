@@ -175,7 +175,8 @@ def fit_retinanet(cfg, run: RunDir, data: dict, resuming: bool, t_start: float) 
           f"{det.image_width}x{det.image_height} | train {len(train)} images, val {len(val) if val else 0}"
           + (f" | resuming at epoch {start_epoch}" if resuming else ""))
     fit_run(lambda: detector.fit(_train_dataset(train, cfg, start_epoch), steps_per_epoch=steps, epochs=t.epochs,
-                                 callbacks=cbs, verbose=fit_verbosity(t.verbose)), run_dir, t.strategy)
+                                 callbacks=cbs, verbose=fit_verbosity(t.verbose), shuffle=False),
+            run_dir, t.strategy)
     finish_fit(run, detector, cfg, logger, monitor, mode, steps * cfg.data.batch_size, t_start,
                architecture="retinanet", resumed_at_epoch=start_epoch if resuming else None)
     model_path = run.model_path

@@ -26,7 +26,7 @@ from keras import layers
 
 from fer_keras.detection.yunet_lite import OUTPUTS, STRIDES, YuNetOutputs
 from fer_keras.errors import ConfigError
-from fer_keras.tflite import convert_quietly
+from fer_keras.tflite import keras_to_tflite
 from fer_keras.io_utils import atomic_write_bytes
 from fer_keras.models.torch_port import TorchPortBuilder, convert
 from fer_keras.torch_weights import load_state_dict
@@ -146,24 +146,12 @@ def export_tflite(model, path: str, weights: str = "float32") -> str:
         weights: `float32`, `float16` (weights stored in half precision) or `int8` (dynamic-range quantised weights;
             activations stay float).
     """
-    import tempfile
-
     import tensorflow as tf
 
     if weights not in ("float32", "float16", "int8"):
         raise ConfigError(f"YuNet TFLite weights {weights!r}: expected float32, float16 or int8")
-    # Keras 3 models convert through a SavedModel (the converter's concrete-function path loses their variables).
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", lambda images: model(images, training=False),
-                         input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32, name="images")])
-    with tempfile.TemporaryDirectory() as tmp:
-        archive.write_out(tmp, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        if weights != "float32":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if weights == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        data = convert_quietly(converter, path)
+    data = keras_to_tflite(model, lambda images: model(images, training=False),
+                           [tf.TensorSpec((1, None, None, 3), tf.float32, name="images")], path,
+                           "dynamic" if weights == "int8" else weights)
     atomic_write_bytes(path, data)
     return path

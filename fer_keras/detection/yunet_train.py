@@ -206,8 +206,10 @@ def _folder_index(sources: List[str]) -> List[int]:
     return out
 
 
-def load_photos(table, dark: bool = False) -> List[np.ndarray]:
-    """The RGB photos of a detection table; with `dark`, degraded to low light, seeded 100000 + index in folder."""
+def load_photos(table, dark: bool = False, mean: Optional[Tuple[float, float]] = None,
+                seed: int = 100_000) -> List[np.ndarray]:
+    """The RGB photos of a detection table; with `dark`, degraded to low light (to a mean brightness in `mean`,
+    default DARK FACE's range), seeded `seed` + index in folder."""
     import cv2
 
     out = []
@@ -216,7 +218,10 @@ def load_photos(table, dark: bool = False) -> List[np.ndarray]:
         if bgr is None:
             raise DataError(f"{src}: cannot read image")
         rgb = bgr[..., ::-1].copy()
-        out.append(degrade_low_light(rgb, np.random.default_rng(100_000 + i)) if dark else rgb)
+        if dark:
+            rng = np.random.default_rng(seed + i)
+            rgb = degrade_low_light(rgb, rng) if mean is None else degrade_low_light(rgb, rng, mean=mean)
+        out.append(rgb)
     return out
 
 
@@ -302,7 +307,8 @@ def fit_yunet(cfg, run, data: dict, resuming: bool, t_start: float) -> None:
           f"val {len(val) if has_val else 0}" + (f" | resuming at epoch {start_epoch}" if resuming else ""),
           flush=True)
     fit_run(lambda: model.fit(_stream(model, train, cfg, start_epoch, priors), steps_per_epoch=steps,
-                              epochs=t.epochs, callbacks=cbs, verbose=fit_verbosity(t.verbose)), run.path, t.strategy)
+                              epochs=t.epochs, callbacks=cbs, verbose=fit_verbosity(t.verbose), shuffle=False),
+            run.path, t.strategy)
     finish_fit(run, model, cfg, logger, monitor, mode, steps * cfg.data.batch_size, t_start, architecture="yunet",
                resumed_at_epoch=start_epoch if resuming else None)
     metrics = {}
