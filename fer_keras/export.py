@@ -80,7 +80,13 @@ def float32_model(model):
             return [to_f32(v) for v in o]
         return "float32" if o in ("mixed_bfloat16", "mixed_float16") else o
 
-    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+    def layers(m):  # an ensemble's members are nested models: their layers count too
+        for layer in m.layers:
+            yield layer
+            if hasattr(layer, "layers"):
+                yield from layers(layer)
+
+    if all(layer.dtype_policy.name == "float32" for layer in layers(model)):
         return model
     clone = keras.saving.deserialize_keras_object(to_f32(config))
     clone.set_weights(model.get_weights())

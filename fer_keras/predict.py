@@ -26,7 +26,7 @@ import numpy as np
 from fer_keras.calibration import apply as apply_calibration, resolve as resolve_calibration
 from fer_keras.limits import MAX_IMAGE_PIXELS
 from fer_keras.data.images import IMAGE_EXTS, file_orientation, resize_array, upright_array
-from fer_keras.detection.faces import for_stream, whole_image
+from fer_keras.detection.faces import for_stream, for_workers, whole_image
 from fer_keras.errors import (ConfigError, DataError, ModelError, choice_error, quiet_tensorflow_import,
                               stderr_captured)
 from fer_keras.io_utils import write_image
@@ -501,7 +501,8 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
 
     crops, meta = [], []
     stems = output_stems(paths)
-    workers = max(1, min(4, os.cpu_count() or 1))
+    workers = max(1, min(4, os.cpu_count() or 1)) if len(paths) > 1 else 1
+    detector = for_workers(detector, workers)  # LiteRT's threads shared among the workers, not multiplied
     with ThreadPoolExecutor(workers) as ex:
         # Submit in windows so a huge folder never holds more than a few decoded images at once.
         window = 4 * workers

@@ -214,6 +214,36 @@ def _synthetic_faces(rng) -> np.ndarray:
     return img
 
 
+def test_folder_workers_share_litert_threads_and_find_the_same_faces(monkeypatch):
+    """`for_workers(det, 2)`: LiteRT detectors (also inside auto, two-pass and min-face wrappers) get threads // 2 each,
+    find the same boxes; predict's folder mode uses it, a single photo does not."""
+    if not os.path.isfile(A.YUNET_LOWLIGHT_TFLITE):
+        pytest.skip("the low-light YuNet's TFLite export is not shipped")
+    lite = A.yunet_lowlight_detector(0.3)
+    lite.threads = 2
+    auto = A.MinFaceFilter(A.AutoFaceDetector(A.TwoPassDetector(lite), lite), 8)
+    shared = A.for_workers(auto, 2)
+    assert shared.detector.normal.full.threads == 1 and shared.detector.dark.threads == 1 and lite.threads == 2
+    assert A.for_workers(lite, 1) is lite and A.for_workers(A.HaarDetector(), 2) is not None
+    rng = np.random.default_rng(3)
+    photo = degrade_low_light(_synthetic_faces(rng), rng)
+    (b1, s1), (b2, s2) = auto.detect(photo), shared.detect(photo)
+    assert len(b1) == len(b2)
+    np.testing.assert_allclose(b1, b2, atol=1e-3)
+    np.testing.assert_allclose(s1, s2, atol=1e-5)
+
+    from fer_keras import predict as P
+
+    asked = []
+    monkeypatch.setattr(P, "for_workers", lambda det, n: asked.append(n) or det)
+    path = os.path.abspath(__file__)  # no image: each is listed as a problem after the detector was chosen
+    predictor = type("P", (), {"channels": 3, "prepare": None, "predict": lambda self, c: {"expression": [],
+                                                                                          "valence_arousal": []}})()
+    P.predict_images(predictor, [path, path], lambda rgb: [], 0.1, True, P.Results(), progress=False)
+    P.predict_images(predictor, [path], lambda rgb: [], 0.1, True, P.Results(), progress=False)
+    assert asked[0] == min(4, os.cpu_count() or 1) and asked[1] == 1
+
+
 def test_the_lowlight_yunet_through_litert_equals_keras():
     """The shipped low-light YuNet's TFLite export finds the boxes the Keras model finds, within 0.01 px and 1e-4 in
     score, on darkened photos (its outputs are the same float32 graph)."""

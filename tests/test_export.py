@@ -130,6 +130,33 @@ def test_mixed_precision_models_export_in_float32():
     assert float32_model(f32) is f32
 
 
+def test_an_ensemble_of_a_bf16_trained_member_exports_in_float32(tmp_path):
+    """The members' own layers count: an ensemble whose member was trained in mixed_bfloat16 (its top-level layers
+    all float32) becomes float32 throughout and converts to TFLite (int8 conversion failed on the bf16 ops)."""
+    import keras
+
+    from fer_keras.config import ModelConfig
+    from fer_keras.export import export_tflite, float32_model
+    from fer_keras.models import build_model
+    from fer_keras.models.ensemble import build_ensemble
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        bf16 = build_model(ModelConfig(name="CustomCNN", widths=[8], blocks=[1]), 8, (32, 32, 1))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    plain = build_model(ModelConfig(name="CustomCNN", widths=[8], blocks=[1]), 8, (32, 32, 1))
+    ens = build_ensemble([plain, bf16])
+    assert {layer.dtype_policy.name for layer in ens.layers} == {"float32"}  # the bf16 is inside a member
+    f32 = float32_model(ens)
+    assert f32 is not ens
+    inner = [layer for m in f32.layers if hasattr(m, "layers") for layer in m.layers]
+    assert inner and {layer.dtype_policy.name for layer in inner} == {"float32"}
+    rep = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1)).astype("float32")
+    path = export_tflite(f32, str(tmp_path / "e.tflite"), quantize="int8", representative=rep)
+    assert os.path.getsize(path) > 0
+
+
 def test_compact_is_refused_for_an_expression_run(exported, capsys):
     run, _ = exported
     before = sorted(os.listdir(os.path.join(run, "export")))

@@ -211,6 +211,9 @@ class TwoPassDetector:
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
         return xywh(self.detect(rgb)[0])
 
+    def for_workers(self, workers: int) -> "TwoPassDetector":
+        return TwoPassDetector(for_workers(self.full, workers), self.small_side, self.trust_side)
+
 
 def whole_image(rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
     """The 'detector' of --no-detect: the image is already a face crop."""
@@ -418,6 +421,11 @@ class AutoFaceDetector:
         Photos keep the plain thresholds: each is decided on its own."""
         return StreamAutoDetector(self, band)
 
+    def for_workers(self, workers: int) -> "AutoFaceDetector":
+        """This detector for `workers` threads calling it at once (see `for_workers`)."""
+        return AutoFaceDetector(for_workers(self.normal, workers), for_workers(self.dark, workers), self.dark_below,
+                                for_workers(self.dim, workers), self.dim_from)
+
 
 class StreamAutoDetector:
     """`AutoFaceDetector` over the frames of one video or webcam stream, with hysteresis: the first frame is decided
@@ -458,6 +466,12 @@ class StreamAutoDetector:
 
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
         return xywh(self.detect(rgb)[0])
+
+
+def for_workers(detector, workers: int):
+    """The detector to use from `workers` threads at once (predict's folder mode): a copy whose LiteRT networks
+    share the cores among the threads where the detector has one (`for_workers`), else the detector itself."""
+    return detector.for_workers(workers) if detector is not None and hasattr(detector, "for_workers") else detector
 
 
 def for_stream(detector):
@@ -567,6 +581,13 @@ def _dark_yunet_lowlight(threshold: float, low=None):
         return None  # not shipped: YuNet itself on dark photos
     # Built on the first dark photo: a run of bright photos never loads it.
     return LazyDetector(lambda: (low or yunet_lowlight_detector)(threshold))
+
+
+@DARK_PATHS.register("yunet-lowlight-2pass")
+def _dark_yunet_lowlight_two_pass(threshold: float, low=None):
+    # the low-light YuNet at 320 px first, the full photo only where small faces may hide (TwoPassDetector)
+    one = _dark_yunet_lowlight(threshold, low)
+    return TwoPassDetector(one) if one is not None and hasattr(one, "upscale_to") else one
 
 
 @DARK_PATHS.register("yunet-lowlight+yunet")
@@ -732,6 +753,9 @@ class MinFaceFilter:
 
     def for_stream(self) -> "MinFaceFilter":
         return MinFaceFilter(for_stream(self.detector), self.min_face)
+
+    def for_workers(self, workers: int) -> "MinFaceFilter":
+        return MinFaceFilter(for_workers(self.detector, workers), self.min_face)
 
 
 def make_detector(name: str = "auto", min_face: Optional[int] = None, min_score: Optional[float] = None):
