@@ -1,4 +1,4 @@
-"""Writing or checking a generated docs page (docs/gen_api.py, docs/gen_bad_input.py)."""
+"""Writing or checking a generated docs page (docs/gen_api.py, docs/gen_bad_input.py, docs/gen_layout.py)."""
 
 from __future__ import annotations
 

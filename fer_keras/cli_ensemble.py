@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 
-from fer_keras.errors import CliParser, ConfigError, cli_main
+from fer_keras.cli_common import CliParser
+from fer_keras.errors import ConfigError, cli_main
 from fer_keras.io_utils import atomic_path
 from fer_keras.model_info import (check_expression_model, load_keras_model, read_model_info, sidecar_path,
                                   write_sidecar)

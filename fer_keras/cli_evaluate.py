@@ -6,7 +6,8 @@ import argparse
 import os
 from typing import Optional
 
-from fer_keras.errors import CliParser, ConfigError, cli_main
+from fer_keras.cli_common import CliParser
+from fer_keras.errors import ConfigError, cli_main
 from fer_keras.evaluation import comparison_table, display_path, evaluate_run
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.metrics import summary_metrics

@@ -18,7 +18,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from fer_keras.detection.faces import DETECTORS, make_detector, whole_image
-from fer_keras.errors import CliParser, DataError, cli_main
+from fer_keras.cli_common import CliParser
+from fer_keras.errors import DataError, cli_main
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.labels import PRESETS, map_name, normalize_name
 from fer_keras.model_info import VA_UNTRAINED_NOTE

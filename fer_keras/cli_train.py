@@ -10,7 +10,8 @@ import sys
 from fer_keras.config import load_config, parse_overrides, set_key
 from fer_keras.data.formats import READERS
 from fer_keras.distributed import finish_worker, start_worker
-from fer_keras.errors import CliParser, ConfigError, cli_main, quiet_tensorflow_import
+from fer_keras.cli_common import CliParser
+from fer_keras.errors import ConfigError, cli_main, quiet_tensorflow_import
 from fer_keras.export import export_run
 from fer_keras.run_dir import RESUME_KEYS, RUNTIME, RunDir
 from fer_keras.tasks import TASKS, task_of

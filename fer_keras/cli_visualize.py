@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 
-from fer_keras.errors import CliParser, cli_main
+from fer_keras.cli_common import CliParser
+from fer_keras.errors import cli_main
 from fer_keras.report import write_report
 
 

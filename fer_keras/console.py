@@ -38,4 +38,4 @@ def predict() -> int:
 
 def export() -> int:
     """`fer-export`: `python -m fer_keras.export`."""
-    return _run("fer_keras.export")
+    return _run("fer_keras.cli_export")

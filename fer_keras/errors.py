@@ -6,7 +6,6 @@ exit with code 2, so users never see a traceback for bad input. `FerError` is a 
 the API (`fer_keras.analyze`, `fer_keras.train`, ...) catch bad input the usual way.
 """
 
-import argparse
 import contextlib
 import csv
 import functools
@@ -15,7 +14,6 @@ import sys
 import tempfile
 import threading
 import warnings
-from typing import Optional
 
 EXIT_USAGE = 2
 
@@ -131,40 +129,6 @@ def choice_error(what: str, value, valid) -> "ConfigError":
     """The one-line error for a value that is none of `valid`: names the valid values and the nearest one."""
     valid = [str(v) for v in valid]
     return ConfigError(f"{what} {value!r}: valid: {', '.join(valid)}" + nearest_hint(value, valid))
-
-
-class CliParser(argparse.ArgumentParser):
-    """argparse with the project's error style: a wrong flag or value is one `error:` line naming it and, for an
-    unknown flag, the nearest valid one (by spelling, or by `synonyms`: other tools' names for the same option,
-    e.g. `--threshold` for `--min-score`), instead of the full usage text; exit code 2."""
-
-    def __init__(self, *args, synonyms: Optional[dict] = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.synonyms = synonyms or {}
-
-    def nearest(self, flag: str) -> Optional[str]:
-        import difflib
-
-        name = flag.split("=", 1)[0]
-        if name in self.synonyms:
-            return self.synonyms[name]
-        options = [o for o in self._option_string_actions if o.startswith("--")]
-        near = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-        return near[0] if near else None
-
-    def error(self, message: str):
-        import re
-
-        m = re.match(r"unrecognized arguments: (\S+)", message)
-        if m:
-            near = self.nearest(m.group(1))
-            message = f"unknown option {m.group(1)}" + (f" (did you mean {near}?)" if near else "")
-        m = re.match(r"argument (\S+): invalid choice: '(.*)' \(choose from (.*)\)$", message)
-        if m:  # argparse lists the choices; name the nearest too
-            choices = re.findall(r"'([^']*)'", m.group(3))
-            message += nearest_hint(m.group(2), choices)
-        print(f"error: {self.prog}: {message}; see {self.prog} --help", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
 
 
 def cli_main(fn=None, *, tensorflow: bool = True):

@@ -24,12 +24,11 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from fer_keras.config import load_config
-from fer_keras.errors import CliParser, ConfigError, DataError, FerError, ModelError, cli_main
+from fer_keras.errors import ConfigError, DataError, FerError, ModelError
 from fer_keras.io_utils import atomic_path, atomic_write_bytes
 from fer_keras.data.images import decode_checked
 from fer_keras.limits import model_zip_problem
 from fer_keras.tflite import keras_to_tflite
-from fer_keras.pretrained import resolve_model
 from fer_keras.model_info import load_keras_model, read_model_info, stamp_tflite, write_sidecar
 from fer_keras.run_dir import EXPORT, LABELS, MODEL, RunDir, run_task
 from fer_keras.tasks import TASKS
@@ -356,31 +355,7 @@ def export_expression_run(run: str, formats: Optional[Sequence[str]] = None) -> 
     return written
 
 
-@cli_main
-def main(argv=None):
-    p = CliParser(prog="python -m fer_keras.export", description=__doc__.splitlines()[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run", help="a finished run: its formats are written into <run>/export/")
-    src.add_argument("--model", help="a .keras model file (e.g. an ensemble): one file, --out (.tflite, or .keras "
-                                     "with float16 weights)")
-    p.add_argument("--format", default="all", choices=sorted(set(FORMATS + DETECTION_FORMATS)) + ["all"],
-                   help="all: every format of the run's kind (detection runs: savedmodel, keras, compact)")
-    p.add_argument("--quantize", default="float32", choices=list(TFLITE_FILES),
-                   help="--model: the TFLite weights (int8 needs --calibration-config)")
-    p.add_argument("--calibration-config", help="--model --quantize int8: the config whose training images "
-                                                "calibrate the activation ranges")
-    p.add_argument("--out", help="--model: the .tflite file to write, or a .keras file with float16 weights "
-                                 "(--quantize float16); never overwritten")
-    a = p.parse_args(argv)
-    if a.model:
-        return {"out": export_model_file(resolve_model(a.model), a.out, a.quantize, a.calibration_config)}
-    written = export_run(a.run, None if a.format == "all" else [a.format])
-    for k, v in written.items():
-        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(v) for f in fs) \
-            if os.path.isdir(v) else os.path.getsize(v)
-        print(f"{k}: {v} ({size / 1e6:.1f} MB)")
-    return written
+if __name__ == "__main__":  # `python -m fer_keras.export` runs the CLI, cli_export.py (no import back to it)
+    import runpy
 
-
-if __name__ == "__main__":
-    main()
+    runpy.run_module("fer_keras.cli_export", run_name="__main__")

@@ -23,19 +23,21 @@ from fer_keras.metrics import compare_columns, summary_metrics
 from fer_keras.run_dir import DATA_SUMMARY, METRICS, PLOTS, RUNTIME, RunDir, newest_run, run_task
 
 
-def _load_json(path: str):
+def load_run_json(path: str):
     """A run file's JSON; a truncated or hand-broken file is one error naming it."""
     with reading(path, "not valid JSON (rerun the command that writes it)"), open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
-def _read_csv(path: str) -> List[dict]:
+def read_csv_rows(path: str) -> List[dict]:
+    """A run's CSV file as one dict per row."""
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
-def _history(path: str) -> Dict[str, np.ndarray]:
-    rows = _read_csv(path)
+def read_history(path: str) -> Dict[str, np.ndarray]:
+    """A run's history.csv as one float array per column (empty when it has no rows)."""
+    rows = read_csv_rows(path)
     if not rows:
         return {}
     out = {}
@@ -47,7 +49,8 @@ def _history(path: str) -> Dict[str, np.ndarray]:
     return out
 
 
-def _load_image(path: str):
+def load_image_file(path: str):
+    """An image file for a figure (OpenCV decoding, RGB), or None when it cannot be read."""
     import cv2
 
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
@@ -65,7 +68,7 @@ def _grid_samples(rows: List[dict], correct: bool, n: int = 12):
     for r in sel:
         if len(images) >= n:
             break
-        img = _load_image(r["source"]) if os.path.isfile(r["source"]) else None
+        img = load_image_file(r["source"]) if os.path.isfile(r["source"]) else None
         if img is None:
             continue
         images.append(img)
@@ -90,10 +93,10 @@ def expression_figures(run: str) -> Dict[str, tuple]:
     if os.path.isfile(hist_path):
         rt = rd.read_json(RUNTIME, {})
         figures["Learning curves"] = ("learning_curves", lambda: plots.learning_curves(
-            _history(hist_path), rt.get("monitor"), "max"))
+            read_history(hist_path), rt.get("monitor"), "max"))
     summary_path = rd.file(DATA_SUMMARY)
     if os.path.isfile(summary_path):
-        summary = _load_json(summary_path)
+        summary = load_run_json(summary_path)
         counts = {s: v["class_counts"] for s, v in summary["splits"].items()}
         figures["Class distribution"] = ("class_distribution", lambda: plots.class_distribution(
             counts, f"Class distribution ({len(summary['class_names'])}-class preset)"))
@@ -112,10 +115,10 @@ def expression_figures(run: str) -> Dict[str, tuple]:
                         merged, f"Class distribution, merged to the {p}-class preset"))
     metrics_path, pred_path = rd.file(METRICS), rd.file("predictions.csv")
     if os.path.isfile(metrics_path) and os.path.isfile(pred_path):
-        m = _load_json(metrics_path)
+        m = load_run_json(metrics_path)
         names = m["info"]["class_names"]
         e = m["expression"]
-        rows = _read_csv(pred_path)
+        rows = read_csv_rows(pred_path)
         y = np.array([names.index(r["true"]) for r in rows])
         probs = np.array([[float(r[f"p_{c}"]) for c in names] for r in rows])
         va_t = np.array([[float(r[k]) if r[k] else np.nan for k in ("valence_true", "arousal_true")] for r in rows])
@@ -279,7 +282,7 @@ def render_comparison(runs: List[str], out: str) -> str:
         path = os.path.join(r, METRICS)
         if not os.path.isfile(path):
             raise DataError(f"{r}: no metrics.json; run evaluate_model.py --run {r} first")
-        for k, v in compare_columns(_load_json(path)).items():
+        for k, v in compare_columns(load_run_json(path)).items():
             metrics.setdefault(k, []).append(v)
     os.makedirs(out, exist_ok=True)
     fig = plots.compare_bars([os.path.basename(os.path.normpath(r)) for r in runs], metrics)

@@ -16,7 +16,7 @@ from fer_keras.cli_evaluate import main as eval_main
 from fer_keras.cli_train import main as train_main
 from fer_keras.config import Config, DataConfig
 from fer_keras.data.clip_pipeline import clip_dataset, clip_probabilities, sample_indices
-from fer_keras.data.counts import main as counts_main
+from fer_keras.cli_counts import main as counts_main
 from fer_keras.data.demo import write_demo_clips
 from fer_keras.data.pipeline import load_data
 from fer_keras.data.formats import BadLog, detect_format, read_table

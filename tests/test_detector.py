@@ -74,7 +74,7 @@ def test_detection_run_through_the_clis(tmp_path, monkeypatch, capsys):
     from fer_keras.cli_evaluate import main as evaluate_main
     from fer_keras.cli_train import main as train_main
     from fer_keras.cli_visualize import main as visualize_main
-    from fer_keras.export import main as export_main
+    from fer_keras.cli_export import main as export_main
     from fer_keras.cli_predict import main as predict_main
 
     monkeypatch.setenv("FER_KERAS_DATA", str(tmp_path / "data"))

@@ -74,3 +74,17 @@ def test_bad_input_corpus_page_counts_the_collected_cases():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "gen_bad_input.py"), "--check"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_layout_page_is_generated_from_the_package(tmp_path):
+    """docs/layout.md is the package's own description (module docstrings, registries): it cannot go stale, and a
+    changed docstring without a regenerated page fails."""
+    sys.path.insert(0, os.path.join(ROOT, "docs"))
+    import gen_layout
+
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "gen_layout.py"), "--check"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = gen_layout.layout_markdown()
+    assert "| `predict.py` |" in text and "`DETECTORS`" in text and "`auto`" in text
+    assert gen_layout.first_sentence("Thing: does x. More.\n\nLater.") == "Thing: does x."

@@ -13,7 +13,8 @@ import pytest
 from tiny import tiny_argv
 from fer_keras.cli_train import main as train_main
 from fer_keras.model_info import load_keras_model
-from fer_keras.export import export_run, main as export_main, tflite_predict
+from fer_keras.cli_export import main as export_main
+from fer_keras.export import export_run, tflite_predict
 
 
 @pytest.fixture(scope="module")

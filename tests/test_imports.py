@@ -98,3 +98,55 @@ def test_function_level_imports_of_own_modules_say_why():
                 if "#" not in here and not above.strip().startswith("#"):
                     silent.append(f"{mod}:{line} imports {target}")
     assert silent == [], "\n".join(silent)
+
+
+def private_imports(sources_by_module: dict) -> list:
+    """`from fer_keras.x import _name` across modules: (module, line, name) for each."""
+    found = []
+    for mod, text in sources_by_module.items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fer_keras") \
+                    and node.module != mod:
+                found += [(mod, node.lineno, a.name) for a in node.names if a.name.startswith("_")]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A leading underscore means "this module's own": importing it from another module is a hidden contract."""
+    texts = {}
+    for path in _modules():
+        with open(path, encoding="utf-8") as f:
+            texts[_module_name(path)] = f.read()
+    assert private_imports(texts) == []
+    planted = {"fer_keras.a": "from fer_keras.b import _helper, public\nfrom fer_keras.a import _own\n"}
+    assert private_imports(planted) == [("fer_keras.a", 1, "_helper")]  # the rule fails on a planted violation
+
+
+def cli_rule_breaks(texts: dict) -> list:
+    """Modules that break the command-line rule: argparse outside `cli_*.py`, or a package module (not a command)
+    importing a `cli_*.py` module. (module, what) for each."""
+    found = []
+    for mod, text in texts.items():
+        is_cli = mod.rpartition(".")[2].startswith("cli_")
+        for node in ast.walk(ast.parse(text)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for n in names:
+                if n == "argparse" and not is_cli:
+                    found.append((mod, "imports argparse"))
+                if n.startswith("fer_keras.") and n.rpartition(".")[2].startswith("cli_") and not is_cli:
+                    found.append((mod, f"imports {n}"))
+    return found
+
+
+def test_argparse_lives_in_the_cli_modules_and_nothing_imports_them():
+    """Commands are `cli_*.py` (parse, call the library, print); the library never imports a command."""
+    texts = {}
+    for path in _modules():
+        with open(path, encoding="utf-8") as f:
+            texts[_module_name(path)] = f.read()
+    assert cli_rule_breaks(texts) == []
+    planted = {"fer_keras.data.x": "import argparse\nfrom fer_keras.cli_common import CliParser\n",
+               "fer_keras.cli_x": "import argparse\nfrom fer_keras.cli_common import CliParser\n"}
+    assert cli_rule_breaks(planted) == [("fer_keras.data.x", "imports argparse"),
+                                        ("fer_keras.data.x", "imports fer_keras.cli_common")]

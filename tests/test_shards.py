@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from fer_keras.data import shards as S
 from fer_keras.data.pipeline import load_data, make_dataset
-from fer_keras.data.prepare import main as prepare_main
+from fer_keras.cli_prepare import main as prepare_main
 from fer_keras.data.prepare import prepare
 from fer_keras.errors import DataError
 

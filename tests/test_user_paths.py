@@ -120,7 +120,7 @@ def test_a_zip_bomb_model_file_is_refused_unopened(tmp_path, capsys):
     import zipfile
 
     from fer_keras.errors import ModelError
-    from fer_keras.export import main as export_main
+    from fer_keras.cli_export import main as export_main
     from fer_keras.limits import MAX_MODEL_BYTES
     from fer_keras.model_info import load_keras_model
 

@@ -131,7 +131,7 @@ def test_tiny_yunet_run_trains_evaluates_and_detects(tmp_path, monkeypatch):
     from fer_keras.cli_train import main as train_main
     from fer_keras.cli_visualize import main as visualize_main
     from fer_keras.detection.faces import make_detector
-    from fer_keras.export import main as export_main
+    from fer_keras.cli_export import main as export_main
     from fer_keras.detection.yunet import KerasYuNetDetector
     from fer_keras.errors import ConfigError
 

@@ -17,7 +17,7 @@ from typing import List
 import numpy as np
 
 from fer_keras.data.images import TF_IMAGE_EXTS
-from fer_keras.data.readers import READERS, BadLog, RawTable, _split_name, resolve_path
+from fer_keras.data.readers import READERS, BadLog, RawTable, split_name, resolve_path
 from fer_keras.errors import DataError, reading
 from fer_keras.labels import DFEW_ORDER, normalize_name
 
@@ -106,7 +106,7 @@ def read_clip_folders(path: str, cfg, log: BadLog) -> RawTable:
     if not os.path.isdir(path):
         raise DataError(f"{path}: not a folder")
     subdirs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
-    split_dirs = [(d, _split_name(d)) for d in subdirs if _split_name(d)]
+    split_dirs = [(d, split_name(d)) for d in subdirs if split_name(d)]
     roots = [(os.path.join(path, d), s) for d, s in split_dirs] or [(path, "")]
     sources, names, frames, splits = [], [], [], []
     for root, split in roots:

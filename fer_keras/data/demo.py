@@ -12,7 +12,6 @@ Command line:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import shutil
@@ -32,7 +31,7 @@ VA_MEANS: Dict[str, Tuple[float, float]] = {
 
 # Per class: mouth curve (+ = smile), mouth openness, brow tilt (+ = inner ends down, angry), brow height,
 # eye openness, mouth asymmetry.
-_FEATURES: Dict[str, Tuple[float, float, float, float, float, float]] = {
+FACE_FEATURES: Dict[str, Tuple[float, float, float, float, float, float]] = {
     "neutral": (0.0, 0.0, 0.0, 0.0, 1.0, 0.0),
     "happy": (1.0, 0.25, 0.0, 0.1, 0.6, 0.0),
     "sad": (-0.9, 0.0, -0.8, 0.1, 0.7, 0.0),
@@ -49,7 +48,7 @@ def draw_face(label: str, rng: np.random.Generator, size: int = 64, intensity: O
     """Draws one RGB face (uint8, size x size x 3) showing `label`; returns (image, intensity)."""
     if intensity is None:
         intensity = float(rng.uniform(0.45, 1.0))
-    curve, openness, tilt, brow_h, eye_open, asym = _FEATURES[label]
+    curve, openness, tilt, brow_h, eye_open, asym = FACE_FEATURES[label]
     s = 4  # draw at 4x and downsample for anti-aliasing
     S = size * s
     # background: random colour gradient + texture
@@ -310,25 +309,7 @@ def default_demo_path(per_class: int = 160, size: int = 64) -> str:
     return write_demo(os.path.join(root, f"demo-{per_class}x{size}"), "csv", per_class, size)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="data/demo")
-    p.add_argument("--format", default="csv", choices=["folder", "csv", "npy", "fer2013", "affectnet", "all",
-                                                      "dfew", "clips"],
-                   help="dfew / clips: video clips (each a face whose expression grows over the frames) in the "
-                        "DFEW layout or <class>/<clip>/ folders")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (dfew / clips)")
-    p.add_argument("--per-class", type=int, default=160)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    if a.format in ("dfew", "clips"):
-        print(write_demo_clips(a.out, a.format, a.per_class, a.size, a.frames, a.seed))
-        return
-    fmts = ["folder", "csv", "npy", "fer2013", "affectnet"] if a.format == "all" else [a.format]
-    for f in fmts:
-        print(write_demo(a.out, f, a.per_class, a.size, a.seed))
+if __name__ == "__main__":  # `python -m fer_keras.data.demo` runs the CLI, cli_demo.py (no import back to it)
+    import runpy
 
-
-if __name__ == "__main__":
-    main()
+    runpy.run_module("fer_keras.cli_demo", run_name="__main__")

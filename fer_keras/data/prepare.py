@@ -13,15 +13,13 @@ for an existing folder is refused rather than mixed in. See `fer_keras/data/shar
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import math
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 
@@ -30,12 +28,11 @@ from fer_keras.errors import quiet_tensorflow_import
 quiet_tensorflow_import()  # `python -m` imports this module before main: hide TensorFlow's load-time lines here
 import tensorflow as tf  # noqa: E402
 
-from fer_keras.config import load_config
 from fer_keras.data import shards as S
 from fer_keras.data.images import decode_checked, resize_array
 from fer_keras.data.pipeline import SampleTable, read_splits, shuffled_train
 from fer_keras.data.readers import BadLog
-from fer_keras.errors import DataError, cli_main
+from fer_keras.errors import DataError
 from fer_keras.io_utils import atomic_path, atomic_write_text
 
 
@@ -168,33 +165,7 @@ def prepare(cfg, out: str, shard_size: int = 2048, encoding: str = "raw", worker
     return manifest
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fer_keras.data.prepare",
-                                description="Convert a dataset into sharded TFRecords of face crops (resumable).")
-    p.add_argument("--out", required=True, help="output folder (a new one, or one to resume)")
-    p.add_argument("--config", help="YAML config whose data section says what to read (configs/*.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
-    p.add_argument("--data", help="dataset path (default: the config's data.path, or the built-in demo data)")
-    p.add_argument("--format", help="auto | folder | csv | npy | fer2013 | affectnet")
-    p.add_argument("--labels", help="label preset: 8 | 7 | 5 | 4 | 2")
-    p.add_argument("--image-size", type=int, help="crop size in pixels")
-    p.add_argument("--channels", type=int, choices=[1, 3])
-    p.add_argument("--shard-size", type=int, default=2048, help="records per shard (default 2048)")
-    p.add_argument("--encoding", choices=list(S.ENCODINGS), default="raw")
-    p.add_argument("--workers", type=int, default=4, help="decoding threads")
-    p.add_argument("--skip-bad", action="store_true", default=None, help="skip bad images and count them")
-    return p
+if __name__ == "__main__":  # `python -m fer_keras.data.prepare` runs the CLI, cli_prepare.py (no import back to it)
+    import runpy
 
-
-@cli_main
-def main(argv: Optional[list] = None) -> dict:
-    args = build_parser().parse_args(argv)
-
-    flags = {"data.path": args.data, "data.format": args.format, "data.labels": args.labels,
-             "data.image_size": args.image_size, "data.channels": args.channels, "data.skip_bad": args.skip_bad}
-    cfg = load_config(args.config, args.set, flags)
-    return prepare(cfg, args.out, args.shard_size, args.encoding, args.workers)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+    runpy.run_module("fer_keras.cli_prepare", run_name="__main__")

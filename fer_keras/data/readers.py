@@ -85,7 +85,9 @@ class RawTable:
             soft=None if self.soft is None else self.soft[idx], soft_names=self.soft_names)
 
 
-def _split_name(name: str) -> Optional[str]:
+def split_name(name: str) -> Optional[str]:
+    """The split a folder or column value names (`train`, `val`, `test`: `training`, `PublicTest`, `valid` ...), or
+    None."""
     return SPLIT_ALIASES.get(name.strip().lower().replace("_", "").replace("-", ""))
 
 
@@ -202,7 +204,7 @@ def read_folder(path: str, cfg, log: BadLog) -> RawTable:
     if not os.path.isdir(path):
         raise DataError(f"{path}: not a folder")
     subdirs = [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))]
-    split_dirs = {d: _split_name(d) for d in subdirs if _split_name(d)}
+    split_dirs = {d: split_name(d) for d in subdirs if split_name(d)}
     sources, names, splits, dropped = [], [], [], {}
     if split_dirs:
         for d, split in sorted(split_dirs.items()):
@@ -240,7 +242,7 @@ def read_csv(path: str, cfg, log: BadLog) -> RawTable:
         if not os.path.isfile(p):
             log.bad(where, f"image file not found: {p}")
             continue
-        split = _split_name(row.get(cfg.csv_split_col) or "") or "" if has_split else ""
+        split = split_name(row.get(cfg.csv_split_col) or "") or "" if has_split else ""
         sources.append(p), names.append(name), val.append(v), aro.append(a), splits.append(split)
     return RawTable(sources, names, np.array(val, np.float32), np.array(aro, np.float32),
                     splits=splits if has_split and any(splits) else None, origin=path)
@@ -413,7 +415,7 @@ def read_fer2013(path: str, cfg, log: BadLog) -> RawTable:
             continue
         images.append(px.reshape(48, 48, 1).astype(np.uint8))
         names.append(name)
-        splits.append(_split_name(row.get("Usage") or "") or "")
+        splits.append(split_name(row.get("Usage") or "") or "")
         sources.append(where)
     n = len(names)
     nan = np.full(n, np.nan, np.float32)
@@ -496,7 +498,7 @@ def _read_affectnet_csv(csvs, root, cfg, log) -> RawTable:
 
 
 def _read_affectnet_npy(path: str, cfg, log) -> RawTable:
-    split_dirs = [(d, _split_name(d.replace("_set", ""))) for d in sorted(os.listdir(path))
+    split_dirs = [(d, split_name(d.replace("_set", ""))) for d in sorted(os.listdir(path))
                   if os.path.isdir(os.path.join(path, d, "annotations"))] if os.path.isdir(path) else []
     if os.path.isdir(os.path.join(path, "annotations")):
         split_dirs = [(".", "")]
@@ -691,7 +693,7 @@ def _looks_like_clips(path: str) -> bool:
         return sorted(d for d in os.listdir(p) if os.path.isdir(os.path.join(p, d)) and not d.startswith("."))
 
     dirs = subdirs(path)
-    if dirs and _split_name(dirs[0]):  # skip an optional split level
+    if dirs and split_name(dirs[0]):  # skip an optional split level
         path = os.path.join(path, dirs[0])
         dirs = subdirs(path)
     if not dirs:

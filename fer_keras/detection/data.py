@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from fer_keras.data.demo import _FEATURES, draw_face
+from fer_keras.data.demo import FACE_FEATURES, draw_face
 from fer_keras.data.images import IMAGE_EXTS
 from fer_keras.data.readers import BadLog
 from fer_keras.detection.lowlight import degrade_low_light
@@ -269,7 +269,7 @@ def make_scene(rng: np.random.Generator, size: Tuple[int, int] = (320, 240), fac
     w, h = size
     img = _background(rng, h, w)
     boxes: List[List[float]] = []
-    labels = list(_FEATURES)
+    labels = list(FACE_FEATURES)
     for _ in range(int(rng.integers(faces[0], faces[1] + 1))):
         s = int(rng.integers(face_px[0], min(face_px[1], w, h) + 1))
         for _attempt in range(20):  # find a spot that does not overlap an earlier face

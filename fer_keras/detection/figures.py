@@ -10,7 +10,7 @@ import numpy as np
 from fer_keras import plots
 from fer_keras.detection.architectures import architecture_of
 from fer_keras.detection.data import load_detection_data
-from fer_keras.report import _history, _load_image, _load_json, _read_csv
+from fer_keras.report import read_history, load_image_file, load_run_json, read_csv_rows
 from fer_keras.run_dir import METRICS, RunDir
 
 
@@ -24,15 +24,15 @@ def detection_figures(run: str) -> Dict[str, tuple]:
     monitor = architecture_of(cfg).monitor or cfg.train.monitor
     if os.path.isfile(hist_path):
         figures["Learning curves"] = ("learning_curves", lambda: plots.learning_curves(
-            _history(hist_path), monitor, "max"))
+            read_history(hist_path), monitor, "max"))
     eval_root = os.path.join(run, "eval")
     tables = None
     for split in sorted(os.listdir(eval_root)) if os.path.isdir(eval_root) else []:
         d = os.path.join(eval_root, split)
         if not os.path.isfile(os.path.join(d, "pr_curve.csv")):
             continue
-        pr = _read_csv(os.path.join(d, "pr_curve.csv"))
-        ap = _load_json(os.path.join(d, METRICS))["ap50"]
+        pr = read_csv_rows(os.path.join(d, "pr_curve.csv"))
+        ap = load_run_json(os.path.join(d, METRICS))["ap50"]
         p_, r_ = (np.array([float(r[k]) for r in pr]) for k in ("precision", "recall"))
         figures[f"Precision-recall ({split})"] = (f"pr_curve_{split}", lambda p_=p_, r_=r_, ap=ap, s=split:
                                                   plots.detection_pr_curve(p_, r_, ap, f"Face detection ({s})"))
@@ -42,12 +42,12 @@ def detection_figures(run: str) -> Dict[str, tuple]:
         table = tables.get(split)
         if table is None:
             continue
-        rows = _read_csv(os.path.join(d, "detections.csv"))
+        rows = read_csv_rows(os.path.join(d, "detections.csv"))
         gt = dict(zip(table.sources, table.boxes))
         sources = list(dict.fromkeys(table.sources))[:6]
         imgs, preds, truths = [], [], []
         for src in sources:
-            img = _load_image(src)
+            img = load_image_file(src)
             if img is None:
                 continue
             if img.ndim == 2:
