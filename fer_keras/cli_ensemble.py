@@ -17,7 +17,6 @@ from fer_keras.errors import ConfigError, cli_main
 from fer_keras.io_utils import atomic_path
 from fer_keras.model_info import (check_expression_model, load_keras_model, read_model_info, sidecar_path,
                                   write_sidecar)
-from fer_keras.models.ensemble import build_ensemble
 from fer_keras.pretrained import resolve_model
 from fer_keras.tta import TTA
 
@@ -32,6 +31,8 @@ def main(argv=None):
     p.add_argument("--tta", choices=list(TTA), help="the ensemble's default test-time views (its .json `tta`)")
     p.add_argument("--out", required=True, help="the ensemble's .keras file (a .json sidecar is written beside it)")
     a = p.parse_args(argv)
+    # imports Keras (TensorFlow): after the arguments, so --help and argument errors show none of its start-up lines
+    from fer_keras.models.ensemble import build_ensemble
     if not a.out.endswith(".keras"):
         raise ConfigError(f"--out {a.out}: must end in .keras")
     side = sidecar_path(a.out)
