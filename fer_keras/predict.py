@@ -27,6 +27,7 @@ from fer_keras.calibration import apply as apply_calibration, resolve as resolve
 from fer_keras.limits import MAX_IMAGE_PIXELS
 from fer_keras.data.images import IMAGE_EXTS, file_orientation, resize_array, upright_array
 from fer_keras.detection.faces import for_stream, for_workers, whole_image
+from fer_keras.tracking import FaceTracker
 from fer_keras.errors import (ConfigError, DataError, ModelError, choice_error, quiet_tensorflow_import,
                               stderr_captured)
 from fer_keras.io_utils import write_image
@@ -571,7 +572,6 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     stderr. An unopenable, empty or truncated video is reported in `results.errors`; an empty one writes nothing.
     `warn=False` keeps the CLI's warning lines off stderr (the API reports through `results` instead).
     """
-    from fer_keras.tracking import FaceTracker  # imports SciPy: only for videos, so one photo starts faster
 
     def say(line: str, **kw) -> None:
         if warn:

@@ -244,6 +244,16 @@ def test_folder_workers_share_litert_threads_and_find_the_same_faces(monkeypatch
     assert asked[0] == min(4, os.cpu_count() or 1) and asked[1] == 1
 
 
+def test_the_two_pass_dark_path_is_two_passes_of_the_lowlight_yunet():
+    if not os.path.isfile(A.YUNET_LOWLIGHT_TFLITE):
+        pytest.skip("the low-light YuNet's TFLite export is not shipped")
+    det = A.dark_path("yunet-lowlight-2pass", 0.4)
+    assert isinstance(det, A.LazyDetector) and isinstance(det.detector, A.TwoPassDetector)
+    assert type(det.detector.full).__name__ == "LiteRTYuNetDetector" and det.detector.full.min_score == 0.4
+    shared = A.for_workers(det, 2).detector
+    assert shared.full.threads == max(1, det.detector.full.threads // 2)
+
+
 def test_the_lowlight_yunet_through_litert_equals_keras():
     """The shipped low-light YuNet's TFLite export finds the boxes the Keras model finds, within 0.01 px and 1e-4 in
     score, on darkened photos (its outputs are the same float32 graph)."""

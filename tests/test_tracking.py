@@ -2,6 +2,7 @@
 boxes between detections."""
 
 import numpy as np
+import pytest
 
 from fer_keras.tracking import FaceTracker, hysteresis_label, label_changes
 
@@ -38,3 +39,33 @@ def test_boxes_move_on_between_detections_and_vanish_with_the_face():
     assert tr.predict(8, 120, 480)[0] == [(116, 94, 4, 40)]  # clipped to the image
     tr.update([], 10)  # the face left: nothing is carried to the frames after
     assert tr.predict(12, 640, 480) == ([], [])
+
+
+def test_best_matching_equals_scipys_assignment():
+    """The tracker's own matching (exhaustive for few faces, SciPy's solver for crowds) finds the assignment of
+    SciPy's `linear_sum_assignment` on every shape a frame can have, square or not."""
+    from scipy.optimize import linear_sum_assignment
+
+    from fer_keras.tracking import best_matching
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (1, 5), (5, 1), (2, 3), (3, 2), (4, 4), (6, 6), (5, 7), (7, 5), (9, 9), (12, 3)]:
+        for _ in range(20):
+            sim = rng.uniform(0, 1, shape) * (rng.uniform(0, 1, shape) > 0.3)
+            rows, cols = best_matching(sim)
+            ref_rows, ref_cols = linear_sum_assignment(-sim)
+            assert len(rows) == len(ref_rows) == min(shape)
+            assert sim[rows, cols].sum() == pytest.approx(sim[ref_rows, ref_cols].sum())
+            assert list(rows) == sorted(rows) and len(set(cols)) == len(cols)
+    assert [len(a) for a in best_matching(np.zeros((0, 3)))] == [0, 0]
+
+
+def test_a_video_does_not_import_scipy_for_a_few_faces():
+    import subprocess
+    import sys
+
+    code = ("import sys; from fer_keras.tracking import FaceTracker; t = FaceTracker(); "
+            "t.update([(0, 0, 10, 10), (20, 20, 10, 10)], 0); t.update([(1, 0, 10, 10), (21, 20, 10, 10)], 1); "
+            "print('scipy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"

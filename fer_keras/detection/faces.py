@@ -501,6 +501,10 @@ class LazyDetector:
     def __call__(self, rgb: np.ndarray) -> List[Tuple[int, int, int, int]]:
         return xywh(self.detect(rgb)[0])
 
+    def for_workers(self, workers: int) -> "LazyDetector":
+        factory = self.factory
+        return LazyDetector(lambda: for_workers(factory(), workers))
+
 
 class MergedDetector:
     """Several detectors on the same photo, their boxes merged by weighted NMS (optionally on a brightened copy),
@@ -586,8 +590,9 @@ def _dark_yunet_lowlight(threshold: float, low=None):
 @DARK_PATHS.register("yunet-lowlight-2pass")
 def _dark_yunet_lowlight_two_pass(threshold: float, low=None):
     # the low-light YuNet at 320 px first, the full photo only where small faces may hide (TwoPassDetector)
-    one = _dark_yunet_lowlight(threshold, low)
-    return TwoPassDetector(one) if one is not None and hasattr(one, "upscale_to") else one
+    if low is None and not os.path.isfile(YUNET_LOWLIGHT):
+        return None
+    return LazyDetector(lambda: TwoPassDetector((low or yunet_lowlight_detector)(threshold)))
 
 
 @DARK_PATHS.register("yunet-lowlight+yunet")
