@@ -145,4 +145,8 @@ def render() -> str:
         lines += ["", "Measured while a FER2013 training run shared the CPU (train seconds inflated; AP depends on the "
                   "steps only). Adam 1e-3, no warmup, no schedule. After 120 steps none of KerasCV's scores reached "
                   "the 0.05 NMS threshold (its loss was still falling).", ""]
+    history = os.path.join(C.RESULTS_DIR, "history.md")  # hand-kept: measurements as they were made
+    if os.path.isfile(history):
+        with open(history, encoding="utf-8") as f:
+            lines += ["## History", "", f.read().rstrip(), ""]
     return "\n".join(lines)
