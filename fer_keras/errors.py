@@ -121,7 +121,7 @@ def nearest_hint(value, valid) -> str:
     """` (did you mean 'x'?)` for the valid name nearest to `value` by spelling, or '' when none is near."""
     import difflib
 
-    near = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1, cutoff=0.5)
+    near = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1, cutoff=0.6)
     return f" (did you mean {near[0]!r}?)" if near else ""
 
 
