@@ -69,16 +69,21 @@ def test_a_reused_analyzer_reloads_nothing(group_photo):
     assert len(faces) == 3 and per_call <= 0.15, f"{per_call:.3f} s a call"
 
 
-def test_analyze_video_one_row_per_face_per_frame(group_photo, tmp_path):
-    face = cv2.cvtColor(cv2.imread(HOPPER), cv2.COLOR_BGR2RGB)[60:420, 110:410]
-    face = cv2.resize(face, (120, 144), interpolation=cv2.INTER_AREA)
-    path = str(tmp_path / "clip.mp4")
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25, (480, 360))
-    for i in range(40):
-        img = np.full((360, 480, 3), 90, np.uint8)
-        img[100:244, 60 + 5 * i:180 + 5 * i] = face
+def _moving_face_clip(path: str, frames: int, size, top: int, step: int) -> str:
+    """An MP4 at 25 fps: Grace Hopper's face (120x144) moving right by `step` px a frame on a gray background."""
+    face = cv2.resize(cv2.cvtColor(cv2.imread(HOPPER), cv2.COLOR_BGR2RGB)[60:420, 110:410], (120, 144),
+                      interpolation=cv2.INTER_AREA)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25, size)
+    for i in range(frames):
+        img = np.full((size[1], size[0], 3), 90, np.uint8)
+        img[top:top + 144, 60 + step * i:180 + step * i] = face
         writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     writer.release()
+    return path
+
+
+def test_analyze_video_one_row_per_face_per_frame(group_photo, tmp_path):
+    path = _moving_face_clip(str(tmp_path / "clip.mp4"), 40, (480, 360), top=100, step=5)
     table = fer_keras.Analyzer().analyze_video(path)
     assert list(table.columns[:10]) == ["source", "frame", "face", "track", "x", "y", "w", "h", "label",
                                         "confidence"]
@@ -246,14 +251,7 @@ def test_min_confidence_drops_the_faces_below_it_and_counts_them(group_photo, tm
 
 
 def test_min_confidence_on_video_keeps_the_track_and_counts_the_rows(tmp_path):
-    face = cv2.resize(cv2.cvtColor(cv2.imread(HOPPER), cv2.COLOR_BGR2RGB)[60:420, 110:410], (120, 144))
-    path = str(tmp_path / "clip.mp4")
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25, (320, 240))
-    for i in range(20):
-        img = np.full((240, 320, 3), 90, np.uint8)
-        img[40:184, 60 + 3 * i:180 + 3 * i] = face
-        writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    writer.release()
+    path = _moving_face_clip(str(tmp_path / "clip.mp4"), 20, (320, 240), top=40, step=3)
     everything = fer_keras.Analyzer().analyze_video(path)
     floor = float(everything["confidence"].median())
     table = fer_keras.Analyzer(min_confidence=floor).analyze_video(path)

@@ -100,6 +100,15 @@ def test_function_level_imports_of_own_modules_say_why():
     assert silent == [], "\n".join(silent)
 
 
+def module_texts() -> dict:
+    """{module name: source text} of every module of the package."""
+    texts = {}
+    for path in _modules():
+        with open(path, encoding="utf-8") as f:
+            texts[_module_name(path)] = f.read()
+    return texts
+
+
 def private_imports(sources_by_module: dict) -> list:
     """`from fer_keras.x import _name` across modules: (module, line, name) for each."""
     found = []
@@ -113,10 +122,7 @@ def private_imports(sources_by_module: dict) -> list:
 
 def test_no_module_imports_another_modules_private_names():
     """A leading underscore means "this module's own": importing it from another module is a hidden contract."""
-    texts = {}
-    for path in _modules():
-        with open(path, encoding="utf-8") as f:
-            texts[_module_name(path)] = f.read()
+    texts = module_texts()
     assert private_imports(texts) == []
     planted = {"fer_keras.a": "from fer_keras.b import _helper, public\nfrom fer_keras.a import _own\n"}
     assert private_imports(planted) == [("fer_keras.a", 1, "_helper")]  # the rule fails on a planted violation
@@ -141,10 +147,7 @@ def cli_rule_breaks(texts: dict) -> list:
 
 def test_argparse_lives_in_the_cli_modules_and_nothing_imports_them():
     """Commands are `cli_*.py` (parse, call the library, print); the library never imports a command."""
-    texts = {}
-    for path in _modules():
-        with open(path, encoding="utf-8") as f:
-            texts[_module_name(path)] = f.read()
+    texts = module_texts()
     assert cli_rule_breaks(texts) == []
     planted = {"fer_keras.data.x": "import argparse\nfrom fer_keras.cli_common import CliParser\n",
                "fer_keras.cli_x": "import argparse\nfrom fer_keras.cli_common import CliParser\n"}
