@@ -143,9 +143,11 @@ class Analyzer:
     """
 
     def __init__(self, model: str = "default", *, detector: Optional[str] = "auto", tta: str = "auto",
-                 calibration: str = "auto", largest_face: bool = False, padding: float = 0.15, min_score: Optional[float] = None,
-                 min_face: Optional[int] = None, min_confidence: Optional[float] = None, batch_size: int = 64, backend: str = "auto", labels: Optional[str] = None,
-                 window: int = 5, detect_every: int = 5, hysteresis: float = 0.1, confirm: int = CONFIRM, **unknown):
+                 calibration: str = "auto", largest_face: bool = False, padding: float = 0.15,
+                 min_score: Optional[float] = None, min_face: Optional[int] = None,
+                 min_confidence: Optional[float] = None, batch_size: int = 64, backend: str = "auto",
+                 labels: Optional[str] = None, window: int = 5, detect_every: int = 5, hysteresis: float = 0.1,
+                 confirm: int = CONFIRM, **unknown):
         if unknown:
             import difflib
             import inspect
@@ -157,7 +159,8 @@ class Analyzer:
             raise ConfigError(f"unknown option {name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
                               + f"; valid: {', '.join(valid)}")
         check_options(False, padding=padding, batch_size=batch_size, window=window, detect_every=detect_every,
-                      hysteresis=hysteresis, min_face=min_face, min_score=min_score, confirm=confirm, min_confidence=min_confidence)
+                      hysteresis=hysteresis, min_face=min_face, min_score=min_score, confirm=confirm,
+                      min_confidence=min_confidence)
         if not isinstance(largest_face, (bool, np.bool_)):  # "no" would be truthy: keep one face by accident
             raise ConfigError(f"largest_face {largest_face!r}: expected True or False")
         if tta not in ("auto", *TTA):

@@ -399,9 +399,12 @@ class AutoFaceDetector:
             raise ConfigError(f"a dim tier needs a dark path and 0 < dim_from < {dark_below}, got {dim_from}")
         self.normal, self.dark, self.dark_below, self.dim, self.dim_from = normal, dark, dark_below, dim, dim_from
         # (detector, brightness it serves up to), darkest first: the tiers a photo's brightness picks from
-        self.tiers = [t for t in ((dark, dim_from if dim is not None else dark_below), (dim, dark_below),
-                                  (normal, float("inf"))) if t[0] is not None] if dark is not None else \
-            [(normal, float("inf"))]
+        if dark is None:
+            self.tiers = [(normal, float("inf"))]
+        elif dim is None:
+            self.tiers = [(dark, dark_below), (normal, float("inf"))]
+        else:
+            self.tiers = [(dark, dim_from), (dim, dark_below), (normal, float("inf"))]
 
     def tier(self, luma: float) -> int:
         """The index in `tiers` of the detector for a photo of this mean brightness."""
