@@ -13,7 +13,7 @@ import io
 import json
 import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -137,8 +137,8 @@ SYNONYMS = {"--threshold": "--min-score", "--conf": "--min-score", "--confidence
             "--save": "--annotate", "--batch": "--batch-size"}
 
 
-@cli_main(tensorflow=False)
-def main(argv=None):
+def build_parser() -> CliParser:
+    """predict's arguments: inputs, model and detection here, video and output options in `_add_video_options`."""
     p = CliParser(prog="python -m fer_keras.predict", description=DESCRIPTION, epilog=EXAMPLES,
                   formatter_class=argparse.RawDescriptionHelpFormatter, synonyms=SYNONYMS)
     p.add_argument("paths", nargs="+", help="images, folders, videos, or a webcam index")
@@ -177,6 +177,12 @@ def main(argv=None):
     p.add_argument("--calibration", choices=CALIBRATION_MODES, default="auto",
                    help="auto (default): the model's stored output prior, chosen on val data (see its model card); "
                         "none: the network's raw probabilities")
+    _add_video_options(p)
+    return p
+
+
+def _add_video_options(p: CliParser) -> None:
+    """Video, output and model-loading options (the order `--help` lists them in)."""
     p.add_argument("--window", type=int, default=5,
                    help="video: average each face's predictions over its last N frames (its own track only)")
     p.add_argument("--detect-every", type=int, default=5,
@@ -201,7 +207,10 @@ def main(argv=None):
     p.add_argument("--verbose", "-v", action="store_true", help="print one line per face")
     p.add_argument("--unsafe-load", action="store_true",
                    help="load the model outside Keras safe mode (allows Lambda layers: only for files you trust)")
-    a = p.parse_args(argv)
+
+
+def run_inputs(a) -> Tuple[Results, FacePredictor, list]:
+    """Predicts every input of the parsed arguments: (results, the predictor, the expanded inputs)."""
     model = resolve_model(a.model)
     check_options(padding=a.padding, batch_size=a.batch_size, window=a.window, detect_every=a.detect_every,
                   hysteresis=a.hysteresis, min_face=a.min_face, max_frames=a.max_frames, min_score=a.min_score,
@@ -218,7 +227,6 @@ def main(argv=None):
     predictor = FacePredictor(model, a.batch_size, safe_mode=not a.unsafe_load, tta=a.tta, labels=a.labels,
                               backend=a.backend, calibration=a.calibration)
     if not predictor.va_trained:
-
         print(f"note: {VA_UNTRAINED_NOTE}; the valence/arousal columns are left empty")
     detector = whole_image if a.no_detect else make_detector(a.detector, a.min_face, a.min_score)
     os.makedirs(a.out, exist_ok=True)
@@ -240,8 +248,12 @@ def main(argv=None):
             predict_video(video_predictor, path, detector, a.padding, a.window, results, a.out, a.annotate, a.show,
                           a.max_frames, a.detect_every, a.largest_face, a.hysteresis, progress=not a.quiet,
                           confirm=a.confirm, min_confidence=a.min_confidence)
-    _write_csv(os.path.join(a.out, "predictions.csv"), results.rows)
+    return results, predictor, inputs
 
+
+def write_outputs(a, results: Results) -> None:
+    """predictions.csv / .json and errors.csv in --out; one line per face with --verbose."""
+    _write_csv(os.path.join(a.out, "predictions.csv"), results.rows)
     atomic_write_text(os.path.join(a.out, "predictions.json"), json.dumps(results.rows, indent=1))
     _write_csv(os.path.join(a.out, "errors.csv"), [{"source": s, "problem": e} for s, e in results.errors],
                ["source", "problem"])
@@ -250,6 +262,10 @@ def main(argv=None):
             va = "" if r["valence"] is None else f" valence {r['valence']:+.2f} arousal {r['arousal']:+.2f}"
             print(f"{r['source']}{'' if r['frame'] == '' else '#' + str(r['frame'])} face {r['face']}: "
                   f"{r['label']} {r['confidence']:.2f}{va}")
+
+
+def score_folders(a, results: Results, predictor: FacePredictor) -> None:
+    """Folders named like classes (or listed in a labels file) are scored: folder_accuracy.csv, accuracy.json."""
     listed: Dict[str, str] = {}
     for folder in sorted({os.path.dirname(os.path.abspath(r["source"])) for r in results.rows if r["frame"] == ""}):
         try:
@@ -270,17 +286,29 @@ def main(argv=None):
         for r in acc:
             print(f"{r['folder']}: {r['class']} {r['correct']}/{r['total']} = {r['accuracy']:.3f}")
         total = overall_accuracy(acc)
-
         atomic_write_text(os.path.join(a.out, "accuracy.json"), json.dumps(
             {**total, "preset": a.labels or str(len(predictor.class_names))}, indent=1))
         print(f"overall: accuracy {total['accuracy']:.4f}, UAR {total['uar']:.4f} over {total['images']} images "
               f"in {total['classes']} classes (preset {a.labels or len(predictor.class_names)})")
+
+
+def summary_line(a, results: Results, inputs: list) -> str:
+    """The last line predict prints: faces, inputs, what was dropped, problems, where it wrote."""
     dropped = (f"; {results.unconfirmed_tracks} unconfirmed video tracks dropped ({results.unconfirmed_rows} rows)"
                if results.unconfirmed_tracks else "")
     if results.low_confidence:
         dropped += f"; {results.low_confidence} faces below --min-confidence {a.min_confidence:g} dropped"
-    print(f"{len(results.rows)} faces from {len(inputs)} inputs{dropped}; {len(results.errors)} problems "
-          f"(see {a.out}/errors.csv); wrote {a.out}/predictions.csv")
+    return (f"{len(results.rows)} faces from {len(inputs)} inputs{dropped}; {len(results.errors)} problems "
+            f"(see {a.out}/errors.csv); wrote {a.out}/predictions.csv")
+
+
+@cli_main(tensorflow=False)
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    results, predictor, inputs = run_inputs(a)
+    write_outputs(a, results)
+    score_folders(a, results, predictor)
+    print(summary_line(a, results, inputs))
     return results
 
 
