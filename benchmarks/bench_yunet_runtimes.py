@@ -16,7 +16,8 @@ frames), and also with 2 threads of calls (predict's folder mode), best of `--re
 - `crowd`: the val photos resized to 640x480 (WIDER and mask photos: mostly several faces, many small);
 - `portrait`: a crop around one face of each val photo (3x the face's size, at least 40 px faces), resized to
   640x480: a close-up, a selfie or a webcam frame, what expression analysis mostly sees.
-`--write` ranks by the geometric mean of the two kinds' images/s, so neither kind of photo decides alone. Recall: on the val photos (files `first .. first+count` of `wider` and `facemask` in ../shared/data/faces,
+`--write` ranks by the geometric mean of the two kinds' images/s, so neither kind of photo decides alone.
+Recall: on the val photos (files `first .. first+count` of `wider` and `facemask` in ../shared/data/faces,
 never the first 150 that bench_detection.py scores), at the plain threshold of 1 false face per photo (IoU 0.3, WIDER
 faces under 16 px ignored). Agreement: on Grace Hopper's photo (matplotlib's sample) and 3 val photos, each variant's
 boxes matched to OpenCV's (IoU), the largest box and score differences. Writes benchmarks/results/yunet_runtimes.json.

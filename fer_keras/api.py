@@ -27,7 +27,7 @@ from fer_keras.calibration import check_mode as check_calibration_mode
 from fer_keras.config import load_config
 from fer_keras.data.images import pil_orientation, upright_array
 from fer_keras.detection.faces import make_detector, whole_image
-from fer_keras.errors import ConfigError, DataError, choice_error, quiet_tensorflow_import
+from fer_keras.errors import ConfigError, DataError, choice_error, nearest_hint, quiet_tensorflow_import
 from fer_keras.model_info import load_keras_model, read_model_info
 from fer_keras.predict import (CONFIRM, FacePredictor, Results, check_options, confident, face_boxes,
                                image_problem, predict_video, read_rgb)
@@ -149,15 +149,12 @@ class Analyzer:
                  labels: Optional[str] = None, window: int = 5, detect_every: int = 5, hysteresis: float = 0.1,
                  confirm: int = CONFIRM, **unknown):
         if unknown:
-            import difflib
             import inspect
 
             valid = [k for k, p in inspect.signature(Analyzer).parameters.items()
                      if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
             name = sorted(unknown)[0]
-            near = difflib.get_close_matches(name, valid, n=1)
-            raise ConfigError(f"unknown option {name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
-                              + f"; valid: {', '.join(valid)}")
+            raise ConfigError(f"unknown option {name!r}{nearest_hint(name, valid)}; valid: {', '.join(valid)}")
         check_options(False, padding=padding, batch_size=batch_size, window=window, detect_every=detect_every,
                       hysteresis=hysteresis, min_face=min_face, min_score=min_score, confirm=confirm,
                       min_confidence=min_confidence)

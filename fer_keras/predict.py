@@ -568,8 +568,7 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     valence/arousal are averaged over its last `window` frames, and its label changes only when another class
     beats the shown one by `margin` (hysteresis), so a steady face does not flicker. A frame's face whose smoothed
     label probability is below `min_confidence` is not reported (counted in `results.low_confidence`; its track
-    goes on). A progress line goes to
-    stderr. An unopenable, empty or truncated video is reported in `results.errors`; an empty one writes nothing.
+    goes on). A progress line goes to stderr. An unopenable, empty or truncated video is reported in `results.errors`; an empty one writes nothing.
     `warn=False` keeps the CLI's warning lines off stderr (the API reports through `results` instead).
     """
 

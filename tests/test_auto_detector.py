@@ -224,7 +224,8 @@ def test_folder_workers_share_litert_threads_and_find_the_same_faces(monkeypatch
     auto = A.MinFaceFilter(A.AutoFaceDetector(A.TwoPassDetector(lite), lite), 8)
     shared = A.for_workers(auto, 2)
     assert shared.detector.normal.full.threads == 1 and shared.detector.dark.threads == 1 and lite.threads == 2
-    assert A.for_workers(lite, 1) is lite and A.for_workers(A.HaarDetector(), 2) is not None
+    haar = A.HaarDetector()
+    assert A.for_workers(lite, 1) is lite and A.for_workers(haar, 2) is haar  # nothing to share: itself
     rng = np.random.default_rng(3)
     photo = degrade_low_light(_synthetic_faces(rng), rng)
     (b1, s1), (b2, s2) = auto.detect(photo), shared.detect(photo)
