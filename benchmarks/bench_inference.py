@@ -67,7 +67,7 @@ def main(argv=None):
     # Accuracy of each format on the run's own test split (the TFLite models' accuracy delta).
     from fer_keras.config import config_from_dict, read_yaml
     from fer_keras.data.pipeline import load_data
-    from fer_keras.export import tflite_predict
+    from fer_keras.expression.export import tflite_predict
 
     cfg = config_from_dict(read_yaml(os.path.join(a.run, "config.yaml")))
     data = load_data(cfg.data)

@@ -111,7 +111,7 @@ def fer_package(paths, offset: int) -> dict:
 
 def score(pred: dict, labels, va_true, preset: str, bootstrap: int) -> dict:
     """Accuracy/UAR (95% bootstrap CIs) in `preset` over the samples whose class the preset has; VA CCC/RMSE/SAGR."""
-    from fer_keras.evaluation import compute_metrics
+    from fer_keras.expression.evaluate import compute_metrics
     from fer_keras.labels import map_probabilities
     from fer_keras.labels import map_name, preset_classes
 

@@ -54,7 +54,7 @@ def load_val(faces: str, first: int, count: int, min_face: float, dark: bool = T
     to DARK FACE's brightness (`-dark`, as the YuNet runs darken their val photos: `yunet_train.load_photos`) and to
     the dim tier's (`-dim`, `DIM_MEAN`)."""
     from fer_keras.detection.data import DetTable
-    from fer_keras.detection.yunet_train import load_photos
+    from fer_keras.detection.yunet_run import load_photos
 
     sets = {}
     for name in ("wider", "facemask"):
@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
                                            make_detector)
     from fer_keras.detection.lowlight import brightness
     from fer_keras.detection.yunet import KerasYuNetDetector
-    from fer_keras.detection.yunet_train import detect_photos
+    from fer_keras.detection.yunet_run import detect_photos
     from fer_keras.detection.metrics import scores_at_fppi
 
     low = None

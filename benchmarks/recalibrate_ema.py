@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
 
     from fer_keras.config import save_config
     from fer_keras.data.pipeline import load_data, make_dataset, weighted_sample
-    from fer_keras.evaluation import predict_table
+    from fer_keras.expression.evaluate import predict_table
     from fer_keras.fitting import recalibrate_batchnorm
     from fer_keras.io_utils import atomic_path
     from fer_keras.metrics import source_scores

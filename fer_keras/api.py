@@ -29,11 +29,12 @@ from fer_keras.data.images import pil_orientation, upright_array
 from fer_keras.detection.faces import make_detector, whole_image
 from fer_keras.errors import ConfigError, DataError, choice_error, nearest_hint, quiet_tensorflow_import
 from fer_keras.model_info import load_keras_model, read_model_info
-from fer_keras.predict import (CONFIRM, FacePredictor, Results, check_options, confident, face_boxes,
+from fer_keras.predict import (CONFIRM, FacePredictor, Results, check_options, confident, image_faces,
                                image_problem, predict_video, read_rgb)
 from fer_keras.pretrained import resolve_model
+from fer_keras.export import export_run
 from fer_keras.run_dir import RunDir, run_task
-from fer_keras.tasks import task_of
+from fer_keras.tasks import EvaluateOptions, task_of
 from fer_keras.tta import TTA
 
 __all__ = ["Face", "Analyzer", "analyze", "track_summary", "Run", "train", "load_run", "load_model"]
@@ -190,8 +191,8 @@ class Analyzer:
         if isinstance(image, (list, tuple)):
             return [self.analyze(one, color) for one in image]
         rgb = _to_rgb(image, color)
-        boxes = face_boxes(rgb, self.detector, self.padding, largest=self.largest_face)
-        out = self.predictor.predict([self.predictor.prepare(rgb[y:y + h, x:x + w]) for x, y, w, h in boxes])
+        boxes, inputs = image_faces(self.predictor, rgb, self.detector, self.padding, largest=self.largest_face)
+        out = self.predictor.predict(inputs)
         return [_face(b, self.predictor.class_names, p, va)
                 for b, p, va in zip(boxes, out["expression"], out["valence_arousal"])
                 if confident(p, self.min_confidence)]
@@ -357,18 +358,13 @@ class Run:
                 all the model's classes, `data` = argmax restricted to the classes the data has (both are stored).
         """
         quiet_tensorflow_import()
-        if not run_task(self.path).expression_model:
-            from fer_keras.detection.evaluate import evaluate_detector_run  # detection's modules only for its runs
-
-            return evaluate_detector_run(self.path, "val" if split == "test" and data is None else split, data)[1]
-        from fer_keras.evaluation import evaluate_run  # TensorFlow: loaded once a run is scored
-
-        return evaluate_run(run=self.path, data=data, split=split, labels=labels, bootstrap=bootstrap, tta=tta,
-                            batch_size=batch_size, calibration=calibration, classes=classes)[1]
+        opts = EvaluateOptions(data=data, split=split, labels=labels, bootstrap=bootstrap, tta=tta,
+                               batch_size=batch_size, calibration=calibration, classes=classes)
+        return run_task(self.path).fn("evaluate")(self._dir, opts)[1]
 
     def report(self) -> str:
         """Writes the run's plots and self-contained report.html (as `visualize_results.py`); returns its path."""
-        from fer_keras.report import write_report  # matplotlib and TensorFlow: loaded once a report is made
+        from fer_keras.report import write_report  # seaborn and SciPy (plots): loaded once a report is made
 
         quiet_tensorflow_import()
         return write_report(self.path)[0]
@@ -382,8 +378,6 @@ class Run:
         Returns:
             {format: path written}.
         """
-        from fer_keras.export import export_run  # TensorFlow: loaded once a run is exported
-
         quiet_tensorflow_import()
         formats = None if format == "all" else [format] if isinstance(format, str) else list(format)
         return export_run(self.path, formats)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
-from typing import Optional
 
 from fer_keras.cli_common import CliParser
 from fer_keras.errors import ConfigError, cli_main
-from fer_keras.evaluation import comparison_table, display_path, evaluate_run
+from fer_keras.expression.evaluate import comparison_table, evaluate_model_file, evaluate_run, run_kwargs
 from fer_keras.io_utils import atomic_write_text
-from fer_keras.metrics import summary_metrics
 from fer_keras.pretrained import SHIPPED_MODELS, resolve_model, shipped_names_help
 from fer_keras.run_dir import RunDir, new_run_dir, newest_run, run_task
-from fer_keras.tasks import TASKS
+from fer_keras.tasks import EvaluateOptions
 from fer_keras.calibration import CALIBRATION_MODES
 from fer_keras.metrics import CLASS_SCOPES
 from fer_keras.tta import TTA
@@ -57,72 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_result(out, result):
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # rich is a dependency, but keep evaluation usable without it
-        print(open(os.path.join(out, "metrics.md")).read())
-        return
-    e, va = result["expression"], result["valence_arousal"]
-
-    info = result["info"]
-    t = Table(title=f"{display_path(info.get('model', ''))}: {info['split']} split, preset {info['preset']}, "
-                    f"{e['num_samples']} samples")
-    ci = result.get("bootstrap_95ci", {})
-    for col in ("metric", "value"):
-        t.add_column(col)
-    for m in summary_metrics("expression"):
-        v, c = e.get(m.key), ci.get(m.key)
-        t.add_row(m.key, "–" if v is None else f"{v:.4f}" + (f" [{c[0]:.4f}, {c[1]:.4f}]" if c else ""))
-    for name in ("valence", "arousal"):
-        if va.get(name):
-            t.add_row(f"{name} CCC / RMSE", f"{va[name]['ccc']:.4f} / {va[name]['rmse']:.4f}")
-    if va.get("unavailable"):
-        t.add_row("valence / arousal", "unavailable (head never trained)")
-    Console().print(t)
-    scopes = result.get("classes")
-    if scopes:
-        print(f"accuracy over all {len(info['class_names'])} classes {scopes['model']['accuracy']:.4f}; with the argmax "
-              f"restricted to the {len(scopes['data_classes'])} classes the data has {scopes['data']['accuracy']:.4f} "
-              f"(headline: {scopes['headline']})")
-    for name, r in result.get("per_source", {}).items():
-        e, va = r["expression"], r["valence_arousal"]
-        line = f"{name}: {e['num_samples']} samples, accuracy {e['accuracy']:.4f}, UAR {e['uar']:.4f}"
-        if va.get("valence") and va.get("arousal"):
-            line += f", valence CCC {va['valence']['ccc']:.4f}, arousal CCC {va['arousal']['ccc']:.4f}"
-        print(line)
-    print(f"wrote {out}/metrics.json, metrics.md, predictions.csv")
-
-
 @cli_main
 def main(argv=None):
     a = build_parser().parse_args(argv)
     if a.fold is not None:
         a.set.append(f"data.fold={a.fold}")
-    common = dict(data=a.data, fmt=a.format, split=a.split, labels=a.labels, bootstrap=a.bootstrap, seed=a.seed,
-                  batch_size=a.batch_size, skip_bad=a.skip_bad, overrides=a.set, tta=a.tta,
-                  unsafe_load=a.unsafe_load, calibration=a.calibration, classes=a.classes)
+    opts = EvaluateOptions(data=a.data, fmt=a.format, split=a.split, labels=a.labels, bootstrap=a.bootstrap,
+                           seed=a.seed, batch_size=a.batch_size, skip_bad=a.skip_bad, overrides=tuple(a.set),
+                           tta=a.tta, unsafe_load=a.unsafe_load, calibration=a.calibration, classes=a.classes,
+                           out=a.out, verbose=True)
     if a.compare:
-
-        if len(a.compare) < 2:
-            raise ConfigError("--compare needs at least two runs")
-        rows = []
-        if a.data is None:  # same data for all: the first run's
-            first = RunDir.open(a.compare[0]).config()
-            common["data"], common["fmt"] = first.data.path, first.data.format
-            common["labels"] = common["labels"] or first.data.labels
-        out = a.out or new_run_dir(a.runs_dir, None, "comparison")
-        for r in a.compare:
-            sub = os.path.join(out, os.path.basename(os.path.normpath(r)))
-            _, res = evaluate_run(run=r, out=sub, **common)
-            rows.append({"run": r, "result": res})
-        md, csv_text = comparison_table(rows)
-        atomic_write_text(os.path.join(out, "comparison.md"), md)
-        atomic_write_text(os.path.join(out, "comparison.csv"), csv_text)
-        print(md)
-        print(f"wrote {out}/comparison.md, comparison.csv")
-        return out
+        return compare_runs(a.compare, opts, a.runs_dir)
     run, model_path = a.run, a.model_path
     if a.model:
         from fer_keras.models import MODELS  # imports Keras: only for this message
@@ -134,32 +78,34 @@ def main(argv=None):
         path = resolve_model(a.model)
         run, model_path = (path, None) if RunDir(path).is_run() else (None, path)
     if not run and not model_path:
-
         run = newest_run(a.runs_dir)
         if run is None:
             model_path = resolve_model("default")
             print(f"no run under {a.runs_dir}: scoring the shipped model {model_path}"
                   + ("" if a.data else " on the built-in synthetic demo data (pass --data for yours)"))
-    # A .keras file without a run is an expression model; a run folder says its task.
-    return (run_task(run) if run else TASKS.get("expression")).fn("evaluate")(run, model_path, a, common)
+    if run:  # a run folder says its task
+        return run_task(run).fn("evaluate")(RunDir(run), opts)[0]
+    return evaluate_model_file(model_path, opts)[0]  # a .keras file without a run is an expression model
 
 
-def evaluate_expression_run(run: Optional[str], model_path: Optional[str], a, common: dict) -> str:
-    """Scores an expression run (or `.keras` file) and prints its table (the expression task's `evaluate`)."""
-    out, result = evaluate_run(run=run, model_path=model_path, out=a.out, **common)
-    _print_result(out, result)
-    if run and result["info"]["split"] == "test" and not a.data:
-        line = expected_range_line(RunDir(run).config().train.expected_accuracy, result["expression"]["accuracy"])
-        if line:
-            print(line)
+def compare_runs(runs, opts: EvaluateOptions, runs_dir: str) -> str:
+    """`--compare`: each run scored on the same data (default: the first run's), and comparison.md / .csv."""
+    if len(runs) < 2:
+        raise ConfigError("--compare needs at least two runs")
+    if opts.data is None:  # same data for all: the first run's
+        first = RunDir.open(runs[0]).config()
+        opts = dataclasses.replace(opts, data=first.data.path, fmt=first.data.format,
+                                   labels=opts.labels or first.data.labels)
+    out = opts.out or new_run_dir(runs_dir, None, "comparison")
+    rows = []
+    for r in runs:
+        sub = os.path.join(out, os.path.basename(os.path.normpath(r)))
+        _, res = evaluate_run(run=r, **{**run_kwargs(opts), "out": sub})
+        rows.append({"run": r, "result": res})
+    md, csv_text = comparison_table(rows)
+    atomic_write_text(os.path.join(out, "comparison.md"), md)
+    atomic_write_text(os.path.join(out, "comparison.csv"), csv_text)
+    print(md)
+    print(f"wrote {out}/comparison.md, comparison.csv")
     return out
 
-
-def expected_range_line(expected, accuracy: float) -> Optional[str]:
-    """The line that puts a run's test accuracy beside the range its recipe reached over seeds (None: no range)."""
-    if not expected:
-        return None
-    lo, hi = expected
-    where = "within" if lo <= accuracy <= hi else "below" if accuracy < lo else "above"
-    return (f"test accuracy {accuracy:.1%}: {where} the range this recipe reached over seeds "
-            f"({lo:.1%}-{hi:.1%}, train.expected_accuracy)")

@@ -6,8 +6,10 @@ import os
 
 from fer_keras.cli_common import CliParser
 from fer_keras.errors import cli_main
-from fer_keras.export import DETECTION_FORMATS, FORMATS, TFLITE_FILES, export_model_file, export_run
+from fer_keras.export import export_run
+from fer_keras.expression.export import TFLITE_FILES, export_model_file
 from fer_keras.pretrained import resolve_model
+from fer_keras.tasks import TASKS
 
 DESCRIPTION = "Export a trained run: SavedModel, .keras, TFLite (float32, float16, dynamic-range and int8)."
 
@@ -19,7 +21,7 @@ def main(argv=None):
     src.add_argument("--run", help="a finished run: its formats are written into <run>/export/")
     src.add_argument("--model", help="a .keras model file (e.g. an ensemble): one file, --out (.tflite, or .keras "
                                      "with float16 weights)")
-    p.add_argument("--format", default="all", choices=sorted(set(FORMATS + DETECTION_FORMATS)) + ["all"],
+    p.add_argument("--format", default="all", choices=sorted({f for t in TASKS.names() for f in TASKS.get(t).export_formats}) + ["all"],
                    help="all: every format of the run's kind (detection runs: savedmodel, keras, compact)")
     p.add_argument("--quantize", default="float32", choices=list(TFLITE_FILES),
                    help="--model: the TFLite weights (int8 needs --calibration-config)")

@@ -23,8 +23,8 @@ import yaml
 from fer_keras.errors import ConfigError
 from fer_keras.io_utils import atomic_write_text
 from fer_keras.labels import check_preset
-from fer_keras.detection.architectures import ARCHITECTURES
-from fer_keras.detection.retinanet import BACKBONES
+from fer_keras.architectures import ARCHITECTURES
+from fer_keras.data.formats import READERS
 from fer_keras.limits import MAX_IMAGE_PIXELS
 from fer_keras.tasks import TASKS
 from fer_keras.tta import TTA
@@ -214,7 +214,7 @@ class TrainConfig:
 class DetectionConfig:
     """Face detection (`task: detection`): a RetinaNet on DARK FACE / WIDER FACE data (fer_keras/detection)."""
 
-    architecture: str = "retinanet"  # detection.architectures.ARCHITECTURES: retinanet (KerasHub, from scratch) | yunet
+    architecture: str = "retinanet"  # fer_keras/architectures.py: retinanet (KerasHub, from scratch) | yunet
     yunet_init: Optional[str] = None  # yunet: weights to start from (.pth state dict or a run's .keras); None = shipped
     backbone: str = "resnet10"  # resnet10 | resnet18 (basic-block ResNets, built offline)
     head_convs: int = 2  # 3x3 convs per head before its prediction layer (the paper uses 4)
@@ -289,10 +289,10 @@ _CHOICES = {
 
 
 
+# Keys whose valid values are a registry's names, read when a value is checked. RetinaNet's backbones are checked by
+# the detection wing where it builds one: this engine module imports nothing from a wing.
 def _data_formats() -> tuple:
     """`auto` and the names in the reader registry."""
-    from fer_keras.data.formats import READERS  # here: the readers import this module (DataConfig)
-
     return ("auto", *READERS.names())
 
 
@@ -300,7 +300,6 @@ def _tasks() -> tuple:
     return tuple(TASKS.names())
 
 
-# Keys whose valid values are a registry's names, read when a value is checked.
 def _architectures() -> tuple:
     return tuple(ARCHITECTURES.names())
 
@@ -309,13 +308,8 @@ def _tta_views() -> tuple:
     return tuple(TTA)
 
 
-def _backbones() -> tuple:
-    return tuple(BACKBONES)
-
-
 _REGISTRY_CHOICES = {"data.format": _data_formats, "task": _tasks, "detection.architecture": _architectures,
-                     "train.distill_tta": _tta_views, "train.va_teacher_tta": _tta_views,
-                     "detection.backbone": _backbones}
+                     "train.distill_tta": _tta_views, "train.va_teacher_tta": _tta_views}
 
 
 def choices(key: str) -> Optional[tuple]:

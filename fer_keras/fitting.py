@@ -2,7 +2,7 @@
 precision, strategy), the optimizer and its schedule, and the epoch callbacks (checkpoint, history, backup for
 resuming, seeding, time limit, stop reports, the short epoch line).
 
-Task code (`training.py` for expressions, `detection/` for faces) builds its data, model and losses, and fits
+Task code (the wings: `expression/` and `detection/`) builds its data, model and losses, and fits
 through these; nothing here knows which task it serves.
 """
 

@@ -470,6 +470,20 @@ def face_boxes(rgb: np.ndarray, detector, padding: float, largest: bool = False,
     return [pad_box(b, padding, width, height) for b in boxes]
 
 
+def face_inputs(predictor: FacePredictor, rgb: np.ndarray, boxes) -> List[np.ndarray]:
+    """The model's input for each face at `boxes` (x, y, w, h) of an image: its crop, prepared."""
+    return [predictor.prepare(rgb[y:y + h, x:x + w]) for x, y, w, h in boxes]
+
+
+def image_faces(predictor: FacePredictor, rgb: np.ndarray, detector, padding: float, largest: bool = False,
+                found=None) -> Tuple[List[Tuple[int, ...]], List[np.ndarray]]:
+    """From a decoded image to its faces: their padded boxes (`face_boxes`) and each face's model input. The one
+    route of a photo, a video frame and an API image; the caller classifies the inputs (`FacePredictor.predict`),
+    a folder's in batches across its images."""
+    boxes = face_boxes(rgb, detector, padding, largest, found)
+    return boxes, face_inputs(predictor, rgb, boxes)
+
+
 def _checked_write(out_path: str, bgr: np.ndarray, source: str, results: "Results") -> None:
     """Writes one output image; a failure is listed in errors.csv (and so in the summary line), never silent."""
     try:
@@ -518,19 +532,18 @@ def predict_images(predictor: FacePredictor, paths: Sequence[str], detector, pad
             if rgb is None:
                 results.errors.append((path, boxes))  # the problem
                 continue
-            boxes = face_boxes(rgb, detector, padding, largest=not all_faces, found=boxes)
+            boxes, inputs = image_faces(predictor, rgb, detector, padding, largest=not all_faces, found=boxes)
             if not boxes:
                 results.errors.append((path, "no face found"))
                 continue
+            crops += inputs
             for i, (x, y, w, h) in enumerate(boxes):
-                crop = rgb[y:y + h, x:x + w]
-                crops.append(predictor.prepare(crop))
                 meta.append((path, i, (x, y, w, h), rgb if annotate_out else None))
                 if save_crops and out_dir:
                     d = os.path.join(out_dir, "crops")
                     os.makedirs(d, exist_ok=True)
                     _checked_write(os.path.join(d, f"{stems[path]}_face{i}.png"),
-                                   cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), path, results)
+                                   cv2.cvtColor(rgb[y:y + h, x:x + w], cv2.COLOR_RGB2BGR), path, results)
         prog.close()
     out = predictor.predict(crops)
     per_image: Dict[str, list] = {}
@@ -566,16 +579,75 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     Faces are detected every `detect_every` frames; on the frames between, each face's box moves on at its track's
     velocity (box centre shift per frame between its last two detections). Each track's probabilities and
     valence/arousal are averaged over its last `window` frames, and its label changes only when another class
-    beats the shown one by `margin` (hysteresis), so a steady face does not flicker. A frame's face whose smoothed
-    label probability is below `min_confidence` is not reported (counted in `results.low_confidence`; its track
-    goes on). A progress line goes to stderr. An unopenable, empty or truncated video is reported in `results.errors`; an empty one writes nothing.
-    `warn=False` keeps the CLI's warning lines off stderr (the API reports through `results` instead).
+    beats the shown one by `margin` (hysteresis), so a steady face does not flicker.
+
+    A face whose smoothed top probability is below `min_confidence` is not reported (counted in
+    `results.low_confidence`). An unopenable, empty or truncated video is listed in `results.errors`. `warn=False`
+    keeps the CLI's warnings off stderr (the API reports through `results`).
     """
+    say = (lambda line: print(line, file=sys.stderr)) if warn else (lambda line: None)
+    opened = _open_video(source, results, say)
+    if opened is None:
+        return
+    cap, video = opened
+    video.tracker = FaceTracker(window=window, margin=margin, min_hits=confirm)
+    video.start = len(results.rows)
+    detector = for_stream(detector)  # e.g. auto: one detector per scene, not one per frame near the dark threshold
+    total = min(video.declared or max_frames or 0, max_frames or video.declared) or None
+    prog = Progress("webcam" if video.webcam else os.path.basename(source), total, "frames", enabled=progress)
+    show = show and can_show()
+    frame_no = 0
+    try:
+        while max_frames is None or frame_no < max_frames:
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            boxes, ids = _track_frame(video, rgb, frame_no, detector, padding, detect_every, largest_face,
+                                      annotate_out, say)
+            rows = _classify_frame(video, predictor, rgb, boxes, ids, frame_no, results, min_confidence)
+            drawn = bgr
+            if rows and (annotate_out or show):  # confirmed tracks only
+                drawn = annotate(rgb, [(r["x"], r["y"], r["w"], r["h"]) for r in rows],
+                                 [f"#{r['track']} {r['label']}" for r in rows], [r["confidence"] for r in rows],
+                                 [(r["valence"], r["arousal"]) for r in rows])
+            if annotate_out and out_dir:
+                annotate_out = _write_frame(video, drawn, out_dir, results, say) or show
+            if show:
+                show, stop = _show_frame(drawn)
+                if stop:
+                    break
+            frame_no += 1
+            prog.update()
+    finally:
+        cap.release()
+        if video.writer is not None:
+            video.writer.release()
+        prog.close()
+    _finish_video(video, frame_no, max_frames, confirm, results, say)
 
-    def say(line: str, **kw) -> None:
-        if warn:
-            print(line, **kw)
 
+@dataclass
+class _Video:
+    """One video's running state while `predict_video` reads it."""
+
+    source: str
+    webcam: bool
+    fps: float
+    declared: int  # the frame count its header declares (0: unknown, a webcam)
+    tracker: Optional[FaceTracker] = None
+    start: int = 0  # this video's first row in `Results.rows`
+    pending: Dict[int, list] = field(default_factory=dict)  # track id -> rows awaiting confirmation
+    seen_in: Dict[int, int] = field(default_factory=dict)  # track id -> detections that found it
+    detections: int = 0  # detection frames so far
+    size: Optional[Tuple[int, int]] = None  # the frame size (H, W) tracks live in
+    size_changes: int = 0  # how often a stream changed it
+    writer: Optional[object] = None  # the annotated video's cv2.VideoWriter, once opened
+    writer_size: Tuple[int, int] = (0, 0)
+
+
+def _open_video(source: str, results: Results, say) -> Optional[Tuple[object, _Video]]:
+    """(capture, state) of a video file or webcam, or None when it cannot be read (listed in `results.errors`)."""
     webcam = source.isdigit() and not os.path.exists(source)
     cap = cv2.VideoCapture(int(source) if webcam else source)
     if not cap.isOpened():
@@ -583,124 +655,120 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
             raise DataError(f"webcam {source}: cannot open it (no camera at that index, or no permission)")
         what = "cannot open video"
         results.errors.append((source, what))
-        say(f"warning: {source}: {what} (skipped; listed in errors.csv)", file=sys.stderr)
-        return
+        say(f"warning: {source}: {what} (skipped; listed in errors.csv)")
+        return None
     width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
     if width * height > MAX_IMAGE_PIXELS:  # the same pixel limit as photos: one frame would not fit in memory
         cap.release()
         what = f"frames too large ({width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,})"
         results.errors.append((source, what))
-        say(f"warning: {source}: {what} (skipped; listed in errors.csv)", file=sys.stderr)
-        return
+        say(f"warning: {source}: {what} (skipped; listed in errors.csv)")
+        return None
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     results.fps[source] = float(fps)
     declared = 0 if webcam else int(max(0.0, cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0))
-    total = min(declared or max_frames or 0, max_frames or declared) or None
-    writer = None
-    tracker = FaceTracker(window=window, margin=margin, min_hits=confirm)
-    detector = for_stream(detector)  # e.g. auto: one detector per scene, not one per frame near the dark threshold
-    start, pending = len(results.rows), {}  # this video's first row; track id -> rows awaiting confirmation
-    name = "webcam" if webcam else os.path.basename(source)
-    prog = Progress(name, total, "frames", enabled=progress)
-    frame_no, boxes = 0, []
-    size, size_changes = None, 0  # the frame size (H, W) tracks live in; how often a stream changed it
-    detections, seen_in = 0, {}  # detection frames so far; track id -> detections that found it
-    show = show and can_show()
+    return cap, _Video(source, webcam, fps, declared)
+
+
+def _track_frame(video: _Video, rgb: np.ndarray, frame_no: int, detector, padding: float, detect_every: int,
+                 largest_face: bool, annotate_out: bool, say) -> Tuple[list, list]:
+    """The frame's face boxes and their track ids: detected every `detect_every` frames (and after the stream
+    changed size), else moved on by each track's velocity."""
+    resized = video.size is not None and rgb.shape[:2] != video.size
+    if resized:  # a stream that changes resolution: boxes of the old size mean nothing in the new frames
+        video.size_changes += 1
+        if video.size_changes == 1:  # one line per video, however often it changes
+            say(f"warning: {video.source}: the frame size changed from {video.size[1]}x{video.size[0]} to "
+                f"{rgb.shape[1]}x{rgb.shape[0]} at frame {frame_no} (faces detected again, tracks restarted"
+                + (", the annotated video keeps the first size)" if annotate_out else ")"))
+        video.tracker.restart()
+    video.size = rgb.shape[:2]
+    if frame_no % max(1, detect_every) and not resized:  # between detections: boxes move at their velocity
+        return video.tracker.predict(frame_no, rgb.shape[1], rgb.shape[0])
+    boxes = face_boxes(rgb, detector, padding, largest_face)
+    ids = video.tracker.update(boxes, frame_no)
+    video.detections += 1
+    for tid in ids:
+        video.seen_in[tid] = video.seen_in.get(tid, 0) + 1
+    return boxes, ids
+
+
+def _classify_frame(video: _Video, predictor: FacePredictor, rgb: np.ndarray, boxes, ids, frame_no: int,
+                    results: Results, min_confidence: Optional[float]) -> List[dict]:
+    """Classifies the frame's faces, smooths each over its track and files the rows: reported once their track is
+    confirmed (with its earlier rows), else held back. Returns the rows of confirmed tracks (to draw)."""
+    if not boxes:
+        return []
+    out = predictor.predict(face_inputs(predictor, rgb, boxes))
+    rows = []
+    for i, (b, tid) in enumerate(zip(boxes, ids)):
+        label, probs, va = video.tracker.smooth(tid, out["expression"][i], out["valence_arousal"][i])
+        row = _row(video.source, frame_no, i, b, predictor.class_names, probs, va, label, tid)
+        if min_confidence is not None and row["confidence"] < min_confidence:
+            results.low_confidence += 1
+        elif video.tracker.confirmed(tid):
+            results.rows.extend(video.pending.pop(tid, ()))
+            results.rows.append(row)
+            rows.append(row)
+        else:
+            video.pending.setdefault(tid, []).append(row)
+    return rows
+
+
+def _write_frame(video: _Video, drawn: np.ndarray, out_dir: str, results: Results, say) -> bool:
+    """Appends a frame to `annotated/<stem>.mp4` (opened on the first frame); False when it cannot be written
+    (listed in `results.errors`: the annotated video would otherwise just be missing)."""
+    if video.writer is None:
+        os.makedirs(os.path.join(out_dir, "annotated"), exist_ok=True)
+        stem = "webcam" if video.webcam else os.path.splitext(os.path.basename(video.source))[0]
+        path = os.path.join(out_dir, "annotated", f"{stem}.mp4")
+        video.writer_size = (drawn.shape[1], drawn.shape[0])
+        video.writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), video.fps, video.writer_size)
+        if not video.writer.isOpened():  # OpenCV says nothing
+            results.errors.append((video.source, f"cannot write the annotated video {path}"))
+            say(f"warning: {path}: cannot write the annotated video (listed in errors.csv)")
+            return False
+    if not video.writer.isOpened():
+        return False
+    if drawn.shape[:2] != (video.writer_size[1], video.writer_size[0]):  # the stream changed size: keep the frame
+        drawn = cv2.resize(drawn, video.writer_size, interpolation=cv2.INTER_AREA)
+    video.writer.write(drawn)
+    return True
+
+
+def _show_frame(drawn: np.ndarray) -> Tuple[bool, bool]:
+    """Shows a frame in a window: (keep showing, the user pressed q)."""
     try:
-        while max_frames is None or frame_no < max_frames:
-            ok, bgr = cap.read()
-            if not ok or bgr is None:
-                break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            resized = size is not None and rgb.shape[:2] != size
-            if resized:  # a stream that changes resolution: boxes of the old size mean nothing in the new frames
-                size_changes += 1
-                if size_changes == 1:  # one line per video, however often it changes
-                    say(f"warning: {source}: the frame size changed from {size[1]}x{size[0]} to "
-                          f"{rgb.shape[1]}x{rgb.shape[0]} at frame {frame_no} (faces detected again, tracks "
-                          "restarted" + (", the annotated video keeps the first size)" if annotate_out else ")"),
-                          file=sys.stderr)
-                tracker.restart()
-            size = rgb.shape[:2]
-            if frame_no % max(1, detect_every) == 0 or resized:
-                boxes = clip_boxes(detector(rgb), rgb.shape[1], rgb.shape[0])
-                if largest_face and boxes:
-                    boxes = [max(boxes, key=lambda bb: bb[2] * bb[3])]
-                boxes = [pad_box(b, padding, rgb.shape[1], rgb.shape[0]) for b in boxes]
-                ids = tracker.update(boxes, frame_no)
-                detections += 1
-                for tid in ids:
-                    seen_in[tid] = seen_in.get(tid, 0) + 1
-            else:  # between detections: each face's box moved on at its track's velocity
-                boxes, ids = tracker.predict(frame_no, rgb.shape[1], rgb.shape[0])
-            drawn = bgr
-            if boxes:
-                out = predictor.predict([predictor.prepare(rgb[y:y + h, x:x + w]) for x, y, w, h in boxes])
-                rows = []
-                for i, (b, tid) in enumerate(zip(boxes, ids)):
-                    label, probs, va = tracker.smooth(tid, out["expression"][i], out["valence_arousal"][i])
-                    row = _row(source, frame_no, i, b, predictor.class_names, probs, va, label, tid)
-                    if min_confidence is not None and row["confidence"] < min_confidence:
-                        results.low_confidence += 1
-                    elif tracker.confirmed(tid):
-                        results.rows.extend(pending.pop(tid, ()))
-                        results.rows.append(row)
-                        rows.append(row)
-                    else:
-                        pending.setdefault(tid, []).append(row)
-                if rows and (annotate_out or show):  # confirmed tracks only
-                    drawn = annotate(rgb, [(r["x"], r["y"], r["w"], r["h"]) for r in rows],
-                                     [f"#{r['track']} {r['label']}" for r in rows], [r["confidence"] for r in rows],
-                                     [(r["valence"], r["arousal"]) for r in rows])
-            if annotate_out and out_dir:
-                if writer is None:
-                    os.makedirs(os.path.join(out_dir, "annotated"), exist_ok=True)
-                    stem = "webcam" if webcam else os.path.splitext(os.path.basename(source))[0]
-                    video_out = os.path.join(out_dir, "annotated", f"{stem}.mp4")
-                    writer_size = (bgr.shape[1], bgr.shape[0])
-                    writer = cv2.VideoWriter(video_out, cv2.VideoWriter_fourcc(*"mp4v"), fps, writer_size)
-                    if not writer.isOpened():  # OpenCV says nothing: the annotated video would just be missing
-                        results.errors.append((source, f"cannot write the annotated video {video_out}"))
-                        say(f"warning: {video_out}: cannot write the annotated video (listed in errors.csv)",
-                              file=sys.stderr)
-                        annotate_out = show  # keep predicting; drawing only for a window
-                if writer.isOpened() and annotate_out:
-                    if drawn.shape[:2] != (writer_size[1], writer_size[0]):  # the stream changed size: keep the frame
-                        drawn = cv2.resize(drawn, writer_size, interpolation=cv2.INTER_AREA)
-                    writer.write(drawn)
-            if show:
-                try:
-                    cv2.imshow("fer_keras", drawn)
-                    if cv2.waitKey(1) & 0xFF == ord("q"):
-                        break
-                except cv2.error:  # opencv-python-headless has no GUI: keep writing the video instead
-                    print("note: this OpenCV build cannot open windows; use --annotate to write the video",
-                          file=sys.stderr)
-                    show = False
-            frame_no += 1
-            prog.update()
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.release()
-        prog.close()
+        cv2.imshow("fer_keras", drawn)
+        return True, cv2.waitKey(1) & 0xFF == ord("q")
+    except cv2.error:  # opencv-python-headless has no GUI: keep writing the video instead
+        print("note: this OpenCV build cannot open windows; use --annotate to write the video", file=sys.stderr)
+        return False, False
+
+
+def _finish_video(video: _Video, frame_no: int, max_frames: Optional[int], confirm: int, results: Results,
+                  say) -> None:
+    """After the last frame: the confirmation's leftovers counted, the rows in frame order, and an empty, truncated
+    or faceless video listed in `results.errors`."""
+    pending, detections, start = video.pending, video.detections, video.start
     if detections < confirm:  # a clip too short for `confirm` detections: a face found by every one of them counts
-        for tid in [t for t in pending if seen_in.get(t) == detections]:
+        for tid in [t for t in pending if video.seen_in.get(t) == detections]:
             results.rows.extend(pending.pop(tid))
     results.unconfirmed_tracks += len(pending)
     results.unconfirmed_rows += sum(len(rows) for rows in pending.values())
     results.rows[start:] = sorted(results.rows[start:], key=lambda r: (r["frame"], r["face"]))
     no_face = frame_no - len({r["frame"] for r in results.rows[start:]})
+    source, declared = video.source, video.declared
     if frame_no == 0:
-        what = "no frame could be read from the webcam" if webcam else \
+        what = "no frame could be read from the webcam" if video.webcam else \
             "no frame could be decoded (empty, truncated or unsupported video)"
         results.errors.append((source, what))
-        say(f"warning: {source}: {what} (listed in errors.csv)", file=sys.stderr)
+        say(f"warning: {source}: {what} (listed in errors.csv)")
         return
     if declared and frame_no < declared and (max_frames is None or frame_no < max_frames):
         what = f"truncated: decoded {frame_no} of the {declared} frames its header declares"
         results.errors.append((source, what))
-        say(f"warning: {source}: {what} (the decoded frames are in predictions.csv)", file=sys.stderr)
+        say(f"warning: {source}: {what} (the decoded frames are in predictions.csv)")
     if no_face:
         results.errors.append((source, f"no face found in {no_face} of {frame_no} frames"))
 

@@ -480,7 +480,7 @@ def test_teacher_sharing_no_class_is_one_line(tiny_run, demo_root, tmp_path):
     """A 7-class teacher for a 2-class (positive/negative) student names no class of the run."""
     from fer_keras.errors import ConfigError
     from fer_keras.config import load_config
-    from fer_keras.training import train
+    from fer_keras.expression.train import train
 
     cfg = load_config(None, [f"data.path={demo_root['csv']}", "data.labels=2", "data.image_size=32", *TINY_SETS,
                              "train.epochs=1", f"train.runs_dir={tmp_path}", f"train.distill_from={tiny_run}"])

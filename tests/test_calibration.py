@@ -120,7 +120,7 @@ def test_evaluate_scores_both_class_scopes_and_the_calibration(exported_run, tmp
     import csv
     import shutil
 
-    from fer_keras.evaluation import evaluate_run
+    from fer_keras.expression.evaluate import evaluate_run
 
     run, _ = exported_run
     data = tmp_path / "no_neutral"
@@ -180,7 +180,7 @@ def test_the_report_names_the_calibration_and_both_class_scopes():
 
 
 def test_an_unfinished_runs_scores_say_so(exported_run, tmp_path):
-    from fer_keras.evaluation import evaluate_run
+    from fer_keras.expression.evaluate import evaluate_run
 
     run, _ = exported_run
     state = os.path.join(run, "state.json")

@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent("""
     import keras
     from fer_keras.config import Config
     from fer_keras.data.demo import write_demo
-    from fer_keras.training import train
+    from fer_keras.expression.train import train
 
     tmp = sys.argv[1]
     weights, replicas = {}, {}

@@ -70,7 +70,7 @@ def test_ensemble_outputs_are_weighted_sums_of_members(tmp_path):
 
 def test_ensemble_exports_to_tflite(tmp_path):
     """The ensemble converts with builtin TFLite ops only (predict runs it through LiteRT)."""
-    from fer_keras.export import export_tflite, tflite_predict
+    from fer_keras.expression.export import export_tflite, tflite_predict
 
     ens = build_ensemble([_member((16, 16, 3), 0), _member((8, 8, 1), 1)], va_weights=[0, 1])
     path = export_tflite(ens, str(tmp_path / "e.tflite"), quantize=False, dynamic_batch=True)

@@ -102,7 +102,7 @@ def test_errors(tmp_path, capsys):
 def test_flip_tta_averages_both_views(two_runs):
     from fer_keras.config import config_from_dict, read_yaml
     from fer_keras.data.pipeline import load_data
-    from fer_keras.evaluation import predict_table
+    from fer_keras.expression.evaluate import predict_table
     from fer_keras.model_info import load_keras_model
 
     runs, a, _ = two_runs

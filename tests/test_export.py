@@ -14,7 +14,8 @@ from tiny import tiny_argv
 from fer_keras.cli_train import main as train_main
 from fer_keras.model_info import load_keras_model
 from fer_keras.cli_export import main as export_main
-from fer_keras.export import export_run, tflite_predict
+from fer_keras.export import export_run
+from fer_keras.expression.export import tflite_predict
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_keras_and_tflite_exports_match(exported):
 
 def test_tflite_quantization_names_come_from_the_registry(exported, tmp_path):
     from fer_keras.errors import ConfigError
-    from fer_keras.export import TFLITE_FILES, export_tflite
+    from fer_keras.expression.export import TFLITE_FILES, export_tflite
 
     run, paths = exported
     assert {os.path.basename(paths[k]) for k in ("tflite", "tflite_float16", "tflite_dynamic", "tflite_int8")} == \
@@ -114,7 +115,7 @@ def test_mixed_precision_models_export_in_float32():
     import keras
 
     from fer_keras.config import ModelConfig
-    from fer_keras.export import float32_model
+    from fer_keras.expression.export import float32_model
     from fer_keras.models import build_model
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -137,7 +138,7 @@ def test_an_ensemble_of_a_bf16_trained_member_exports_in_float32(tmp_path):
     import keras
 
     from fer_keras.config import ModelConfig
-    from fer_keras.export import export_tflite, float32_model
+    from fer_keras.expression.export import export_tflite, float32_model
     from fer_keras.models import build_model
     from fer_keras.models.ensemble import build_ensemble
 
@@ -221,7 +222,7 @@ def test_int8_calibration_skips_truncated_images(tmp_path, capsys):
     import cv2
 
     from fer_keras.config import Config
-    from fer_keras.export import representative_images
+    from fer_keras.expression.export import representative_images
 
     rng = np.random.default_rng(0)
     for cls in ("happy", "sad"):

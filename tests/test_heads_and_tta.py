@@ -59,7 +59,7 @@ def test_shipped_fer2013_model_is_marked_without_va():
 
 
 def test_evaluate_marks_untrained_va_unavailable(runs, demo_root):
-    from fer_keras.evaluation import evaluate_run as evaluate
+    from fer_keras.expression.evaluate import evaluate_run as evaluate
 
     out, result = evaluate(run=runs["no_va"], data=demo_root["csv"], labels="8")  # data with VA labels
     va = result["valence_arousal"]
@@ -113,7 +113,7 @@ def test_export_carries_the_untrained_mark(runs, demo_root, tmp_path):
 def test_predict_tta_matches_evaluate_tta(runs, demo_root, tmp_path, tta):
     """The same images through `predict --no-detect --tta` and `evaluate_model.py --tta` give the same
     probabilities (32 px demo faces, a 32 px model: no resizing on either path)."""
-    from fer_keras.evaluation import evaluate_run as evaluate
+    from fer_keras.expression.evaluate import evaluate_run as evaluate
 
     out_eval, _ = evaluate(run=runs["va"], data=demo_root["folder"], labels="8", split="train", tta=tta,
                            out=str(tmp_path / "eval"))
@@ -152,7 +152,7 @@ def test_a_model_names_its_own_views_and_tta_auto_uses_them(runs, tmp_path, caps
     import shutil
 
     from fer_keras.errors import ConfigError
-    from fer_keras.evaluation import evaluate_run
+    from fer_keras.expression.evaluate import evaluate_run
 
     run = str(tmp_path / "run")
     shutil.copytree(runs["va"], run)

@@ -153,3 +153,145 @@ def test_argparse_lives_in_the_cli_modules_and_nothing_imports_them():
                "fer_keras.cli_x": "import argparse\nfrom fer_keras.cli_common import CliParser\n"}
     assert cli_rule_breaks(planted) == [("fer_keras.data.x", "imports argparse"),
                                         ("fer_keras.data.x", "imports fer_keras.cli_common")]
+
+
+# --- The house: an engine floor under two task wings (issue 50's rules) ---------------------------------------------
+
+WINGS = ("expression", "detection")
+# The applications on top: they may use both wings (predict runs a detector and an expression model).
+TOP = {"fer_keras", "fer_keras.api", "fer_keras.predict", "fer_keras.tracking", "fer_keras.console"}
+
+
+def layer(mod: str) -> str:
+    """`top`, a wing's name, or `floor` (the engine under both wings: config, tasks, architectures, registry,
+    run_dir, fitting, report, export, tflite, data/, models/, ...)."""
+    parts = mod.split(".")
+    if mod in TOP or parts[-1].startswith("cli_"):
+        return "top"
+    return parts[1] if len(parts) > 1 and parts[1] in WINGS else "floor"
+
+
+def layer_breaks(graph: dict) -> list:
+    """Imports that point the wrong way: the floor importing a wing or the top, a wing importing the other wing or
+    the top. (module, imported module) for each, lazy imports included."""
+    found = []
+    for mod, edges in graph.items():
+        here = layer(mod)
+        for target in edges:
+            there = layer(target)
+            if there == "top" and here != "top" or here == "floor" and there in WINGS \
+                    or here in WINGS and there in WINGS and there != here:
+                found.append((mod, target))
+    return sorted(found)
+
+
+def test_the_floor_imports_no_wing_and_the_wings_not_each_other():
+    graph, _ = import_graph()
+    assert layer_breaks(graph) == []
+    planted = {"fer_keras.config": {"fer_keras.detection.retinanet": []},
+               "fer_keras.detection.x": {"fer_keras.expression.train": [], "fer_keras.run_dir": []},
+               "fer_keras.expression.y": {"fer_keras.api": []}, "fer_keras.api": {"fer_keras.detection.faces": []}}
+    assert layer_breaks(planted) == [("fer_keras.config", "fer_keras.detection.retinanet"),
+                                     ("fer_keras.detection.x", "fer_keras.expression.train"),
+                                     ("fer_keras.expression.y", "fer_keras.api")]
+
+
+def registry_rows() -> tuple:
+    """({task: {role: "module:function"}}, {architecture: {role: "module:function"}}) read from the registries."""
+    from fer_keras.architectures import ARCHITECTURES
+    from fer_keras.tasks import TASKS
+
+    tasks = {n: {r: getattr(TASKS.get(n), r) for r in ("train", "evaluate", "figures", "export", "detector")
+                 if getattr(TASKS.get(n), r)} for n in TASKS.names()}
+    archs = {n: {r: getattr(ARCHITECTURES.get(n), r) for r in ("fit", "evaluate", "detector", "export")}
+             for n in ARCHITECTURES.names()}
+    return tasks, archs
+
+
+def role_place_breaks(tasks: dict, archs: dict) -> list:
+    """Roles outside their place: a task's run-life role not in `fer_keras.<task>.<role>` (its other roles: not in
+    its wing), or an architecture whose roles are not all in one module."""
+    found = []
+    for task, roles in tasks.items():
+        for role, ref in roles.items():
+            module = ref.split(":")[0]
+            want = f"fer_keras.{task}.{role}" if role in ("train", "evaluate", "figures", "export") else None
+            if (want and module != want) or not module.startswith(f"fer_keras.{task}."):
+                found.append(f"task {task}: {role} in {module}")
+    for arch, roles in archs.items():
+        modules = {ref.split(":")[0] for ref in roles.values()}
+        if len(modules) != 1:
+            found.append(f"architecture {arch}: roles in {', '.join(sorted(modules))}")
+    return found
+
+
+def test_every_role_lives_in_its_wing_module():
+    assert role_place_breaks(*registry_rows()) == []
+    planted_tasks = {"expression": {"train": "fer_keras.training:train", "evaluate": "fer_keras.expression.evaluate:e"},
+                     "detection": {"detector": "fer_keras.predict:d"}}
+    planted_archs = {"yunet": {"fit": "fer_keras.detection.yunet_run:fit", "export": "fer_keras.detection.export:x"}}
+    assert role_place_breaks(planted_tasks, planted_archs) == [
+        "task expression: train in fer_keras.training", "task detection: detector in fer_keras.predict",
+        "architecture yunet: roles in fer_keras.detection.export, fer_keras.detection.yunet_run"]
+
+
+def role_signature_breaks(refs: dict, texts: dict) -> list:
+    """Roles whose first parameter is not `run: RunDir` (`train` and `fit` take `cfg: Config`). `refs`: {label:
+    (role, "module:function")}; `texts`: {module: source}."""
+    found = []
+    for label, (role, ref) in refs.items():
+        module, name = ref.split(":")
+        fn = next((n for n in ast.parse(texts[module]).body
+                   if isinstance(n, ast.FunctionDef) and n.name == name), None)
+        want = ("cfg", "Config") if role in ("train", "fit") else ("run", "RunDir")
+        first = fn.args.args[0] if fn is not None and fn.args.args else None
+        got = (first.arg, ast.unparse(first.annotation) if first.annotation else None) if first else None
+        if got != want:
+            found.append(f"{label}: {name}({'' if got is None else f'{got[0]}: {got[1]}'}), want {want[0]}: {want[1]}")
+    return found
+
+
+def test_every_role_takes_the_run_first():
+    tasks, archs = registry_rows()
+    refs = {f"{kind} {n}.{r}": (r, ref) for kind, rows in (("task", tasks), ("architecture", archs))
+            for n, roles in rows.items() for r, ref in roles.items()}
+    assert role_signature_breaks(refs, module_texts()) == []
+    planted = {"fer_keras.w.a": "def evaluate(run_dir: str, opts): ...\ndef fit(cfg: Config, run): ...\n"
+                                "def export(run: RunDir, formats): ...\n"}
+    refs = {"x": ("evaluate", "fer_keras.w.a:evaluate"), "y": ("fit", "fer_keras.w.a:fit"),
+            "z": ("export", "fer_keras.w.a:export")}
+    assert role_signature_breaks(refs, planted) == ["x: evaluate(run_dir: str), want run: RunDir"]
+
+
+HEAVY = ("tensorflow", "keras", "keras_hub", "scipy", "ai_edge_litert", "tflite_runtime")
+
+
+def heavy_modules(modules) -> dict:
+    """{module: the heavy packages (`HEAVY`) importing it loads}, each measured in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, sys; importlib.import_module(sys.argv[1]); "
+            f"print(','.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))")
+    procs = {m: subprocess.Popen([sys.executable, "-c", code, m], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+             for m in sorted(modules)}
+    return {m: [x for x in p.communicate()[0].strip().split(",") if x] for m, p in procs.items()}
+
+
+def lazy_import_breaks(graph: dict, heavy: dict) -> list:
+    """Function-level imports between own modules whose target loads none of `HEAVY` (so could be at the top):
+    "module:line imports target" for each."""
+    return [f"{mod}:{line} imports {target}" for mod, edges in sorted(graph.items())
+            for target, uses in sorted(edges.items()) for line, top in uses if not top and not heavy[target]]
+
+
+def test_a_lazy_import_of_an_own_module_defers_a_heavy_package():
+    """A function-level import between own modules is allowed only where importing the target loads TensorFlow,
+    Keras, KerasHub, SciPy or LiteRT (measured: a fresh interpreter imports it), never to dodge a cycle."""
+    graph, _ = import_graph()
+    lazy_targets = {t for edges in graph.values() for t, uses in edges.items() if not all(top for _, top in uses)}
+    assert lazy_import_breaks(graph, heavy_modules(lazy_targets)) == []
+    planted = {"fer_keras.a": {"fer_keras.b": [(3, False)], "fer_keras.c": [(4, False), (1, True)]}}
+    assert lazy_import_breaks(planted, {"fer_keras.b": ["tensorflow"], "fer_keras.c": []}) == \
+        ["fer_keras.a:4 imports fer_keras.c"]

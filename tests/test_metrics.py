@@ -121,7 +121,8 @@ def test_bootstrap_ci_contains_estimate_and_is_seeded():
 def test_the_summary_metric_table_is_what_every_table_reads(monkeypatch, tmp_path):
     """A metric added as one row shows up in metrics.json, metrics.md, its bootstrap CI, the comparison table and
     the HTML report, with nothing else edited."""
-    from fer_keras import evaluation, report
+    from fer_keras import report
+    from fer_keras.expression import evaluate as evaluation
 
     monkeypatch.setattr(M, "SUMMARY_METRICS", dict(M.SUMMARY_METRICS))
     M.summary_metric("error_rate", "error rate", percent=True, higher_is_better=False, ci=True, compare=True,

@@ -21,7 +21,7 @@ def test_seed_rows_state_the_range_that_config_and_evaluate_repeat(tmp_path):
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     from readme_results import config_range, seeds_row, stated_range
 
-    from fer_keras.cli_evaluate import expected_range_line
+    from fer_keras.expression.evaluate import expected_range_line
     from fer_keras.config import load_config
     from fer_keras.errors import ConfigError
 

@@ -120,7 +120,7 @@ def test_prepare_bad_image_error_or_skip(demo_root, tiny_cfg, tmp_path):
 
 
 def test_train_from_streamed_shards(demo_root, tiny_cfg, tmp_path):
-    from fer_keras.training import train
+    from fer_keras.expression.train import train
 
     out = str(tmp_path / "shards")
     prepare(_cfg(tiny_cfg, demo_root["csv"]), out, shard_size=30, log_fn=lambda *_: None)

@@ -194,8 +194,8 @@ def test_split_group_pattern_splits_a_folder_by_film(tmp_path):
 
 @pytest.mark.slow
 def test_train_and_evaluate_with_sources(tiny_cfg, demo_root):
-    from fer_keras.evaluation import evaluate_run as evaluate
-    from fer_keras.training import train
+    from fer_keras.expression.evaluate import evaluate_run as evaluate
+    from fer_keras.expression.train import train
 
     cfg = _two_sources(tiny_cfg, demo_root)
     cfg.data.sources[0].domain = "out"
@@ -296,7 +296,7 @@ def test_init_from_copies_layers_and_classes_by_name(tiny_cfg):
 
 @pytest.mark.slow
 def test_init_from_in_training_writes_init_json(tiny_cfg, demo_root):
-    from fer_keras.training import train
+    from fer_keras.expression.train import train
 
     cfg = tiny_cfg
     cfg.data.path, cfg.data.labels = demo_root["folder"], "7"
@@ -317,8 +317,8 @@ def test_evaluate_other_data_never_collides(tiny_cfg, demo_root, tmp_path):
     """A multi-source run scored on two folders with the same name writes two eval folders, each with its data."""
     import shutil
 
-    from fer_keras.evaluation import evaluate_run as evaluate
-    from fer_keras.training import train
+    from fer_keras.expression.evaluate import evaluate_run as evaluate
+    from fer_keras.expression.train import train
 
     run = train(_two_sources(tiny_cfg, demo_root))
     outs = []
@@ -336,7 +336,7 @@ def test_evaluate_other_data_never_collides(tiny_cfg, demo_root, tmp_path):
 def test_freeze_batchnorm_keeps_statistics(tiny_cfg, demo_root):
     import keras
 
-    from fer_keras.training import all_layers, train
+    from fer_keras.expression.train import all_layers, train
 
     cfg = tiny_cfg
     cfg.data.path = demo_root["csv"]
@@ -359,7 +359,7 @@ def test_distillation_targets_loss_and_run(tiny_cfg, demo_root):
     with `(1 - w) * label + w * teacher`, plain where a sample has no teacher, and a run records what was taught."""
     from fer_keras.data.pipeline import expression_targets
     from fer_keras.losses import ExpressionLoss
-    from fer_keras.training import train
+    from fer_keras.expression.train import train
 
     pred = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]], np.float32)
     teacher = np.array([0.2, 0.5, 0.3], np.float32)
@@ -409,7 +409,7 @@ def test_va_teachers_label_the_samples_without_va(tiny_cfg, demo_root, tmp_path)
     another input size and channel count included), labelled samples keep theirs, and va_teachers.json says so;
     a teacher whose VA head was never trained is refused by name."""
     from fer_keras.models import build_model
-    from fer_keras.training import train
+    from fer_keras.expression.train import train
 
     teachers = []
     for i, shape in enumerate([(24, 24, 1), (32, 32, 1)]):
@@ -441,7 +441,7 @@ def test_a_teacher_that_is_no_expression_model_is_one_config_error(tmp_path):
     the key, never a KeyError or TypeError from inside Keras."""
     import keras
 
-    from fer_keras.training import load_teacher
+    from fer_keras.expression.train import load_teacher
 
     inp = keras.Input((16, 16, 3))
     det = keras.Model(inp, {"boxes": keras.layers.Dense(4, name="boxes")(keras.layers.Flatten()(inp))})

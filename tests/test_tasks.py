@@ -22,7 +22,7 @@ def test_every_role_of_every_task_resolves():
 
 def test_every_role_of_every_detection_architecture_resolves():
     from fer_keras.config import choices
-    from fer_keras.detection.architectures import ARCHITECTURES
+    from fer_keras.architectures import ARCHITECTURES
 
     assert choices("detection.architecture") == tuple(ARCHITECTURES.names())
     for name in ARCHITECTURES.names():
@@ -67,10 +67,37 @@ def test_an_expression_run_as_a_detector_is_one_line(tiny_run):
 
 def test_export_all_is_the_tasks_formats(tiny_run, monkeypatch):
     from fer_keras import export
+    from fer_keras.expression import export as expression_export
 
     seen = {}
-    monkeypatch.setattr(export, "export_expression_run", lambda run, formats: seen.__setitem__("f", formats))
+    monkeypatch.setattr(expression_export, "export_expression_run", lambda run, formats: seen.__setitem__("f", formats))
     export.export_run(tiny_run)
     assert seen["f"] is None  # `all`: each task's export takes its own formats (a YuNet run has no compact)
     export.export_run(tiny_run, ["keras"])
     assert seen["f"] == ["keras"]
+
+
+def test_each_architecture_owns_its_options_and_its_default_monitor():
+    """A `detection.*` option of one architecture set on another's run is a one-line error, and a detection run left
+    at the expression default monitor checkpoints by its own architecture's score (`Architecture.monitor`)."""
+    from fer_keras.architectures import ARCHITECTURES
+    from fer_keras.detection.train import check_options
+
+    cfg = Config()
+    set_key(cfg, "task", "detection")
+    set_key(cfg, "detection.architecture", "retinanet")
+    set_key(cfg, "detection.backbone", "resnet18")
+    check_options(cfg)  # its own option
+    set_key(cfg, "detection.yunet_init", "x.pth")
+    with pytest.raises(ConfigError, match="detection.yunet_init is an option of the yunet architecture; this "
+                                          "run's detection.architecture is retinanet"):
+        check_options(cfg)
+    set_key(cfg, "detection.architecture", "yunet")
+    set_key(cfg, "detection.train_crop", 320)
+    with pytest.raises(ConfigError, match="detection.backbone is an option of the retinanet architecture"):
+        check_options(cfg)
+    owners = [n for n in ARCHITECTURES.names() for _ in ARCHITECTURES.get(n).options]
+    options = [o for n in ARCHITECTURES.names() for o in ARCHITECTURES.get(n).options]
+    assert len(set(options)) == len(options), owners  # each option has one owner
+    assert {n: ARCHITECTURES.get(n).monitor for n in ARCHITECTURES.names()} == {
+        "retinanet": "val_ap50", "yunet": "val_recall_1fppi"}

@@ -11,7 +11,7 @@ from tiny import tiny_argv
 from fer_keras.cli_train import main as train_main
 from fer_keras.data.pipeline import load_data, make_dataset
 from fer_keras.models import MODELS
-from fer_keras.training import train
+from fer_keras.expression.train import train
 
 
 def test_overfit_demo_learns(tiny_cfg, demo_root):
@@ -99,7 +99,7 @@ def test_interrupted_named_run_resumes(demo_root, tmp_path, monkeypatch):
     """BackupAndRestore: a run that dies after epoch 2 of 4 continues at epoch 3 when the same command is rerun."""
     import keras
 
-    import fer_keras.training as T
+    import fer_keras.expression.train as T
 
     class Crash(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -286,7 +286,7 @@ def test_interrupted_unnamed_run_resumes_with_the_printed_command(demo_root, tmp
 
     import keras
 
-    from fer_keras import training
+    from fer_keras.expression import train as training
     from fer_keras.cli_train import main as train_main
     from tiny import tiny_argv
 

@@ -261,7 +261,7 @@ def test_labels_stay_in_the_image_and_off_the_other_faces():
 
 def test_evaluating_a_shipped_model_writes_in_the_working_folder_and_a_bad_split_is_named(tmp_path, monkeypatch):
     from fer_keras.config import Config
-    from fer_keras.evaluation import _default_out, evaluate_run
+    from fer_keras.expression.evaluate import _default_out, evaluate_run
 
     monkeypatch.chdir(tmp_path)
     out = _default_out(None, resolve_model("compact"), Config(), "/data/faces", "all", "folder", "none", False)

@@ -142,8 +142,7 @@ def test_tiny_yunet_run_trains_evaluates_and_detects(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):  # YuNet trains on crops
         train_main(common + ["--name", "nocrop", "--epochs", "1"])
     run = train_main(common + ["--name", "yn", "--epochs", "2", "--set", "detection.train_crop=64",
-                               "--set", "detection.val_low_light=true",
-                               "--set", "train.monitor=val_recall_1fppi_dark"])
+                               "--set", "detection.val_low_light=true"])
     for f in ("config.yaml", "history.csv", "model.keras", "metrics.json", "runtime.json"):
         assert os.path.isfile(os.path.join(run, f)), f
     hist = open(os.path.join(run, "history.csv")).read().splitlines()
@@ -152,6 +151,7 @@ def test_tiny_yunet_run_trains_evaluates_and_detects(tmp_path, monkeypatch):
     assert set(m) == {"val", "val-dark"} and 0.0 <= m["val-dark"]["recall"] <= 1.0
     rt = json.load(open(os.path.join(run, "runtime.json")))
     assert rt["architecture"] == "yunet" and rt["task"] == "detection"
+    assert rt["monitor"] == "val_recall_1fppi"  # train.monitor left unset: YuNet's own score, not RetinaNet's AP
     assert {"params", "epochs_run", "train_seconds", "train_images_per_second", "monitor", "best", "versions",
             "machine"} <= set(rt)  # the one schema of fitting.finish_fit
     # The run directory is a detector for predict, with landmarks (the frozen landmark head is still there).

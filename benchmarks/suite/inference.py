@@ -146,7 +146,7 @@ def bench_inference(a) -> dict:
     import tensorflow as tf
 
     from fer_keras.model_info import load_keras_model
-    from fer_keras.export import export_savedmodel, export_tflite
+    from fer_keras.expression.export import export_savedmodel, export_tflite
     from fer_keras.pretrained import resolve_model
 
     model_path = resolve_model("default")

@@ -46,7 +46,7 @@ def _write_many(n: int) -> str:
 
 def worker_memory(source: str, path: str, budget_mb: int) -> dict:
     from fer_keras.config import load_config
-    from fer_keras.training import train
+    from fer_keras.expression.train import train
 
     with PeakRSS() as rss:
         t0 = time.perf_counter()

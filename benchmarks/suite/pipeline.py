@@ -26,7 +26,7 @@ def worker_pipeline(path: str, shards: str, steps: int, repeats: int, *extra: st
     from fer_keras.config import load_config
     from fer_keras.data.pipeline import load_data, make_dataset
     from fer_keras.models import build_model
-    from fer_keras.training import compile_model
+    from fer_keras.expression.train import compile_model
 
     base = ["data.image_size=48", "data.channels=1", "data.batch_size=64", "data.val_fraction=0",
             "data.test_fraction=0", "data.validate_images=none"]

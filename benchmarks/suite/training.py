@@ -32,7 +32,7 @@ def worker_train(model_name: str, steps: int, repeats: int, size: str = "", sett
 
     from fer_keras.config import load_config
     from fer_keras.models import build_model
-    from fer_keras.training import compile_model
+    from fer_keras.expression.train import compile_model
 
     path = os.path.join(ROOT, "configs", f"{model_name.lower()}.yaml")
     cfg = load_config(path if os.path.isfile(path) else None, ["model.weights=none", f"model.name={model_name}"])

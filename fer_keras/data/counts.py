@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+from fer_keras.config import DataConfig
+from fer_keras.data.formats import BadLog, detect_format, read_table
 from fer_keras.labels import map_name, preset_classes
 
 
@@ -30,9 +32,6 @@ def count_table(names_by_split: Dict[str, List[str]], presets=("7", "5", "4", "2
 
 def dataset_counts(path: str, fmt: str = "auto", fold: Optional[int] = None) -> Dict[int, List[dict]]:
     """{fold: rows} for a dataset (folds 1-5 for DFEW unless one is given; fold 0 = the dataset's own split)."""
-    from fer_keras.config import DataConfig  # with the readers below: TensorFlow (tfrecord) only when counting
-    from fer_keras.data.formats import BadLog, detect_format, read_table  # here: it imports TensorFlow (tfrecord)
-
     fmt = detect_format(path) if fmt == "auto" else fmt
     folds = ([fold] if fold else [1, 2, 3, 4, 5]) if fmt == "dfew" else [0]
     out = {}

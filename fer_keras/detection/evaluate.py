@@ -6,16 +6,17 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
 from fer_keras.detection import metrics as M
-from fer_keras.detection.architectures import architecture_of
+from fer_keras.architectures import architecture_of
 from fer_keras.detection.data import DetTable, load_detection_data, read_detection
 from fer_keras.errors import ConfigError
 from fer_keras.io_utils import atomic_path, atomic_write_text, slug
 from fer_keras.run_dir import METRICS, RunDir
+from fer_keras.tasks import EvaluateOptions
 
 
 def write_eval(out_dir: str, table: DetTable, dets, gts, scales) -> dict:
@@ -53,15 +54,18 @@ def evaluate_detector_run(run_dir: str, split: str = "val", data: Optional[str] 
     return out, write_eval(out, table, *architecture_of(cfg).fn("evaluate")(run, cfg, table))
 
 
-def evaluate_detection_run(run: str, model_path: Optional[str], a, common: dict) -> str:
-    """Scores a face-detection run and prints AP and recall (the detection task's `evaluate`)."""
-    split = "val" if a.split == "test" and a.data is None else a.split
-    out, m = evaluate_detector_run(run, split, a.data)
-    print(f"AP@0.5 {m['ap50']:.4f} | AP@0.5:0.95 {m['ap50_95']:.4f} | recall at 0.1/0.5/1 FP per image "
-          f"{m['recall@0.1fppi']:.3f}/{m['recall@0.5fppi']:.3f}/{m['recall@1fppi']:.3f} | "
-          f"{m['images']} images, {m['faces']} faces")
-    print(f"wrote {out}/metrics.json, pr_curve.csv, detections.csv")
-    return out
+def evaluate_detection_run(run: RunDir, opts: EvaluateOptions) -> Tuple[str, dict]:
+    """Scores a face-detection run (the detection task's `evaluate`) on `opts.split` of its data (`test` means its
+    `val`, detection data has no test split) or on `opts.data`; returns (output folder, metrics) and, with
+    `opts.verbose`, prints AP and recall."""
+    split = "val" if opts.split == "test" and opts.data is None else opts.split
+    out, m = evaluate_detector_run(run.path, split, opts.data)
+    if opts.verbose:
+        print(f"AP@0.5 {m['ap50']:.4f} | AP@0.5:0.95 {m['ap50_95']:.4f} | recall at 0.1/0.5/1 FP per image "
+              f"{m['recall@0.1fppi']:.3f}/{m['recall@0.5fppi']:.3f}/{m['recall@1fppi']:.3f} | "
+              f"{m['images']} images, {m['faces']} faces")
+        print(f"wrote {out}/metrics.json, pr_curve.csv, detections.csv")
+    return out, m
 
 
 def slug_name(path: str) -> str:

@@ -31,13 +31,14 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from fer_keras.detection.architectures import architecture_of
+from fer_keras.architectures import architecture_of
 from fer_keras.detection.boxes import xywh, yunet_input
 from fer_keras.detection.blazeface import BlazeFaceDetector, model_dir, square_boxes, weighted_nms
 from fer_keras.detection.data import enhance, letterbox
 from fer_keras.detection.retinanet import STRIDE, check_input_size, load_compact, load_detector, predict_boxes
 from fer_keras.detection.lowlight import brighten, brightness
 from fer_keras.detection.metrics import iou_matrix
+from fer_keras.detection.yunet_lite import LiteRTYuNetDetector
 from fer_keras.errors import ConfigError, nearest_hint, quiet_tensorflow_import
 from fer_keras.registry import Registry
 from fer_keras.run_dir import RunDir
@@ -555,8 +556,6 @@ def yunet_lowlight_detector(min_score: Optional[float] = None, runtime: str = "l
     threshold = settings["score_threshold"] if min_score is None else min_score
     args = (threshold, settings["nms_threshold"], settings["max_side"], settings["upscale_to"], settings["top_k"])
     if runtime == "litert" and os.path.isfile(YUNET_LOWLIGHT_TFLITE):
-        from fer_keras.detection.yunet_lite import LiteRTYuNetDetector  # LiteRT: only when this detector is used
-
         return LiteRTYuNetDetector(YUNET_LOWLIGHT_TFLITE, *args,
                                    threads=_yunet_settings().get("litert_threads", 1))
     quiet_tensorflow_import()
@@ -627,8 +626,6 @@ def dark_path(name: str, threshold: float, low=None):
 
 def litert_yunet(min_score: Optional[float] = None, threads: Optional[int] = None):
     """The stock YuNet through LiteRT (`YUNET_TFLITE`), with the thresholds and sizes of its settings file."""
-    from fer_keras.detection.yunet_lite import LiteRTYuNetDetector  # LiteRT: only when this runtime is used
-
     if not os.path.isfile(YUNET_TFLITE):
         raise ConfigError(f"{YUNET_TFLITE}: the LiteRT YuNet is missing from this install")
     cfg = {"score_threshold": 0.6, "nms_threshold": 0.3, "max_side": 1280, "upscale_to": 640, "top_k": 750,
@@ -726,16 +723,11 @@ def _retinanet(min_face: int = 48, min_score: Optional[float] = None):
     return lowlight_detector(min_score)
 
 
-def detector_from_run(run_dir: str, min_score: Optional[float] = None):
+def detector_from_run(run: RunDir, min_score: Optional[float] = None):
     """The face detector of a finished detection run: its trained YuNet or RetinaNet (the detection task's
-    `detector`, see fer_keras/tasks.py)."""
+    `detector`, see fer_keras/tasks.py), made by its architecture's module."""
     quiet_tensorflow_import()
-    return architecture_of(RunDir.open(run_dir).config()).fn("detector")(run_dir, min_score)
-
-
-def retinanet_from_run(run_dir: str, min_score: Optional[float] = None) -> "RetinaNetFaceDetector":
-    """A finished RetinaNet detection run as a face detector (the `retinanet` architecture's `detector`)."""
-    return RetinaNetFaceDetector.from_run(run_dir, min_score)
+    return architecture_of(run.config()).fn("detector")(run, min_score)
 
 
 class MinFaceFilter:
@@ -785,7 +777,7 @@ def make_detector(name: str = "auto", min_face: Optional[int] = None, min_score:
         if task.detector is None:
             raise ConfigError(f"{name}: a run of task {kind!r}; --detector takes a face-detection run "
                               f"(task: {' or '.join(tasks_with('detector'))})")
-        det = task.fn("detector")(name, min_score)
+        det = task.fn("detector")(RunDir.open(name), min_score)
     else:
         raise ConfigError(f"--detector {name!r}: not a detector name ({', '.join(DETECTORS.names())}) nor a run "
                           f"directory{nearest_hint(name, DETECTORS.names())}")

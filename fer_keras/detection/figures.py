@@ -8,24 +8,21 @@ from typing import Dict
 import numpy as np
 
 from fer_keras import plots
-from fer_keras.detection.architectures import architecture_of
 from fer_keras.detection.data import load_detection_data
 from fer_keras.report import read_history, load_image_file, load_run_json, read_csv_rows
 from fer_keras.run_dir import METRICS, RunDir
 
 
-def detection_figures(run: str) -> Dict[str, tuple]:
+def detection_figures(run: RunDir) -> Dict[str, tuple]:
     """Learning curves, the PR curve of each evaluated split and sample detections of a detection run."""
     figures = {}
-    rd = RunDir.open(run)
-    hist_path = rd.history_path
-    cfg = rd.config()
-    # A YuNet run logs recall at 1 FP/image and AP at IoU 0.3 (its monitor); a RetinaNet run AP@0.5.
-    monitor = architecture_of(cfg).monitor or cfg.train.monitor
+    hist_path = run.history_path
+    cfg = run.config()
+    monitor = cfg.train.monitor  # the saved config holds the score the run chose by (its architecture's default)
     if os.path.isfile(hist_path):
         figures["Learning curves"] = ("learning_curves", lambda: plots.learning_curves(
             read_history(hist_path), monitor, "max"))
-    eval_root = os.path.join(run, "eval")
+    eval_root = run.file("eval")
     tables = None
     for split in sorted(os.listdir(eval_root)) if os.path.isdir(eval_root) else []:
         d = os.path.join(eval_root, split)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import keras
 import numpy as np
@@ -30,7 +30,6 @@ from fer_keras.tflite import keras_to_tflite
 from fer_keras.io_utils import atomic_write_bytes
 from fer_keras.models.torch_port import TorchPortBuilder, convert
 from fer_keras.torch_weights import load_state_dict
-
 
 
 def _dp_unit(x, b: TorchPortBuilder, cin: int, cout: int, prefix: str, bn_relu: bool = True):
@@ -128,14 +127,6 @@ class KerasYuNetDetector(YuNetOutputs):
     def raw_outputs(self, padded: np.ndarray) -> Dict[str, np.ndarray]:
         with self._lock:
             return {k: np.asarray(v)[0] for k, v in self._fn(padded[None]).items()}
-
-
-def detector_from_run(run_dir: str, min_score: Optional[float] = None) -> KerasYuNetDetector:
-    """A finished YuNet detection run as a face detector (the `yunet` architecture's `detector`)."""
-    from fer_keras.run_dir import RunDir  # run_dir imports the config, which lists this module's architecture
-
-    run = RunDir.open(run_dir)
-    return KerasYuNetDetector(run.model_path, run.config().detection.min_score if min_score is None else min_score)
 
 
 def export_tflite(model, path: str, weights: str = "float32") -> str:

@@ -1,4 +1,5 @@
-"""Evaluation: a trained model + a dataset split → metrics.json, metrics.md, predictions.csv (`evaluate_run`).
+"""Evaluating expression runs (the expression task's `evaluate`): a trained model + a dataset split →
+metrics.json, metrics.md, predictions.csv (`evaluate_run`).
 
 Cross-dataset evaluation maps the model's classes into the test preset *by name* (an 8-class AffectNet model on
 7-class FER2013 data, a 7-class model scored on the 2-class preset): probabilities of model classes that merge into
@@ -8,6 +9,7 @@ one test class are summed, classes the test preset drops (contempt in 7) are rem
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as _dt
 import hashlib
 import io
@@ -27,6 +29,7 @@ from fer_keras.labels import check_preset, map_probabilities, preset_classes, pr
 from fer_keras.model_info import VA_UNTRAINED_NOTE, ModelInfo, check_expression_model, load_keras_model, read_model_info
 from fer_keras.pretrained import HERE as PRETRAINED_HERE
 from fer_keras.run_dir import RunDir
+from fer_keras.tasks import EvaluateOptions
 from fer_keras.tta import tta_views
 
 
@@ -376,3 +379,81 @@ def evaluate_run(run: Optional[str] = None, model_path: Optional[str] = None, da
     write_outputs(out, result, table.sources, table.expression, probs, table.va, pred["valence_arousal"],
                   bundle.class_names)
     return out, result
+
+
+def _print_result(out, result):
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # rich is a dependency, but keep evaluation usable without it
+        print(open(os.path.join(out, "metrics.md")).read())
+        return
+    e, va = result["expression"], result["valence_arousal"]
+
+    info = result["info"]
+    t = Table(title=f"{display_path(info.get('model', ''))}: {info['split']} split, preset {info['preset']}, "
+                    f"{e['num_samples']} samples")
+    ci = result.get("bootstrap_95ci", {})
+    for col in ("metric", "value"):
+        t.add_column(col)
+    for m in M.summary_metrics("expression"):
+        v, c = e.get(m.key), ci.get(m.key)
+        t.add_row(m.key, "–" if v is None else f"{v:.4f}" + (f" [{c[0]:.4f}, {c[1]:.4f}]" if c else ""))
+    for name in ("valence", "arousal"):
+        if va.get(name):
+            t.add_row(f"{name} CCC / RMSE", f"{va[name]['ccc']:.4f} / {va[name]['rmse']:.4f}")
+    if va.get("unavailable"):
+        t.add_row("valence / arousal", "unavailable (head never trained)")
+    Console().print(t)
+    scopes = result.get("classes")
+    if scopes:
+        print(f"accuracy over all {len(info['class_names'])} classes {scopes['model']['accuracy']:.4f}; with the argmax "
+              f"restricted to the {len(scopes['data_classes'])} classes the data has {scopes['data']['accuracy']:.4f} "
+              f"(headline: {scopes['headline']})")
+    for name, r in result.get("per_source", {}).items():
+        e, va = r["expression"], r["valence_arousal"]
+        line = f"{name}: {e['num_samples']} samples, accuracy {e['accuracy']:.4f}, UAR {e['uar']:.4f}"
+        if va.get("valence") and va.get("arousal"):
+            line += f", valence CCC {va['valence']['ccc']:.4f}, arousal CCC {va['arousal']['ccc']:.4f}"
+        print(line)
+    print(f"wrote {out}/metrics.json, metrics.md, predictions.csv")
+
+
+def evaluate_expression_run(run: RunDir, opts: EvaluateOptions) -> Tuple[str, dict]:
+    """Scores an expression run (the expression task's `evaluate`): writes metrics.json, metrics.md and
+    predictions.csv and returns (output folder, result); with `opts.verbose`, prints the table and where the test
+    accuracy lies against the range its recipe reached over seeds (`train.expected_accuracy`)."""
+    out, result = evaluate_run(run=run.path, **run_kwargs(opts))
+    if opts.verbose:
+        _print_result(out, result)
+        if result["info"]["split"] == "test" and not opts.data:
+            line = expected_range_line(run.config().train.expected_accuracy, result["expression"]["accuracy"])
+            if line:
+                print(line)
+    return out, result
+
+
+def evaluate_model_file(model_path: str, opts: EvaluateOptions) -> Tuple[str, dict]:
+    """Scores a `.keras` file outside a run (an expression model; its label preset inferred from its outputs) as
+    `evaluate_expression_run` scores a run."""
+    out, result = evaluate_run(model_path=model_path, **run_kwargs(opts))
+    if opts.verbose:
+        _print_result(out, result)
+    return out, result
+
+
+def run_kwargs(opts: EvaluateOptions) -> dict:
+    """`evaluate_run`'s keyword arguments from evaluate options (every option but `verbose`)."""
+    args = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name != "verbose"}
+    args["overrides"] = list(args["overrides"])
+    return args
+
+
+def expected_range_line(expected, accuracy: float) -> Optional[str]:
+    """The line that puts a run's test accuracy beside the range its recipe reached over seeds (None: no range)."""
+    if not expected:
+        return None
+    lo, hi = expected
+    where = "within" if lo <= accuracy <= hi else "below" if accuracy < lo else "above"
+    return (f"test accuracy {accuracy:.1%}: {where} the range this recipe reached over seeds "
+            f"({lo:.1%}-{hi:.1%}, train.expected_accuracy)")

@@ -24,7 +24,7 @@ from fer_keras.data.pipeline import (DataBundle, class_weights, epoch_size, find
                                      make_dataset, weighted_sample)
 from fer_keras.distributed import parse_tf_config, shard_options, weights_digest
 from fer_keras.errors import ConfigError, FerError
-from fer_keras.evaluation import predict_table
+from fer_keras.expression.evaluate import predict_table
 from fer_keras.fitting import (finish_fit, fit_run, fit_verbosity, make_callbacks, make_optimizer, make_strategy,
                                resolve_runtime)
 from fer_keras.io_utils import atomic_path
