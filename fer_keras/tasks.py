@@ -84,6 +84,11 @@ class EvaluateOptions:
     verbose: bool = False
 
 
+# The house: one wing per task (`fer_keras/<task>/`, a name in TASKS), the engine floor under both (every other
+# module), and on top the applications that use both wings and the commands (`cli_*.py`). tests/test_imports.py
+# checks every import points down (docs/gen_layout.py lists each layer's modules).
+APPLICATIONS = ("fer_keras", "fer_keras.api", "fer_keras.predict", "fer_keras.tracking", "fer_keras.console")
+
 TASKS: Registry = Registry("task", ConfigError)
 
 TASKS.register("expression")(Task(

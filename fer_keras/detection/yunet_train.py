@@ -1,5 +1,5 @@
-"""Training YuNet in detection runs (`detection.architecture: yunet`): the head's targets, SimOTA label assignment
-and the losses of the reference (`../shared/models/yunet/reference`: mmdet's `YuNet_Head`, `SimOTAAssigner`,
+"""YuNet's training math for detection runs (the fit itself: `yunet_run.py`): the head's targets, SimOTA label
+assignment and the losses of the reference (`../shared/models/yunet/reference`: mmdet's `YuNet_Head`, `SimOTAAssigner`,
 `EIoULoss`), written here for Keras.
 
 - Priors: one point per cell of each level, at (col, row) * stride (no offset) for decoding; assignment uses the
