@@ -82,13 +82,13 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def resume_config(run: str, args, flags):
+def resume_config(path: str, args, flags):
     """The config an unfinished run was started with, pointed at that run folder (`--resume RUN`)."""
-    rd = RunDir(run.rstrip("/\\"))
-    if not rd.is_run():
-        raise ConfigError(f"--resume {run}: not a run folder (no config.yaml)")
-    if rd.status() == "finished":
-        raise ConfigError(f"--resume {run}: the run already finished; nothing to resume")
+    run = RunDir(path.rstrip("/\\"))
+    if not run.is_run():
+        raise ConfigError(f"--resume {path}: not a run folder (no config.yaml)")
+    if run.status() == "finished":
+        raise ConfigError(f"--resume {path}: the run already finished; nothing to resume")
     sets = parse_overrides(args.set or [])
     given = [k for k, v in flags.items() if v is not None] + (["--config"] if args.config else []) + [
         f"--set {k}" for k in sets if k not in RESUME_KEYS]
@@ -96,14 +96,14 @@ def resume_config(run: str, args, flags):
         raise ConfigError(f"--resume takes the run's own config; drop {given[0]} (a changed run would not be the "
                           f"same run; only {', '.join(RESUME_KEYS)} may change)")
     try:
-        cfg = rd.config()
+        cfg = run.config()
     except ConfigError as e:  # written by another fer_keras version, or edited by hand
-        raise ConfigError(f"--resume {run}: its config no longer loads in this fer_keras version ({e}); continue it "
+        raise ConfigError(f"--resume {path}: its config no longer loads in this fer_keras version ({e}); continue it "
                           "with the version that started it, or start a new run") from None
     for key, value in sets.items():  # how long this sitting may last, how much it prints: not what is learned
         set_key(cfg, key, value)
-    path = os.path.abspath(rd.path)  # exactly this folder: `.`, spaces and renamed folders included (run_folder)
-    cfg.train.runs_dir, cfg.train.name = os.path.dirname(path), os.path.basename(path)
+    folder = os.path.abspath(run.path)  # exactly this folder: `.`, spaces and renamed folders included (run_folder)
+    cfg.train.runs_dir, cfg.train.name = os.path.dirname(folder), os.path.basename(folder)
     return cfg
 
 
@@ -123,21 +123,22 @@ def main(argv=None) -> str:
               "(--set train.strategy=multiworker to train with the cluster it names)", file=sys.stderr)
     if cfg.train.strategy == "multiworker":  # before any TensorFlow op (collectives are set up at start-up)
         worker = start_worker(cfg)
-    run_dir = task_of(cfg).fn("train")(cfg)
+    path = task_of(cfg).fn("train")(cfg)
     if worker is not None and not worker.chief:
-        finish_worker(worker, run_dir)
+        finish_worker(worker, path)
         print(f"done: {worker.describe()}; the run is written by worker 0")
-        return run_dir
-    if RunDir(run_dir).status() == "stopped":  # the time limit: run_training said how to continue
-        return run_dir
-    rt = RunDir(run_dir).read_json(RUNTIME)
+        return path
+    run = RunDir(path)
+    if run.status() == "stopped":  # the time limit: run_training said how to continue
+        return path
+    rt = run.read_json(RUNTIME)
     speed = f" | {rt['train_images_per_second'] or 0:.0f} img/s" if rt.get("train_images_per_second") else ""
     best = f"{rt['best']:.4g}" if isinstance(rt.get("best"), (int, float)) else rt.get("best")
-    print(f"done: {run_dir} | best {rt['monitor']} = {best} | {rt['epochs_run']} epochs in "
+    print(f"done: {path} | best {rt['monitor']} = {best} | {rt['epochs_run']} epochs in "
           f"{rt['train_seconds']} s{speed}")
     if args.export:
 
         formats = None if args.export == "all" else [args.export]  # all: every format of the run's task
-        for fmt, path in export_run(run_dir, formats).items():
-            print(f"exported {fmt}: {path}")
-    return run_dir
+        for fmt, written in export_run(path, formats).items():
+            print(f"exported {fmt}: {written}")
+    return path

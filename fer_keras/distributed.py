@@ -249,11 +249,11 @@ def start_worker(cfg) -> Worker:
     return worker
 
 
-def finish_worker(worker: Worker, run_dir: str) -> None:
+def finish_worker(worker: Worker, path: str) -> None:
     """A non-chief worker removes its folder once the run has finished (the chief's folder is the run)."""
     if not worker.chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        parent = os.path.dirname(run_dir)
+        shutil.rmtree(path, ignore_errors=True)
+        parent = os.path.dirname(path)
         if os.path.basename(parent) == WORKERS_DIR and os.path.isdir(parent) and not os.listdir(parent):
             os.rmdir(parent)
 
@@ -271,7 +271,7 @@ def shard_options(num_files: int = 0, num_workers: int = 1):
     return options
 
 
-def lost_worker_message(run_dir: str, e: BaseException) -> str:
+def lost_worker_message(path: str, e: BaseException) -> str:
     """One line for a collective op that failed because a peer died or stopped responding."""
     import re
 
@@ -283,7 +283,7 @@ def lost_worker_message(run_dir: str, e: BaseException) -> str:
     who = f"worker {', '.join(tasks)} stopped responding" if tasks else \
         f"{type(e).__name__}: {text.strip().splitlines()[0][:160]}"
     return (f"training stopped: a worker was lost ({who}); restart every worker with the same command: the run "
-            f"{run_dir} resumes from its last finished epoch")
+            f"{path} resumes from its last finished epoch")
 
 
 def weights_digest(model) -> str:

@@ -472,7 +472,7 @@ class EpochSeeder(keras.callbacks.Callback):
             gen.state.assign(np.array([epoch_seed(self.seed, epoch), i], np.int64))
 
 
-def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[tf.Variable], first=(),
+def make_callbacks(cfg: Config, run: RunDir, monitor: str, epoch_var: Optional[tf.Variable], first=(),
                    mode: Optional[str] = None, num_classes: Optional[int] = None, bn_batches=None):
     """The epoch callbacks of every run (expression and detection): `first` (metrics that the checkpoint reads),
     epoch seeding (when the data pipeline has an `epoch_var`), backup for resuming, best checkpoint (its best value
@@ -481,7 +481,6 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
     t = cfg.train
     mode = mode or t.monitor_mode
     logger = RunLogger()
-    run = RunDir(run_dir)
     # Resuming: the best value so far comes from history.csv's epochs before the backup's, so the first resumed
     # epoch cannot overwrite a better model. Nothing is deleted here: the backup is read first (ResumeFirst).
     ckpt = BestModelCheckpoint(run.model_path, monitor, mode, run.best_so_far(monitor, mode, run.resume_epoch()))
@@ -514,7 +513,7 @@ def make_callbacks(cfg: Config, run_dir: str, monitor: str, epoch_var: Optional[
     if num_classes:
         cbs.append(StopReport(monitor, num_classes, early=early, time_limit=time_limit))
     if t.tensorboard:
-        cbs.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False,
+        cbs.append(keras.callbacks.TensorBoard(run.file("tensorboard"), write_graph=False,
                                                profile_batch=0))
     if t.verbose == -1 and not sys.stdout.isatty():  # a log: our short epoch line instead of Keras' long one
         cbs.append(EpochLine(monitor, t.epochs, mode))
@@ -532,12 +531,12 @@ def fit_verbosity(verbose: int) -> int:
 
 # === The fit and its tail, shared by every trainer (expression, RetinaNet, YuNet) ===
 
-def fit_run(fit, run_dir: str, strategy_name: str = "default", find_bad_file=None) -> None:
+def fit_run(fit, run: RunDir, strategy_name: str = "default", find_bad_file=None) -> None:
     """Runs `fit()` (a `model.fit` call) and turns what can stop it into one line that says how to continue.
 
     Args:
         fit: the call that trains.
-        run_dir: the run folder (for the `--resume` command).
+        run: the run (its folder goes into the `--resume` command).
         strategy_name: `train.strategy` (a lost peer is only a failure of multi-worker training).
         find_bad_file: for an undecodable input, a function returning (file, problem) or None.
     """
@@ -547,8 +546,8 @@ def fit_run(fit, run_dir: str, strategy_name: str = "default", find_bad_file=Non
         # A file that passed the header check but fails to decode mid-epoch (data.validate_images=header, used
         # for data too big to decode up front). Finished epochs are kept in backup/: the run resumes.
         first = (e.message or str(e)).strip().splitlines()[0][:300]
-        kept = os.path.exists(os.path.join(run_dir, BACKUP))
-        then = (f"continue with: {resume_command(run_dir)}" if kept else
+        kept = os.path.exists(run.file(BACKUP))
+        then = (f"continue with: {resume_command(run.path)}" if kept else
                 "rerun the same command (no epoch had finished, nothing was kept)")
         found = find_bad_file() if find_bad_file else None
         if found:
@@ -561,10 +560,10 @@ def fit_run(fit, run_dir: str, strategy_name: str = "default", find_bad_file=Non
             tf.errors.AbortedError, tf.errors.InternalError) as e:  # a collective op whose peer is gone
         if strategy_name != "multiworker":
             raise
-        raise DataError(lost_worker_message(run_dir, e)) from None
+        raise DataError(lost_worker_message(run.path, e)) from None
     except OSError as e:  # a checkpoint, history row or backup could not be written (disk full, permissions)
-        raise DataError(f"training stopped: cannot write into the run folder {run_dir} "
-                        f"({describe_os_error(e)}); fix that and continue with: {resume_command(run_dir)}") from None
+        raise DataError(f"training stopped: cannot write into the run folder {run.path} "
+                        f"({describe_os_error(e)}); fix that and continue with: {resume_command(run.path)}") from None
 
 
 def finish_fit(run: RunDir, model, cfg: Config, logger: "RunLogger", monitor: str, mode: str,

@@ -60,12 +60,12 @@ def load_image_file(path: str):
     return img
 
 
-def render_run(run: str) -> Dict[str, str]:
-    """Writes `run/plots/*.png` from the run's files and returns {title: png path}."""
-    rd = RunDir.open(run)
-    out_dir = rd.file(PLOTS)
+def render_run(path: str) -> Dict[str, str]:
+    """Writes `<run>/plots/*.png` from the files of the run at `path` and returns {title: png path}."""
+    run = RunDir.open(path)
+    out_dir = run.file(PLOTS)
     os.makedirs(out_dir, exist_ok=True)
-    return _save_figures(run_task(run).fn("figures")(rd), out_dir)
+    return _save_figures(run_task(path).fn("figures")(run), out_dir)
 
 
 def _save_figures(figures: Dict[str, tuple], out_dir: str) -> Dict[str, str]:
@@ -230,14 +230,13 @@ def write_report(run: Optional[str] = None, compare: Sequence[str] = (), out: Op
     sections, metrics, model_name = {}, None, ""
     if run:
         sections.update(render_run(run))
-        rd = RunDir(run)
-        metrics = rd.read_json(METRICS)
+        metrics = RunDir(run).read_json(METRICS)
         if metrics is None:
             print(f"note: {run} has no metrics.json yet; run evaluate_model.py --run {run} for evaluation plots")
         else:
             if not isinstance(metrics, dict) or "expression" not in metrics:  # a detection run: AP, no card
                 metrics = None
-            model_name = rd.config().model.name
+            model_name = RunDir(run).config().model.name
     if compare:
         sections["Model comparison"] = render_comparison(list(compare), out or os.path.join(run or compare[0],
                                                                                           PLOTS))

@@ -204,9 +204,9 @@ def run_folder(runs_dir: str, name: str) -> str:
     return os.path.join(runs_dir, slug(name))
 
 
-def resume_command(run_path: str) -> str:
+def resume_command(folder: str) -> str:
     """The command that continues a run, its path quoted for a POSIX shell (a space in "My Drive" stays one word)."""
-    return f"python train_model.py --resume {shlex.quote(run_path)}"
+    return f"python train_model.py --resume {shlex.quote(folder)}"
 
 
 def new_run_dir(runs_dir: str, name: str | None, default_stem: str) -> str:
@@ -252,14 +252,14 @@ def newest_run(runs_dir: str = "runs") -> str | None:
     return done[0] if done else None
 
 
-def _lock_path(run_path: str) -> str:
-    run_path = os.path.abspath(run_path)
-    return os.path.join(os.path.dirname(run_path), f".{os.path.basename(run_path)}.lock")
+def _lock_path(folder: str) -> str:
+    folder = os.path.abspath(folder)
+    return os.path.join(os.path.dirname(folder), f".{os.path.basename(folder)}.lock")
 
 
 @contextlib.contextmanager
-def run_lock(run_path: str):
-    """Holds an exclusive lock on the run folder `run_path` (which need not exist yet) for the duration of the block.
+def run_lock(folder: str):
+    """Holds an exclusive lock on the run folder `folder` (which need not exist yet) for the duration of the block.
 
     A second process that tries to train the same run at the same time (a named run started twice, `--resume` of a
     run that is training, named or not) gets a ConfigError at once: two writers would interleave history.csv and
@@ -270,7 +270,7 @@ def run_lock(run_path: str):
     if fcntl is None:  # pragma: no cover - not POSIX
         yield
         return
-    path = _lock_path(run_path)
+    path = _lock_path(folder)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "a+") as f:
         try:
@@ -278,7 +278,7 @@ def run_lock(run_path: str):
         except BlockingIOError:
             f.seek(0)
             owner = f.read().strip() or "another process"
-            raise ConfigError(f"run {run_path} is being trained right now by {owner}; wait for it to end (or stop "
+            raise ConfigError(f"run {folder} is being trained right now by {owner}; wait for it to end (or stop "
                               "it) before training it again, or choose another --name") from None
         f.seek(0)
         f.truncate()
@@ -294,9 +294,9 @@ def run_lock(run_path: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def run_writer(run_path: str) -> Optional[str]:
+def run_writer(folder: str) -> Optional[str]:
     """Who is training the run right now (`process <pid>`), or None when no live process holds its lock."""
-    path = _lock_path(run_path)
+    path = _lock_path(folder)
     if fcntl is None or not os.path.isfile(path):  # pragma: no cover - not POSIX
         return None
     try:

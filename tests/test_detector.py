@@ -106,15 +106,16 @@ def test_detection_run_through_the_clis(tmp_path, monkeypatch, capsys):
     out = served(images=tf.constant(scene[None]))
     assert out["boxes"].shape[-1] == 4 and out["scores"].shape[:2] == out["boxes"].shape[:2]
     # The SavedModel (letterboxing in the graph) and the Python detector agree on the boxes.
-    from fer_keras.detection.faces import RetinaNetFaceDetector
+    from fer_keras.detection.faces import RetinaNetFaceDetector, make_detector
+    from fer_keras.run_dir import RunDir
 
-    py = RetinaNetFaceDetector.from_run(run, min_score=0.0)
+    py = RetinaNetFaceDetector.from_run(RunDir.open(run), min_score=0.0)
     n = int(out["num_detections"][0])
     boxes = py(scene)
     assert len(boxes) == len([b for b in out["boxes"][0][:n].numpy() if b[2] - b[0] >= 2 and b[3] - b[1] >= 2])
 
     with pytest.raises(ConfigError, match="an expression run|not a run directory"):
-        RetinaNetFaceDetector.from_run(str(tmp_path))
+        make_detector(str(tmp_path))
     res = predict_main([os.path.join(tmp_path, "data", "dark-scenes-12", "val", "image"), "--detector", run,
                         "--min-score", "0.0", "--out", str(tmp_path / "pred"), "--model",
                         _tiny_expression_model(tmp_path)])

@@ -183,12 +183,13 @@ def test_one_fit_tail_translates_what_stops_a_fit(tmp_path):
 
     from fer_keras.errors import DataError
     from fer_keras.fitting import fit_run
+    from fer_keras.run_dir import RunDir
 
-    run = str(tmp_path / "my run")
-    os.makedirs(os.path.join(run, "backup"))
+    run = RunDir(str(tmp_path / "my run"))
+    os.makedirs(run.file("backup"))
 
     def disk_full():
-        raise OSError(28, "No space left on device", os.path.join(run, "history.csv"))
+        raise OSError(28, "No space left on device", run.file("history.csv"))
 
     with pytest.raises(DataError, match=r"cannot write into the run folder .*my run.* --resume '.*my run'"):
         fit_run(disk_full, run)

@@ -321,3 +321,22 @@ def test_a_lazy_import_of_an_own_module_defers_a_heavy_package():
     heavy = {"fer_keras.b": ["tensorflow"], "fer_keras.c": [], "fer_keras.d": []}
     assert lazy_import_breaks(planted, heavy, {"fer_keras.e"}) == \
         ["fer_keras:9 imports fer_keras.c", "fer_keras.a:4 imports fer_keras.c"]
+
+
+def run_name_breaks(texts: dict) -> list:
+    """Other names for a run than `run` (a RunDir) or `path` (its folder): parameters and variables called `rd`,
+    `run_dir` or `run_path`. "module:line name" for each."""
+    found = []
+    for mod, text in texts.items():
+        for node in ast.walk(ast.parse(text)):
+            names = [(a.arg, a.lineno) for a in node.args.args + node.args.kwonlyargs] \
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) else \
+                [(node.id, node.lineno)] if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) else []
+            found += [f"{mod}:{line} {name}" for name, line in names if name in ("rd", "run_dir", "run_path")]
+    return sorted(found)
+
+
+def test_a_run_has_one_name():
+    assert run_name_breaks(module_texts()) == []
+    planted = {"fer_keras.x": "def f(run_dir: str, run):\n    rd = RunDir(run_dir)\n"}
+    assert run_name_breaks(planted) == ["fer_keras.x:1 run_dir", "fer_keras.x:2 rd"]

@@ -22,6 +22,7 @@ def bench_detection(a) -> dict:
     from fer_keras.detection.evaluate import evaluate_detector_run
     from fer_keras.detection.train import train_detector
     from fer_keras.export import export_run
+    from fer_keras.run_dir import RunDir
 
     runs = tempfile.mkdtemp(prefix="fer-bench-det-")
     cfg = load_config(os.path.join(ROOT, "configs", "darkface_retinanet.yaml"),
@@ -47,7 +48,7 @@ def bench_detection(a) -> dict:
         t = time.perf_counter()
         serve(images=tf.constant(img[None]))
         sm.append(time.perf_counter() - t)
-    det = RetinaNetFaceDetector.from_run(run)
+    det = RetinaNetFaceDetector.from_run(RunDir.open(run))
     det(imgs[0])
     py = []
     for img in imgs:

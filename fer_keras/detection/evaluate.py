@@ -38,19 +38,19 @@ def write_eval(out_dir: str, table: DetTable, dets, gts, scales) -> dict:
     return m
 
 
-def evaluate_detector_run(run_dir: str, split: str = "val", data: Optional[str] = None) -> dict:
+def evaluate_detector_run(path: str, split: str = "val", data: Optional[str] = None) -> dict:
     """Scores a detection run's best model on a split of its data (or on `data`, a DARK FACE folder / WIDER txt);
     writes `eval/<split or data name>/` and returns (that folder, metrics)."""
 
-    run = RunDir.open(run_dir)
+    run = RunDir.open(path)
     cfg = run.config()
     if data:
         table, name = read_detection(data, cfg.data.skip_bad, cfg.data.image_root), slug_name(data)
     else:
         table, name = load_detection_data(cfg).get(split), split
         if table is None or not len(table):
-            raise ConfigError(f"{run_dir}: its data has no {split!r} split; pass --data")
-    out = os.path.join(run_dir, "eval", name)
+            raise ConfigError(f"{path}: its data has no {split!r} split; pass --data")
+    out = run.file(os.path.join("eval", name))
     return out, write_eval(out, table, *architecture_of(cfg).fn("evaluate")(run, cfg, table))
 
 

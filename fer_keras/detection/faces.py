@@ -239,10 +239,9 @@ class RetinaNetFaceDetector:
         self._lock = threading.Lock()  # predict may call it from several threads; one graph at a time
 
     @classmethod
-    def from_run(cls, run_dir: str, min_score: Optional[float] = None) -> "RetinaNetFaceDetector":
+    def from_run(cls, run: RunDir, min_score: Optional[float] = None) -> "RetinaNetFaceDetector":
         """The best model of a detection run (`model.keras` + `config.yaml`)."""
         quiet_tensorflow_import()
-        run = RunDir.open(run_dir)
         cfg = run.config()
         det = cfg.detection
         check_input_size(det.image_width, det.image_height)

@@ -127,14 +127,14 @@ def fit(cfg: Config, run: RunDir, data: dict, resuming: bool, t_start: float) ->
     monitor = t.monitor if val is not None and len(val) else "loss"
     mode = t.monitor_mode if monitor != "loss" else "min"
     first = [DetectionEval.make(val, cfg)] if val is not None and len(val) else []  # val AP before the checkpoint
-    cbs, logger = make_callbacks(cfg, run.path, monitor, None, first, mode)  # no epoch variable: the stream is keyed
+    cbs, logger = make_callbacks(cfg, run, monitor, None, first, mode)  # no epoch variable: the stream is keyed
     start_epoch = run.resume_epoch()
     print(f"run: {run.path} | RetinaNet {det.backbone} {detector.count_params():,} params | "
           f"{det.image_width}x{det.image_height} | train {len(train)} images, val {len(val) if val else 0}"
           + (f" | resuming at epoch {start_epoch}" if resuming else ""))
     fit_run(lambda: detector.fit(_train_dataset(train, cfg, start_epoch), steps_per_epoch=steps, epochs=t.epochs,
                                  callbacks=cbs, verbose=fit_verbosity(t.verbose), shuffle=False),
-            run.path, t.strategy)
+            run, t.strategy)
     finish_fit(run, detector, cfg, logger, monitor, mode, steps * cfg.data.batch_size, t_start,
                architecture="retinanet", resumed_at_epoch=start_epoch if resuming else None)
     model_path = run.model_path
@@ -156,7 +156,7 @@ def evaluate(run: RunDir, cfg: Config, table: DetTable):
 
 def detector(run: RunDir, min_score: Optional[float] = None) -> RetinaNetFaceDetector:
     """The finished run as a face detector (`min_score`: None = the run's `detection.min_score`)."""
-    return RetinaNetFaceDetector.from_run(run.path, min_score)
+    return RetinaNetFaceDetector.from_run(run, min_score)
 
 
 def export(run: RunDir, formats: Sequence[str]) -> Dict[str, str]:

@@ -129,7 +129,7 @@ def fit(cfg: Config, run: RunDir, data: dict, resuming: bool, t_start: float) ->
     has_val = val is not None and len(val) > 0
     monitor = t.monitor if has_val else "loss"
     mode = t.monitor_mode if has_val else "min"
-    cbs, logger = make_callbacks(cfg, run.path, monitor, None, [_val_callback(val, det)] if has_val else [], mode)
+    cbs, logger = make_callbacks(cfg, run, monitor, None, [_val_callback(val, det)] if has_val else [], mode)
     start_epoch = run.resume_epoch()
     print(f"run: {run.path} | YuNet from {init} {model.count_params():,} params | crops {det.train_crop} px, faces "
           f"{det.face_px[0]:g}-{det.face_px[1]:g} px, low light {det.low_light_prob:g} | train {len(train)} images, "
@@ -137,7 +137,7 @@ def fit(cfg: Config, run: RunDir, data: dict, resuming: bool, t_start: float) ->
           flush=True)
     fit_run(lambda: model.fit(_stream(model, train, cfg, start_epoch, priors), steps_per_epoch=steps,
                               epochs=t.epochs, callbacks=cbs, verbose=fit_verbosity(t.verbose), shuffle=False),
-            run.path, t.strategy)
+            run, t.strategy)
     finish_fit(run, model, cfg, logger, monitor, mode, steps * cfg.data.batch_size, t_start, architecture="yunet",
                resumed_at_epoch=start_epoch if resuming else None)
     metrics = {}

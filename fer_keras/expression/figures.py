@@ -32,14 +32,13 @@ def _grid_samples(rows: List[dict], correct: bool, n: int = 12):
 
 def expression_figures(run: RunDir) -> Dict[str, tuple]:
     """{title: (file stem, figure function)} of an expression run, from the files the run has."""
-    rd = run
     figures = {}
-    hist_path = rd.history_path
+    hist_path = run.history_path
     if os.path.isfile(hist_path):
-        rt = rd.read_json(RUNTIME, {})
+        rt = run.read_json(RUNTIME, {})
         figures["Learning curves"] = ("learning_curves", lambda: plots.learning_curves(
             read_history(hist_path), rt.get("monitor"), "max"))
-    summary_path = rd.file(DATA_SUMMARY)
+    summary_path = run.file(DATA_SUMMARY)
     if os.path.isfile(summary_path):
         summary = load_run_json(summary_path)
         counts = {s: v["class_counts"] for s, v in summary["splits"].items()}
@@ -58,7 +57,7 @@ def expression_figures(run: RunDir) -> Dict[str, tuple]:
                 figures[f"Class distribution ({preset}-class preset)"] = (
                     f"class_distribution_{preset}", lambda merged=merged, p=preset: plots.class_distribution(
                         merged, f"Class distribution, merged to the {p}-class preset"))
-    metrics_path, pred_path = rd.file(METRICS), rd.file("predictions.csv")
+    metrics_path, pred_path = run.file(METRICS), run.file("predictions.csv")
     if os.path.isfile(metrics_path) and os.path.isfile(pred_path):
         m = load_run_json(metrics_path)
         names = m["info"]["class_names"]

@@ -38,7 +38,7 @@ from fer_keras.models import MODELS, build_model
 from fer_keras.models.ensemble import fit_input
 from fer_keras.models.transfer import transfer_weights
 from fer_keras.pretrained import resolve_model
-from fer_keras.run_dir import DATA_SUMMARY, LABELS, RunDir, run_training, write_json
+from fer_keras.run_dir import DATA_SUMMARY, LABELS, RunDir, run_training
 
 
 # === Compile ===
@@ -179,7 +179,7 @@ def all_layers(model: keras.Model):
                 yield from all_layers(sub)
 
 
-def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None:
+def _init_from(model: keras.Model, path: str, class_names, run: RunDir) -> None:
     """Starts `model` from the weights of the model file or run directory `path` (see `transfer_weights`) and
     records what was copied in the run's init.json."""
 
@@ -191,7 +191,7 @@ def _init_from(model: keras.Model, path: str, class_names, run_dir: str) -> None
         names = preset_classes(preset_for_classes(k)) if preset_for_classes(k) else None
     report = transfer_weights(source, model, names, class_names)
     model_file = info.model_file
-    write_json(os.path.join(run_dir, "init.json"), {"init_from": model_file, **report})
+    run.write_json("init.json", {"init_from": model_file, **report})
     print(f"init from {model_file}: {len(report['copied'])} layers copied"
           + (f", expression classes {', '.join(report['classes_copied'])}" if report["classes_copied"] else "")
           + (f"; not copied: {'; '.join(report['skipped'])}" if report["skipped"] else ""))
@@ -211,7 +211,7 @@ def load_teacher(spec: str, key: str):
     return info, model
 
 
-def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.ndarray:
+def teacher_probabilities(cfg: Config, data: DataBundle, run: RunDir) -> np.ndarray:
     """The teacher's (`train.distill_from`) probabilities for every training sample, in the run's classes.
 
     The teacher (any input size or channels: `fit_input`) sees each training image unaugmented through
@@ -244,7 +244,7 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
                           + ("; check train.distill_sources" if shared else "") + ")")
     agree = float(np.mean(np.argmax(probs @ mapping, 1)[taught] == data.train.expression[taught])) \
         if taught.any() else None
-    write_json(os.path.join(run_dir, "distill.json"), {
+    run.write_json("distill.json", {
         "teacher": info.model_file, "tta": t.distill_tta, "weight": t.distill_weight,
         "sources": t.distill_sources or "all", "samples_taught": int(taught.sum()), "samples": len(taught),
         "teacher_train_accuracy": agree, "seconds": round(time.time() - t0, 1)})
@@ -253,7 +253,7 @@ def teacher_probabilities(cfg: Config, data: DataBundle, run_dir: str) -> np.nda
     return soft.astype(np.float32)
 
 
-def teacher_valence_arousal(cfg: Config, data: DataBundle, run_dir: str) -> np.ndarray:
+def teacher_valence_arousal(cfg: Config, data: DataBundle, run: RunDir) -> np.ndarray:
     """Valence/arousal targets for training: the labels where a sample has them, elsewhere the mean prediction of
     `train.va_teachers` (each through `train.va_teacher_tta` views, on the unaugmented image). Writes
     `va_teachers.json` (the teachers, how many samples they label, and their CCC on the labelled training samples).
@@ -281,7 +281,7 @@ def teacher_valence_arousal(cfg: Config, data: DataBundle, run_dir: str) -> np.n
     agreement = {f: {n: (round(float(ccc(va[labelled, k], p[labelled, k])), 4) if labelled.sum() > 1 else None)
                      for k, n in enumerate(("valence", "arousal"))} for f, p in zip(files + ["mean"], preds + [mean])}
     va[missing] = mean[missing]
-    write_json(os.path.join(run_dir, "va_teachers.json"), {
+    run.write_json("va_teachers.json", {
         "teachers": files, "tta": t.va_teacher_tta, "samples_taught": int(missing.sum()), "samples": len(va),
         "ccc_on_labelled_training_samples": agreement, "seconds": round(time.time() - t0, 1)})
     print(f"valence/arousal teachers: {', '.join(files)} ({t.va_teacher_tta} views) label {int(missing.sum())} of "
@@ -304,10 +304,10 @@ def _train(cfg: Config, data: Optional[DataBundle], runtime: dict) -> str:
 
     # A start that fails before the first epoch ends (ImageNet weights offline, a bad init_from) removes the run.
     return run_training(cfg, run_stem(cfg), lambda: data or load_data(cfg.data), start,
-                        lambda run, data, resuming: _fit(cfg, data, runtime, run.path, resuming, t_start))
+                        lambda run, data, resuming: _fit(cfg, data, runtime, run, resuming, t_start))
 
 
-def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: bool, t_start: float) -> str:
+def _fit(cfg: Config, data: DataBundle, runtime: dict, run: RunDir, resuming: bool, t_start: float) -> str:
     t, d = cfg.train, cfg.data
     num_classes = len(data.class_names)
     weights = None
@@ -341,12 +341,12 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
             if data.train.images is None and data.train.shards is not None:
                 raise ConfigError("train.distill_from needs the training images in memory or as files; streamed "
                                   "TFRecord shards carry their own labels (raise data.cache_budget_mb)")
-            data.train.soft = teacher_probabilities(cfg, data, run_dir)
+            data.train.soft = teacher_probabilities(cfg, data, run)
         if t.va_teachers:
             if data.train.images is None and data.train.shards is not None:
                 raise ConfigError("train.va_teachers needs the training images in memory or as files; streamed "
                                   "TFRecord shards carry their own labels (raise data.cache_budget_mb)")
-            va = teacher_valence_arousal(cfg, data, run_dir)
+            va = teacher_valence_arousal(cfg, data, run)
             data.train.valence, data.train.arousal = va[:, 0], va[:, 1]
         # Keras 3 under a multi-replica strategy fails on a batch that does not split evenly across the replicas:
         # drop the last partial batch there (evaluate_model.py still scores every sample, on one device).
@@ -378,7 +378,7 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.synchronized = True
         if cfg.model.init_from and not resuming:
-            _init_from(model, cfg.model.init_from, data.class_names, run_dir)
+            _init_from(model, cfg.model.init_from, data.class_names, run)
         if cfg.model.freeze_batchnorm:  # non-trainable BatchNorm runs in inference mode in Keras 3
             for layer in all_layers(model):
                 if isinstance(layer, keras.layers.BatchNormalization):
@@ -393,18 +393,18 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run_dir: str, resuming: b
         bn_ds = (clip_dataset(data.train, cfg, False, temporal) if data.train.frames is not None else
                  make_dataset(weighted_sample(data.train, d, n, t.seed), cfg, training=False)).repeat()
         bn_batches = lambda: (tf.cast(x, tf.float32) for x, _ in bn_ds.take(t.bn_recalibration_batches))  # noqa: E731
-    callbacks, logger = make_callbacks(cfg, run_dir, monitor, epoch_var, first_callbacks, num_classes=num_classes,
+    callbacks, logger = make_callbacks(cfg, run, monitor, epoch_var, first_callbacks, num_classes=num_classes,
                                        bn_batches=bn_batches)
     print(describe_training(cfg, data))
-    print(f"run: {run_dir}{' (resuming)' if resuming else ''} | model {model.name} "
+    print(f"run: {run.path}{' (resuming)' if resuming else ''} | model {model.name} "
           f"{model.count_params():,} params | {runtime['device']} xla={runtime['xla']} {runtime['precision']} | "
           f"train {len(data.train)} val {len(data.val) if data.val is not None else 0}")
     fit_run(lambda: model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
                               callbacks=callbacks, verbose=fit_verbosity(t.verbose), shuffle=False),
-            run_dir, t.strategy, lambda: find_undecodable([data.train, data.val], d))
+            run, t.strategy, lambda: find_undecodable([data.train, data.val], d))
     if t.strategy == "multiworker":
         print(f"final weights digest {weights_digest(model)} (equal on every worker when the replicas are in sync)")
     n_per_epoch = (t.steps_per_epoch * d.batch_size) if t.steps_per_epoch else per_epoch
-    finish_fit(RunDir(run_dir), model, cfg, logger, monitor, t.monitor_mode, n_per_epoch, t_start, **runtime,
+    finish_fit(run, model, cfg, logger, monitor, t.monitor_mode, n_per_epoch, t_start, **runtime,
                strategy=t.strategy, replicas=strategy.num_replicas_in_sync)
-    return run_dir
+    return run.path
