@@ -140,7 +140,7 @@ def test_interrupted_detection_run_resumes(tmp_path, monkeypatch):
     import keras
 
     from fer_keras.run_dir import RunDir
-    import fer_keras.fitting as T
+    import fer_keras.detection.retinanet_run as T  # the RetinaNet fit, which takes the shared make_callbacks
     from fer_keras.cli_train import main as train_main
 
     class Crash(keras.callbacks.Callback):
@@ -148,7 +148,7 @@ def test_interrupted_detection_run_resumes(tmp_path, monkeypatch):
             if epoch == 1:
                 raise RuntimeError("simulated crash")
 
-    real = T.make_callbacks  # the shared fitting path; detection imports it at call time
+    real = T.make_callbacks
 
     def with_crash(*a, **k):
         cbs, logger = real(*a, **k)

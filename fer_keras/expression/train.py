@@ -316,10 +316,37 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run: RunDir, resuming: bo
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     temporal = bool(getattr(MODELS.get(cfg.model.name), "temporal", False))
     strategy = make_strategy(t.strategy)
+    train_ds, val_ds, per_epoch, first_callbacks, monitor = _datasets(cfg, data, run, temporal, epoch_var,
+                                                                      strategy.num_replicas_in_sync > 1)
+    steps = t.steps_per_epoch or math.ceil(per_epoch / d.batch_size)
+    with strategy.scope():
+        model = _build(cfg, data, run, resuming, strategy.num_replicas_in_sync > 1)
+        compile_model(model, cfg, num_classes, weights, schedule_steps=steps * t.epochs, jit_compile=runtime["xla"],
+                      soft_labels=data.train.soft is not None)
+    callbacks, logger = make_callbacks(cfg, run, monitor, epoch_var, first_callbacks, num_classes=num_classes,
+                                       bn_batches=_bn_batches(cfg, data, temporal))
+    print(describe_training(cfg, data))
+    print(f"run: {run.path}{' (resuming)' if resuming else ''} | model {model.name} "
+          f"{model.count_params():,} params | {runtime['device']} xla={runtime['xla']} {runtime['precision']} | "
+          f"train {len(data.train)} val {len(data.val) if data.val is not None else 0}")
+    fit_run(lambda: model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
+                              callbacks=callbacks, verbose=fit_verbosity(t.verbose), shuffle=False),
+            run, t.strategy, lambda: find_undecodable([data.train, data.val], d))
+    if t.strategy == "multiworker":
+        print(f"final weights digest {weights_digest(model)} (equal on every worker when the replicas are in sync)")
+    n_per_epoch = (t.steps_per_epoch * d.batch_size) if t.steps_per_epoch else per_epoch
+    finish_fit(run, model, cfg, logger, monitor, t.monitor_mode, n_per_epoch, t_start, **runtime,
+               strategy=t.strategy, replicas=strategy.num_replicas_in_sync)
+    return run.path
+
+
+def _datasets(cfg: Config, data: DataBundle, run: RunDir, temporal: bool, epoch_var, multi_replica: bool):
+    """(train, val `tf.data`, samples per epoch, the callbacks the checkpoint reads, the monitor) of a run: clip or
+    image pipelines, teachers' targets filled in, sharded for multi-worker training."""
+    t, d = cfg.train, cfg.data
     has_val = data.val is not None and len(data.val) > 0
     first_callbacks, monitor = [], t.monitor
     if data.train.frames is not None:  # clip data
-
         train_ds = clip_dataset(data.train, cfg, True, temporal, t.seed, epoch_var)
         val_ds = clip_dataset(data.val, cfg, False, temporal) if has_val else None
         per_epoch = len(data.train) * (1 if temporal else d.frames_per_clip)
@@ -334,32 +361,17 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run: RunDir, resuming: bo
             first_callbacks.append(SourceMetrics(data.val, data.source_names, cfg))
             if monitor == "val_expression_uar":  # the default: choose checkpoints by the mean per-source score
                 monitor = "val_score"
-        if t.distill_from:
-            if data.train.soft is not None:
-                raise ConfigError("train.distill_from: the training data has soft labels of its own (FER+ votes); "
-                                  "distil from a teacher or learn from the votes, not both in one run")
-            if data.train.images is None and data.train.shards is not None:
-                raise ConfigError("train.distill_from needs the training images in memory or as files; streamed "
-                                  "TFRecord shards carry their own labels (raise data.cache_budget_mb)")
-            data.train.soft = teacher_probabilities(cfg, data, run)
-        if t.va_teachers:
-            if data.train.images is None and data.train.shards is not None:
-                raise ConfigError("train.va_teachers needs the training images in memory or as files; streamed "
-                                  "TFRecord shards carry their own labels (raise data.cache_budget_mb)")
-            va = teacher_valence_arousal(cfg, data, run)
-            data.train.valence, data.train.arousal = va[:, 0], va[:, 1]
+        _teach(cfg, data, run)
         # Keras 3 under a multi-replica strategy fails on a batch that does not split evenly across the replicas:
         # drop the last partial batch there (evaluate_model.py still scores every sample, on one device).
-        even = strategy.num_replicas_in_sync > 1
-        if even and has_val and len(data.val) < d.batch_size:
+        if multi_replica and has_val and len(data.val) < d.batch_size:
             raise ConfigError(f"the val split has {len(data.val)} samples, fewer than one batch "
                               f"({d.batch_size}): multi-replica training drops partial batches, so validation would "
                               "be empty; lower data.batch_size or use more val data")
         train_ds = make_dataset(data.train, cfg, training=True, seed=t.seed, deterministic=t.deterministic,
-                                epoch=epoch_var, drop_remainder=even)
-        val_ds = make_dataset(data.val, cfg, training=False, drop_remainder=even) if has_val else None
+                                epoch=epoch_var, drop_remainder=multi_replica)
+        val_ds = make_dataset(data.val, cfg, training=False, drop_remainder=multi_replica) if has_val else None
         per_epoch = epoch_size(data.train, d)
-    steps = t.steps_per_epoch or math.ceil(per_epoch / d.batch_size)
     if t.steps_per_epoch:
         train_ds = train_ds.repeat()
     if t.strategy == "multiworker":  # explicit auto-shard policy (see fer_keras/distributed.py)
@@ -368,43 +380,56 @@ def _fit(cfg: Config, data: DataBundle, runtime: dict, run: RunDir, resuming: bo
         val_ds = val_ds.with_options(shard_options()) if val_ds is not None else None
     if val_ds is None:
         monitor = monitor.replace("val_", "", 1)
+    return train_ds, val_ds, per_epoch, first_callbacks, monitor
 
-    with strategy.scope():
-        model = build_model(cfg.model, num_classes, (d.image_size, d.image_size, d.channels))
-        if strategy.num_replicas_in_sync > 1:
-            # BatchNorm statistics over the global batch, not each replica's share of it: the result then does not
-            # depend on how many devices split the batch.
-            for layer in flatten_layers(model):
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.synchronized = True
-        if cfg.model.init_from and not resuming:
-            _init_from(model, cfg.model.init_from, data.class_names, run)
-        if cfg.model.freeze_batchnorm:  # non-trainable BatchNorm runs in inference mode in Keras 3
-            for layer in all_layers(model):
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.trainable = False
-        compile_model(model, cfg, num_classes, weights, schedule_steps=steps * t.epochs, jit_compile=runtime["xla"],
-                      soft_labels=data.train.soft is not None)
-    bn_batches = None
-    if t.ema_momentum > 0 and t.bn_recalibration_batches:
-        # The EMA's BatchNorm statistics, measured on plain (unaugmented) training inputs drawn in the proportions
-        # training mixes its sources in: what the model will see, in the mix it learnt from.
-        n = t.bn_recalibration_batches * d.batch_size
-        bn_ds = (clip_dataset(data.train, cfg, False, temporal) if data.train.frames is not None else
-                 make_dataset(weighted_sample(data.train, d, n, t.seed), cfg, training=False)).repeat()
-        bn_batches = lambda: (tf.cast(x, tf.float32) for x, _ in bn_ds.take(t.bn_recalibration_batches))  # noqa: E731
-    callbacks, logger = make_callbacks(cfg, run, monitor, epoch_var, first_callbacks, num_classes=num_classes,
-                                       bn_batches=bn_batches)
-    print(describe_training(cfg, data))
-    print(f"run: {run.path}{' (resuming)' if resuming else ''} | model {model.name} "
-          f"{model.count_params():,} params | {runtime['device']} xla={runtime['xla']} {runtime['precision']} | "
-          f"train {len(data.train)} val {len(data.val) if data.val is not None else 0}")
-    fit_run(lambda: model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
-                              callbacks=callbacks, verbose=fit_verbosity(t.verbose), shuffle=False),
-            run, t.strategy, lambda: find_undecodable([data.train, data.val], d))
-    if t.strategy == "multiworker":
-        print(f"final weights digest {weights_digest(model)} (equal on every worker when the replicas are in sync)")
-    n_per_epoch = (t.steps_per_epoch * d.batch_size) if t.steps_per_epoch else per_epoch
-    finish_fit(run, model, cfg, logger, monitor, t.monitor_mode, n_per_epoch, t_start, **runtime,
-               strategy=t.strategy, replicas=strategy.num_replicas_in_sync)
-    return run.path
+
+def _teach(cfg: Config, data: DataBundle, run: RunDir) -> None:
+    """Fills in the teachers' targets of the training samples: `train.distill_from`'s soft labels and
+    `train.va_teachers`' valence/arousal (each recorded in the run)."""
+    t = cfg.train
+    if t.distill_from:
+        if data.train.soft is not None:
+            raise ConfigError("train.distill_from: the training data has soft labels of its own (FER+ votes); "
+                              "distil from a teacher or learn from the votes, not both in one run")
+        if data.train.images is None and data.train.shards is not None:
+            raise ConfigError("train.distill_from needs the training images in memory or as files; streamed "
+                              "TFRecord shards carry their own labels (raise data.cache_budget_mb)")
+        data.train.soft = teacher_probabilities(cfg, data, run)
+    if t.va_teachers:
+        if data.train.images is None and data.train.shards is not None:
+            raise ConfigError("train.va_teachers needs the training images in memory or as files; streamed "
+                              "TFRecord shards carry their own labels (raise data.cache_budget_mb)")
+        va = teacher_valence_arousal(cfg, data, run)
+        data.train.valence, data.train.arousal = va[:, 0], va[:, 1]
+
+
+def _build(cfg: Config, data: DataBundle, run: RunDir, resuming: bool, multi_replica: bool) -> keras.Model:
+    """The run's model (inside the strategy's scope): built, BatchNorm synchronised across replicas, started from
+    `model.init_from` (a new run only), BatchNorm frozen with `model.freeze_batchnorm`."""
+    d = cfg.data
+    model = build_model(cfg.model, len(data.class_names), (d.image_size, d.image_size, d.channels))
+    if multi_replica:
+        # BatchNorm statistics over the global batch, not each replica's share of it: the result then does not
+        # depend on how many devices split the batch.
+        for layer in flatten_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
+    if cfg.model.init_from and not resuming:
+        _init_from(model, cfg.model.init_from, data.class_names, run)
+    if cfg.model.freeze_batchnorm:  # non-trainable BatchNorm runs in inference mode in Keras 3
+        for layer in all_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    return model
+
+
+def _bn_batches(cfg: Config, data: DataBundle, temporal: bool):
+    """With an EMA and `train.bn_recalibration_batches`: a function giving the batches the EMA's BatchNorm statistics
+    are measured on (plain training inputs, in the proportions training mixes its sources in); else None."""
+    t, d = cfg.train, cfg.data
+    if not (t.ema_momentum > 0 and t.bn_recalibration_batches):
+        return None
+    n = t.bn_recalibration_batches * d.batch_size
+    bn_ds = (clip_dataset(data.train, cfg, False, temporal) if data.train.frames is not None else
+             make_dataset(weighted_sample(data.train, d, n, t.seed), cfg, training=False)).repeat()
+    return lambda: (tf.cast(x, tf.float32) for x, _ in bn_ds.take(t.bn_recalibration_batches))
