@@ -1,4 +1,5 @@
-"""Training: config → data → model → `fit` → a run directory (its files: `fer_keras.run_dir`).
+"""Training expression runs (the expression task's `train`): config → data → model → `fit` → a run directory (its
+files: `fer_keras.run_dir`).
 
 An expression run also writes labels.json (preset and class names in output order), skipped.csv (inputs skipped
 with data.skip_bad), init.json / distill.json (what `model.init_from` / `train.distill_from` contributed) and
