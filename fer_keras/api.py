@@ -28,11 +28,11 @@ from fer_keras.config import load_config
 from fer_keras.data.images import pil_orientation, upright_array
 from fer_keras.detection.faces import make_detector, whole_image
 from fer_keras.errors import ConfigError, DataError, choice_error, nearest_hint, quiet_tensorflow_import
+from fer_keras.export import export_run
 from fer_keras.model_info import load_keras_model, read_model_info
 from fer_keras.predict import (CONFIRM, FacePredictor, Results, check_options, confident, image_faces,
                                image_problem, predict_video, read_rgb)
 from fer_keras.pretrained import resolve_model
-from fer_keras.export import export_run
 from fer_keras.run_dir import RunDir, run_task
 from fer_keras.tasks import EvaluateOptions, task_of
 from fer_keras.tta import TTA
