@@ -589,9 +589,9 @@ def predict_video(predictor: FacePredictor, source: str, detector, padding: floa
     opened = _open_video(source, results, say)
     if opened is None:
         return
-    cap, video = opened
-    video.tracker = FaceTracker(window=window, margin=margin, min_hits=confirm)
-    video.start = len(results.rows)
+    cap, webcam, fps, declared = opened
+    video = _Video(source, webcam, fps, declared, FaceTracker(window=window, margin=margin, min_hits=confirm),
+                   start=len(results.rows))
     detector = for_stream(detector)  # e.g. auto: one detector per scene, not one per frame near the dark threshold
     total = min(video.declared or max_frames or 0, max_frames or video.declared) or None
     prog = Progress("webcam" if video.webcam else os.path.basename(source), total, "frames", enabled=progress)
@@ -635,8 +635,8 @@ class _Video:
     webcam: bool
     fps: float
     declared: int  # the frame count its header declares (0: unknown, a webcam)
-    tracker: Optional[FaceTracker] = None
-    start: int = 0  # this video's first row in `Results.rows`
+    tracker: FaceTracker
+    start: int  # this video's first row in `Results.rows`
     pending: Dict[int, list] = field(default_factory=dict)  # track id -> rows awaiting confirmation
     seen_in: Dict[int, int] = field(default_factory=dict)  # track id -> detections that found it
     detections: int = 0  # detection frames so far
@@ -646,8 +646,9 @@ class _Video:
     writer_size: Tuple[int, int] = (0, 0)
 
 
-def _open_video(source: str, results: Results, say) -> Optional[Tuple[object, _Video]]:
-    """(capture, state) of a video file or webcam, or None when it cannot be read (listed in `results.errors`)."""
+def _open_video(source: str, results: Results, say) -> Optional[Tuple[object, bool, float, int]]:
+    """(capture, is a webcam, frames per second, declared frame count) of a video file or webcam, or None when it
+    cannot be read (listed in `results.errors`)."""
     webcam = source.isdigit() and not os.path.exists(source)
     cap = cv2.VideoCapture(int(source) if webcam else source)
     if not cap.isOpened():
@@ -667,7 +668,7 @@ def _open_video(source: str, results: Results, say) -> Optional[Tuple[object, _V
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     results.fps[source] = float(fps)
     declared = 0 if webcam else int(max(0.0, cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0))
-    return cap, _Video(source, webcam, fps, declared)
+    return cap, webcam, fps, declared
 
 
 def _track_frame(video: _Video, rgb: np.ndarray, frame_no: int, detector, padding: float, detect_every: int,

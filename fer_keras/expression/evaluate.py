@@ -444,9 +444,7 @@ def evaluate_model_file(model_path: str, opts: EvaluateOptions) -> Tuple[str, di
 
 def run_kwargs(opts: EvaluateOptions) -> dict:
     """`evaluate_run`'s keyword arguments from evaluate options (every option but `verbose`)."""
-    args = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name != "verbose"}
-    args["overrides"] = list(args["overrides"])
-    return args
+    return {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name != "verbose"}
 
 
 def expected_range_line(expected, accuracy: float) -> Optional[str]:
